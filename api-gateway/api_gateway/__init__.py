@@ -1,0 +1,1 @@
+"""api-gateway: the public order API, orchestrating inventory, order and notification."""

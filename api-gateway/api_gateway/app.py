@@ -1,0 +1,108 @@
+"""api-gateway: the public API. ``POST /api/orders`` runs the order flow across the services."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import Field
+
+from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
+from api_gateway.models import OrderRequest, OrderResponse
+from api_gateway.orders import OrderFlow
+from servicekit.app import ServiceApp, create_service_app
+from servicekit.problems import PROBLEM_RESPONSES, ProblemError
+from servicekit.settings import ServiceSettings
+
+SERVICE_NAME = "api-gateway"
+router = APIRouter(prefix="/api", tags=["orders"], responses=PROBLEM_RESPONSES)
+IdentifierPath = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class GatewaySettings(ServiceSettings):
+    port: int = Field(8080, validation_alias="GATEWAY_PORT")
+    inventory_url: str = Field("http://127.0.0.1:8081", validation_alias="INVENTORY_URL")
+    order_url: str = Field("http://127.0.0.1:8082", validation_alias="ORDER_URL")
+    notification_url: str = Field("http://127.0.0.1:8083", validation_alias="NOTIFICATION_URL")
+    downstream_timeout_seconds: float = Field(
+        5.0, gt=0, validation_alias="DOWNSTREAM_TIMEOUT_SECONDS"
+    )
+    notify_timeout_seconds: float = Field(1.0, gt=0, validation_alias="NOTIFY_TIMEOUT_SECONDS")
+
+
+@router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderResponse)
+async def create_order(
+    body: OrderRequest,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> Any:
+    store: IdempotencyStore = request.app.state.idempotency
+    flow: OrderFlow = request.app.state.flow
+    if idempotency_key is not None:
+        fingerprint = request_fingerprint(body.model_dump(mode="json"))
+        claim = await run_in_threadpool(store.claim, idempotency_key, fingerprint)
+        if claim.replay is not None:
+            response.headers["Idempotent-Replayed"] = "true"
+            return claim.replay
+    try:
+        result = await flow.place(uuid.uuid4().hex, body)
+    except BaseException:
+        if idempotency_key is not None:
+            await run_in_threadpool(store.abandon, idempotency_key)
+        raise
+    if idempotency_key is not None:
+        await run_in_threadpool(store.complete, idempotency_key, result.model_dump(mode="json"))
+    return result
+
+
+@router.get("/orders/{order_id}")
+async def get_order(order_id: Annotated[str, IdentifierPath], request: Request) -> Any:
+    flow: OrderFlow = request.app.state.flow
+    upstream = await flow.orders.request("GET", f"/orders/{order_id}")
+    if upstream.status_code == 404:
+        raise ProblemError(404, "Order not found", f"No order {order_id}.", orderId=order_id)
+    return upstream.json()
+
+
+@router.get("/inventory/{sku}")
+async def get_stock(sku: Annotated[str, IdentifierPath], request: Request) -> Any:
+    flow: OrderFlow = request.app.state.flow
+    upstream = await flow.inventory.request("GET", f"/inventory/{sku}")
+    if upstream.status_code == 404:
+        raise ProblemError(404, "Unknown sku", f"No product with sku {sku}.", sku=sku)
+    return upstream.json()
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    exporter: SpanExporter | None = None,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> ServiceApp:
+    """``transports`` (by service name) lets tests wire the services in one process."""
+    settings = settings or GatewaySettings()
+    transports = transports or {}
+    app = create_service_app(SERVICE_NAME, settings, exporter)
+    timeout = settings.downstream_timeout_seconds
+
+    def downstream(name: str, url: str):  # type: ignore[no-untyped-def]
+        return app.downstream(name, url, timeout, transports.get(name))
+
+    app.state.flow = OrderFlow(
+        inventory=downstream("inventory-service", settings.inventory_url),
+        orders=downstream("order-service", settings.order_url),
+        notifications=downstream("notification-service", settings.notification_url),
+        tracer=app.telemetry.tracer,
+        notify_timeout_seconds=settings.notify_timeout_seconds,
+    )
+    app.state.idempotency = IdempotencyStore(
+        app.open_database(settings.data_dir / "gateway.db", SCHEMA)
+    )
+    app.include_router(router)
+    return app

@@ -1,0 +1,44 @@
+"""The public order API's bodies. Validation here is the only gate user input passes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+
+MAX_ITEMS = 50
+MAX_QUANTITY = 1000
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", examples=["SKU123"]
+    )
+    quantity: StrictInt = Field(gt=0, le=MAX_QUANTITY, examples=[2])
+    price: float = Field(ge=0, le=1_000_000, allow_inf_nan=False, examples=[50.0])
+
+
+class OrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    userId: StrictInt = Field(gt=0, le=2**53, examples=[1])
+    items: list[OrderItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    email: EmailStr = Field(examples=["customer@example.com"])
+
+    @field_validator("items")
+    @classmethod
+    def _distinct_skus(cls, items: list[OrderItem]) -> list[OrderItem]:
+        seen: set[str] = set()
+        for item in items:
+            if item.sku in seen:
+                raise ValueError(f"sku {item.sku} appears twice; use one line with its quantity")
+            seen.add(item.sku)
+        return items
+
+
+class OrderResponse(BaseModel):
+    orderId: str
+    traceId: str | None
+    status: str
+    total: float
+    userId: int
+    items: list[OrderItem]
+    notification: str

@@ -1,0 +1,1 @@
+"""inventory-service: stock levels and all-or-nothing reservations."""

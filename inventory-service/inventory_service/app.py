@@ -1,0 +1,99 @@
+"""inventory-service: stock levels and all-or-nothing reservations."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import Field
+
+from inventory_service.models import (
+    ReleaseRequest,
+    Reservation,
+    ReserveLine,
+    ReserveRequest,
+    StockLevel,
+)
+from inventory_service.store import SCHEMA, InsufficientStock, InventoryStore, UnknownSku
+from servicekit.app import ServiceApp, create_service_app
+from servicekit.problems import ProblemError
+from servicekit.settings import ServiceSettings
+
+SERVICE_NAME = "inventory-service"
+router = APIRouter(prefix="/inventory", tags=["inventory"])
+
+
+class InventorySettings(ServiceSettings):
+    port: int = Field(8081, validation_alias="INVENTORY_PORT")
+
+
+def _store(request: Request) -> InventoryStore:
+    return request.app.state.store
+
+
+def _reservation(reservation_id: str, state: str, lines: list) -> Reservation:
+    items = [ReserveLine(sku=sku, quantity=q) for sku, q in lines]
+    return Reservation(reservationId=reservation_id, status=state, items=items)
+
+
+@router.get("/{sku}")
+def get_stock(sku: str, request: Request) -> StockLevel:
+    available = _store(request).available(sku)
+    if available is None:
+        raise ProblemError(404, "Unknown sku", f"No product with sku {sku}.", sku=sku)
+    return StockLevel(sku=sku, available=available)
+
+
+@router.post("/reserve", status_code=status.HTTP_201_CREATED)
+def reserve(body: ReserveRequest, request: Request) -> Reservation:
+    """Reserve all lines or none. Out of stock is an error of this span (the domain says so)."""
+    span = trace.get_current_span()
+    span.set_attribute("inventory.reservation_id", body.reservationId)
+    try:
+        state, lines = _store(request).reserve(
+            body.reservationId, ((line.sku, line.quantity) for line in body.items)
+        )
+    except InsufficientStock as exc:
+        span.set_attribute("inventory.sku", exc.sku)
+        span.add_event(
+            "stock.insufficient",
+            {
+                "inventory.sku": exc.sku,
+                "inventory.requested": exc.requested,
+                "inventory.available": exc.available,
+            },
+        )
+        span.record_exception(exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+        raise ProblemError(
+            400,
+            "Out of stock",
+            str(exc),
+            sku=exc.sku,
+            requested=exc.requested,
+            available=exc.available,
+        ) from exc
+    except UnknownSku as exc:
+        span.set_attribute("inventory.sku", exc.sku)
+        raise ProblemError(
+            404, "Unknown sku", f"No product with sku {exc.sku}.", sku=exc.sku
+        ) from exc
+    return _reservation(body.reservationId, state, lines)
+
+
+@router.post("/release")
+def release(body: ReleaseRequest, request: Request) -> Reservation:
+    """Compensation: return a reservation's stock. Idempotent, so it is always safe to retry."""
+    trace.get_current_span().set_attribute("inventory.reservation_id", body.reservationId)
+    state, lines = _store(request).release(body.reservationId)
+    return _reservation(body.reservationId, state, lines)
+
+
+def create_app(
+    settings: InventorySettings | None = None, exporter: SpanExporter | None = None
+) -> ServiceApp:
+    settings = settings or InventorySettings()
+    app = create_service_app(SERVICE_NAME, settings, exporter)
+    app.state.store = InventoryStore(app.open_database(settings.data_dir / "inventory.db", SCHEMA))
+    app.include_router(router)
+    return app

@@ -1,0 +1,37 @@
+"""Request and response bodies of inventory-service."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+Sku = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ReserveLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Sku
+    quantity: StrictInt = Field(gt=0, le=1_000_000)
+
+
+class ReserveRequest(BaseModel):
+    """Reserve every line or none. ``reservationId`` makes a retry of the same call harmless."""
+
+    model_config = ConfigDict(extra="forbid")
+    reservationId: str = Field(min_length=1, max_length=64)
+    items: list[ReserveLine] = Field(min_length=1, max_length=100)
+
+
+class ReleaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reservationId: str = Field(min_length=1, max_length=64)
+
+
+class Reservation(BaseModel):
+    reservationId: str
+    status: str
+    items: list[ReserveLine]
+
+
+class StockLevel(BaseModel):
+    sku: str
+    available: int

@@ -1,0 +1,1 @@
+"""notification-service: accepts a notification and sends it after answering."""

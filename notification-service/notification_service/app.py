@@ -1,0 +1,108 @@
+"""notification-service: answers 202 at once, then sends the notification in the background.
+
+The send is its own span (``send_notification``), a child of the request's server span in the
+same trace; it may end after the gateway has answered the client, which is the point: a slow
+mail relay never delays an order. The recipient is kept only as a hash: no email in telemetry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+
+from fastapi import APIRouter, BackgroundTasks, Request, status
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from servicekit.app import ServiceApp, create_service_app
+from servicekit.db import Database
+from servicekit.settings import ServiceSettings
+
+SERVICE_NAME = "notification-service"
+router = APIRouter(tags=["notifications"])
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS notifications (
+    notification_id TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    recipient_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sent_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+
+class NotificationSettings(ServiceSettings):
+    port: int = Field(8083, validation_alias="NOTIFICATION_PORT")
+    send_delay_ms: int = Field(
+        20, validation_alias="NOTIFY_SEND_DELAY_MS", description="simulated mail relay latency"
+    )
+
+
+class NotifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    orderId: str = Field(min_length=1, max_length=64)
+    email: EmailStr
+    total: float = Field(ge=0, allow_inf_nan=False)
+
+
+class NotifyAccepted(BaseModel):
+    notificationId: str
+    status: str
+
+
+def recipient_hash(email: str) -> str:
+    """A stable, non-reversible recipient id for telemetry and storage."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
+
+
+def send_notification(
+    request: Request, notification_id: str, order_id: str, recipient: str, parent: trace.Span
+) -> None:
+    app: ServiceApp = request.app
+    settings: NotificationSettings = app.state.settings
+    db: Database = app.state.db
+    ctx = trace.set_span_in_context(parent)
+    with app.telemetry.tracer.start_as_current_span("send_notification", context=ctx) as span:
+        span.set_attributes(
+            {
+                "notification.id": notification_id,
+                "notification.channel": "email",
+                "notification.recipient_hash": recipient,
+                "order.id": order_id,
+            }
+        )
+        time.sleep(settings.send_delay_ms / 1000)  # the mail relay round trip
+        with db.transaction() as conn:
+            conn.cursor().execute(
+                "INSERT INTO notifications (notification_id, order_id, recipient_hash, status)"
+                " VALUES (?, ?, ?, 'sent')",
+                (notification_id, order_id, recipient),
+            )
+
+
+@router.post("/notify", status_code=status.HTTP_202_ACCEPTED)
+def notify(body: NotifyRequest, request: Request, background: BackgroundTasks) -> NotifyAccepted:
+    notification_id = uuid.uuid4().hex
+    background.add_task(
+        send_notification,
+        request,
+        notification_id,
+        body.orderId,
+        recipient_hash(str(body.email)),
+        trace.get_current_span(),
+    )
+    return NotifyAccepted(notificationId=notification_id, status="queued")
+
+
+def create_app(
+    settings: NotificationSettings | None = None, exporter: SpanExporter | None = None
+) -> ServiceApp:
+    settings = settings or NotificationSettings()
+    app = create_service_app(SERVICE_NAME, settings, exporter)
+    app.state.settings = settings
+    app.state.db = app.open_database(settings.data_dir / "notifications.db", SCHEMA)
+    app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""order-service: stores orders; owns the `process_order` span."""

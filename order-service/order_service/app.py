@@ -1,0 +1,64 @@
+"""order-service: stores orders; ``process_order`` is its manual span."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+from opentelemetry.sdk.trace.export import SpanExporter
+from pydantic import Field
+
+from order_service.models import CreateOrder, Order
+from order_service.store import SCHEMA, OrderStore, order_total
+from servicekit.app import ServiceApp, create_service_app
+from servicekit.problems import ProblemError
+from servicekit.settings import ServiceSettings
+
+SERVICE_NAME = "order-service"
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+
+class OrderSettings(ServiceSettings):
+    port: int = Field(8082, validation_alias="ORDER_PORT")
+
+
+def _store(request: Request) -> OrderStore:
+    return request.app.state.store
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_order(body: CreateOrder, request: Request, response: Response) -> Order:
+    """Price and store the order inside the ``process_order`` span (the business operation)."""
+    tracer = request.app.telemetry.tracer
+    with tracer.start_as_current_span("process_order") as span:
+        total = order_total(body.items)
+        span.set_attributes(
+            {
+                "order.id": body.orderId,
+                "order.item_count": sum(line.quantity for line in body.items),
+                "order.line_count": len(body.items),
+                "order.total": float(total),
+                "customer.id": str(body.userId),
+            }
+        )
+        order, created = _store(request).create(body, total)
+        span.set_attribute("order.created", created)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return order
+
+
+@router.get("/{order_id}")
+def get_order(order_id: str, request: Request) -> Order:
+    order = _store(request).get(order_id)
+    if order is None:
+        raise ProblemError(404, "Order not found", f"No order {order_id}.", orderId=order_id)
+    return order
+
+
+def create_app(
+    settings: OrderSettings | None = None, exporter: SpanExporter | None = None
+) -> ServiceApp:
+    settings = settings or OrderSettings()
+    app = create_service_app(SERVICE_NAME, settings, exporter)
+    app.state.store = OrderStore(app.open_database(settings.data_dir / "orders.db", SCHEMA))
+    app.include_router(router)
+    return app

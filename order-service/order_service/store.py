@@ -1,0 +1,66 @@
+"""Orders in SQLite: the order row and its lines are written in one transaction, or not at all."""
+
+from __future__ import annotations
+
+import json
+from decimal import ROUND_HALF_UP, Decimal
+
+from order_service.models import CreateOrder, Order, OrderLine
+from servicekit.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    reservation_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total TEXT NOT NULL,
+    items TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+
+def order_total(lines: list[OrderLine]) -> Decimal:
+    """Sum in decimal cents: float arithmetic would make 3 x 0.1 = 0.30000000000000004."""
+    total = sum((Decimal(str(line.price)) * line.quantity for line in lines), Decimal(0))
+    return total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+class OrderStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, body: CreateOrder, total: Decimal) -> tuple[Order, bool]:
+        """Insert the order; a repeated ``orderId`` returns the stored one, ``created=False``."""
+        items = json.dumps([line.model_dump() for line in body.items])
+        with self.db.transaction() as conn:
+            cur = conn.cursor()
+            cur.execute(
+                "INSERT OR IGNORE INTO orders (order_id, user_id, reservation_id, status, total,"
+                " items) VALUES (?, ?, ?, 'confirmed', ?, ?)",
+                (body.orderId, body.userId, body.reservationId, str(total), items),
+            )
+            created = cur.rowcount == 1
+        order = self.get(body.orderId)
+        assert order is not None
+        return order, created
+
+    def get(self, order_id: str) -> Order | None:
+        row = (
+            self.db.connection()
+            .cursor()
+            .execute("SELECT * FROM orders WHERE order_id = ?", (order_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return Order(
+            orderId=row["order_id"],
+            userId=row["user_id"],
+            reservationId=row["reservation_id"],
+            status=row["status"],
+            total=float(row["total"]),
+            items=[OrderLine(**item) for item in json.loads(row["items"])],
+            createdAt=row["created_at"],
+        )

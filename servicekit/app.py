@@ -1,0 +1,114 @@
+"""The FastAPI app factory every service uses, and the process entry point that serves it."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from servicekit.db import Database
+from servicekit.guard import RequestGuardMiddleware
+from servicekit.health import HEALTH_PATHS, health_router
+from servicekit.http_client import Downstream
+from servicekit.logs import configure_logging
+from servicekit.problems import install_problem_handlers
+from servicekit.settings import ServiceSettings
+from servicekit.telemetry import Telemetry
+
+try:
+    SERVICE_VERSION = metadata.version("otel-order-stack")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    SERVICE_VERSION = "0.0.0"
+
+log = logging.getLogger(__name__)
+ShutdownHook = Callable[[], Awaitable[None] | None]
+
+
+class ServiceApp(FastAPI):
+    """A FastAPI app that knows its telemetry, readiness checks and shutdown hooks."""
+
+    telemetry: Telemetry
+    readiness_checks: list[Callable[[], None]]
+    shutdown_hooks: list[ShutdownHook]
+
+    def open_database(self, path: Path, schema: str) -> Database:
+        """The service's SQLite file: traced, checked by ``/readyz``, closed on shutdown."""
+        db = Database(path, schema, self.telemetry.provider)
+        self.readiness_checks.append(db.ping)
+        self.shutdown_hooks.append(db.close)
+        return db
+
+    def downstream(
+        self,
+        name: str,
+        base_url: str,
+        timeout_seconds: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Downstream:
+        """A traced client for another service, closed on shutdown."""
+        client = Downstream(name, base_url, timeout_seconds, self.telemetry.provider, transport)
+        self.shutdown_hooks.append(client.aclose)
+        return client
+
+
+def create_service_app(
+    name: str, settings: ServiceSettings, exporter: SpanExporter | None = None
+) -> ServiceApp:
+    """A FastAPI app with tracing, problem+json errors, health, request limits and logging.
+
+    ``exporter`` is for in-process tests (an ``InMemorySpanExporter``); without it spans go to
+    the OTLP endpoint from ``OTEL_EXPORTER_OTLP_ENDPOINT``. Services add their routers, readiness
+    checks (``/readyz``) and shutdown hooks to the returned app. On shutdown (SIGTERM) the hooks
+    run first, then the tracer provider is shut down so pending spans are flushed before exit.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: ServiceApp) -> AsyncIterator[None]:
+        yield
+        for hook in app.shutdown_hooks:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        app.telemetry.shutdown()
+        log.info("stopped, spans flushed")
+
+    app = ServiceApp(title=name, version=SERVICE_VERSION, lifespan=lifespan)
+    app.telemetry = Telemetry.create(
+        name, SERVICE_VERSION, exporter=exporter, set_global=exporter is None
+    )
+    app.readiness_checks = []
+    app.shutdown_hooks = []
+    install_problem_handlers(app)
+    app.include_router(health_router(name, app.readiness_checks))
+    app.add_middleware(
+        RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes, quiet_paths=HEALTH_PATHS
+    )
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=app.telemetry.provider,
+        excluded_urls=",".join(HEALTH_PATHS),
+        exclude_spans=["receive", "send"],
+    )
+    return app
+
+
+def serve(name: str, app_factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:
+    """Run one service under uvicorn; SIGTERM triggers a graceful stop and the span flush."""
+    configure_logging(name, settings.log_level)
+    uvicorn.run(
+        app_factory(),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

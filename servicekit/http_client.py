@@ -1,0 +1,75 @@
+"""The one instrumented HTTP client services use to call each other.
+
+Every call has a timeout, propagates W3C ``traceparent`` + ``baggage`` (httpx instrumentation),
+and turns transport failures into problems the caller can return as-is: a service that is down
+becomes 503, one that is too slow becomes 504, one that breaks becomes 502. The failing client
+span is marked ERROR by the instrumentation, so the trace shows which hop failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+from servicekit.problems import ProblemError
+
+
+class Downstream:
+    """A named downstream service (``inventory-service`` ...) reached through one pooled client."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        timeout_seconds: float,
+        tracer_provider: trace.TracerProvider,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_seconds),
+            transport=transport,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        HTTPXClientInstrumentor.instrument_client(self.client, tracer_provider=tracer_provider)
+
+    async def request(
+        self, method: str, path: str, timeout: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request; raise :class:`ProblemError` when the service cannot answer.
+
+        HTTP error statuses are returned, not raised: what a 4xx means is the caller's domain.
+        """
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        try:
+            response = await self.client.request(method, path, **kwargs, **extra)
+        except httpx.TimeoutException as exc:
+            raise ProblemError(
+                504,
+                "Downstream timeout",
+                f"{self.name} did not answer in time ({type(exc).__name__}).",
+                service=self.name,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ProblemError(
+                503,
+                "Downstream unavailable",
+                f"{self.name} is unreachable ({type(exc).__name__}).",
+                service=self.name,
+            ) from exc
+        if response.status_code >= 500:
+            status = response.status_code if response.status_code in (503, 504) else 502
+            raise ProblemError(
+                status,
+                "Downstream error",
+                f"{self.name} failed with HTTP {response.status_code}.",
+                service=self.name,
+            )
+        return response
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
