@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import time
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.problems import ProblemError, problem_response
+from servicekit.problems import problem_response
 
 log = logging.getLogger("servicekit.request")
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
@@ -77,10 +78,9 @@ class RequestGuardMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
-                    raise ProblemError(
-                        413,
-                        "Payload too large",
-                        f"Request body is larger than {self.max_body_bytes} bytes.",
+                    # An HTTPException, as FastAPI turns any other error while reading into 400.
+                    raise HTTPException(
+                        413, f"Request body is larger than {self.max_body_bytes} bytes."
                     )
             return message
 

@@ -8,6 +8,7 @@ span is marked ERROR by the instrumentation, so the trace shows which hop failed
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -15,6 +16,8 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from servicekit.problems import ProblemError
+
+DEADLINE_GRACE_SECONDS = 0.5
 
 
 class Downstream:
@@ -29,6 +32,7 @@ class Downstream:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
+        self.timeout_seconds = timeout_seconds
         self.client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout_seconds),
@@ -44,22 +48,20 @@ class Downstream:
 
         HTTP error statuses are returned, not raised: what a 4xx means is the caller's domain.
         """
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        budget = self.timeout_seconds if timeout is None else timeout
         try:
-            response = await self.client.request(method, path, **kwargs, **extra)
-        except httpx.TimeoutException as exc:
-            raise ProblemError(
-                504,
-                "Downstream timeout",
-                f"{self.name} did not answer in time ({type(exc).__name__}).",
-                service=self.name,
+            # httpx times each phase (connect, each read ...) and its instrumentation marks the
+            # client span ERROR. The overall deadline is a backstop bounding the whole call, so a
+            # peer trickling bytes cannot hold a request for long past its budget.
+            async with asyncio.timeout(budget + DEADLINE_GRACE_SECONDS):
+                response = await self.client.request(method, path, timeout=budget, **kwargs)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise self._failed(
+                exc, 504, "Downstream timeout", f"{self.name} did not answer within {budget} s"
             ) from exc
         except httpx.TransportError as exc:
-            raise ProblemError(
-                503,
-                "Downstream unavailable",
-                f"{self.name} is unreachable ({type(exc).__name__}).",
-                service=self.name,
+            raise self._failed(
+                exc, 503, "Downstream unavailable", f"{self.name} is unreachable"
             ) from exc
         if response.status_code >= 500:
             status = response.status_code if response.status_code in (503, 504) else 502
@@ -70,6 +72,13 @@ class Downstream:
                 service=self.name,
             )
         return response
+
+    def _failed(self, exc: Exception, status: int, title: str, detail: str) -> ProblemError:
+        trace.get_current_span().add_event(
+            "downstream.failed",
+            {"peer.service": self.name, "error.type": type(exc).__name__, "http.status": status},
+        )
+        return ProblemError(status, title, f"{detail} ({type(exc).__name__}).", service=self.name)
 
     async def aclose(self) -> None:
         await self.client.aclose()

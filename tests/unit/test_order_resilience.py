@@ -1,0 +1,118 @@
+"""Idempotency, compensation, downstream failures and concurrency of the order flow."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.unit.conftest import ORDER, ProcessBoundaryTransport, Stack, build_stack
+
+pytestmark = pytest.mark.anyio
+
+
+class BrokenTransport(httpx.AsyncBaseTransport):
+    """A service that is down (connection refused) or never answers (read timeout).
+
+    Like a real transport, a hang ends when the request's read timeout runs out.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.mode == "down":
+            raise httpx.ConnectError("connection refused", request=request)
+        await asyncio.sleep(request.extensions["timeout"]["read"])
+        raise httpx.ReadTimeout("timed out", request=request)
+
+
+def _break(target: str, mode: str):  # type: ignore[no-untyped-def]
+    def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
+        return BrokenTransport(mode) if name == target else ProcessBoundaryTransport(app=app)
+
+    return wrap
+
+
+async def test_same_idempotency_key_returns_same_order_and_reserves_once(stack: Stack) -> None:
+    before = stack.available("SKU123")
+    headers = {"Idempotency-Key": "order-abc-1"}
+    first = await stack.client.post("/api/orders", json=ORDER, headers=headers)
+    second = await stack.client.post("/api/orders", json=ORDER, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["orderId"] == second.json()["orderId"]
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert stack.available("SKU123") == before - 2
+
+    other = {**ORDER, "userId": 2}
+    conflict = await stack.client.post("/api/orders", json=other, headers=headers)
+    assert conflict.status_code == 422
+    assert "Idempotency-Key" in conflict.json()["title"]
+
+
+async def test_failed_order_frees_its_idempotency_key(stack: Stack) -> None:
+    headers = {"Idempotency-Key": "retry-me"}
+    order = {**ORDER, "items": [{"sku": "OUT-OF-STOCK", "quantity": 1, "price": 1.0}]}
+    assert (await stack.client.post("/api/orders", json=order, headers=headers)).status_code == 400
+    assert (await stack.client.post("/api/orders", json=order, headers=headers)).status_code == 400
+
+
+@pytest.mark.parametrize(("mode", "status"), [("down", 503), ("hang", 504)])
+async def test_order_service_failure_releases_the_reservation(
+    tmp_path: Path, mode: str, status: int
+) -> None:
+    stack = build_stack(tmp_path, _break("order-service", mode), downstream_timeout_seconds=0.5)
+    before = stack.available("SKU123")
+    response = await stack.client.post("/api/orders", json=ORDER)
+    assert response.status_code == status, response.text
+    problem = response.json()
+    assert problem["service"] == "order-service"
+    assert stack.available("SKU123") == before, "compensation gave the stock back"
+
+    spans = stack.spans(problem["traceId"])
+    names = {s.name for s in spans}
+    assert "compensate_reservation" in names
+    release = [s for s in spans if s.attributes.get("url.full", "").endswith("/inventory/release")]
+    assert len(release) == 1
+    failed = [s for s in spans if s.attributes.get("url.full", "").endswith("/orders") and s.status]
+    assert failed and failed[0].status.status_code.name == "ERROR"
+    await stack.client.aclose()
+
+
+async def test_inventory_down_is_503_and_stores_nothing(tmp_path: Path) -> None:
+    stack = build_stack(tmp_path, _break("inventory-service", "down"))
+    response = await stack.client.post("/api/orders", json=ORDER)
+    assert response.status_code == 503
+    assert response.json()["service"] == "inventory-service"
+    assert not [s for s in stack.spans() if s.name == "process_order"]
+    await stack.client.aclose()
+
+
+@pytest.mark.parametrize("mode", ["down", "hang"])
+async def test_notification_failure_never_fails_the_order(tmp_path: Path, mode: str) -> None:
+    stack = build_stack(tmp_path, _break("notification-service", mode), notify_timeout_seconds=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await stack.client.post("/api/orders", json=ORDER)
+    assert response.status_code == 201
+    assert response.json()["notification"] == "failed"
+    assert loop.time() - started < 2.0, "bounded by the notification timeout"
+    await stack.client.aclose()
+
+
+async def test_concurrent_orders_never_oversell(stack: Stack) -> None:
+    inventory = stack.apps["inventory-service"].state.store.db
+    inventory.connection().execute("UPDATE stock SET available = 50 WHERE sku = 'SKU789'")
+    order = {**ORDER, "items": [{"sku": "SKU789", "quantity": 1, "price": 3.5}]}
+    responses = await asyncio.gather(
+        *(stack.client.post("/api/orders", json=order) for _ in range(200))
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == 50
+    assert statuses.count(400) == 150
+    assert stack.available("SKU789") == 0
+    orders = stack.apps["order-service"].state.store.db
+    assert orders.connection().execute("SELECT count(*) FROM orders").fetchone()[0] == 50
