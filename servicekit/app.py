@@ -15,7 +15,9 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from servicekit.admin import admin_router
 from servicekit.db import Database
+from servicekit.faults import FaultInjector, FaultMiddleware, parse_faults
 from servicekit.guard import RequestGuardMiddleware
 from servicekit.health import HEALTH_PATHS, health_router
 from servicekit.http_client import Downstream
@@ -39,6 +41,7 @@ class ServiceApp(FastAPI):
     telemetry: Telemetry
     readiness_checks: list[Callable[[], None]]
     shutdown_hooks: list[ShutdownHook]
+    fault_injector: FaultInjector
 
     def open_database(self, path: Path, schema: str) -> Database:
         """The service's SQLite file: traced, checked by ``/readyz``, closed on shutdown."""
@@ -87,8 +90,18 @@ def create_service_app(
     )
     app.readiness_checks = []
     app.shutdown_hooks = []
+    app.fault_injector = FaultInjector(
+        service_name=name,
+        standing=parse_faults(settings.faults),
+        seed=settings.fault_seed,
+        timeout_hang_ms=settings.fault_timeout_ms,
+        allow_baggage=settings.fault_baggage_enabled,
+    )
     install_problem_handlers(app)
     app.include_router(health_router(name, app.readiness_checks))
+    app.include_router(admin_router(app.fault_injector, settings.admin_token))
+    # Starlette runs the last added middleware first: limits, then faults, then the routes.
+    app.add_middleware(FaultMiddleware, injector=app.fault_injector, skip_paths=HEALTH_PATHS)
     app.add_middleware(
         RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes, quiet_paths=HEALTH_PATHS
     )

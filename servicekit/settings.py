@@ -22,3 +22,10 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, validation_alias="MAX_BODY_BYTES", description="larger bodies get 413"
     )
+    admin_token: str = Field(
+        "", validation_alias="ADMIN_TOKEN", description="bearer token for /admin; empty: disabled"
+    )
+    faults: str = Field("", validation_alias="FAULTS", description="standing faults, see faults.py")
+    fault_seed: int | None = Field(None, validation_alias="FAULT_SEED")
+    fault_timeout_ms: int = Field(30_000, ge=0, validation_alias="FAULT_TIMEOUT_MS")
+    fault_baggage_enabled: bool = Field(True, validation_alias="FAULT_BAGGAGE_ENABLED")

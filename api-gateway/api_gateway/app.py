@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Header, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from httpx import ASGITransport
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
 from api_gateway.models import OrderRequest, OrderResponse
 from api_gateway.orders import OrderFlow
+from servicekit.admin import require_admin_token
 from servicekit.app import ServiceApp, create_service_app
+from servicekit.faults import RuntimeFault
+from servicekit.http_client import Downstream
 from servicekit.problems import PROBLEM_RESPONSES, ProblemError
 from servicekit.settings import ServiceSettings
 
@@ -25,6 +30,7 @@ IdentifierPath = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z
 
 class GatewaySettings(ServiceSettings):
     port: int = Field(8080, validation_alias="GATEWAY_PORT")
+    faults: str = Field("", validation_alias=AliasChoices("GATEWAY_FAULTS", "FAULTS"))
     inventory_url: str = Field("http://127.0.0.1:8081", validation_alias="INVENTORY_URL")
     order_url: str = Field("http://127.0.0.1:8082", validation_alias="ORDER_URL")
     notification_url: str = Field("http://127.0.0.1:8083", validation_alias="NOTIFICATION_URL")
@@ -80,6 +86,45 @@ async def get_stock(sku: Annotated[str, IdentifierPath], request: Request) -> An
     return upstream.json()
 
 
+admin = APIRouter(prefix="/api/admin", tags=["admin"])
+ServiceName = Literal["api-gateway", "inventory-service", "order-service", "notification-service"]
+
+
+async def _forward_faults(service: str, request: Request) -> Any:
+    """The token was checked by the router dependency; the service checks it again."""
+    authorization = request.headers.get("authorization", "")
+    target: Downstream = request.app.state.admin_targets[service]
+    upstream = await target.request(
+        request.method,
+        "/admin/faults",
+        content=await request.body(),
+        headers={"authorization": authorization, "content-type": "application/json"},
+    )
+    return JSONResponse(upstream.json(), status_code=upstream.status_code)
+
+
+@admin.get("/faults/{service}")
+async def list_faults(service: ServiceName, request: Request) -> Any:
+    """A service's active faults (standing and run-time), from its ``/admin/faults``."""
+    return await _forward_faults(service, request)
+
+
+@admin.post("/faults/{service}", status_code=status.HTTP_201_CREATED)
+async def add_fault(
+    service: ServiceName,
+    fault: RuntimeFault,
+    request: Request,
+) -> Any:
+    """Inject a fault into a service for ``duration_seconds``."""
+    return await _forward_faults(service, request)
+
+
+@admin.delete("/faults/{service}")
+async def clear_faults(service: ServiceName, request: Request) -> Any:
+    """Clear a service's run-time faults."""
+    return await _forward_faults(service, request)
+
+
 def create_app(
     settings: GatewaySettings | None = None,
     exporter: SpanExporter | None = None,
@@ -104,5 +149,13 @@ def create_app(
     app.state.idempotency = IdempotencyStore(
         app.open_database(settings.data_dir / "gateway.db", SCHEMA)
     )
+    app.state.settings = settings
+    app.state.admin_targets = {
+        SERVICE_NAME: app.downstream(SERVICE_NAME, "http://self", timeout, ASGITransport(app)),
+        "inventory-service": app.state.flow.inventory,
+        "order-service": app.state.flow.orders,
+        "notification-service": app.state.flow.notifications,
+    }
     app.include_router(router)
+    app.include_router(admin, dependencies=[require_admin_token(settings.admin_token)])
     return app

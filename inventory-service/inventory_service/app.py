@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from inventory_service.models import (
     ReleaseRequest,
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/inventory", tags=["inventory"])
 
 class InventorySettings(ServiceSettings):
     port: int = Field(8081, validation_alias="INVENTORY_PORT")
+    faults: str = Field("", validation_alias=AliasChoices("INVENTORY_FAULTS", "FAULTS"))
 
 
 def _store(request: Request) -> InventoryStore:

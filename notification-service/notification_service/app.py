@@ -14,7 +14,7 @@ import uuid
 from fastapi import APIRouter, BackgroundTasks, Request, status
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
 
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.db import Database
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS notifications (
 
 class NotificationSettings(ServiceSettings):
     port: int = Field(8083, validation_alias="NOTIFICATION_PORT")
+    faults: str = Field("", validation_alias=AliasChoices("NOTIFICATION_FAULTS", "FAULTS"))
     send_delay_ms: int = Field(
         20, validation_alias="NOTIFY_SEND_DELAY_MS", description="simulated mail relay latency"
     )

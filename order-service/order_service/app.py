@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from order_service.models import CreateOrder, Order
 from order_service.store import SCHEMA, OrderStore, order_total
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 
 class OrderSettings(ServiceSettings):
     port: int = Field(8082, validation_alias="ORDER_PORT")
+    faults: str = Field("", validation_alias=AliasChoices("ORDER_FAULTS", "FAULTS"))
 
 
 def _store(request: Request) -> OrderStore:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,24 +73,29 @@ class Stack:
 def build_stack(
     data_dir: Path,
     wrap: Callable[[str, FastAPI], httpx.AsyncBaseTransport] | None = None,
-    **gateway_settings: object,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Stack:
-    """Build the stack; ``wrap`` may replace the transport to one service (to break it)."""
+    """Build the stack; ``wrap`` may replace the transport to one service (to break it) and
+    ``overrides`` sets settings per service name."""
     exporter = InMemorySpanExporter()
+
+    def settings(name: str, cls: type, **defaults: Any) -> Any:
+        return cls(data_dir=data_dir, **{**defaults, **(overrides or {}).get(name, {})})
+
     apps: dict[str, FastAPI] = {
-        "inventory-service": create_inventory(InventorySettings(data_dir=data_dir), exporter),
-        "order-service": create_order(OrderSettings(data_dir=data_dir), exporter),
+        "inventory-service": create_inventory(
+            settings("inventory-service", InventorySettings), exporter
+        ),
+        "order-service": create_order(settings("order-service", OrderSettings), exporter),
         "notification-service": create_notification(
-            NotificationSettings(data_dir=data_dir, send_delay_ms=0), exporter
+            settings("notification-service", NotificationSettings, send_delay_ms=0), exporter
         ),
     }
     transports: dict[str, httpx.AsyncBaseTransport] = {
         name: (wrap(name, app) if wrap else ProcessBoundaryTransport(app=app))
         for name, app in apps.items()
     }
-    gateway = create_gateway(
-        GatewaySettings(data_dir=data_dir, **gateway_settings), exporter, transports
-    )
+    gateway = create_gateway(settings("api-gateway", GatewaySettings), exporter, transports)
     apps["api-gateway"] = gateway
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=gateway), base_url="http://gateway.test"

@@ -64,7 +64,11 @@ async def test_failed_order_frees_its_idempotency_key(stack: Stack) -> None:
 async def test_order_service_failure_releases_the_reservation(
     tmp_path: Path, mode: str, status: int
 ) -> None:
-    stack = build_stack(tmp_path, _break("order-service", mode), downstream_timeout_seconds=0.5)
+    stack = build_stack(
+        tmp_path,
+        _break("order-service", mode),
+        {"api-gateway": {"downstream_timeout_seconds": 0.5}},
+    )
     before = stack.available("SKU123")
     response = await stack.client.post("/api/orders", json=ORDER)
     assert response.status_code == status, response.text
@@ -93,7 +97,11 @@ async def test_inventory_down_is_503_and_stores_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["down", "hang"])
 async def test_notification_failure_never_fails_the_order(tmp_path: Path, mode: str) -> None:
-    stack = build_stack(tmp_path, _break("notification-service", mode), notify_timeout_seconds=0.3)
+    stack = build_stack(
+        tmp_path,
+        _break("notification-service", mode),
+        {"api-gateway": {"notify_timeout_seconds": 0.3}},
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
     response = await stack.client.post("/api/orders", json=ORDER)
