@@ -40,5 +40,6 @@ def configure_logging(service_name: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # servicekit logs each request itself
     # Request lines come from servicekit's middleware, inside the span, with trace ids.
     logging.getLogger("uvicorn.access").disabled = True
