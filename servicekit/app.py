@@ -98,7 +98,7 @@ def create_service_app(
         allow_baggage=settings.fault_baggage_enabled,
     )
     install_problem_handlers(app)
-    app.include_router(health_router(name, app.readiness_checks))
+    app.include_router(health_router(name, app.readiness_checks, app.telemetry.counter))
     app.include_router(admin_router(app.fault_injector, settings.admin_token))
     # Starlette runs the last added middleware first: limits, then faults, then the routes.
     app.add_middleware(FaultMiddleware, injector=app.fault_injector, skip_paths=HEALTH_PATHS)

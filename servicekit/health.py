@@ -7,17 +7,21 @@ from collections.abc import Callable
 from fastapi import APIRouter
 
 from servicekit.problems import ProblemError
+from servicekit.telemetry import SpanCounter
 
 HEALTH_PATHS = ("/healthz", "/readyz")
 
 
-def health_router(service_name: str, readiness_checks: list[Callable[[], None]]) -> APIRouter:
-    """``readiness_checks`` is read at request time, so checks added after creation count."""
+def health_router(
+    service_name: str, readiness_checks: list[Callable[[], None]], counter: SpanCounter
+) -> APIRouter:
+    """``readiness_checks`` is read at request time, so checks added after creation count.
+    ``/healthz`` also reports how many spans this process has finished (``spans_ended``)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service_name}
+    def healthz() -> dict[str, str | int]:
+        return {"status": "ok", "service": service_name, "spans_ended": counter.ended}
 
     @router.get("/readyz")
     def readyz() -> dict[str, str]:

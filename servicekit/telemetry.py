@@ -20,7 +20,7 @@ from opentelemetry.instrumentation.propagators import (
 )
 from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -73,12 +73,24 @@ def _otlp_exporter() -> SpanExporter:
     return OTLPSpanExporter()
 
 
+class SpanCounter(SpanProcessor):
+    """Counts the spans this process finished, so delivery can be checked end to end
+    (services' count vs the collector's accepted count vs what Jaeger stored)."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended += 1
+
+
 @dataclass
 class Telemetry:
-    """The tracing handles one service needs: its provider and its tracer."""
+    """The tracing handles one service needs: its provider, its tracer and its span count."""
 
     provider: trace.TracerProvider
     tracer: trace.Tracer
+    counter: SpanCounter
 
     @classmethod
     def create(
@@ -95,10 +107,12 @@ class Telemetry:
         bounded queue, so a missing collector never blocks or slows a request. Tests pass an
         in-memory exporter, which gets a synchronous processor so assertions see every span.
         """
+        counter = SpanCounter()
         if sdk_disabled():
             provider: trace.TracerProvider = trace.NoOpTracerProvider()
         else:
             sdk_provider = TracerProvider(resource=build_resource(service_name, service_version))
+            sdk_provider.add_span_processor(counter)
             if exporter is None:
                 sdk_provider.add_span_processor(BatchSpanProcessor(_otlp_exporter()))
             else:
@@ -106,7 +120,8 @@ class Telemetry:
             provider = sdk_provider
         if set_global:
             trace.set_tracer_provider(provider)
-        return cls(provider=provider, tracer=provider.get_tracer(service_name, service_version))
+        tracer = provider.get_tracer(service_name, service_version)
+        return cls(provider=provider, tracer=tracer, counter=counter)
 
     def shutdown(self) -> None:
         """Flush pending spans; called on SIGTERM via the app lifespan."""

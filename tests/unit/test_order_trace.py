@@ -120,3 +120,15 @@ async def test_no_email_in_any_span(stack: Stack) -> None:
         values = [str(v) for v in span.attributes.values()]
         values += [str(v) for e in span.events for v in e.attributes.values()]
         assert not any("@" in v or "customer" in v for v in values), span.name
+
+
+async def test_healthz_counts_finished_spans(stack: Stack) -> None:
+    await stack.client.post("/api/orders", json=ORDER)
+    counted = 0
+    for name, app in stack.apps.items():
+        health = app.telemetry.counter.ended
+        counted += health
+        assert health > 0, name
+    assert counted == len(stack.spans())
+    body = (await stack.client.get("/healthz")).json()
+    assert body["spans_ended"] == stack.apps["api-gateway"].telemetry.counter.ended
