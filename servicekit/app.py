@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -22,7 +23,7 @@ from servicekit.guard import RequestGuardMiddleware
 from servicekit.health import HEALTH_PATHS, health_router
 from servicekit.http_client import Downstream
 from servicekit.logs import configure_logging
-from servicekit.problems import install_problem_handlers
+from servicekit.problems import PROBLEM_RESPONSES, install_problem_handlers
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import Telemetry
 
@@ -42,6 +43,11 @@ class ServiceApp(FastAPI):
     readiness_checks: list[Callable[[], None]]
     shutdown_hooks: list[ShutdownHook]
     fault_injector: FaultInjector
+
+    def include_router(self, router: APIRouter, **kwargs: Any) -> None:  # type: ignore[override]
+        """Document the problem+json answers every route can give (422, 413, 415, 503 ...)."""
+        kwargs.setdefault("responses", PROBLEM_RESPONSES)
+        super().include_router(router, **kwargs)
 
     def open_database(self, path: Path, schema: str) -> Database:
         """The service's SQLite file: traced, checked by ``/readyz``, closed on shutdown."""

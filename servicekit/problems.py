@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -80,14 +81,23 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "Invalid request", f"Invalid fields: {fields}", errors=errors)
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method any route serves at this path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
-        exc.status_code, "HTTP error"
-    )
-    return problem_response(
-        exc.status_code, title, str(exc.detail), headers=getattr(exc, "headers", None)
-    )
+    title = HTTP_TITLES.get(exc.status_code, "HTTP error")
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem_response(exc.status_code, title, str(exc.detail), headers=headers or None)
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -118,5 +128,5 @@ class Problem(BaseModel):
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (400, 404, 409, 413, 415, 422, 502, 503, 504)
+    for code in (400, 401, 404, 405, 409, 413, 415, 422, 502, 503, 504)
 }

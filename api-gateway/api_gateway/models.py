@@ -14,7 +14,7 @@ class OrderItem(BaseModel):
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", examples=["SKU123"]
     )
     quantity: StrictInt = Field(gt=0, le=MAX_QUANTITY, examples=[2])
-    price: float = Field(ge=0, le=1_000_000, allow_inf_nan=False, examples=[50.0])
+    price: float = Field(ge=0, le=1_000_000, allow_inf_nan=False, strict=True, examples=[50.0])
 
 
 class OrderRequest(BaseModel):
