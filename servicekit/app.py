@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from servicekit.admin import admin_router
 from servicekit.db import Database
+from servicekit.deadline import DeadlineMiddleware
 from servicekit.faults import FaultInjector, FaultMiddleware, parse_faults
 from servicekit.guard import RequestGuardMiddleware
 from servicekit.health import HEALTH_PATHS, health_router
@@ -106,8 +107,9 @@ def create_service_app(
     install_problem_handlers(app)
     app.include_router(health_router(name, app.readiness_checks, app.telemetry.counter))
     app.include_router(admin_router(app.fault_injector, settings.admin_token))
-    # Starlette runs the last added middleware first: limits, then faults, then the routes.
+    # Starlette runs the last added middleware first: limits, deadline, faults, then routes.
     app.add_middleware(FaultMiddleware, injector=app.fault_injector, skip_paths=HEALTH_PATHS)
+    app.add_middleware(DeadlineMiddleware)
     app.add_middleware(
         RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes, quiet_paths=HEALTH_PATHS
     )

@@ -15,6 +15,7 @@ import httpx
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
+from servicekit.deadline import HEADER
 from servicekit.problems import ProblemError
 
 DEADLINE_GRACE_SECONDS = 0.5
@@ -54,7 +55,10 @@ class Downstream:
             # client span ERROR. The overall deadline is a backstop bounding the whole call, so a
             # peer trickling bytes cannot hold a request for long past its budget.
             async with asyncio.timeout(budget + DEADLINE_GRACE_SECONDS):
-                response = await self.client.request(method, path, timeout=budget, **kwargs)
+                headers = {**kwargs.pop("headers", {}), HEADER: str(int(budget * 1000))}
+                response = await self.client.request(
+                    method, path, timeout=budget, headers=headers, **kwargs
+                )
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise self._failed(
                 exc, 504, "Downstream timeout", f"{self.name} did not answer within {budget} s"

@@ -8,11 +8,13 @@ mail relay never delays an order. The recipient is kept only as a hash: no email
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 
 from fastapi import APIRouter, BackgroundTasks, Request, status
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
 
@@ -21,6 +23,7 @@ from servicekit.db import Database
 from servicekit.settings import ServiceSettings
 
 SERVICE_NAME = "notification-service"
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"])
 
 SCHEMA = """
@@ -66,6 +69,21 @@ def send_notification(
     settings: NotificationSettings = app.state.settings
     db: Database = app.state.db
     ctx = trace.set_span_in_context(parent)
+    try:
+        _send(app, settings, db, ctx, notification_id, order_id, recipient)
+    except Exception:  # already on the span (ERROR + exception event); the order stands
+        log.warning("notification %s for order %s failed", notification_id, order_id)
+
+
+def _send(
+    app: ServiceApp,
+    settings: NotificationSettings,
+    db: Database,
+    ctx: Context,
+    notification_id: str,
+    order_id: str,
+    recipient: str,
+) -> None:
     with app.telemetry.tracer.start_as_current_span("send_notification", context=ctx) as span:
         span.set_attributes(
             {

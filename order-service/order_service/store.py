@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from order_service.models import CreateOrder, Order, OrderLine
 from servicekit.db import Database
+from servicekit.deadline import check_deadline
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -42,6 +43,7 @@ class OrderStore:
                 (body.orderId, body.userId, body.reservationId, str(total), items),
             )
             created = cur.rowcount == 1
+            check_deadline()  # the gateway gave up: roll back rather than store a lost order
         order = self.get(body.orderId)
         assert order is not None
         return order, created

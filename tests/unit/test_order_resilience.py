@@ -124,3 +124,23 @@ async def test_concurrent_orders_never_oversell(stack: Stack) -> None:
     assert stack.available("SKU789") == 0
     orders = stack.apps["order-service"].state.store.db
     assert orders.connection().execute("SELECT count(*) FROM orders").fetchone()[0] == 50
+
+
+async def test_order_service_commits_nothing_after_the_callers_deadline(tmp_path: Path) -> None:
+    stack = build_stack(tmp_path, overrides={"order-service": {"faults": "latency:300"}})
+    order_app = stack.apps["order-service"]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=order_app), base_url="http://order.test"
+    ) as client:
+        body = {
+            "orderId": "late-1",
+            "userId": 1,
+            "reservationId": "late-1",
+            "items": [{"sku": "SKU123", "quantity": 1, "price": 1.0}],
+        }
+        late = await client.post("/orders", json=body, headers={"request-timeout-ms": "200"})
+        assert late.status_code == 504
+        assert order_app.state.store.get("late-1") is None, "rolled back"
+        on_time = await client.post("/orders", json=body, headers={"request-timeout-ms": "2000"})
+        assert on_time.status_code == 201
+    await stack.client.aclose()
