@@ -1,0 +1,47 @@
+# The local stack and its tests. Everything a target needs is installed on first use, idempotently
+# (scripts/install_backends.sh): the Python env with uv, the collector and Jaeger built with Go.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY := .venv/bin/python
+INSTALL := scripts/install_backends.sh
+
+.PHONY: help install up down restart status logs demo test test-unit test-e2e lint format
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## Install the Python env, the collector and Jaeger (only what is missing)
+	@$(INSTALL)
+
+up: install ## Start Jaeger, the collector and the four services; wait until healthy
+	@$(PY) -m stackctl up
+
+down: ## Stop what `make up` started
+	@[ -x $(PY) ] && $(PY) -m stackctl down || true
+
+restart: down up ## Stop, then start again (data and traces are kept)
+
+status: install ## Pid and health of every process
+	@$(PY) -m stackctl status
+
+logs: install ## Last lines of every process's log (run/logs/)
+	@$(PY) -m stackctl logs
+
+demo: install ## Bring the stack up if needed, place orders, show their traces from Jaeger
+	@$(PY) -m stackctl demo
+
+test: install lint ## Lint, unit tests, then end-to-end tests against the real binaries
+	@$(INSTALL) --test-tools
+	@$(PY) -m pytest tests
+
+test-unit: install ## Unit tests only (in-process, no backends)
+	@$(PY) -m pytest tests/unit
+
+test-e2e: install ## End-to-end tests only (real collector, Jaeger and services on free ports)
+	@$(PY) -m pytest tests/e2e
+
+lint: install ## ruff check and ruff format --check
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: install ## ruff format and the safe fixes
+	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .

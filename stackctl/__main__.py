@@ -1,0 +1,122 @@
+"""``python -m stackctl up|down|status|logs|demo``: the local stack, as the Makefile runs it."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stackctl.process import StartError
+from stackctl.stack import Stack, local_stack
+from stackctl.traces import wait_for_trace
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+console = Console(highlight=False, soft_wrap=True)
+
+ALL_SERVICES = {"api-gateway", "inventory-service", "order-service", "notification-service"}
+
+
+def _stack() -> Stack:
+    try:
+        return local_stack()
+    except (StartError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _up(stack: Stack) -> None:
+    t0 = time.monotonic()
+    try:
+        stack.up(report=lambda line: console.print(f"  {line}"))
+    except StartError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        console.print("Processes already started keep running; `make down` stops them.")
+        raise typer.Exit(1) from None
+    console.print(f"[green]stack up[/green] in {time.monotonic() - t0:.1f} s")
+    if stack.prometheus_missing:
+        console.print(
+            "  note: no `prometheus` on PATH, so Jaeger's Monitor tab has no metrics in local "
+            "mode (apt-get install prometheus to get them); everything else works."
+        )
+
+
+@app.command()
+def up() -> None:
+    """Start Jaeger, the collector and the four services (what is not running yet)."""
+    stack = _stack()
+    _up(stack)
+    console.print(
+        f"  gateway      {stack.gateway_url}/api/orders\n"
+        f"  Jaeger API   {stack.jaeger_url}/api/traces/<traceId>  (and /api/services)\n"
+        f"  collector    {stack.collector_metrics_url}  (its own metrics)\n"
+        f"  logs         {stack.run_dir / 'logs'}/"
+    )
+
+
+@app.command()
+def down() -> None:
+    """Stop exactly what `up` started (from the pid files in run/)."""
+    stack = _stack()
+    stack.down(report=lambda line: console.print(f"  {line}"))
+    console.print("stack down")
+
+
+@app.command()
+def status() -> None:
+    """Each process: pid, health."""
+    table = Table("process", "pid", "health", "endpoint")
+    for name, pid, healthy, url in _stack().status():
+        state = "[green]healthy[/green]" if healthy else "[red]down[/red]"
+        table.add_row(name, str(pid or "-"), state, url)
+    console.print(table)
+
+
+@app.command()
+def logs(
+    name: Annotated[str | None, typer.Argument(help="one process; all when omitted")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 20,
+) -> None:
+    """The last lines of each process's log (run/logs/<process>.log)."""
+    for proc in _stack().processes:
+        if name not in (None, proc.name):
+            continue
+        console.rule(f"{proc.name}  {proc.log_file}")
+        if proc.log_file.exists():
+            tail = proc.log_file.read_text(errors="replace").splitlines()[-lines:]
+            console.out("\n".join(tail))
+
+
+@app.command()
+def demo(ok: int = 3, out_of_stock: int = 2) -> None:
+    """Bring the stack up if needed, place orders, and show each trace as Jaeger stored it."""
+    stack = _stack()
+    _up(stack)
+    orders = [("SKU123", ALL_SERVICES, {"process_order", "send_notification"})] * ok
+    orders += [("OUT-OF-STOCK", {"api-gateway", "inventory-service"}, set())] * out_of_stock
+    console.print(f"placing {ok} orders for SKU123 and {out_of_stock} for OUT-OF-STOCK")
+    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
+        for sku, services, operations in orders:
+            body = {
+                "userId": 1,
+                "items": [{"sku": sku, "quantity": 1, "price": 50.0}],
+                "email": "customer@example.com",
+            }
+            response = client.post("/api/orders", json=body)
+            answered = time.monotonic()
+            trace_id = response.json()["traceId"]
+            trace = wait_for_trace(stack.jaeger_url, trace_id, services, frozenset(operations))
+            console.print(
+                f"  {response.status_code} {sku:<12} trace {trace_id}: {len(trace.spans)} spans "
+                f"from {', '.join(sorted(trace.services))}; "
+                f"in Jaeger {time.monotonic() - answered:.2f} s after the response\n"
+                f"      {stack.jaeger_url}/trace/{trace_id}   "
+                f"(API: {stack.jaeger_url}/api/traces/{trace_id})"
+            )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,54 @@
+"""Every port the local stack listens on, from env vars with the documented defaults."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Ports:
+    gateway: int = 8080
+    inventory: int = 8081
+    order: int = 8082
+    notification: int = 8083
+    otlp_grpc: int = 4317
+    otlp_http: int = 4318
+    collector_health: int = 13133
+    collector_metrics: int = 8888
+    spanmetrics: int = 8889
+    jaeger_otlp: int = 4417
+    jaeger_query: int = 16686
+    jaeger_query_grpc: int = 16685
+    jaeger_health: int = 13134
+    jaeger_metrics: int = 8898
+    prometheus: int = 9090
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Ports:
+        """Defaults overridden by ``<NAME>_PORT`` (e.g. ``GATEWAY_PORT``, ``JAEGER_QUERY_PORT``)."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, int] = {}
+        for field in fields(cls):
+            raw = env.get(f"{field.name.upper()}_PORT")
+            if raw:
+                try:
+                    values[field.name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{field.name.upper()}_PORT={raw!r} is not a port") from None
+        return cls(**values)
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Distinct free loopback ports, for tests that must not clash with a running stack."""
+        sockets = []
+        try:
+            for _ in fields(cls):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", 0))
+                sockets.append(sock)
+            return cls(*(sock.getsockname()[1] for sock in sockets))
+        finally:
+            for sock in sockets:
+                sock.close()

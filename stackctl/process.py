@@ -1,0 +1,132 @@
+"""One managed process: started detached, tracked by a pid file, stopped with SIGTERM.
+
+The pid file also records the process start time (from /proc), so a stale file whose pid the
+kernel has since given to another program is never mistaken for ours, and never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+class StartError(RuntimeError):
+    """A process exited or never became healthy; the message names it and its log file."""
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Split after the command name, which may contain spaces: then field 3 (state) comes first
+    # and field 22 (starttime) is the 20th. An exited, unreaped child (zombie) counts as gone.
+    after_name = stat.rsplit(")", 1)[1].split()
+    return None if after_name[0] in ("Z", "X") else after_name[19]
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    health_url: str
+    run_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """Our live process's pid, or None (a stale pid file is removed)."""
+        try:
+            pid_text, started = self.pid_file.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        if _start_time(pid) == started:
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(self.health_url, timeout=1.0).is_success
+        except httpx.HTTPError:
+            return False
+
+    def start(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives `make up` returning; Ctrl-C does not reach it
+            )
+        started = None
+        while started is None and proc.poll() is None:
+            started = _start_time(proc.pid)
+        self.pid_file.write_text(f"{proc.pid} {started}\n")
+
+    def wait_healthy(self, deadline: float) -> None:
+        """Poll the health endpoint until it answers 2xx, the process dies, or time runs out."""
+        while True:
+            if self.healthy():
+                return
+            if self.pid() is None:
+                raise StartError(f"{self.name} exited during start-up; see {self.log_file}")
+            if time.monotonic() > deadline:
+                raise StartError(
+                    f"{self.name} not healthy at {self.health_url} in time; see {self.log_file}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """SIGTERM (graceful: services flush spans), then SIGKILL after ``timeout``."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid() is not None:
+            _reap(pid)
+            time.sleep(0.1)
+        if self.pid() is not None:
+            os.killpg(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                _reap(pid)
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL at once: for tests of a crashed backend or service."""
+        pid = self.pid()
+        if pid is not None:
+            os.killpg(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                _reap(pid)
+                time.sleep(0.05)
+            self.pid_file.unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited child (tests start processes from this interpreter)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

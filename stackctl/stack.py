@@ -1,0 +1,218 @@
+"""The local stack: which processes, in which order, with which environment.
+
+Start order follows the data: Jaeger first (it stores), then the collector (it forwards to
+Jaeger), then the four services (they export to the collector), and the gateway last. Stop is the
+reverse, so services flush their last spans into a collector that is still running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stackctl.ports import Ports
+from stackctl.process import ManagedProcess, StartError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (process name, python module, port attribute) for the four services, gateway last.
+SERVICES = (
+    ("inventory-service", "inventory_service", "inventory"),
+    ("order-service", "order_service", "order"),
+    ("notification-service", "notification_service", "notification"),
+    ("api-gateway", "api_gateway", "gateway"),
+)
+
+# A trace is queryable in Jaeger within a second of the response: the SDK exports every 500 ms
+# and the collector's batch waits at most 200 ms (otel-collector/config.yaml). The shell's own
+# values win over these.
+LOCAL_DEFAULTS = {
+    "OTEL_BSP_SCHEDULE_DELAY": "500",
+    "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local",
+}
+
+
+def backend_binaries() -> tuple[Path, Path]:
+    """(collector, jaeger) paths as the installer names them (version and build-input hash)."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "install_backends.sh"), "--paths"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    paths = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return Path(paths["OTELCOL"]), Path(paths["JAEGER"])
+
+
+@dataclass
+class Stack:
+    run_dir: Path
+    data_dir: Path
+    ports: Ports = field(default_factory=Ports)
+    env: dict[str, str] = field(default_factory=dict)
+    with_prometheus: bool = True
+
+    def __post_init__(self) -> None:
+        self.run_dir = self.run_dir.resolve()
+        self.data_dir = self.data_dir.resolve()
+        otelcol, jaeger = backend_binaries()
+        for binary in (otelcol, jaeger):
+            if not binary.exists():
+                raise StartError(f"{binary} is missing: run scripts/install_backends.sh")
+        self.processes = [self._jaeger(jaeger), self._collector(otelcol)]
+        prometheus = shutil.which("prometheus") if self.with_prometheus else None
+        self.prometheus_missing = self.with_prometheus and prometheus is None
+        if prometheus:
+            self.processes.append(self._prometheus(prometheus))
+        self.processes += [self._service(*spec) for spec in SERVICES]
+
+    # --- URLs -----------------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def jaeger_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.jaeger_query}"
+
+    @property
+    def collector_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.collector_metrics}/metrics"
+
+    def service_url(self, name: str) -> str:
+        return next(p.health_url.rsplit("/", 1)[0] for p in self.processes if p.name == name)
+
+    def process(self, name: str) -> ManagedProcess:
+        return next(p for p in self.processes if p.name == name)
+
+    # --- process definitions ----------------------------------------------------------------
+
+    def _managed(self, name: str, argv: list[str], health: str, env: dict[str, str]):
+        return ManagedProcess(name, argv, health, self.run_dir, {**self.env, **env}, cwd=ROOT)
+
+    def _jaeger(self, binary: Path) -> ManagedProcess:
+        p = self.ports
+        env = {
+            "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p.jaeger_otlp}",
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{p.jaeger_query}",
+            "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{p.jaeger_query_grpc}",
+            "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{p.jaeger_health}",
+            "JAEGER_METRICS_PORT": str(p.jaeger_metrics),
+            "JAEGER_BADGER_DIR": str(self.data_dir / "jaeger"),
+            "PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
+        }
+        argv = [str(binary), "--config", str(ROOT / "jaeger" / "config.yaml")]
+        return self._managed("jaeger", argv, f"http://127.0.0.1:{p.jaeger_health}/status", env)
+
+    def _collector(self, binary: Path) -> ManagedProcess:
+        p = self.ports
+        env = {
+            "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p.otlp_grpc}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p.otlp_http}",
+            "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{p.collector_health}",
+            "OTELCOL_JAEGER_ENDPOINT": f"127.0.0.1:{p.jaeger_otlp}",
+            "OTELCOL_SPANMETRICS_ENDPOINT": f"127.0.0.1:{p.spanmetrics}",
+            "OTELCOL_METRICS_HOST": "127.0.0.1",
+            "OTELCOL_METRICS_PORT": str(p.collector_metrics),
+        }
+        argv = [str(binary), "--config", str(ROOT / "otel-collector" / "config.yaml")]
+        health = f"http://127.0.0.1:{p.collector_health}/"
+        return self._managed("otel-collector", argv, health, env)
+
+    def _prometheus(self, binary: str) -> ManagedProcess:
+        """Debian's prometheus, scraping the collector's spanmetrics for Jaeger's Monitor tab."""
+        p = self.ports
+        config = self.run_dir / "prometheus.yml"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The same jobs as prometheus/prometheus.yml (compose), with this stack's ports; JSON is
+        # valid YAML.
+        jobs = {"spanmetrics": p.spanmetrics, "otel-collector": p.collector_metrics}
+        scrape = [
+            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            for job, port in jobs.items()
+        ]
+        config.write_text(
+            json.dumps({"global": {"scrape_interval": "15s"}, "scrape_configs": scrape})
+        )
+        argv = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.data_dir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{p.prometheus}",
+        ]
+        return self._managed("prometheus", argv, f"http://127.0.0.1:{p.prometheus}/-/ready", {})
+
+    def _service(self, name: str, module: str, port_name: str) -> ManagedProcess:
+        p = self.ports
+        env = {
+            **{k: v for k, v in LOCAL_DEFAULTS.items() if k not in os.environ},
+            **self.env,
+            "PYTHONUNBUFFERED": "1",
+            "HOST": "127.0.0.1",
+            "DATA_DIR": str(self.data_dir / name),
+            f"{port_name.upper()}_PORT": str(getattr(p, port_name)),
+            "INVENTORY_URL": f"http://127.0.0.1:{p.inventory}",
+            "ORDER_URL": f"http://127.0.0.1:{p.order}",
+            "NOTIFICATION_URL": f"http://127.0.0.1:{p.notification}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp_grpc}",
+        }
+        health = f"http://127.0.0.1:{getattr(p, port_name)}/readyz"
+        return self._managed(name, [sys.executable, "-m", module], health, env)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def up(self, timeout: float = 60.0, report: Callable[[str], None] = print) -> None:
+        """Start what is not running, in order; wait (bounded) for each stage to be healthy.
+
+        Running twice starts nothing twice: a process alive from its pid file is kept.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        backends = [p for p in self.processes if p.name in ("jaeger", "otel-collector")]
+        stages = [
+            backends[:1],
+            backends[1:],
+            [p for p in self.processes if p not in backends and p.name != "api-gateway"],
+            [self.process("api-gateway")],
+        ]
+        for stage in stages:
+            self._start_stage(stage, timeout, report)
+
+    def _start_stage(self, stage: Iterable[ManagedProcess], timeout: float, report) -> None:
+        started = []
+        for proc in stage:
+            if proc.pid() is not None:
+                report(f"{proc.name}: already running (pid {proc.pid()})")
+                continue
+            proc.start()
+            started.append(proc)
+        deadline = time.monotonic() + timeout
+        for proc in started:
+            t0 = time.monotonic()
+            proc.wait_healthy(deadline)
+            report(f"{proc.name}: healthy in {time.monotonic() - t0:.1f} s  (log {proc.log_file})")
+
+    def down(self, report: Callable[[str], None] = print) -> None:
+        for proc in reversed(self.processes):
+            if proc.stop():
+                report(f"{proc.name}: stopped")
+
+    def status(self) -> list[tuple[str, int | None, bool, str]]:
+        return [(p.name, p.pid(), p.healthy(), p.health_url) for p in self.processes]
+
+
+def local_stack(env: dict[str, str] | None = None) -> Stack:
+    """The stack `make up` runs: run/ for pid files and logs, data/ for state, env ports."""
+    env = dict(os.environ) if env is None else env
+    return Stack(
+        run_dir=ROOT / "run",
+        data_dir=Path(env.get("DATA_DIR", ROOT / "data")),
+        ports=Ports.from_env(env),
+    )

@@ -1,0 +1,62 @@
+"""One real stack for the whole e2e session: Jaeger, the collector and the four services.
+
+They are the binaries and processes `make up` runs (stackctl), on free loopback ports, with
+their data and logs in a temporary directory. A failing test gets the tail of every process's
+log in its report; the full logs stay in the directory printed there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from stackctl.ports import Ports
+from stackctl.stack import Stack
+
+ADMIN_TOKEN = "e2e-admin-token"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("stack")
+    stack = Stack(
+        run_dir=base / "run",
+        data_dir=base / "data",
+        ports=Ports.free(),
+        env={"ADMIN_TOKEN": ADMIN_TOKEN, "FAULT_SEED": "7"},
+        with_prometheus=False,
+    )
+    try:
+        stack.up(timeout=120, report=lambda line: None)
+        yield stack
+    finally:
+        stack.down(report=lambda line: None)
+
+
+@pytest.fixture
+def gateway(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+        yield client
+
+
+def order_body(sku: str = "SKU123", quantity: int = 1, email: str = "customer@example.com"):
+    return {
+        "userId": 1,
+        "items": [{"sku": sku, "quantity": quantity, "price": 50.0}],
+        "email": email,
+    }
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and isinstance(stack, Stack):
+        for proc in stack.processes:
+            if proc.log_file.exists():
+                tail = proc.log_file.read_text(errors="replace").splitlines()[-25:]
+                report.sections.append((f"{proc.name} log ({proc.log_file})", "\n".join(tail)))

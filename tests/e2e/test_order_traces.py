@@ -1,0 +1,148 @@
+"""An order placed through the real gateway, read back from the real Jaeger by its trace id.
+
+The same telemetry contract as tests/unit/test_order_trace.py, but after OTLP export, the
+collector and Jaeger's storage: what a user sees when they open the trace.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+import pytest
+
+from stackctl.metrics import scrape, total
+from stackctl.stack import Stack
+from stackctl.traces import JaegerTrace, wait_for_trace
+from tests.e2e.conftest import order_body
+
+SERVICES = {"api-gateway", "inventory-service", "order-service", "notification-service"}
+EMAIL = "customer@example.com"
+EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+
+
+def kind(span: dict) -> str | None:
+    return JaegerTrace.tags(span).get("span.kind")
+
+
+@pytest.fixture(scope="module")
+def placed(stack: Stack) -> tuple[httpx.Response, JaegerTrace]:
+    response = httpx.post(f"{stack.gateway_url}/api/orders", json=order_body(quantity=2))
+    trace = wait_for_trace(
+        stack.jaeger_url,
+        response.json()["traceId"],
+        SERVICES,
+        frozenset({"process_order", "send_notification"}),
+    )
+    return response, trace
+
+
+def test_order_answers_with_its_trace_id(placed: tuple[httpx.Response, JaegerTrace]) -> None:
+    response, trace = placed
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "confirmed" and body["total"] == 100.0
+    assert body["traceId"] in response.headers["traceresponse"]
+    assert trace.raw["traceID"] == body["traceId"]
+
+
+def test_trace_is_one_complete_tree_over_four_services(placed) -> None:
+    _, trace = placed
+    assert trace.services == SERVICES
+    assert len(trace.roots) == 1
+    root = trace.roots[0]
+    assert trace.service_of(root) == "api-gateway" and kind(root) == "server"
+    assert trace.orphans == []
+    assert len({s["spanID"] for s in trace.spans}) == len(trace.spans), "no duplicated span"
+
+
+def test_process_order_span_has_its_attributes(placed) -> None:
+    response, trace = placed
+    [span] = [s for s in trace.spans if s["operationName"] == "process_order"]
+    assert trace.service_of(span) == "order-service"
+    tags = JaegerTrace.tags(span)
+    assert tags["order.id"] == response.json()["orderId"]
+    assert tags["order.item_count"] == 2
+    assert tags["order.total"] == 100.0
+    assert tags["customer.id"] == "1"
+
+
+def test_http_and_db_spans_follow_semantic_conventions(placed) -> None:
+    _, trace = placed
+    servers = [s for s in trace.spans if kind(s) == "server"]
+    assert {trace.service_of(s) for s in servers} == SERVICES
+    for span in servers:
+        tags = JaegerTrace.tags(span)
+        assert tags["http.request.method"] == "POST"
+        assert tags["http.route"].startswith("/")
+        assert tags["http.response.status_code"] in (201, 202)
+    clients = [s for s in trace.spans if "url.full" in JaegerTrace.tags(s)]
+    assert {JaegerTrace.tags(s)["url.full"].split("/", 3)[3] for s in clients} >= {
+        "inventory/reserve",
+        "orders",
+        "notify",
+    }
+    for span in clients:
+        tags = JaegerTrace.tags(span)
+        assert kind(span) == "client"
+        assert tags["server.address"] == "127.0.0.1"
+        assert isinstance(tags["http.response.status_code"], int)
+    db = [s for s in trace.spans if JaegerTrace.tags(s).get("db.system.name") == "sqlite"]
+    assert {trace.service_of(s) for s in db} >= {"inventory-service", "order-service"}
+
+
+def test_resource_attributes_reach_jaeger(placed) -> None:
+    _, trace = placed
+    for process in trace.raw["processes"].values():
+        tags = {t["key"]: t["value"] for t in process["tags"]}
+        assert tags["deployment.environment.name"] == "local"
+        assert tags["service.version"] and tags["service.instance.id"]
+
+
+def test_out_of_stock_trace_has_the_inventory_error(stack: Stack) -> None:
+    response = httpx.post(f"{stack.gateway_url}/api/orders", json=order_body("OUT-OF-STOCK"))
+    assert response.status_code == 400
+    assert response.json()["sku"] == "OUT-OF-STOCK"
+    trace = wait_for_trace(
+        stack.jaeger_url, response.json()["traceId"], {"api-gateway", "inventory-service"}
+    )
+    [span] = [
+        s for s in trace.spans if trace.service_of(s) == "inventory-service" and kind(s) == "server"
+    ]
+    tags = JaegerTrace.tags(span)
+    assert tags["otel.status_code"] == "ERROR"
+    assert tags["inventory.sku"] == "OUT-OF-STOCK"
+    events = {f["value"] for log in span["logs"] for f in log["fields"] if f["key"] == "event"}
+    assert "stock.insufficient" in events
+    assert "process_order" not in trace.operations, "no order stored"
+
+
+def test_no_pii_anywhere_in_the_trace(placed) -> None:
+    _, trace = placed
+    text = json.dumps(trace.raw)
+    assert EMAIL not in text
+    assert not EMAIL_PATTERN.search(text)
+
+
+def test_collector_refused_and_failed_nothing(stack: Stack, placed) -> None:
+    """The collector accepted every span the services sent and exported all of them to Jaeger."""
+    deadline = time.monotonic() + 15
+    while True:
+        samples = scrape(stack.collector_metrics_url)
+        accepted = total(samples, "otelcol_receiver_accepted_spans_total")
+        sent = total(samples, "otelcol_exporter_sent_spans_total", exporter="otlp/jaeger")
+        if (accepted > 0 and sent == accepted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert accepted >= len(placed[1].spans)
+    assert sent == accepted
+    for counter in (
+        "otelcol_receiver_refused_spans",
+        "otelcol_receiver_failed_spans",
+        "otelcol_processor_memory_limiter_refused_spans",
+        "otelcol_exporter_send_failed_spans",
+        "otelcol_exporter_enqueue_failed_spans",
+    ):
+        assert total(samples, counter) == 0, counter
