@@ -9,6 +9,7 @@
 #   scripts/install_backends.sh --paths    # print OTELCOL=... and JAEGER=... (installs nothing)
 #   scripts/install_backends.sh --python   # only the Python environment
 #   scripts/install_backends.sh --test-tools  # Debian's chromium, for the HTML report test
+#   scripts/install_backends.sh --bench-tools # Debian's wrk, for `make bench`
 #
 # Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin).
 set -euo pipefail
@@ -119,10 +120,21 @@ install_test_tools() {
     DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q chromium"
 }
 
+# Debian packages the benchmark needs: wrk drives POST /api/orders (benchmarks/order.lua).
+install_bench_tools() {
+  command -v wrk >/dev/null 2>&1 && return
+  local sudo=()
+  (( EUID == 0 )) || sudo=(sudo)
+  say "bench tools: installing Debian's wrk (apt-get)"
+  run_long "installing wrk" bash -c "${sudo[*]} apt-get update -q && \
+    DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q wrk"
+}
+
 case "${1:-}" in
   --paths) echo "OTELCOL=$(collector_bin)"; echo "JAEGER=$(jaeger_bin)" ;;
   --python) install_python ;;
   --test-tools) install_test_tools ;;
+  --bench-tools) install_bench_tools ;;
   "") install_python; install_collector; install_jaeger ;;
-  *) die "unknown argument '$1' (use --paths, --python, --test-tools or nothing)" ;;
+  *) die "unknown argument '$1' (use --paths, --python, --test-tools, --bench-tools or nothing)" ;;
 esac
