@@ -30,6 +30,9 @@ from servicekit.problems import problem_response
 
 FaultKind = Literal["latency", "error", "timeout"]
 MAX_LATENCY_MS = 60_000
+# Admin routes are never faulted: a fault must stay listable and clearable while it fires
+# (a service's own /admin/faults, and the gateway's /api/admin/faults/{service}).
+ADMIN_PREFIXES = ("/admin", "/api/admin")
 _SPEC = re.compile(
     r"^(?P<kind>latency|error|timeout):(?P<value>\d{1,6}(?:-\d{1,6})?)(?::(?P<p>[01](?:\.\d+)?))?$"
 )
@@ -152,7 +155,7 @@ class FaultMiddleware:
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in self.skip_paths or path.startswith("/admin"):
+        if scope["type"] != "http" or path in self.skip_paths or path.startswith(ADMIN_PREFIXES):
             await self.app(scope, receive, send)
             return
         for fault in self.injector.firing(path):

@@ -116,3 +116,20 @@ async def test_admin_faults_through_the_gateway(tmp_path: Path) -> None:
     listed = (await stack.client.get(gateway_url, headers=auth)).json()
     assert listed["faults"] == [], "the fault cleared itself after duration_seconds"
     await stack.client.aclose()
+
+
+async def test_a_gateway_fault_never_locks_out_the_admin_routes(tmp_path: Path) -> None:
+    """An error (or timeout) fault on api-gateway must not hit /api/admin, or it could not be
+    listed or cleared until it expired."""
+    stack = build_stack(tmp_path, overrides={"api-gateway": {"admin_token": TOKEN}})
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    url = "/api/admin/faults/api-gateway"
+    fault = {"kind": "error", "value": "503", "duration_seconds": 60}
+    assert (await stack.client.post(url, json=fault, headers=auth)).status_code == 201
+    assert (await stack.client.post("/api/orders", json=ORDER)).status_code == 503
+    listed = await stack.client.get(url, headers=auth)
+    assert listed.status_code == 200 and len(listed.json()["faults"]) == 1
+    cleared = await stack.client.delete(url, headers=auth)
+    assert cleared.status_code == 200 and cleared.json()["cleared"] == 1
+    assert (await stack.client.post("/api/orders", json=ORDER)).status_code == 201
+    await stack.client.aclose()
