@@ -55,6 +55,11 @@ def up() -> None:
         f"  collector    {stack.collector_metrics_url}  (its own metrics)\n"
         f"  logs         {stack.run_dir / 'logs'}/"
     )
+    if not stack.prometheus_missing:
+        console.print(
+            f"  Prometheus   http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
+            f"Jaeger's Monitor API: {stack.jaeger_url}/api/metrics/calls?service=api-gateway)"
+        )
 
 
 @app.command()

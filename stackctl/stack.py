@@ -87,6 +87,10 @@ class Stack:
     def collector_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.collector_metrics}/metrics"
 
+    @property
+    def spanmetrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.spanmetrics}/metrics"
+
     def service_url(self, name: str) -> str:
         return next(p.health_url.rsplit("/", 1)[0] for p in self.processes if p.name == name)
 

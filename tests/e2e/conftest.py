@@ -26,7 +26,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         run_dir=base / "run",
         data_dir=base / "data",
         ports=Ports.free(),
-        env={"ADMIN_TOKEN": ADMIN_TOKEN, "FAULT_SEED": "7"},
+        env={
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "FAULT_SEED": "7",
+            "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
+        },
         with_prometheus=False,
     )
     try:

@@ -146,3 +146,33 @@ def test_collector_refused_and_failed_nothing(stack: Stack, placed) -> None:
         "otelcol_exporter_enqueue_failed_spans",
     ):
         assert total(samples, counter) == 0, counter
+
+
+def test_spanmetrics_give_red_metrics_per_service(stack: Stack) -> None:
+    """Calls and errors per service from the spanmetrics connector (what Prometheus scrapes)."""
+    httpx.post(f"{stack.gateway_url}/api/orders", json=order_body()).raise_for_status()
+    httpx.post(f"{stack.gateway_url}/api/orders", json=order_body("OUT-OF-STOCK"))
+    deadline = time.monotonic() + 20  # the e2e stack's connector flushes every second
+    while True:
+        samples = scrape(stack.spanmetrics_url)
+        calls = {
+            service: total(
+                samples,
+                "traces_span_metrics_calls_total",
+                service_name=service,
+                span_kind="SPAN_KIND_SERVER",
+            )
+            for service in SERVICES
+        }
+        errors = total(
+            samples,
+            "traces_span_metrics_calls_total",
+            service_name="inventory-service",
+            status_code="STATUS_CODE_ERROR",
+        )
+        if (all(calls.values()) and errors) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert all(value >= 1 for value in calls.values()), calls
+    assert errors >= 1
+    assert total(samples, "traces_span_metrics_duration_milliseconds_count") > 0
