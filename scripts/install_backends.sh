@@ -71,8 +71,9 @@ install_python() {
       || die "could not install uv with pip; install it (https://docs.astral.sh/uv/) and retry"
     uv=(python3 -m uv)
   fi
-  say "Python environment: ${uv[*]} sync --frozen (.venv)"
-  (cd "$ROOT" && "${uv[@]}" sync --frozen --quiet) || die "uv sync failed"
+  say "Python environment: ${uv[*]} sync --locked (.venv)"
+  (cd "$ROOT" && "${uv[@]}" sync --locked --quiet) \
+    || die "uv sync failed (is uv.lock out of date with pyproject.toml? run: uv lock)"
 }
 
 install_collector() {

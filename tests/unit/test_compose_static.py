@@ -10,10 +10,6 @@ update it, copy the newer file over it and update this paragraph and ``COMPOSE_S
 It is validated as written and after Compose's ``${VAR:-default}`` interpolation, which this
 module applies to the parsed values the way Compose does (keys are not interpolated).
 
-When a Docker Compose v2 CLI is available (``docker compose``, a ``docker-compose`` v2 on PATH,
-or ``DOCKER_COMPOSE_BIN``) it is used as a second, real parser; it needs no engine for
-``config``. Without one, that one test is skipped and says so.
-
 The collector and Jaeger configs are checked by the real binaries the local stack runs, found
 with ``scripts/install_backends.sh --paths``: ``validate`` with the environment compose gives
 each container and with the local defaults, and a short run of both on free loopback ports
@@ -30,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -358,72 +353,6 @@ def test_compose_file_matches_the_compose_specification() -> None:
         assert not errors, f"docker-compose.yml ({label}) breaks the Compose spec:\n" + "\n".join(
             f"  {'/'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors[:20]
         )
-
-
-def _compose_cli() -> list[str] | None:
-    if explicit := os.environ.get("DOCKER_COMPOSE_BIN"):
-        return [explicit]
-    candidates: list[list[str]] = []
-    if shutil.which("docker"):
-        candidates.append(["docker", "compose"])
-    if shutil.which("docker-compose"):
-        candidates.append(["docker-compose"])
-    for cli in candidates:
-        try:
-            out = subprocess.run(
-                [*cli, "version"], capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.returncode == 0 and re.search(r"\bv?2\.\d+", out.stdout):
-            return cli
-    return None
-
-
-def test_docker_compose_cli_accepts_the_file_offline() -> None:
-    """``docker compose config`` is the real parser (it needs no engine); skipped without it."""
-    cli = _compose_cli()
-    if cli is None:
-        pytest.skip(
-            "no Docker Compose v2 CLI here (docker compose / docker-compose / "
-            "DOCKER_COMPOSE_BIN); the JSON-schema test still ran"
-        )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
-    base = [*cli, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE)]
-    # --env-file /dev/null: the defaults alone, whatever a developer's .env holds.
-    quiet = subprocess.run(
-        [*base, "--env-file", os.devnull, "config", "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
-    assert quiet.returncode == 0, quiet.stderr
-    full = subprocess.run(
-        [*base, "--env-file", os.devnull, "config", "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
-    assert full.returncode == 0, full.stderr
-    model = json.loads(full.stdout)
-    # The real parser and this file's reading agree on what matters most.
-    assert set(model["services"]) == set(services())
-    published = {
-        name: [(p.get("host_ip"), int(p["published"]), int(p["target"])) for p in svc["ports"]]
-        for name, svc in model["services"].items()
-        if svc.get("ports")
-    }
-    assert published == {name: [("127.0.0.1", port, port)] for name, port in PUBLISHED.items()}
-    for name, svc in model["services"].items():
-        limit = int(svc["deploy"]["resources"]["limits"]["memory"])
-        assert limit == memory_bytes(services()[name]["deploy"]["resources"]["limits"]["memory"])
-        env = svc.get("environment") or {}
-        for var in passthrough_vars().get(name, ()):
-            assert env.get(var) is None, f"{name}: {var} should stay unset without .env"
 
 
 def test_the_stack_has_exactly_the_expected_services() -> None:
