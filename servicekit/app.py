@@ -25,6 +25,7 @@ from servicekit.health import HEALTH_PATHS, health_router
 from servicekit.http_client import Downstream
 from servicekit.logs import configure_logging
 from servicekit.problems import PROBLEM_RESPONSES, install_problem_handlers
+from servicekit.redaction import redact_server_span
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import Telemetry
 
@@ -118,6 +119,7 @@ def create_service_app(
         tracer_provider=app.telemetry.provider,
         excluded_urls=",".join(HEALTH_PATHS),
         exclude_spans=["receive", "send"],
+        server_request_hook=redact_server_span,
     )
     return app
 

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.problems import problem_response
+from servicekit.redaction import redact
 
 log = logging.getLogger("servicekit.request")
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
@@ -90,7 +91,8 @@ class RequestGuardMiddleware:
         path = scope.get("path", "")
         if path in self.quiet_paths:
             return
-        route = getattr(scope.get("route"), "path", path)
+        # The route template when one matched; else the path as the client sent it, redacted.
+        route = getattr(scope.get("route"), "path", None) or redact(path)
         log.info(
             "request",
             extra={

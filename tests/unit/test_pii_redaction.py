@@ -1,0 +1,73 @@
+"""Email addresses a client puts in the URL or User-Agent never reach spans or log lines.
+
+The server span records ``url.path``, ``url.query`` and ``user_agent.original`` as the client sent
+them, and the request log line names an unmatched path as it came; servicekit redacts them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+
+from servicekit.logs import configure_logging
+from servicekit.redaction import REDACTED, redact
+from tests.unit.conftest import Stack
+
+pytestmark = pytest.mark.anyio
+# Any email-shaped text, plain or percent-encoded.
+EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+\.[\w.]+", re.IGNORECASE)
+HOSTILE = [
+    "/api/people/bob@example.com?email=alice%40example.com&cc=carol@example.com",
+    "/api/orders/dave@example.com",
+    "/api/inventory/erin@example.com",
+]
+USER_AGENT = "crawler/1.0 (+mailto:ops@example.com)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/api/orders/bob@example.com", f"/api/orders/{REDACTED}"),
+        ("email=alice%40example.com&x=1", f"email={REDACTED}&x=1"),
+        ("bot (+ops@example.co.uk)", f"bot ({REDACTED})"),
+        ("/api/orders/abc123", "/api/orders/abc123"),
+    ],
+)
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+async def test_no_email_from_the_url_or_user_agent_in_spans(stack: Stack) -> None:
+    for url in HOSTILE:
+        response = await stack.client.get(url, headers={"User-Agent": USER_AGENT})
+        assert response.status_code in (404, 422), response.text
+    spans = stack.spans()
+    servers = [s for s in spans if s.attributes and "url.path" in s.attributes]
+    assert len(servers) >= len(HOSTILE), "the requests were traced"
+    assert any(REDACTED in str(s.attributes.get("url.path")) for s in servers)
+    assert any(REDACTED in str(s.attributes.get("url.query")) for s in servers)
+    assert all(s.attributes.get("user_agent.original") != USER_AGENT for s in servers)
+    for span in spans:
+        texts = [str(v) for v in (span.attributes or {}).values()]
+        texts += [str(v) for event in span.events for v in (event.attributes or {}).values()]
+        leaks = [t for t in texts if EMAIL.search(t)]
+        assert not leaks, f"{span.name}: {leaks}"
+
+
+async def test_no_email_from_the_url_in_request_log_lines(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("api-gateway", "INFO")
+    try:
+        for url in HOSTILE:
+            await stack.client.get(url, headers={"User-Agent": USER_AGENT})
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    routes = [line["http.route"] for line in lines if line["message"] == "request"]
+    assert f"/api/people/{REDACTED}" in routes
+    assert "/api/orders/{order_id}" in routes
+    assert not [line for line in lines if EMAIL.search(json.dumps(line))]
