@@ -1,7 +1,34 @@
 -- wrk script: POST one order per request and print latency percentiles as JSON at the end.
+--
+-- With WRK_TRACE_IDS=<path> set, each wrk thread also writes "<status> <trace id>" per response
+-- (from the W3C `traceresponse` header) to <path>.<thread number>, so the benchmark can look every
+-- trace up in Jaeger afterwards. Without it no response callback runs (no per-response Lua cost).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"userId":1,"items":[{"sku":"SKU123","quantity":1,"price":9.5}],"email":"bench@example.com"}'
+
+local ids_path = os.getenv("WRK_TRACE_IDS")
+if ids_path ~= nil and ids_path ~= "" then
+  local threads = 0
+
+  function setup(thread)
+    threads = threads + 1
+    thread:set("thread_number", threads)
+  end
+
+  function init(args)
+    ids_file = assert(io.open(ids_path .. "." .. thread_number, "w"))
+    ids_file:setvbuf("line")
+  end
+
+  function response(status, headers, body)
+    -- traceresponse: 00-<32 hex trace id>-<16 hex span id>-<flags>
+    local value = headers["traceresponse"] or headers["Traceresponse"]
+    if value ~= nil then
+      ids_file:write(status, " ", string.sub(value, 4, 35), "\n")
+    end
+  end
+end
 
 function done(summary, latency, requests)
   local non2xx = summary.errors.status

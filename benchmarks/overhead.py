@@ -1,0 +1,817 @@
+"""What tracing costs the order stack, whether every span arrives, and how soon it is queryable.
+
+    make bench                                   # the defaults below, ~6 min on 2 cores
+    python benchmarks/overhead.py --rounds 3 --duration 20 --sustain 60 [--profile]
+
+Two real stacks (stackctl: Jaeger, the collector, the four services) run side by side on free
+loopback ports: one with tracing fully on (exporting through the collector to Jaeger), one with
+``OTEL_SDK_DISABLED=true``. wrk (``benchmarks/order.lua``) drives ``POST /api/orders`` through
+the gateway, alternating the two stacks round by round (on/off, off/on, ...) so that drift in
+what else the machine does hits both alike. Then, on the traced stack only:
+
+* span delivery at sustained load (>= 60 s): spans the services finished (``/healthz``
+  ``spans_ended``), the collector accepted and exported, Jaeger received and stored, and the
+  spans Jaeger returns for every trace id the load produced (wrk records them);
+* time to queryable: orders placed during that load, timed from the gateway's response until
+  Jaeger returns the complete trace.
+
+Results go to ``docs/benchmarks.md``, between the ``results`` markers (the text around them is
+kept). The numbers are one run, side by side, on this machine; nothing here is a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stackctl.metrics import scrape, total  # noqa: E402
+from stackctl.ports import Ports  # noqa: E402
+from stackctl.stack import Stack  # noqa: E402
+from stackctl.traces import fetch_trace  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+LUA = ROOT / "benchmarks" / "order.lua"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
+ORDER = {
+    "userId": 1,
+    "items": [{"sku": "SKU123", "quantity": 1, "price": 9.5}],
+    "email": "bench@example.com",
+}
+# No fault from the caller's shell may leak into a measurement.
+NO_FAULTS = {
+    name: ""
+    for name in (
+        "FAULTS",
+        "GATEWAY_FAULTS",
+        "INVENTORY_FAULTS",
+        "ORDER_FAULTS",
+        "NOTIFICATION_FAULTS",
+        "ADMIN_TOKEN",
+    )
+}
+MODES = {"on": "tracing on", "off": "OTEL_SDK_DISABLED=true"}
+
+
+def say(line: str) -> None:
+    print(f"[bench] {line}", flush=True)
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": (wrk.stdout or wrk.stderr).splitlines()[0].strip(),
+    }
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def busy_seconds() -> float:
+    """CPU seconds all cores spent not idle, since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the stacks ------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    mode: str
+    stack: Stack
+
+    def healthz(self) -> dict[str, int]:
+        return {
+            name: int(
+                httpx.get(f"{self.stack.service_url(name)}/healthz", timeout=5).json()[
+                    "spans_ended"
+                ]
+            )
+            for name in SERVICES
+        }
+
+    def cpu(self) -> dict[str, float]:
+        return {p.name: process_seconds(p.pid()) for p in self.stack.processes}
+
+    def counters(self) -> dict[str, float]:
+        """Span counts along the path: services, collector in/out, Jaeger in/stored."""
+        collector = scrape(self.stack.collector_metrics_url)
+        jaeger = scrape(f"http://127.0.0.1:{self.stack.ports.jaeger_metrics}/metrics")
+        return {
+            "services_ended": sum(self.healthz().values()),
+            "collector_accepted": total(collector, "otelcol_receiver_accepted_spans"),
+            "collector_refused": total(collector, "otelcol_receiver_refused_spans")
+            + total(collector, "otelcol_receiver_failed_spans")
+            + total(collector, "otelcol_processor_memory_limiter_refused_spans"),
+            "collector_sent": total(
+                collector, "otelcol_exporter_sent_spans", exporter="otlp/jaeger"
+            ),
+            "collector_send_failed": total(collector, "otelcol_exporter_send_failed_spans")
+            + total(collector, "otelcol_exporter_enqueue_failed_spans"),
+            "jaeger_accepted": total(jaeger, "otelcol_receiver_accepted_spans"),
+            "jaeger_stored": total(
+                jaeger, "otelcol_exporter_sent_spans", exporter="jaeger_storage_exporter"
+            ),
+        }
+
+    def settle(self, timeout: float = 90.0, quiet: float = 6.0) -> dict[str, float]:
+        """Wait until every span the services finished is stored in Jaeger, or until no count
+        has moved for ``quiet`` seconds (then whatever is missing is not coming), or timeout."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, float] = {}
+        unchanged_since = time.monotonic()
+        while True:
+            counts = self.counters()
+            if counts != last:
+                unchanged_since = time.monotonic()
+            delivered = (
+                counts["services_ended"]
+                == counts["collector_accepted"]
+                == counts["collector_sent"]
+                == counts["jaeger_stored"]
+            )
+            if self.mode == "off" or (delivered and counts == last):
+                return counts
+            if time.monotonic() - unchanged_since > quiet or time.monotonic() > deadline:
+                say(f"  {self.mode}: counts stopped short of full delivery: {counts}")
+                return counts
+            last = counts
+            time.sleep(0.5)
+
+
+def start(mode: str, base: Path) -> Bench:
+    env = {**NO_FAULTS, "OTEL_SDK_DISABLED": "true" if mode == "off" else "false"}
+    stack = Stack(
+        run_dir=base / mode / "run",
+        data_dir=base / mode / "data",
+        ports=Ports.free(),
+        env=env,
+        with_prometheus=False,
+    )
+    t0 = time.monotonic()
+    stack.up(timeout=120, report=lambda line: None)
+    say(f"stack '{mode}' ({MODES[mode]}) up in {time.monotonic() - t0:.1f} s, {stack.gateway_url}")
+    return Bench(mode, stack)
+
+
+# --- load ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    mode: str
+    connections: int
+    seconds: float
+    wrk: dict[str, Any]
+    cpu: dict[str, float]  # CPU seconds per process of this mode's stack, and "wrk"
+    foreign_cores: float  # CPU used by processes that are not ours, in cores
+
+    @property
+    def rps(self) -> float:
+        return self.wrk["requests"] / (self.wrk["duration_us"] / 1e6)
+
+
+def wrk(url: str, connections: int, seconds: float, ids_path: Path | None = None) -> dict:
+    env = {**os.environ, "WRK_TRACE_IDS": str(ids_path) if ids_path else ""}
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        f"{url}/api/orders",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(bench: Bench, others: list[Bench], connections: int, seconds: float, **kw) -> Round:
+    """One wrk run against one stack, with the CPU every process spent during it."""
+    ours = [bench, *others]
+    cpu0 = {b.mode: b.cpu() for b in ours}
+    busy0, self0 = busy_seconds(), time.process_time()
+    children0 = os.times().children_user + os.times().children_system
+    result = wrk(bench.stack.gateway_url, connections, seconds, **kw)
+    children = os.times().children_user + os.times().children_system - children0
+    busy, own = busy_seconds() - busy0, time.process_time() - self0
+    cpu1 = {b.mode: b.cpu() for b in ours}
+    spent = {
+        b.mode: {k: cpu1[b.mode][k] - cpu0[b.mode].get(k, 0) for k in cpu1[b.mode]} for b in ours
+    }
+    stack_total = sum(sum(v.values()) for v in spent.values())
+    elapsed = result["duration_us"] / 1e6
+    foreign = max(0.0, busy - stack_total - children - own) / elapsed
+    return Round(
+        bench.mode, connections, elapsed, result, {**spent[bench.mode], "wrk": children}, foreign
+    )
+
+
+def alternate(
+    benches: dict[str, Bench], rounds: int, connections: int, seconds: float
+) -> list[Round]:
+    results = []
+    for number in range(rounds):
+        order = ("on", "off") if number % 2 == 0 else ("off", "on")
+        for mode in order:
+            benches["on"].settle()  # no export backlog from a previous round burns CPU now
+            others = [b for m, b in benches.items() if m != mode]
+            r = measure(benches[mode], others, connections, seconds)
+            results.append(r)
+            w = r.wrk
+            say(
+                f"  round {number + 1}/{rounds} {mode:>3} c={connections}: {r.rps:7.1f} req/s  "
+                f"p50 {w['p50_ms']:.1f} p95 {w['p95_ms']:.1f} p99 {w['p99_ms']:.1f} ms  "
+                f"non-2xx {w['non_2xx']}  other load {r.foreign_cores:.2f} cores"
+            )
+    return results
+
+
+# --- span delivery and time to queryable -----------------------------------------------------
+
+
+@dataclass
+class Probes:
+    """Orders placed during the sustained load, each timed until its trace is complete."""
+
+    jaeger_url: str
+    gateway_url: str
+    expected_spans: int
+    seconds: list[float] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+    trace_ids: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def one(self, client: httpx.Client) -> None:
+        response = client.post(f"{self.gateway_url}/api/orders", json=ORDER)
+        answered = time.monotonic()
+        trace_id = response.json()["traceId"]
+        with self.lock:
+            self.trace_ids.append(trace_id)
+        deadline = answered + 30
+        while time.monotonic() < deadline:
+            try:
+                trace = fetch_trace(self.jaeger_url, trace_id)
+            except httpx.HTTPError:
+                trace = None
+            if trace and len(trace.spans) >= self.expected_spans and not trace.orphans:
+                with self.lock:
+                    self.seconds.append(time.monotonic() - answered)
+                return
+            time.sleep(0.05)
+        with self.lock:
+            self.incomplete.append(trace_id)
+
+    def run(self, until: float, every: float) -> None:
+        local = threading.local()
+
+        def task() -> None:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(timeout=15)
+            self.one(local.client)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = []
+            while time.monotonic() < until:
+                futures.append(pool.submit(task))
+                time.sleep(every)
+            for future in futures:
+                future.result()
+
+
+def expected_spans(bench: Bench) -> int:
+    """Spans in one complete successful order, read back from Jaeger once it stopped growing."""
+    response = httpx.post(f"{bench.stack.gateway_url}/api/orders", json=ORDER, timeout=15)
+    trace_id = response.json()["traceId"]
+    bench.settle()
+    trace = fetch_trace(bench.stack.jaeger_url, trace_id)
+    assert trace is not None, f"calibration trace {trace_id} not in Jaeger"
+    return len(trace.spans)
+
+
+def count_in_jaeger(jaeger_url: str, trace_ids: list[str], budget: float) -> tuple[int, int, int]:
+    """(traces checked, spans found, traces missing) for as many ids as ``budget`` seconds allow."""
+    deadline = time.monotonic() + budget
+    checked = spans = missing = 0
+
+    def one(trace_id: str) -> int | None:
+        if time.monotonic() > deadline:
+            return -1
+        trace = fetch_trace(jaeger_url, trace_id, timeout=10)
+        return None if trace is None else len(trace.spans)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for found in pool.map(one, trace_ids):
+            if found == -1:
+                continue
+            checked += 1
+            if found is None:
+                missing += 1
+            else:
+                spans += found
+    return checked, spans, missing
+
+
+def recent_traces(jaeger_url: str, since: float) -> set[str]:
+    """Ids of the gateway's traces with a span that started after ``since`` (epoch seconds)."""
+    response = httpx.get(
+        f"{jaeger_url}/api/traces",
+        params={
+            "service": "api-gateway",
+            "start": int(since * 1e6),
+            "end": int((time.time() + 1) * 1e6),
+            "limit": 2000,
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    return {trace["traceID"] for trace in response.json().get("data") or []}
+
+
+def read_ids(prefix: Path) -> tuple[list[str], int]:
+    ids, non_201 = [], 0
+    for path in sorted(prefix.parent.glob(prefix.name + ".*")):
+        for line in path.read_text().splitlines():
+            status, _, trace_id = line.partition(" ")
+            ids.append(trace_id)
+            non_201 += status != "201"
+    return ids, non_201
+
+
+def sustained(
+    bench: Bench, idle: list[Bench], base: Path, connections: int, seconds: float, every: float
+) -> dict[str, Any]:
+    spans_per_order = expected_spans(bench)
+    before = bench.settle()
+    healthz0 = bench.healthz()
+    probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, spans_per_order)
+    ids_prefix = base / "trace-ids"
+    say(
+        f"sustained load {seconds:.0f} s at c={connections} on the traced stack, an order timed "
+        f"to queryable every {every:g} s (a complete order is {spans_per_order} spans)"
+    )
+    thread = threading.Thread(
+        target=probes.run, args=(time.monotonic() + seconds, every), daemon=True
+    )
+    thread.start()
+    load = measure(bench, idle, connections, seconds, ids_path=ids_prefix)
+    load_ended = time.time()
+    thread.join()
+    say(f"  load: {load.rps:.1f} req/s, p50 {load.wrk['p50_ms']:.1f} ms; waiting for delivery")
+    settle_started = time.monotonic()
+    after = bench.settle(timeout=180)
+    settled_in = time.monotonic() - settle_started
+    healthz1 = bench.healthz()
+    delta = {k: after[k] - before[k] for k in after}
+    wrk_ids, non_201 = read_ids(ids_prefix)
+    trace_ids = wrk_ids + probes.trace_ids
+    # wrk stops with requests in flight: the services finish them, but wrk never reads their
+    # responses (nor their trace ids). Find those traces in Jaeger by time instead.
+    in_flight = recent_traces(bench.stack.jaeger_url, since=load_ended - 2) - set(trace_ids)
+    trace_ids += sorted(in_flight)
+    say(f"  delivered: {delta}; counting spans of {len(trace_ids)} traces in Jaeger")
+    checked, in_jaeger, missing = count_in_jaeger(bench.stack.jaeger_url, trace_ids, budget=300)
+    return {
+        "load": load,
+        "spans_per_order": spans_per_order,
+        "delta": delta,
+        "per_service": {k: healthz1[k] - healthz0[k] for k in SERVICES},
+        "settled_in": settled_in,
+        "traces": len(trace_ids),
+        "in_flight": len(in_flight),
+        "non_201": non_201,
+        "checked": checked,
+        "jaeger_spans": in_jaeger,
+        "missing_traces": missing,
+        "probes": probes,
+    }
+
+
+# --- profile (optional) ----------------------------------------------------------------------
+
+
+def profile(bench: Bench, connections: int, seconds: float) -> dict[str, dict[str, float]]:
+    """Sample each service with py-spy under load; share of samples in OpenTelemetry code."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        say("--profile: py-spy is not on PATH (pip install py-spy); skipped")
+        return {}
+    out = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    load = threading.Thread(
+        target=wrk, args=(bench.stack.gateway_url, connections, seconds + 4), daemon=True
+    )
+    load.start()
+    time.sleep(2)
+    spies = {
+        name: subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--nonblocking",
+                "--full-filenames",
+                "-r",
+                "100",
+                "-d",
+                f"{seconds:g}",
+                "-f",
+                "raw",
+                "-o",
+                str(out / f"{name}.txt"),
+                "-p",
+                str(bench.stack.process(name).pid()),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in SERVICES
+    }
+    for proc in spies.values():
+        proc.wait()
+    load.join()
+    return {
+        name: attribute(out / f"{name}.txt") for name in SERVICES if (out / f"{name}.txt").exists()
+    }
+
+
+OTEL_ROOTS = ("opentelemetry", "grpc", "google", "wrapt")
+
+
+def attribute(path: Path) -> dict[str, float]:
+    """Share of samples by where OpenTelemetry code was entered from (the outermost OTel frame):
+    the server middleware, the httpx client, the sqlite3 wrapper, the export thread, the rest."""
+    shares: dict[str, float] = {}
+    total_samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total_samples += int(count)
+        for frame in stack.split(";"):
+            filename = frame.rpartition("(")[2]
+            module = filename.split("/site-packages/")[-1] if "/site-packages/" in filename else ""
+            if module.split("/")[0] in OTEL_ROOTS:
+                shares[entry_point(module)] = shares.get(entry_point(module), 0) + int(count)
+                break
+    return {k: v / total_samples for k, v in shares.items()} if total_samples else {}
+
+
+def entry_point(module: str) -> str:
+    for needle, name in (
+        ("sdk/_shared_internal", "export thread (batch, OTLP encode, gRPC)"),
+        ("instrumentation/asgi", "server spans (ASGI middleware)"),
+        ("instrumentation/httpx", "client spans (httpx)"),
+        ("instrumentation/dbapi", "db spans (sqlite3)"),
+    ):
+        if needle in module:
+            return name
+    return "manual spans, context, other"
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def pct(new: float, old: float) -> str:
+    return f"{100 * (new - old) / old:+.1f}%" if old else "n/a"
+
+
+def summarise(rounds: list[Round], mode: str) -> dict[str, float]:
+    mine = [r for r in rounds if r.mode == mode]
+    requests = sum(r.wrk["requests"] for r in mine)
+    seconds = sum(r.seconds for r in mine)
+    return {
+        "rps": requests / seconds,
+        "requests": requests,
+        "non_2xx": sum(r.wrk["non_2xx"] + r.wrk["socket_errors"] for r in mine),
+        **{q: statistics.median(r.wrk[f"{q}_ms"] for r in mine) for q in ("p50", "p95", "p99")},
+        "cpu_ms": {  # CPU milliseconds per order, per process
+            name: 1000 * sum(r.cpu.get(name, 0) for r in mine) / requests
+            for name in sorted({k for r in mine for k in r.cpu})
+        },
+        "foreign": max(r.foreign_cores for r in mine),
+    }
+
+
+def comparison_table(rounds: list[Round]) -> list[str]:
+    on, off = summarise(rounds, "on"), summarise(rounds, "off")
+    lines = [
+        "| | tracing on | `OTEL_SDK_DISABLED=true` | tracing costs |",
+        "| --- | ---: | ---: | ---: |",
+        f"| throughput (req/s) | {on['rps']:.1f} | {off['rps']:.1f} | "
+        f"{100 * (1 - on['rps'] / off['rps']):.1f}% |",
+    ]
+    for q in ("p50", "p95", "p99"):
+        lines.append(
+            f"| {q} latency (ms, median of rounds) | {on[q]:.1f} | {off[q]:.1f} | "
+            f"{pct(on[q], off[q])} |"
+        )
+    lines.append(
+        f"| requests (non-2xx or socket errors) | {on['requests']} ({on['non_2xx']}) | "
+        f"{off['requests']} ({off['non_2xx']}) | |"
+    )
+    return lines
+
+
+def rounds_table(rounds: list[Round]) -> list[str]:
+    lines = [
+        "| round | stack | req/s | p50 ms | p95 ms | p99 ms | other processes' CPU (cores) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for i, r in enumerate(rounds):
+        lines.append(
+            f"| {i // 2 + 1} | {r.mode} | {r.rps:.1f} | {r.wrk['p50_ms']:.1f} | "
+            f"{r.wrk['p95_ms']:.1f} | {r.wrk['p99_ms']:.1f} | {r.foreign_cores:.2f} |"
+        )
+    return lines
+
+
+def cpu_table(rounds: list[Round]) -> list[str]:
+    on, off = summarise(rounds, "on")["cpu_ms"], summarise(rounds, "off")["cpu_ms"]
+    names = [*SERVICES, "otel-collector", "jaeger", "wrk"]
+    lines = [
+        "| process | tracing on | off | difference |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name in names:
+        a, b = on.get(name, 0), off.get(name, 0)
+        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {a - b:+.2f} |")
+    services_on = sum(on.get(n, 0) for n in SERVICES)
+    services_off = sum(off.get(n, 0) for n in SERVICES)
+    all_on = sum(on.get(n, 0) for n in names if n != "wrk")
+    all_off = sum(off.get(n, 0) for n in names if n != "wrk")
+    lines.append(
+        f"| **the four services** | {services_on:.2f} | {services_off:.2f} | "
+        f"{services_on - services_off:+.2f} ({pct(services_on, services_off)}) |"
+    )
+    lines.append(
+        f"| **the whole stack** | {all_on:.2f} | {all_off:.2f} | "
+        f"{all_on - all_off:+.2f} ({pct(all_on, all_off)}) |"
+    )
+    return lines
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def delivery_lines(result: dict[str, Any]) -> list[str]:
+    d = result["delta"]
+    created = d["services_ended"]
+    lost = created - d["jaeger_stored"]
+    load: Round = result["load"]
+    lines = [
+        f"{load.seconds:.0f} s at {load.connections} connections: {load.wrk['requests']} orders "
+        f"by wrk ({load.rps:.1f} req/s, p50 {load.wrk['p50_ms']:.1f} ms, "
+        f"{result['non_201']} not 201) plus {len(result['probes'].trace_ids)} timed orders; "
+        f"a complete order is {result['spans_per_order']} spans. Counts are deltas over the run, "
+        f"read once everything had settled ({result['settled_in']:.1f} s after the load).",
+        "",
+        "| stage | spans | of created |",
+        "| --- | ---: | ---: |",
+    ]
+    for label, key in (
+        ("created by the services (`/healthz` `spans_ended`)", "services_ended"),
+        ("accepted by the collector", "collector_accepted"),
+        ("exported by the collector to Jaeger (`otlp/jaeger`)", "collector_sent"),
+        ("accepted by Jaeger's OTLP receiver", "jaeger_accepted"),
+        ("written to Jaeger's storage (Badger)", "jaeger_stored"),
+    ):
+        ratio = d[key] / created if created else 0
+        lines.append(f"| {label} | {d[key]:.0f} | {ratio:.4f} |")
+    ratio = result["jaeger_spans"] / created if created else 0
+    lines.append(
+        f"| returned by Jaeger's query API for the {result['checked']} of {result['traces']} "
+        f"trace ids checked ({result['in_flight']} of them in flight when wrk stopped, found "
+        f"by time) | {result['jaeger_spans']} | {ratio:.4f} |"
+    )
+    per = ", ".join(f"{k} {v}" for k, v in result["per_service"].items())
+    lines += [
+        "",
+        f"Spans per service: {per}. Refused or failed in the collector: "
+        f"{d['collector_refused'] + d['collector_send_failed']:.0f}; traces missing in Jaeger: "
+        f"{result['missing_traces']}. **Lost: {lost:.0f} spans "
+        f"(delivery ratio {d['jaeger_stored'] / created if created else 0:.4f}).**",
+    ]
+    return lines
+
+
+def queryable_lines(probes: Probes) -> list[str]:
+    s = probes.seconds
+    if not s:
+        return ["No timed order became complete in Jaeger within 30 s."]
+    return [
+        f"{len(s)} orders placed during the sustained load, polled every 50 ms from the gateway's "
+        f"response until Jaeger returned all their spans: **p50 {quantile(s, 0.5):.2f} s, "
+        f"p95 {quantile(s, 0.95):.2f} s**, max {max(s):.2f} s; "
+        f"{len(probes.incomplete)} not complete within 30 s. (Export settings: "
+        f"`OTEL_BSP_SCHEDULE_DELAY` {os.environ.get('OTEL_BSP_SCHEDULE_DELAY', '500')} ms in the "
+        f"services, the collector's batch timeout "
+        f"{os.environ.get('OTELCOL_BATCH_TIMEOUT', '200ms')}, Jaeger's batch 100 ms.)"
+    ]
+
+
+def profile_lines(shares: dict[str, dict[str, float]]) -> list[str]:
+    if not shares:
+        return []
+    kinds = sorted({k for v in shares.values() for k in v})
+    lines = [
+        "",
+        "#### Where the services spend it (py-spy, tracing on, share of each process's samples)",
+        "",
+        "| where OpenTelemetry code was entered | " + " | ".join(SERVICES) + " |",
+        "| --- |" + " ---: |" * len(SERVICES),
+    ]
+    for kind in kinds:
+        cells = " | ".join(f"{100 * shares.get(s, {}).get(kind, 0):.1f}%" for s in SERVICES)
+        lines.append(f"| {kind} | {cells} |")
+    cells = " | ".join(f"**{100 * sum(shares.get(s, {}).values()):.1f}%**" for s in SERVICES)
+    lines.append(f"| all OpenTelemetry code | {cells} |")
+    return lines
+
+
+def write_doc(section: list[str]) -> None:
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOC.write_text(head + BEGIN + "\n" + "\n".join(section).rstrip() + "\n" + END + tail)
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per stack")
+    parser.add_argument("--duration", type=float, default=20, help="seconds per round")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections (saturating)")
+    parser.add_argument("--light-rounds", type=int, default=2, help="rounds at 1 connection")
+    parser.add_argument("--sustain", type=float, default=60, help="seconds of sustained load")
+    parser.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
+    parser.add_argument("--profile", action="store_true", help="py-spy the services (traced)")
+    parser.add_argument("--no-doc", action="store_true", help=f"do not update {DOC.name}")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: scripts/install_backends.sh --bench-tools", file=sys.stderr)
+        return 2
+    if args.sustain < 60:
+        say(f"note: --sustain {args.sustain:g} is below the 60 s the span-delivery check asks for")
+
+    info = machine()
+    load_before = loadavg()
+    say(
+        f"{info['nproc']} cores ({info['cpu_model']}), load average {load_before}; "
+        f"{args.rounds} rounds x {args.duration:g} s per stack at c={args.connections}"
+    )
+    started = datetime.now(UTC)
+    base = Path(tempfile.mkdtemp(prefix="otel-bench-"))
+    benches: dict[str, Bench] = {}
+    try:
+        for mode in ("on", "off"):
+            benches[mode] = start(mode, base)
+        say("warm-up: 5 s per stack")
+        for bench in benches.values():
+            wrk(bench.stack.gateway_url, args.connections, 5)
+        say(f"saturating load, c={args.connections}")
+        heavy = alternate(benches, args.rounds, args.connections, args.duration)
+        say("light load, c=1")
+        light = alternate(benches, args.light_rounds, 1, max(10.0, args.duration / 2))
+        delivery = sustained(
+            benches["on"], [benches["off"]], base, args.connections, args.sustain, args.probe_every
+        )
+        shares = profile(benches["on"], args.connections, 15) if args.profile else {}
+    finally:
+        for bench in benches.values():
+            bench.stack.down(report=lambda line: None)
+        shutil.rmtree(base, ignore_errors=True)
+    load_after = loadavg()
+
+    foreign = max(r.foreign_cores for r in [*heavy, *light, delivery["load"]])
+    busy_note = (
+        f"**The machine was busy**: other processes used up to {foreign:.2f} cores during a "
+        "measured run; treat the numbers as noisier than usual."
+        if foreign > 0.15
+        else f"The machine was otherwise quiet (other processes used at most {foreign:.2f} "
+        "cores during any measured run)."
+    )
+    on, off = summarise(heavy, "on"), summarise(heavy, "off")
+    light_on, light_off = summarise(light, "on"), summarise(light, "off")
+    section = [
+        f"_Written by `benchmarks/overhead.py` on {started:%Y-%m-%d %H:%M} UTC at commit "
+        f"`{commit()}`; `make bench` rewrites everything between the markers._",
+        "",
+        f"**Machine:** {info['nproc']} cores (`nproc`), {info['cpu_model']}, "
+        f"{info['memory_gib']} GiB, Linux {info['kernel']}, Python {info['python']}, "
+        f"{info['wrk']}. Load average {load_before} before, {load_after} after. {busy_note}",
+        "",
+        f"**Headline:** tracing on costs {100 * (1 - on['rps'] / off['rps']):.1f}% of throughput "
+        f"and {pct(on['p50'], off['p50'])} p50 at saturation ({args.connections} connections); "
+        f"{pct(light_on['p50'], light_off['p50'])} p50 for a single client. "
+        f"Span delivery: {delivery['delta']['jaeger_stored']:.0f} of "
+        f"{delivery['delta']['services_ended']:.0f} spans stored. Time to queryable: "
+        + (
+            f"p50 {quantile(delivery['probes'].seconds, 0.5):.2f} s, "
+            f"p95 {quantile(delivery['probes'].seconds, 0.95):.2f} s."
+            if delivery["probes"].seconds
+            else "n/a."
+        ),
+        "",
+        f"### Throughput and latency at saturation ({args.connections} connections)",
+        "",
+        f"`POST /api/orders` (one SKU123 item) through the gateway, wrk with 1 thread and "
+        f"{args.connections} connections, {args.rounds} rounds of {args.duration:g} s per stack, "
+        "alternating.",
+        "",
+        *comparison_table(heavy),
+        "",
+        *rounds_table(heavy),
+        "",
+        "### Latency for a single client (1 connection)",
+        "",
+        *comparison_table(light),
+        "",
+        "### CPU per order (ms, at saturation)",
+        "",
+        "On 2 cores every process below shares the same CPUs, so the backends' CPU is paid out of "
+        "the services' throughput here; on a real deployment the collector and Jaeger run "
+        "elsewhere.",
+        "",
+        *cpu_table(heavy),
+        *profile_lines(shares),
+        "",
+        f"### Span delivery at sustained load ({args.sustain:g} s, tracing on)",
+        "",
+        *delivery_lines(delivery),
+        "",
+        "### Time to queryable",
+        "",
+        *queryable_lines(delivery["probes"]),
+    ]
+    if not args.no_doc:
+        write_doc(section)
+        say(f"wrote {DOC.relative_to(ROOT)}")
+    print("\n".join(section))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
