@@ -1,0 +1,234 @@
+"""Per-trace analysis: latency, errors, critical path and culprit, faults; and the stream loop.
+
+Traces are analyzed one at a time as they are read, and only what the report needs of a
+flagged trace is kept; the spans of every other trace are dropped as soon as the summary has
+counted them, so memory does not grow with the size of the export or time window.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from trace_analysis.critical_path import critical_path, culprit, path_steps
+from trace_analysis.jaeger_format import JaegerTrace, Span, decode_logs
+from trace_analysis.model import (
+    Criteria,
+    ErrorOrigin,
+    Fault,
+    Summary,
+    TraceResult,
+    WaterfallRow,
+)
+from trace_analysis.spans import build_spans
+from trace_analysis.summary import SummaryBuilder
+from trace_analysis.tree import SpanTree, build_tree
+
+MAX_WATERFALL_ROWS = 400
+_MESSAGE_FIELDS = ("exception.message", "error.message", "message", "error.object", "event")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of reading a whole stream of traces."""
+
+    traces: list[TraceResult]  # flagged, slowest first
+    summary: Summary
+    warnings: list[str] = field(default_factory=list)
+    truncated: bool = False  # the --limit was reached before the input ended
+
+
+def analyze_traces(
+    traces: Iterable[JaegerTrace],
+    criteria: Criteria,
+    service: str | None = None,
+    operation: str | None = None,
+    limit: int | None = None,
+    waterfall: bool = False,
+) -> Outcome:
+    """Analyze ``traces`` in one pass.
+
+    ``service``/``operation`` keep only traces with a span of that service (and operation),
+    as Jaeger's search does; ``limit`` stops after that many traces; ``waterfall`` keeps
+    the per-span rows an HTML report draws.
+    """
+    builder = SummaryBuilder()
+    flagged: list[TraceResult] = []
+    seen: set[str] = set()
+    duplicates = empty = 0
+    truncated = False
+    # Spans link both ways (parent, children); the links are cut after each trace, so every
+    # object is freed by reference counting, and the cyclic collector (which would otherwise
+    # run over and over as millions of objects come and go) can be paused meanwhile.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for trace in traces:
+            if limit is not None and builder.traces >= limit:
+                truncated = True
+                break
+            trace_id = trace.trace_id or (trace.spans[0].span_id if trace.spans else "")
+            if trace_id in seen:
+                duplicates += 1
+                continue
+            seen.add(trace_id)
+            spans, duplicate_spans = build_spans(trace)
+            if not spans:
+                empty += 1
+                continue
+            if (service or operation) and not _matches(spans, service, operation):
+                continue
+            result = analyze_spans(trace_id, spans, criteria, builder, waterfall)
+            for span in spans:
+                span.children = None
+            if result is not None:
+                if duplicate_spans:
+                    result.notes.append(f"{duplicate_spans} duplicate span(s) ignored")
+                flagged.append(result)
+    finally:
+        if collecting:
+            gc.enable()
+    warnings = []
+    if duplicates:
+        warnings.append(f"{duplicates} trace(s) appeared more than once; analyzed once")
+    if empty:
+        warnings.append(f"{empty} trace(s) without spans skipped")
+    flagged.sort(key=lambda r: (-r.latency_us, r.trace_id))
+    return Outcome(flagged, builder.finish(), warnings, truncated)
+
+
+def analyze_spans(
+    trace_id: str,
+    spans: list[Span],
+    criteria: Criteria,
+    builder: SummaryBuilder,
+    waterfall: bool = False,
+) -> TraceResult | None:
+    """Count one trace in the summary; return its findings if it is flagged."""
+    tree = build_tree(spans)
+    root = tree.root
+    latency = root.duration
+    error = False
+    for span in spans:
+        if span.error:
+            error = True
+            break
+    slow = criteria.threshold_us is not None and latency > criteria.threshold_us
+    flagged = error or (slow and not criteria.errors_only)
+    if not flagged:
+        builder.add_trace(spans, latency, slow, error, flagged, tree.incomplete)
+        return None
+
+    order = tree.walk()  # may find the trace incomplete after all (looping parents)
+    builder.add_trace(spans, latency, slow, error, flagged, tree.incomplete)
+    first_start = min(span.start for span in spans)
+    last_end = max(span.end for span in spans)
+    segments = critical_path(root)
+    steps = path_steps(segments, root.start)
+    result = TraceResult(
+        trace_id=trace_id,
+        start_us=root.start,
+        root_service=root.service,
+        root_operation=root.operation,
+        latency_us=latency,
+        end_to_end_us=last_end - first_start,
+        span_count=len(spans),
+        services=sorted({span.service for span in spans}),
+        slow=slow,
+        error=error,
+        incomplete=tree.incomplete,
+        notes=list(tree.notes),
+        error_origin=error_origin(tree) if error else None,
+        culprit=culprit(steps, latency),
+        critical_path=steps,
+        faults=[
+            Fault(s.span_id, s.service, s.operation, s.fault_kind, s.fault_value or "")
+            for s in order
+            if s.fault_kind is not None
+        ],
+        skew=tree.skew,
+    )
+    if waterfall:
+        on_path = {id(span) for span, _, _ in segments}
+        result.waterfall = waterfall_rows(tree, first_start, on_path)
+        if len(result.waterfall) < len(spans):
+            result.notes.append(f"waterfall shows the first {len(result.waterfall)} spans")
+    return result
+
+
+def error_origin(tree: SpanTree) -> ErrorOrigin | None:
+    """The first failing span in causal order.
+
+    A failing span whose descendants are all fine is where a failure started (its failing
+    ancestors only passed it on); of several such, the one that started first.
+    """
+    failing_below: set[int] = set()
+    origins: list[Span] = []
+    errors = 0
+    for span in reversed(tree.walk()):  # children before parents
+        if span.error:
+            errors += 1
+            if id(span) not in failing_below:
+                origins.append(span)
+        if (span.error or id(span) in failing_below) and span.parent is not None:
+            failing_below.add(id(span.parent))
+    if not origins:
+        return None
+    first = min(origins, key=lambda s: (s.start, -s.duration))
+    return ErrorOrigin(
+        span_id=first.span_id,
+        service=first.service,
+        operation=first.operation,
+        message=error_message(first),
+        http_status=first.http_status,
+        error_spans=errors,
+    )
+
+
+def error_message(span: Span) -> str:
+    """The status message, else the recorded exception, else what the span's status says."""
+    if span.status_message:
+        return span.status_message
+    for log in decode_logs(span.logs):
+        fields = {f.key: f.value for f in log.fields}
+        if fields.get("event") == "exception" or "exception.message" in fields:
+            kind = fields.get("exception.type")
+            text = fields.get("exception.message")
+            if text or kind:
+                return f"{kind}: {text}" if kind and text else str(text or kind)
+        for key in _MESSAGE_FIELDS[1:4]:
+            if fields.get(key):
+                return str(fields[key])
+    if span.http_status is not None and span.http_status >= 400:
+        return f"HTTP {span.http_status}"
+    return "status ERROR, no message recorded"
+
+
+def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[WaterfallRow]:
+    depth: dict[int, int] = {}
+    rows = []
+    for span in tree.walk()[:MAX_WATERFALL_ROWS]:
+        level = depth[id(span)] = depth.get(id(span.parent), -1) + 1 if span.parent else 0
+        rows.append(
+            WaterfallRow(
+                span.span_id,
+                level,
+                span.service,
+                span.operation,
+                span.start - origin_us,
+                span.duration,
+                span.error,
+                id(span) in on_path,
+            )
+        )
+    return rows
+
+
+def _matches(spans: list[Span], service: str | None, operation: str | None) -> bool:
+    for span in spans:
+        if (service is None or span.service == service) and (
+            operation is None or span.operation == operation
+        ):
+            return True
+    return False

@@ -1,0 +1,321 @@
+"""``analyze_traces.py``: find slow and failing traces in Jaeger (or a saved export), and why.
+
+Exit status: 0 when nothing is flagged (or ``--fail-on`` is not given), 1 when something is
+flagged and ``--fail-on`` asks for it, 2 on a usage error, an unreachable Jaeger, or a
+malformed response or file: always with one line on stderr naming the cause, never a
+traceback (set ``ANALYZE_TRACES_DEBUG=1`` to get one for an unexpected failure).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from trace_analysis.analysis import Outcome, analyze_traces
+from trace_analysis.errors import AnalyzerError
+from trace_analysis.jaeger_client import JaegerClient, iter_window
+from trace_analysis.jaeger_client import Progress as ProgressCallback
+from trace_analysis.loading import iter_file_traces
+from trace_analysis.model import Criteria, Report, Source
+from trace_analysis.report_html import render_html
+from trace_analysis.report_json import render_json
+from trace_analysis.report_markdown import render_markdown
+from trace_analysis.report_table import render_table
+
+PROG = "analyze_traces.py"
+DEFAULT_JAEGER_URL = "http://localhost:16686"
+DEFAULT_SERVICE = "api-gateway"
+_LOOKBACK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
+_UNIT_US |= {"d": 24 * _UNIT_US["h"], "w": 7 * 24 * _UNIT_US["h"]}
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
+class FailOn(StrEnum):
+    slow = "slow"
+    error = "error"
+    any = "any"
+
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@app.command(
+    help="Find traces slower than THRESHOLD_MS or failing, and say why: the critical path, "
+    "the service and operation that took the time, the first failing span and its message, "
+    "injected faults. Reads Jaeger's query API, or a saved Jaeger JSON export (--input).",
+    epilog="Exit status: 0 nothing flagged (or no --fail-on), 1 flagged and --fail-on "
+    "matched, 2 usage, connection or input error.",
+)
+def analyze(
+    threshold: Annotated[
+        float | None,
+        typer.Argument(metavar="THRESHOLD_MS", help="slow = root span longer than this many ms"),
+    ] = None,
+    threshold_ms: Annotated[
+        float | None, typer.Option("--threshold-ms", "-t", help="same as THRESHOLD_MS")
+    ] = None,
+    jaeger_url: Annotated[
+        str, typer.Option("--jaeger-url", envvar="JAEGER_URL", help="Jaeger query base URL")
+    ] = DEFAULT_JAEGER_URL,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            "-s",
+            help=f"traces with a span of this service [default: {DEFAULT_SERVICE}; "
+            "with --input: every trace]",
+            show_default=False,
+        ),
+    ] = None,
+    operation: Annotated[
+        str | None, typer.Option("--operation", "-o", help="... and of this operation")
+    ] = None,
+    lookback: Annotated[
+        str, typer.Option("--lookback", "-l", help="window to read, e.g. 15m, 1h, 2d")
+    ] = "1h",
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="analyze at most this many traces (newest)")
+    ] = 20_000,
+    page_size: Annotated[
+        int, typer.Option("--page-size", min=1, help="traces per Jaeger query")
+    ] = 500,
+    errors_only: Annotated[
+        bool, typer.Option("--errors-only", help="flag failing traces only")
+    ] = False,
+    input_path: Annotated[
+        str | None,
+        typer.Option("--input", "-i", metavar="FILE", help="saved Jaeger JSON export ('-': stdin)"),
+    ] = None,
+    output_format: Annotated[
+        Format, typer.Option("--format", "-f", help="report format")
+    ] = Format.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", metavar="FILE", help="write the report here")
+    ] = None,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option("--fail-on", help="exit 1 if a flagged trace is slow / failing / either"),
+    ] = None,
+    top: Annotated[
+        int,
+        typer.Option("--top", min=1, help="flagged traces shown in table/markdown/html"),
+    ] = 50,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="seconds to wait for each Jaeger query")
+    ] = 10.0,
+) -> int:
+    threshold_us = _threshold_us(threshold, threshold_ms, errors_only)
+    if not re.match(r"^https?://[^/\s]+", jaeger_url):
+        raise AnalyzerError(f"invalid --jaeger-url {jaeger_url!r}: expected http(s)://host:port")
+    criteria = Criteria(threshold_us, errors_only)
+    waterfall = output_format is Format.html
+    warnings: list[str] = []
+    if input_path is not None:
+        source = Source("file", jaeger_url, input_path=input_path, service=service)
+        source.operation = operation
+        outcome = analyze_traces(
+            iter_file_traces(input_path), criteria, service, operation, limit, waterfall
+        )
+    else:
+        source, outcome = _analyze_live(
+            jaeger_url,
+            service or DEFAULT_SERVICE,
+            operation,
+            lookback,
+            limit,
+            page_size,
+            timeout,
+            criteria,
+            waterfall,
+            warnings,
+        )
+    report = Report(
+        source=source,
+        criteria=criteria,
+        summary=outcome.summary,
+        traces=outcome.traces,
+        warnings=warnings + outcome.warnings,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        truncated=outcome.truncated,
+    )
+    _emit(report, output_format, output, top)
+    return _exit_status(report, fail_on)
+
+
+def _analyze_live(
+    jaeger_url: str,
+    service: str,
+    operation: str | None,
+    lookback: str,
+    limit: int,
+    page_size: int,
+    timeout: float,
+    criteria: Criteria,
+    waterfall: bool,
+    warnings: list[str],
+) -> tuple[Source, Outcome]:
+    window_us = parse_lookback(lookback)
+    end_us = time.time_ns() // 1000
+    start_us = end_us - window_us
+    client = JaegerClient(jaeger_url, timeout)
+    source = Source(
+        "jaeger", jaeger_url, None, service, operation, lookback.strip(), start_us, end_us
+    )
+    with _ProgressBar() as report_progress:
+        traces = iter_window(
+            client, service, operation, start_us, end_us, page_size, warnings, report_progress
+        )
+        outcome = analyze_traces(traces, criteria, None, None, limit, waterfall)
+    source.queries = client.queries
+    return source, outcome
+
+
+class _ProgressBar:
+    """A progress bar on stderr while Jaeger is read, only if stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> ProgressCallback | None:
+        if not sys.stderr.isatty():
+            return None
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("reading Jaeger"),
+            BarColumn(),
+            TextColumn("{task.fields[traces]:,} traces"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("read", total=1, traces=0)
+        return self._update
+
+    def _update(self, done_us: int, total_us: int, traces: int) -> None:
+        assert self._bar is not None and self._task is not None
+        self._bar.update(self._task, completed=done_us, total=total_us, traces=traces)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def parse_lookback(text: str) -> int:
+    """``15m``, ``1h``, ``2d``, ``1.5h``, ``90s``, ``1w`` to microseconds."""
+    match = _LOOKBACK.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise AnalyzerError(f"invalid --lookback {text!r}: use e.g. 15m, 1h, 2d")
+    return int(float(match.group(1)) * _UNIT_US[match.group(2)])
+
+
+def _threshold_us(positional: float | None, option: float | None, errors_only: bool) -> int | None:
+    if positional is not None and option is not None and positional != option:
+        raise AnalyzerError(
+            f"two thresholds given ({positional:g} and --threshold-ms {option:g}): give one"
+        )
+    value = positional if positional is not None else option
+    if value is None:
+        if errors_only:
+            return None
+        raise AnalyzerError(f"give a latency threshold in ms (e.g. `{PROG} 200`), or --errors-only")
+    if value < 0:
+        raise AnalyzerError(f"threshold must be 0 ms or more, not {value:g}")
+    return round(value * 1000)
+
+
+def _emit(report: Report, output_format: Format, output: Path | None, top: int) -> None:
+    if output_format is Format.table:
+        if output is None:
+            console = Console(width=None if sys.stdout.isatty() else _plain_width())
+            render_table(report, console, top)
+            return
+        console = Console(record=True, width=_plain_width(), file=io.StringIO())
+        render_table(report, console, top)
+        text = console.export_text()
+    elif output_format is Format.json:
+        text = render_json(report)
+    elif output_format is Format.markdown:
+        text = render_markdown(report, top)
+    else:
+        text = render_html(report, top)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise AnalyzerError(f"cannot write {output}: {exc.strerror or exc}") from None
+    print(
+        f"{PROG}: wrote {output_format.value} report to {output} "
+        f"({len(report.traces)} flagged of {report.summary.traces:,} traces)",
+        file=sys.stderr,
+    )
+
+
+def _plain_width() -> int:
+    """Width when not writing to a terminal: $COLUMNS if set, else wide enough for a table."""
+    try:
+        return max(80, int(os.environ["COLUMNS"]))
+    except (KeyError, ValueError):
+        return 140
+
+
+def _exit_status(report: Report, fail_on: FailOn | None) -> int:
+    if fail_on is None:
+        return 0
+    for trace in report.traces:
+        if (
+            fail_on is FailOn.any
+            or (fail_on is FailOn.slow and trace.slow)
+            or (fail_on is FailOn.error and trace.error)
+        ):
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status instead of raising SystemExit."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except AnalyzerError as exc:
+        return _fail(str(exc))
+    except (typer.Abort, KeyboardInterrupt):
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # a usage error: bad option, value or argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return _fail(" ".join(message.split()))
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
+    except Exception as exc:  # never a traceback for the user; opt in to see one
+        if os.environ.get("ANALYZE_TRACES_DEBUG"):
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (ANALYZE_TRACES_DEBUG=1 shows where)")
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2

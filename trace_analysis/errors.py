@@ -1,0 +1,11 @@
+"""The one exception type the CLI turns into a one-line message and exit status 2."""
+
+from __future__ import annotations
+
+
+class AnalyzerError(Exception):
+    """A problem the user can fix (bad input, unreachable Jaeger, bad option).
+
+    The message is shown as is, on one line, so it must name the cause and, where it helps,
+    the fix; no traceback is ever printed for it.
+    """

@@ -1,0 +1,106 @@
+"""Wording and number formats shared by every report renderer, so they all say the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from trace_analysis.model import Report, TraceResult
+
+
+def ms(us: float) -> float:
+    """Microseconds to milliseconds, to the microsecond."""
+    return round(us / 1000, 3)
+
+
+def duration(us: float) -> str:
+    """A human duration: ``0.8 ms``, ``12.3 ms``, ``1,204 ms``, ``12.5 s``."""
+    if us >= 10_000_000:
+        return f"{us / 1_000_000:.1f} s"
+    if us >= 1_000_000:
+        return f"{us / 1000:,.0f} ms"
+    return f"{us / 1000:.1f} ms"
+
+
+def percent(part: float, whole: float = 1.0) -> str:
+    if not whole:
+        return "0%"
+    value = 100 * part / whole
+    return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    moment = datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def trace_link(report: Report, trace_id: str) -> str:
+    return f"{report.source.jaeger_url.rstrip('/')}/trace/{trace_id}"
+
+
+def criteria_text(report: Report) -> str:
+    """``slower than 200 ms or failing`` / ``failing``."""
+    threshold = report.criteria.threshold_us
+    if report.criteria.errors_only or threshold is None:
+        return "failing"
+    return f"slower than {threshold / 1000:g} ms or failing"
+
+
+def source_text(report: Report) -> str:
+    source = report.source
+    if source.kind == "file":
+        where = f"file {source.input_path}"
+        if source.service:
+            where += f", service {source.service}"
+    else:
+        where = f"{source.service} in Jaeger at {source.jaeger_url}, last {source.lookback}"
+    if source.operation:
+        where += f", operation {source.operation!r}"
+    return where
+
+
+def flags(trace: TraceResult) -> list[str]:
+    result = []
+    if trace.slow:
+        result.append("slow")
+    if trace.error:
+        result.append("error")
+    if trace.incomplete:
+        result.append("incomplete")
+    return result
+
+
+def culprit_text(trace: TraceResult) -> str | None:
+    culprit = trace.culprit
+    if culprit is None:
+        return None
+    return (
+        f"{culprit.service} {culprit.operation}: {duration(culprit.self_us)} "
+        f"({percent(culprit.share)} of the latency)"
+    )
+
+
+def error_text(trace: TraceResult) -> str | None:
+    origin = trace.error_origin
+    if origin is None:
+        return None
+    extra = (
+        f" (+{origin.error_spans - 1} failing span(s) above it)" if origin.error_spans > 1 else ""
+    )
+    return f"{origin.service} {origin.operation}: {origin.message}{extra}"
+
+
+def faults_text(trace: TraceResult) -> str | None:
+    if not trace.faults:
+        return None
+    parts = [f"{f.kind or 'fault'} {f.value}".strip() + f" in {f.service}" for f in trace.faults]
+    return "injected " + ", ".join(parts)
+
+
+def headline(report: Report) -> str:
+    s = report.summary
+    return (
+        f"{s.traces:,} traces ({s.spans:,} spans): {s.slow:,} slow ({percent(s.slow, s.traces)}), "
+        f"{s.errors:,} failing ({percent(s.errors, s.traces)}), {s.flagged:,} flagged"
+    )

@@ -1,0 +1,152 @@
+"""The span tree of one trace: parents linked, the root chosen, clock skew corrected.
+
+Real traces are not always well formed, and the analyzer must still say something useful
+about them: spans whose parent never arrived (orphans), traces whose root is missing, traces
+with several roots, parent references that loop, and services whose clocks disagree. Each
+of these is repaired the least surprising way and described in a note on the trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trace_analysis.jaeger_format import Span
+from trace_analysis.model import SkewFix
+
+
+@dataclass(slots=True)
+class SpanTree:
+    """Linked spans and their root. :meth:`walk` does the rest, only for traces reported on:
+    deciding whether a trace is flagged, and counting it, needs neither."""
+
+    spans: list[Span]
+    root: Span
+    tops: list[Span]  # spans without a parent in the trace, earliest first
+    incomplete: bool = False
+    notes: list[str] = field(default_factory=list)
+    skew: list[SkewFix] = field(default_factory=list)
+    _order: list[Span] | None = None
+
+    def walk(self) -> list[Span]:
+        """Every span, parents before children, with clock skew corrected (once)."""
+        if self._order is None:
+            self._order = self._walk_all()
+        return self._order
+
+    def _walk_all(self) -> list[Span]:
+        order = _walk(self.tops, self.skew)
+        if len(order) < len(self.spans):
+            # parent references that form a loop: no top reaches them; break each loop at
+            # its earliest span so that every span is still walked once
+            self.incomplete = True
+            reached = {id(span) for span in order}
+            looped = sorted((s for s in self.spans if id(s) not in reached), key=_root_rank)
+            self.notes.append(f"{len(looped)} span(s) in a loop of parent references; loop broken")
+            for span in looped:
+                if id(span) in reached:
+                    continue
+                if span.parent is not None and span.parent.children:
+                    span.parent.children.remove(span)
+                    span.parent = None
+                extra = _walk([span], self.skew)
+                reached.update(id(s) for s in extra)
+                order.extend(extra)
+        if self.skew:
+            shifted = sorted({fix.service for fix in self.skew})
+            worst = max(self.skew, key=lambda fix: abs(fix.shift_us))
+            self.notes.append(
+                f"clock skew: {', '.join(shifted)} shifted to fit inside the calling span "
+                f"(largest shift {worst.shift_us / 1000:+.1f} ms)"
+            )
+        return order
+
+
+def build_tree(spans: list[Span]) -> SpanTree:
+    """Link ``spans`` (not empty) into a tree and choose the root."""
+    by_id = {span.span_id: span for span in spans}
+    roots: list[Span] = []
+    orphans: list[Span] = []
+    for span in spans:
+        parent_id = span.parent_id
+        if parent_id is None:
+            roots.append(span)
+            continue
+        parent = by_id.get(parent_id)
+        if parent is None or parent is span:
+            orphans.append(span)
+            continue
+        span.parent = parent
+        if parent.children is None:
+            parent.children = [span]
+        else:
+            parent.children.append(span)
+
+    notes: list[str] = []
+    incomplete = False
+    if roots:
+        root = min(roots, key=_root_rank)
+        if len(roots) > 1:
+            notes.append(
+                f"{len(roots)} root spans; latency is taken from the earliest, "
+                f"{root.service} {root.operation!r}"
+            )
+    else:
+        incomplete = True
+        root = min(orphans or spans, key=_root_rank)
+        notes.append(
+            f"root span missing: latency is taken from the earliest top span, "
+            f"{root.service} {root.operation!r}; trace incomplete"
+        )
+    if orphans and roots:
+        incomplete = True
+        notes.append(f"{len(orphans)} span(s) whose parent is missing; trace incomplete")
+    for orphan in orphans:
+        orphan.parent = None  # a span that is its own parent
+
+    tops = sorted(roots + orphans, key=_root_rank)
+    return SpanTree(spans, root, tops, incomplete, notes)
+
+
+def _root_rank(span: Span) -> tuple[int, int]:
+    """Earliest first; of equal starts, the longest (the outermost)."""
+    return (span.start, -span.duration)
+
+
+def _walk(tops: list[Span], fixes: list[SkewFix]) -> list[Span]:
+    """Every span under ``tops``, parents first (depth first), correcting clock skew on the way.
+
+    The rule is that of Jaeger's own clock-skew adjuster: a child timed by another process's
+    clock that does not fit inside its (already corrected) parent, and is shorter than it, is
+    centred in the parent, i.e. network latency is assumed equal both ways; the spans of its
+    process below it move with it. A child longer than its parent (the caller gave up: a
+    timeout) is left alone, as is a child of the same process that outlives its parent
+    (asynchronous work): one clock cannot disagree with itself.
+    """
+    order: list[Span] = []
+    shift: dict[int, int] = {}
+    stack = list(reversed(tops))
+    while stack:
+        span = stack.pop()
+        order.append(span)
+        parent = span.parent
+        if parent is not None:
+            if parent.clock == span.clock:
+                delta = shift.get(id(parent), 0)
+            else:
+                delta = 0
+                p_start = parent.start
+                p_dur = parent.duration
+                start = span.start
+                if (start < p_start or start + span.duration > p_start + p_dur) and (
+                    span.duration <= p_dur
+                ):
+                    delta = p_start + (p_dur - span.duration) // 2 - start
+                    if delta:
+                        fixes.append(SkewFix(span.span_id, span.service, delta))
+            if delta:
+                shift[id(span)] = delta
+                span.start += delta
+        children = span.children
+        if children:
+            stack.extend(reversed(children))
+    return order
