@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from trace_analysis.critical_path import critical_path, culprit, path_steps
-from trace_analysis.jaeger_format import JaegerTrace, Span, decode_logs
+from trace_analysis.jaeger_format import JaegerTrace, Span, decode_logs, decode_tags
 from trace_analysis.model import (
     Criteria,
     ErrorOrigin,
@@ -26,7 +26,7 @@ from trace_analysis.summary import SummaryBuilder
 from trace_analysis.tree import SpanTree, build_tree
 
 MAX_WATERFALL_ROWS = 400
-_MESSAGE_FIELDS = ("exception.message", "error.message", "message", "error.object", "event")
+_LOG_MESSAGE_KEYS = ("error.message", "message", "error.object")  # OpenTracing-era logs
 
 
 @dataclass(slots=True)
@@ -197,12 +197,15 @@ def error_message(span: Span) -> str:
             text = fields.get("exception.message")
             if text or kind:
                 return f"{kind}: {text}" if kind and text else str(text or kind)
-        for key in _MESSAGE_FIELDS[1:4]:
+        for key in _LOG_MESSAGE_KEYS:
             if fields.get(key):
                 return str(fields[key])
     if span.http_status is not None and span.http_status >= 400:
         return f"HTTP {span.http_status}"
-    return "status ERROR, no message recorded"
+    keys = {tag.key: tag.value for tag in decode_tags(span.tags)}
+    if keys.get("otel.status_code") == "ERROR":
+        return "status ERROR, no message recorded"
+    return "error tag set, no message recorded"
 
 
 def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[WaterfallRow]:

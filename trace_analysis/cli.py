@@ -123,6 +123,7 @@ def analyze(
     ] = 10.0,
 ) -> int:
     threshold_us = _threshold_us(threshold, threshold_ms, errors_only)
+    window_us = parse_lookback(lookback)  # checked even when --input makes it moot
     if not re.match(r"^https?://[^/\s]+", jaeger_url):
         raise AnalyzerError(f"invalid --jaeger-url {jaeger_url!r}: expected http(s)://host:port")
     criteria = Criteria(threshold_us, errors_only)
@@ -140,6 +141,7 @@ def analyze(
             service or DEFAULT_SERVICE,
             operation,
             lookback,
+            window_us,
             limit,
             page_size,
             timeout,
@@ -165,6 +167,7 @@ def _analyze_live(
     service: str,
     operation: str | None,
     lookback: str,
+    window_us: int,
     limit: int,
     page_size: int,
     timeout: float,
@@ -172,7 +175,6 @@ def _analyze_live(
     waterfall: bool,
     warnings: list[str],
 ) -> tuple[Source, Outcome]:
-    window_us = parse_lookback(lookback)
     end_us = time.time_ns() // 1000
     start_us = end_us - window_us
     client = JaegerClient(jaeger_url, timeout)
