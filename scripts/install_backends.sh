@@ -6,10 +6,10 @@
 # and a second checkout reuse them, and a changed pin builds anew.
 #
 #   scripts/install_backends.sh            # install whatever is missing
-#   scripts/install_backends.sh --paths    # print OTELCOL=... and JAEGER=... (installs nothing)
+#   scripts/install_backends.sh --paths    # print the binaries' paths (installs nothing)
 #   scripts/install_backends.sh --python   # only the Python environment
-#   scripts/install_backends.sh --test-tools  # Debian's chromium, for the HTML report test
-#   scripts/install_backends.sh --bench-tools # Debian's wrk, for `make bench`
+#   scripts/install_backends.sh --test-tools   # + Debian's chromium and the scale-out collector
+#   scripts/install_backends.sh --bench-tools  # + Debian's wrk, for make bench
 #
 # Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin).
 set -euo pipefail
@@ -25,9 +25,12 @@ say() { printf '\033[1m[install]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[install] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 inputs_hash() { cat "$@" | sha256sum | cut -c1-12; }
+# collector_bin [dist name] [manifest]: the main collector, or the scale-out tiers' build.
 collector_bin() {
-  echo "$BIN_DIR/otelcol-order-stack-$COLLECTOR_VERSION-$(inputs_hash "$ROOT/otel-collector/builder-config.yaml")"
+  local name="${1:-otelcol-order-stack}" manifest="${2:-$ROOT/otel-collector/builder-config.yaml}"
+  echo "$BIN_DIR/$name-$COLLECTOR_VERSION-$(inputs_hash "$manifest")"
 }
+SCALE_OUT=(otelcol-order-stack-scale-out "$ROOT/otel-collector/scale-out/builder-config.yaml")
 jaeger_bin() {
   echo "$BIN_DIR/jaeger-$JAEGER_MODULE_VERSION-$(inputs_hash "$ROOT/jaeger/build/go.mod" "$ROOT/jaeger/build/go.sum")"
 }
@@ -76,24 +79,26 @@ install_python() {
     || die "uv sync failed (is uv.lock out of date with pyproject.toml? run: uv lock)"
 }
 
+# install_collector [dist name] [manifest]: build with OCB unless that exact build is cached.
 install_collector() {
-  local target; target="$(collector_bin)"
+  local name="${1:-otelcol-order-stack}" manifest="${2:-$ROOT/otel-collector/builder-config.yaml}"
+  local target; target="$(collector_bin "$name" "$manifest")"
   if [[ -x "$target" ]]; then
-    say "collector $COLLECTOR_VERSION: cached at $target"
+    say "$name $COLLECTOR_VERSION: cached at $target"
     return
   fi
   require_go
   mkdir -p "$BIN_DIR"
   local work; work="$(mktemp -d)"
-  say "collector $COLLECTOR_VERSION: installing OCB (go install .../cmd/builder@v$COLLECTOR_VERSION)"
+  say "$name $COLLECTOR_VERSION: installing OCB (go install .../cmd/builder@v$COLLECTOR_VERSION)"
   run_long "installing OCB" env GOBIN="$work" \
     go install "go.opentelemetry.io/collector/cmd/builder@v$COLLECTOR_VERSION"
-  cp "$ROOT/otel-collector/builder-config.yaml" "$work/manifest.yaml"
-  say "collector $COLLECTOR_VERSION: building from otel-collector/builder-config.yaml (~5 min cold)"
+  cp "$manifest" "$work/manifest.yaml"
+  say "$name $COLLECTOR_VERSION: building from ${manifest#"$ROOT"/} (~5 min cold)"
   run_long "building the collector" bash -c "cd '$work' && ./builder --config manifest.yaml"
-  install -m 0755 "$work/dist/otelcol-order-stack" "$target.tmp" && mv "$target.tmp" "$target"
+  install -m 0755 "$work/dist/$name" "$target.tmp" && mv "$target.tmp" "$target"
   rm -rf "$work"
-  say "collector $COLLECTOR_VERSION: installed $target"
+  say "$name $COLLECTOR_VERSION: installed $target"
 }
 
 install_jaeger() {
@@ -111,31 +116,28 @@ install_jaeger() {
   say "jaeger: installed $target"
 }
 
-# Debian packages the test suite needs: Chromium renders the analyzer's HTML report.
-install_test_tools() {
-  [[ -x /usr/bin/chromium ]] && return
+# install_debian_package <command path> <package> <why>: apt-get, only when it is missing.
+install_debian_package() {
+  [[ -x "$1" ]] && return
   local sudo=()
   (( EUID == 0 )) || sudo=(sudo)
-  say "test tools: installing Debian's chromium (apt-get)"
-  run_long "installing chromium" bash -c "${sudo[*]} apt-get update -q && \
-    DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q chromium"
-}
-
-# Debian packages the benchmark needs: wrk drives POST /api/orders (benchmarks/order.lua).
-install_bench_tools() {
-  command -v wrk >/dev/null 2>&1 && return
-  local sudo=()
-  (( EUID == 0 )) || sudo=(sudo)
-  say "bench tools: installing Debian's wrk (apt-get)"
-  run_long "installing wrk" bash -c "${sudo[*]} apt-get update -q && \
-    DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q wrk"
+  say "installing Debian's $2 ($3)"
+  run_long "installing $2" bash -c "${sudo[*]} apt-get update -q && \
+    DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q $2"
 }
 
 case "${1:-}" in
-  --paths) echo "OTELCOL=$(collector_bin)"; echo "JAEGER=$(jaeger_bin)" ;;
+  --paths)
+    echo "OTELCOL=$(collector_bin)"
+    echo "JAEGER=$(jaeger_bin)"
+    echo "OTELCOL_SCALE_OUT=$(collector_bin "${SCALE_OUT[@]}")"
+    ;;
   --python) install_python ;;
-  --test-tools) install_test_tools ;;
-  --bench-tools) install_bench_tools ;;
+  --test-tools)
+    install_debian_package /usr/bin/chromium chromium "renders the analyzer's HTML report in tests"
+    install_collector "${SCALE_OUT[@]}"
+    ;;
+  --bench-tools) install_debian_package /usr/bin/wrk wrk "drives the benchmark" ;;
   "") install_python; install_collector; install_jaeger ;;
   *) die "unknown argument '$1' (use --paths, --python, --test-tools, --bench-tools or nothing)" ;;
 esac
