@@ -216,6 +216,7 @@ class Round:
     wrk: dict[str, Any]
     cpu: dict[str, float]  # CPU seconds per process of this mode's stack, and "wrk"
     foreign_cores: float  # CPU used by processes that are not ours, in cores
+    number: int = 0  # the round: its "on" and "off" runs are a pair, back to back
 
     @property
     def rps(self) -> float:
@@ -270,6 +271,7 @@ def alternate(
             benches["on"].settle()  # no export backlog from a previous round burns CPU now
             others = [b for m, b in benches.items() if m != mode]
             r = measure(benches[mode], others, connections, seconds)
+            r.number = number
             results.append(r)
             w = r.wrk
             say(
@@ -489,33 +491,54 @@ def profile(bench: Bench, connections: int, seconds: float) -> dict[str, dict[st
 OTEL_ROOTS = ("opentelemetry", "grpc", "google", "wrapt")
 
 
+def frame_kind(frame: str) -> tuple[str, str]:
+    """("otel" | "other" | "neutral", module path) of one py-spy frame ``func (file:line)``.
+    The standard library is neutral: it counts for whoever called it."""
+    filename = frame.rpartition(" (")[2]
+    if "/site-packages/" in filename:
+        module = filename.split("/site-packages/")[1]
+        return ("otel" if module.split("/")[0] in OTEL_ROOTS else "other"), module
+    if str(ROOT) in filename and "/.venv/" not in filename:
+        return "other", filename
+    return "neutral", filename
+
+
 def attribute(path: Path) -> dict[str, float]:
-    """Share of samples by where OpenTelemetry code was entered from (the outermost OTel frame):
-    the server middleware, the httpx client, the sqlite3 wrapper, the export thread, the rest."""
+    """Share of a process's busy samples spent in OpenTelemetry code itself (and the standard
+    library it calls), by the instrumentation that entered it: walking up from the innermost
+    frame, the last OpenTelemetry frame before application or framework code takes over.
+    Time in the application under a wrapping middleware is not counted."""
     shares: dict[str, float] = {}
     total_samples = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         total_samples += int(count)
-        for frame in stack.split(";"):
-            filename = frame.rpartition("(")[2]
-            module = filename.split("/site-packages/")[-1] if "/site-packages/" in filename else ""
-            if module.split("/")[0] in OTEL_ROOTS:
-                shares[entry_point(module)] = shares.get(entry_point(module), 0) + int(count)
+        entry = None
+        for frame in reversed(stack.split(";")):
+            kind, module = frame_kind(frame)
+            if kind == "other":
                 break
+            if kind == "otel":
+                entry = module
+        if entry is not None:
+            shares[entry_point(entry)] = shares.get(entry_point(entry), 0) + int(count)
     return {k: v / total_samples for k, v in shares.items()} if total_samples else {}
 
 
 def entry_point(module: str) -> str:
     for needle, name in (
-        ("sdk/_shared_internal", "export thread (batch, OTLP encode, gRPC)"),
+        ("sdk/_shared_internal", "export thread (batching, OTLP encoding, gRPC)"),
+        ("exporter/otlp", "export thread (batching, OTLP encoding, gRPC)"),
+        ("grpc", "export thread (batching, OTLP encoding, gRPC)"),
         ("instrumentation/asgi", "server spans (ASGI middleware)"),
+        ("instrumentation/fastapi", "server spans (ASGI middleware)"),
         ("instrumentation/httpx", "client spans (httpx)"),
         ("instrumentation/dbapi", "db spans (sqlite3)"),
+        ("instrumentation/sqlite3", "db spans (sqlite3)"),
     ):
         if needle in module:
             return name
-    return "manual spans, context, other"
+    return "manual spans, context, propagation"
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -542,22 +565,43 @@ def summarise(rounds: list[Round], mode: str) -> dict[str, float]:
     }
 
 
+def paired(rounds: list[Round], value: Any) -> float:
+    """Median over the rounds of value(on) / value(off) - 1, each pair run back to back: drift
+    in the machine's other load mostly cancels within a pair."""
+    ratios = []
+    for number in sorted({r.number for r in rounds}):
+        pair = {r.mode: r for r in rounds if r.number == number}
+        if "on" in pair and "off" in pair and value(pair["off"]):
+            ratios.append(value(pair["on"]) / value(pair["off"]) - 1)
+    return statistics.median(ratios) if ratios else float("nan")
+
+
+def costs(rounds: list[Round]) -> dict[str, float]:
+    """What tracing costs, as the median of the per-round pairs (positive: worse)."""
+    result = {"rps": -paired(rounds, lambda r: r.rps)}
+    for q in ("p50", "p95", "p99"):
+        result[q] = paired(rounds, lambda r, q=q: r.wrk[f"{q}_ms"])
+    return result
+
+
 def comparison_table(rounds: list[Round]) -> list[str]:
     on, off = summarise(rounds, "on"), summarise(rounds, "off")
+    cost = costs(rounds)
     lines = [
-        "| | tracing on | `OTEL_SDK_DISABLED=true` | tracing costs |",
-        "| --- | ---: | ---: | ---: |",
+        "| | tracing on | `OTEL_SDK_DISABLED=true` | tracing costs (pooled) | "
+        "tracing costs (median of round pairs) |",
+        "| --- | ---: | ---: | ---: | ---: |",
         f"| throughput (req/s) | {on['rps']:.1f} | {off['rps']:.1f} | "
-        f"{100 * (1 - on['rps'] / off['rps']):.1f}% |",
+        f"{100 * (1 - on['rps'] / off['rps']):.1f}% | {100 * cost['rps']:.1f}% |",
     ]
     for q in ("p50", "p95", "p99"):
         lines.append(
             f"| {q} latency (ms, median of rounds) | {on[q]:.1f} | {off[q]:.1f} | "
-            f"{pct(on[q], off[q])} |"
+            f"{pct(on[q], off[q])} | {100 * cost[q]:+.1f}% |"
         )
     lines.append(
         f"| requests (non-2xx or socket errors) | {on['requests']} ({on['non_2xx']}) | "
-        f"{off['requests']} ({off['non_2xx']}) | |"
+        f"{off['requests']} ({off['non_2xx']}) | | |"
     )
     return lines
 
@@ -567,9 +611,9 @@ def rounds_table(rounds: list[Round]) -> list[str]:
         "| round | stack | req/s | p50 ms | p95 ms | p99 ms | other processes' CPU (cores) |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for i, r in enumerate(rounds):
+    for r in rounds:
         lines.append(
-            f"| {i // 2 + 1} | {r.mode} | {r.rps:.1f} | {r.wrk['p50_ms']:.1f} | "
+            f"| {r.number + 1} | {r.mode} | {r.rps:.1f} | {r.wrk['p50_ms']:.1f} | "
             f"{r.wrk['p95_ms']:.1f} | {r.wrk['p99_ms']:.1f} | {r.foreign_cores:.2f} |"
         )
     return lines
@@ -701,10 +745,10 @@ def commit() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per stack")
-    parser.add_argument("--duration", type=float, default=20, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per stack")
+    parser.add_argument("--duration", type=float, default=12, help="seconds per round")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (saturating)")
-    parser.add_argument("--light-rounds", type=int, default=2, help="rounds at 1 connection")
+    parser.add_argument("--light-rounds", type=int, default=4, help="rounds at 1 connection")
     parser.add_argument("--sustain", type=float, default=60, help="seconds of sustained load")
     parser.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
     parser.add_argument("--profile", action="store_true", help="py-spy the services (traced)")
@@ -734,7 +778,7 @@ def main() -> int:
         say(f"saturating load, c={args.connections}")
         heavy = alternate(benches, args.rounds, args.connections, args.duration)
         say("light load, c=1")
-        light = alternate(benches, args.light_rounds, 1, max(10.0, args.duration / 2))
+        light = alternate(benches, args.light_rounds, 1, max(6.0, args.duration / 2))
         delivery = sustained(
             benches["on"], [benches["off"]], base, args.connections, args.sustain, args.probe_every
         )
@@ -753,8 +797,14 @@ def main() -> int:
         else f"The machine was otherwise quiet (other processes used at most {foreign:.2f} "
         "cores during any measured run)."
     )
-    on, off = summarise(heavy, "on"), summarise(heavy, "off")
-    light_on, light_off = summarise(light, "on"), summarise(light, "off")
+    cost, light_cost = costs(heavy), costs(light)
+    cpu_on, cpu_off = (
+        sum(v for k, v in summarise(heavy, mode)["cpu_ms"].items() if k != "wrk")
+        for mode in ("on", "off")
+    )
+    svc_on, svc_off = (
+        sum(summarise(heavy, mode)["cpu_ms"].get(k, 0) for k in SERVICES) for mode in ("on", "off")
+    )
     section = [
         f"_Written by `benchmarks/overhead.py` on {started:%Y-%m-%d %H:%M} UTC at commit "
         f"`{commit()}`; `make bench` rewrites everything between the markers._",
@@ -763,9 +813,12 @@ def main() -> int:
         f"{info['memory_gib']} GiB, Linux {info['kernel']}, Python {info['python']}, "
         f"{info['wrk']}. Load average {load_before} before, {load_after} after. {busy_note}",
         "",
-        f"**Headline:** tracing on costs {100 * (1 - on['rps'] / off['rps']):.1f}% of throughput "
-        f"and {pct(on['p50'], off['p50'])} p50 at saturation ({args.connections} connections); "
-        f"{pct(light_on['p50'], light_off['p50'])} p50 for a single client. "
+        f"**Headline:** tracing on costs {100 * cost['rps']:.1f}% of throughput and "
+        f"{100 * cost['p50']:+.1f}% p50 at saturation ({args.connections} connections; median of "
+        f"{args.rounds} back-to-back round pairs), {100 * light_cost['p50']:+.1f}% p50 for a "
+        f"single client. In CPU per order, which other load disturbs less: "
+        f"{pct(cpu_on, cpu_off)} for the whole stack, of which the four services "
+        f"{pct(svc_on, svc_off)}. "
         f"Span delivery: {delivery['delta']['jaeger_stored']:.0f} of "
         f"{delivery['delta']['services_ended']:.0f} spans stored. Time to queryable: "
         + (
