@@ -1,4 +1,4 @@
-"""``python -m stackctl up|down|status|logs|demo``: the local stack, as the Makefile runs it."""
+"""``python -m stackctl up|down|status|logs|demo|demo-faults``: the local stack for `make`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from stackctl.fault_demo import demo_faults
 from stackctl.process import StartError
 from stackctl.stack import Stack, local_stack
 from stackctl.traces import wait_for_trace
@@ -122,6 +123,8 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
                 f"(API: {stack.jaeger_url}/api/traces/{trace_id})"
             )
 
+
+app.command("demo-faults")(demo_faults)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,50 @@
+"""`make demo-faults` (stackctl/fault_demo.py): which admin token it uses, and what it tells a
+user whose running stack cannot take faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from stackctl.fault_demo import DemoError, admin, resolve_token
+
+
+def fake_stack(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return SimpleNamespace(run_dir=tmp_path / "run")
+
+
+def test_token_from_the_environment_wins(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("ADMIN_TOKEN", "from-env")
+    assert resolve_token(fake_stack(tmp_path), running=True) == "from-env"
+
+
+def test_a_new_token_is_saved_for_the_next_run(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+    stack = fake_stack(tmp_path)
+    token = resolve_token(stack, running=False)
+    assert len(token) >= 24
+    saved = stack.run_dir / "admin-token"
+    assert saved.stat().st_mode & 0o077 == 0, "readable by its owner only"
+    assert resolve_token(stack, running=True) == token
+
+
+def test_a_running_stack_without_a_known_token_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("ADMIN_TOKEN", raising=False)
+    with pytest.raises(DemoError, match="make down && make demo-faults"):
+        resolve_token(fake_stack(tmp_path), running=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(404, "started without ADMIN_TOKEN"), (401, "another ADMIN_TOKEN")],
+)
+def test_admin_routes_that_refuse_say_why(status: int, message: str) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, json={}))
+    with (
+        httpx.Client(transport=transport, base_url="http://gateway") as client,
+        pytest.raises(DemoError, match=message),
+    ):
+        admin(client, "GET", "order-service", "token")
