@@ -6,6 +6,7 @@ PY := .venv/bin/python
 INSTALL := scripts/install_backends.sh
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e lint format
+.PHONY: load bench demo-faults
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,3 +46,22 @@ lint: install ## ruff check and ruff format --check
 
 format: install ## ruff format and the safe fixes
 	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .
+
+# `make load USERS=20 SPAWN_RATE=5 RUN_TIME=1m`; LOAD_HOST must be loopback unless
+# LOAD_ALLOW_REMOTE=1 (load/locustfile.py refuses anything else).
+USERS ?= 10
+SPAWN_RATE ?= 5
+RUN_TIME ?= 30s
+LOAD_HOST ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
+
+load: install ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST (starts the stack if needed)
+	@$(PY) -m stackctl up
+	@$(PY) -m locust -f load/locustfile.py --headless --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+		--run-time $(RUN_TIME) --stop-timeout 10 --host $(LOAD_HOST)
+
+bench: install ## Tracing overhead, span delivery, time to queryable (wrk; ~6 min) -> docs/benchmarks.md
+	@$(INSTALL) --bench-tools
+	@$(PY) benchmarks/overhead.py $(BENCH_ARGS)
+
+demo-faults: install ## Inject a latency and an error fault, send orders, let the analyzer name the culprits
+	@$(PY) -m stackctl demo-faults
