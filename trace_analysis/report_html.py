@@ -65,7 +65,7 @@ section.trace { border: 1px solid var(--line); border-radius: 8px; padding: 14px
   white-space: nowrap; }
 .wf .axis { grid-column: 2; position: relative; height: 18px; border-bottom: 1px solid var(--line);
   font-size: 11px; color: var(--muted); }
-.wf .axis span { position: absolute; transform: translateX(-50%); }
+.wf .axis span { position: absolute; white-space: nowrap; }
 .legend span { display: inline-block; margin-right: 14px; } .legend i { display: inline-block;
   width: 10px; height: 10px; border-radius: 2px; margin-right: 4px; vertical-align: -1px; }
 a { color: #0b57d0; }
@@ -133,7 +133,13 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
     rows = []
     for trace in traces:
         why = [
-            text for text in (culprit_text(trace), error_text(trace), faults_text(trace)) if text
+            f"<b>{label}</b> {escape(text)}"
+            for label, text in (
+                ("culprit", culprit_text(trace)),
+                ("failed", error_text(trace)),
+                ("fault", faults_text(trace)),
+            )
+            if text
         ]
         rows.append(
             "<tr>"
@@ -142,7 +148,7 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
             f'<a href="{escape(trace_link(report, trace.trace_id))}">open in Jaeger</a></td>'
             f'<td class="num">{duration(trace.latency_us)}</td>'
             f"<td>{_tags(trace)}</td>"
-            f"<td>{'<br>'.join(escape(text) for text in why)}</td>"
+            f"<td>{'<br>'.join(why)}</td>"
             "</tr>"
         )
     return (
@@ -189,8 +195,10 @@ def _waterfall(trace: TraceResult, colours: dict[str, str]) -> str:
     if not rows:
         return ""
     total = max(trace.end_to_end_us, max(r.start_us + r.duration_us for r in rows), 1)
+    shift = {0: "0", 100: "-100%"}
     ticks = "".join(
-        f'<span style="left:{pct}%">{duration(total * pct / 100)}</span>'
+        f'<span style="left:{pct}%;transform:translateX({shift.get(pct, "-50%")})">'
+        f"{duration(total * pct / 100)}</span>"
         for pct in (0, 25, 50, 75, 100)
     )
     cells = ['<div class="label"></div>', f'<div class="axis">{ticks}</div>']
@@ -215,13 +223,15 @@ def _waterfall_row(row: WaterfallRow, total: int, colours: dict[str, str]) -> st
         f'<span style="color:{colours.get(row.service, "#555")}">&#9632;</span> '
         f"{escape(row.service)} <b>{escape(row.operation)}</b></div>"
     )
-    dur_left = min(left + width, 92.0)
+    if left + width < 85:  # the duration after the bar, else before it
+        where = f"left:calc({left + width:.3f}% + 4px)"
+    else:
+        where = f"right:calc({100 - left:.3f}% + 4px)"
     track = (
         f'<div class="track" title="{title}">'
         f'<div class="{classes}" style="left:{left:.3f}%;width:{width:.3f}%;'
         f'background-color:{colours.get(row.service, "#888")}"></div>'
-        f'<span class="dur" style="left:calc({dur_left:.3f}% + 4px)">'
-        f"{duration(row.duration_us)}</span></div>"
+        f'<span class="dur" style="{where}">{duration(row.duration_us)}</span></div>'
     )
     return label + track
 

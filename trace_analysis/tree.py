@@ -148,5 +148,7 @@ def _walk(tops: list[Span], fixes: list[SkewFix]) -> list[Span]:
                 span.start += delta
         children = span.children
         if children:
+            if len(children) > 1:
+                children.sort(key=_root_rank)  # in the order they started, as a waterfall
             stack.extend(reversed(children))
     return order
