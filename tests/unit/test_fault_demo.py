@@ -3,13 +3,14 @@ user whose running stack cannot take faults."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from stackctl.fault_demo import DemoError, admin, resolve_token
+from stackctl.fault_demo import ERROR, SLOW, DemoError, admin, check, resolve_token, verdicts
 
 
 def fake_stack(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -48,3 +49,40 @@ def test_admin_routes_that_refuse_say_why(status: int, message: str) -> None:
         pytest.raises(DemoError, match=message),
     ):
         admin(client, "GET", "order-service", "token")
+
+
+def flagged(trace_id: str, slow: str | None = None, failed: str | None = None) -> dict:
+    return {
+        "trace_id": trace_id,
+        "slow": slow is not None,
+        "error": failed is not None,
+        "culprit": {"service": slow} if slow else None,
+        "error_origin": {"service": failed} if failed else None,
+        # the ground truth the analyzer echoes: never taken as its verdict
+        "faults": [{"service": "notification-service"}],
+    }
+
+
+def test_verdicts_count_only_the_analyzers_findings_on_the_demos_traces() -> None:
+    report = {
+        "traces": [
+            flagged("a", slow="inventory-service", failed="order-service"),
+            flagged("b", slow="inventory-service"),
+            flagged("not-ours", failed="inventory-service"),
+        ]
+    }
+    blamed = verdicts(report, {"a", "b"})
+    assert blamed == {"inventory-service": Counter({SLOW: 2}), "order-service": Counter({ERROR: 1})}
+    assert check(blamed, "inventory-service", "order-service") == []
+
+
+def test_check_names_what_the_analyzer_got_wrong() -> None:
+    blamed = {
+        "inventory-service": Counter({SLOW: 3, ERROR: 1}),
+        "api-gateway": Counter({ERROR: 2}),
+    }
+    assert check(blamed, "inventory-service", "order-service") == [
+        "order-service (error fault) is not named for failing traces",
+        "api-gateway is blamed but had no fault",
+        "inventory-service is named as the origin of errors",
+    ]
