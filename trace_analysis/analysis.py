@@ -73,15 +73,15 @@ def analyze_traces(
                 duplicates += 1
                 continue
             seen.add(trace_id)
-            spans, duplicate_spans = build_spans(trace)
+            spans, by_id, duplicate_spans = build_spans(trace)
             if not spans:
                 empty += 1
                 continue
             if (service or operation) and not _matches(spans, service, operation):
                 continue
-            result = analyze_spans(trace_id, spans, criteria, builder, waterfall)
-            for span in spans:
-                span.children = None
+            tree = build_tree(spans, by_id)
+            result = analyze_tree(trace_id, tree, criteria, builder, waterfall)
+            tree.unlink()
             if result is not None:
                 if duplicate_spans:
                     result.notes.append(f"{duplicate_spans} duplicate span(s) ignored")
@@ -98,15 +98,15 @@ def analyze_traces(
     return Outcome(flagged, builder.finish(), warnings, truncated)
 
 
-def analyze_spans(
+def analyze_tree(
     trace_id: str,
-    spans: list[Span],
+    tree: SpanTree,
     criteria: Criteria,
     builder: SummaryBuilder,
     waterfall: bool = False,
 ) -> TraceResult | None:
     """Count one trace in the summary; return its findings if it is flagged."""
-    tree = build_tree(spans)
+    spans = tree.spans
     root = tree.root
     latency = root.duration
     error = False

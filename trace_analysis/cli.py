@@ -16,22 +16,22 @@ import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from trace_analysis.analysis import Outcome, analyze_traces
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_client import JaegerClient, iter_window
-from trace_analysis.jaeger_client import Progress as ProgressCallback
 from trace_analysis.loading import iter_file_traces
 from trace_analysis.model import Criteria, Report, Source
-from trace_analysis.report_html import render_html
-from trace_analysis.report_json import render_json
-from trace_analysis.report_markdown import render_markdown
-from trace_analysis.report_table import render_table
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from trace_analysis.jaeger_client import Progress as ProgressCallback
+
+# requests, rich and the renderers are imported where used: a run from a file in CI should
+# not pay for the HTTP stack, and start-up is a visible part of a short run
 
 PROG = "analyze_traces.py"
 DEFAULT_JAEGER_URL = "http://localhost:16686"
@@ -130,25 +130,24 @@ def analyze(
     waterfall = output_format is Format.html
     warnings: list[str] = []
     if input_path is not None:
-        source = Source("file", jaeger_url, input_path=input_path, service=service)
-        source.operation = operation
-        outcome = analyze_traces(
-            iter_file_traces(input_path), criteria, service, operation, limit, waterfall
-        )
+        source = Source("file", jaeger_url, input_path, service, operation)
+        traces = iter_file_traces(input_path)
+        outcome = analyze_traces(traces, criteria, service, operation, limit, waterfall)
     else:
-        source, outcome = _analyze_live(
+        end_us = time.time_ns() // 1000
+        source = Source(
+            "jaeger",
             jaeger_url,
-            service or DEFAULT_SERVICE,
-            operation,
-            lookback,
-            window_us,
-            limit,
-            page_size,
-            timeout,
-            criteria,
-            waterfall,
-            warnings,
+            service=service or DEFAULT_SERVICE,
+            operation=operation,
+            lookback=lookback.strip(),
+            start_us=end_us - window_us,
+            end_us=end_us,
         )
+        with _ProgressBar() as progress:
+            outcome = _read_jaeger(
+                source, page_size, timeout, progress, warnings, criteria, limit, waterfall
+            )
     report = Report(
         source=source,
         criteria=criteria,
@@ -162,32 +161,36 @@ def analyze(
     return _exit_status(report, fail_on)
 
 
-def _analyze_live(
-    jaeger_url: str,
-    service: str,
-    operation: str | None,
-    lookback: str,
-    window_us: int,
-    limit: int,
+def _read_jaeger(
+    source: Source,
     page_size: int,
     timeout: float,
-    criteria: Criteria,
-    waterfall: bool,
+    progress: ProgressCallback | None,
     warnings: list[str],
-) -> tuple[Source, Outcome]:
-    end_us = time.time_ns() // 1000
-    start_us = end_us - window_us
-    client = JaegerClient(jaeger_url, timeout)
-    source = Source(
-        "jaeger", jaeger_url, None, service, operation, lookback.strip(), start_us, end_us
-    )
-    with _ProgressBar() as report_progress:
+    criteria: Criteria,
+    limit: int,
+    waterfall: bool,
+) -> Outcome:
+    """Analyze the traces of ``source``'s window, read from Jaeger page by page."""
+    from trace_analysis.jaeger_client import JaegerClient, iter_window
+
+    assert source.service is not None and source.start_us is not None
+    assert source.end_us is not None
+    client = JaegerClient(source.jaeger_url, timeout)
+    try:
         traces = iter_window(
-            client, service, operation, start_us, end_us, page_size, warnings, report_progress
+            client,
+            source.service,
+            source.operation,
+            source.start_us,
+            source.end_us,
+            page_size,
+            warnings,
+            progress,
         )
-        outcome = analyze_traces(traces, criteria, None, None, limit, waterfall)
-    source.queries = client.queries
-    return source, outcome
+        return analyze_traces(traces, criteria, None, None, limit, waterfall)
+    finally:
+        source.queries = client.queries
 
 
 class _ProgressBar:
@@ -200,6 +203,15 @@ class _ProgressBar:
     def __enter__(self) -> ProgressCallback | None:
         if not sys.stderr.isatty():
             return None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._bar = Progress(
             SpinnerColumn(),
             TextColumn("reading Jaeger"),
@@ -247,6 +259,10 @@ def _threshold_us(positional: float | None, option: float | None, errors_only: b
 
 def _emit(report: Report, output_format: Format, output: Path | None, top: int) -> None:
     if output_format is Format.table:
+        from rich.console import Console
+
+        from trace_analysis.report_table import render_table
+
         if output is None:
             console = Console(width=None if sys.stdout.isatty() else _plain_width())
             render_table(report, console, top)
@@ -255,10 +271,16 @@ def _emit(report: Report, output_format: Format, output: Path | None, top: int) 
         render_table(report, console, top)
         text = console.export_text()
     elif output_format is Format.json:
+        from trace_analysis.report_json import render_json
+
         text = render_json(report)
     elif output_format is Format.markdown:
+        from trace_analysis.report_markdown import render_markdown
+
         text = render_markdown(report, top)
     else:
+        from trace_analysis.report_html import render_html
+
         text = render_html(report, top)
     if output is None:
         sys.stdout.write(text)

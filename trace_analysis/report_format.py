@@ -72,8 +72,9 @@ def flags(trace: TraceResult) -> list[str]:
 
 
 def culprit_text(trace: TraceResult) -> str | None:
+    """Where the time went; said of slow traces only (in a fast failing trace it is noise)."""
     culprit = trace.culprit
-    if culprit is None:
+    if culprit is None or not trace.slow:
         return None
     return (
         f"{culprit.service} {culprit.operation}: {duration(culprit.self_us)} "
@@ -85,9 +86,8 @@ def error_text(trace: TraceResult) -> str | None:
     origin = trace.error_origin
     if origin is None:
         return None
-    extra = (
-        f" (+{origin.error_spans - 1} failing span(s) above it)" if origin.error_spans > 1 else ""
-    )
+    more = origin.error_spans - 1
+    extra = f" (and {more} failing span{'s' if more > 1 else ''} after it)" if more else ""
     return f"{origin.service} {origin.operation}: {origin.message}{extra}"
 
 

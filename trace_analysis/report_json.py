@@ -6,8 +6,9 @@ are milliseconds (to the microsecond), instants are ISO 8601 UTC.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import msgspec
 
 from trace_analysis.model import GroupStats, Percentiles, Report, TraceResult
 from trace_analysis.report_format import iso, ms, trace_link
@@ -16,7 +17,9 @@ SCHEMA_VERSION = 1
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
+    # msgspec's encoder and formatter are C: the stdlib's json goes pure Python once indented
+    encoded = msgspec.json.format(msgspec.json.encode(report_dict(report)), indent=2)
+    return encoded.decode() + "\n"
 
 
 def report_dict(report: Report) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from trace_analysis.report_format import (
     source_text,
 )
 
-MAX_OPERATIONS = 12
+MAX_OPERATIONS = 8
 
 
 def render_table(report: Report, console: Console, top: int) -> None:

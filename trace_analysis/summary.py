@@ -47,25 +47,26 @@ class SummaryBuilder:
         operations = self._operations
         services = self._services
         for span in spans:
-            key = (span.service, span.operation)
+            service = span.service
+            key = (service, span.operation)
             group = operations.get(key)
             if group is None:
                 group = operations[key] = (array("q"), [0])
             group[0].append(span.duration)
-            if span.error:
-                group[1][0] += 1
             parent = span.parent
-            if (parent is None and span.parent_id is None) or (
-                parent is not None and parent.clock != span.clock
-            ):
-                # an entry span: a request this service served (a root, or a span called
-                # from another process); an orphan's caller is unknown, so it is not counted
-                entry = services.get(span.service)
-                if entry is None:
-                    entry = services[span.service] = (array("q"), [0])
-                entry[0].append(span.duration)
-                if span.error:
-                    entry[1][0] += 1
+            # an entry span, a request this service served: a root (not an orphan, whose
+            # caller is unknown), or a span called from another process
+            entry = span.parent_id is None if parent is None else parent.clock != span.clock
+            served = None
+            if entry:
+                served = services.get(service)
+                if served is None:
+                    served = services[service] = (array("q"), [0])
+                served[0].append(span.duration)
+            if error and span.error:
+                group[1][0] += 1
+                if served is not None:
+                    served[1][0] += 1
 
     def finish(self) -> Summary:
         services = [

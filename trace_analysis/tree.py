@@ -22,10 +22,18 @@ class SpanTree:
     spans: list[Span]
     root: Span
     tops: list[Span]  # spans without a parent in the trace, earliest first
+    parents: list[Span]  # spans with children
     incomplete: bool = False
     notes: list[str] = field(default_factory=list)
     skew: list[SkewFix] = field(default_factory=list)
     _order: list[Span] | None = None
+
+    def unlink(self) -> None:
+        """Cut the parent <-> children cycles, so that reference counting alone frees the
+        spans (the analysis pauses the cyclic garbage collector)."""
+        for span in self.parents:
+            span.children = None
+        self.parents = []
 
     def walk(self) -> list[Span]:
         """Every span, parents before children, with clock skew corrected (once)."""
@@ -61,11 +69,14 @@ class SpanTree:
         return order
 
 
-def build_tree(spans: list[Span]) -> SpanTree:
-    """Link ``spans`` (not empty) into a tree and choose the root."""
-    by_id = {span.span_id: span for span in spans}
+def build_tree(spans: list[Span], by_id: dict[str, Span] | None = None) -> SpanTree:
+    """Link ``spans`` (not empty; ``by_id`` indexes them, if at hand) into a tree and choose
+    the root."""
+    if by_id is None:
+        by_id = {span.span_id: span for span in spans}
     roots: list[Span] = []
     orphans: list[Span] = []
+    parents: list[Span] = []
     for span in spans:
         parent_id = span.parent_id
         if parent_id is None:
@@ -78,6 +89,7 @@ def build_tree(spans: list[Span]) -> SpanTree:
         span.parent = parent
         if parent.children is None:
             parent.children = [span]
+            parents.append(parent)
         else:
             parent.children.append(span)
 
@@ -104,7 +116,7 @@ def build_tree(spans: list[Span]) -> SpanTree:
         orphan.parent = None  # a span that is its own parent
 
     tops = sorted(roots + orphans, key=_root_rank)
-    return SpanTree(spans, root, tops, incomplete, notes)
+    return SpanTree(spans, root, tops, parents, incomplete, notes)
 
 
 def _root_rank(span: Span) -> tuple[int, int]:
@@ -115,12 +127,14 @@ def _root_rank(span: Span) -> tuple[int, int]:
 def _walk(tops: list[Span], fixes: list[SkewFix]) -> list[Span]:
     """Every span under ``tops``, parents first (depth first), correcting clock skew on the way.
 
-    The rule is that of Jaeger's own clock-skew adjuster: a child timed by another process's
-    clock that does not fit inside its (already corrected) parent, and is shorter than it, is
-    centred in the parent, i.e. network latency is assumed equal both ways; the spans of its
-    process below it move with it. A child longer than its parent (the caller gave up: a
-    timeout) is left alone, as is a child of the same process that outlives its parent
-    (asynchronous work): one clock cannot disagree with itself.
+    A callee cannot start before its caller sent the request, whatever it does later. So a
+    child timed by another process's clock that starts before its (already corrected) parent,
+    and is shorter than it, is centred in the parent as Jaeger's clock-skew adjuster does
+    (network latency assumed equal both ways); the spans of its process below it move with
+    it. A child that merely ends after its parent is left alone: a server often finishes its
+    span after the response left, and a caller may give up first (a timeout); the critical
+    path clips such overhangs anyway. One process's spans share one clock and never move
+    relative to each other.
     """
     order: list[Span] = []
     shift: dict[int, int] = {}
@@ -137,9 +151,7 @@ def _walk(tops: list[Span], fixes: list[SkewFix]) -> list[Span]:
                 p_start = parent.start
                 p_dur = parent.duration
                 start = span.start
-                if (start < p_start or start + span.duration > p_start + p_dur) and (
-                    span.duration <= p_dur
-                ):
+                if start < p_start and span.duration <= p_dur:
                     delta = p_start + (p_dur - span.duration) // 2 - start
                     if delta:
                         fixes.append(SkewFix(span.span_id, span.service, delta))

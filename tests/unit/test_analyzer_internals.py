@@ -153,7 +153,7 @@ def test_tag_prescan_never_skips_a_trace_that_has_an_error_or_a_fault() -> None:
     skipped = scanned = real = 0
     for index, raw in enumerate(decode_envelope(data, "generated")):
         trace = decode_trace(raw, "generated", index)
-        spans, _ = build_spans(JaegerTrace(spans=trace.spans, trace_id=trace.trace_id))
+        spans, _, _ = build_spans(JaegerTrace(spans=trace.spans, trace_id=trace.trace_id))
         has_status = any(s.error or s.fault_kind is not None for s in spans)
         if may_carry_status(trace.encoded):
             scanned += 1
@@ -169,7 +169,7 @@ def test_tag_prescan_reads_pretty_printed_json_and_distrusts_odd_key_order() -> 
         text = (REPO / "tests" / "fixtures" / "traces" / name).read_bytes()
         for index, raw in enumerate(decode_envelope(text, name)):
             trace = decode_trace(raw, name, index)
-            spans, _ = build_spans(JaegerTrace(spans=trace.spans, trace_id=trace.trace_id))
+            spans, _, _ = build_spans(JaegerTrace(spans=trace.spans, trace_id=trace.trace_id))
             if any(s.error or s.fault_kind is not None for s in spans):
                 assert may_carry_status(trace.encoded), (name, index)
     value_first = b'{"spans":[{"tags":[{"value":503,"key":"http.status_code"}]}]}'

@@ -1,0 +1,157 @@
+"""Benchmark analyze_traces.py against the reference approach (jq) on one large export.
+
+In one run, on the same file: our analyzer (full analysis: latency from the root span, errors,
+critical path, culprit, summary percentiles) and the reference demo's approach, jq computing
+only which traces have a span longer than N ms. Both run as separate processes, best of
+``--repeat`` runs; wall time, CPU time and peak RSS come from ``wait4``'s rusage for that
+process alone.
+
+    python benchmarks/analyzer_bench.py                 # print the results
+    python benchmarks/analyzer_bench.py --write-docs    # and put them in docs/analyzer.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "analyzer.md"
+START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float
+    max_rss_mib: float
+    stdout: bytes
+
+
+def measure(command: list[str]) -> Run:
+    """Run ``command``; its own wall time, CPU time and peak RSS (not the children's sum)."""
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stderr = process.stderr.read().decode() if process.stderr else ""
+        if process.returncode not in (0, 1):
+            raise SystemExit(f"{command[0]} failed ({process.returncode}): {stderr}")
+        out.seek(0)
+        return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read())
+
+
+def best_of(command: list[str], repeat: int) -> tuple[Run, float]:
+    runs = [measure(command) for _ in range(repeat)]
+    return min(runs, key=lambda r: r.wall_s), statistics.median(r.wall_s for r in runs)
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    jq = subprocess.run(["jq", "--version"], capture_output=True, text=True).stdout.strip()
+    return (
+        f"{os.cpu_count()} cores ({model or platform.machine()}), Python "
+        f"{platform.python_version()}, {jq}, {platform.system()} {platform.release()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--spans", type=int, default=120_000)
+    parser.add_argument("--seed", type=int, default=20251124)
+    parser.add_argument("--threshold-ms", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--export", type=Path, default=REPO / "bench" / "analyzer-export.json")
+    parser.add_argument("--write-docs", action="store_true", help=f"update {DOC.name}")
+    args = parser.parse_args(argv)
+    if shutil.which("jq") is None:
+        raise SystemExit("jq is not installed (apt-get install -y jq)")
+
+    subprocess.run(
+        [sys.executable, REPO / "benchmarks" / "generate_export.py", "--spans", str(args.spans),
+         "--seed", str(args.seed), "--output", str(args.export)],
+        check=True,
+    )  # fmt: skip
+    size_mb = args.export.stat().st_size / 1e6
+    ours_cmd = [
+        sys.executable, str(REPO / "analyze_traces.py"), str(args.threshold_ms),
+        "--input", str(args.export), "--format", "json", "--limit", "100000000",
+    ]  # fmt: skip
+    jq_filter = (
+        f"[.data[] | select(([.spans[].duration] | max) > {args.threshold_ms} * 1000) | .traceID]"
+    )
+    jq_cmd = ["jq", "-c", jq_filter, str(args.export)]
+
+    ours, ours_median = best_of(ours_cmd, args.repeat)
+    theirs, theirs_median = best_of(jq_cmd, args.repeat)
+    report = json.loads(ours.stdout)
+    spans, traces = report["summary"]["spans"], report["summary"]["traces"]
+    our_slow = {t["trace_id"] for t in report["traces"] if t["slow"]}
+    jq_slow = set(json.loads(theirs.stdout))
+
+    rows = [
+        ("analyze_traces.py (full analysis)", ours, ours_median),
+        ("jq, duration > N only (reference)", theirs, theirs_median),
+    ]
+    table = [
+        f"| tool | wall (best of {args.repeat}) | median | CPU | spans/s (wall) | peak RSS |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, run, median in rows:
+        table.append(
+            f"| {name} | {run.wall_s:.2f} s | {median:.2f} s | {run.cpu_s:.2f} s "
+            f"| {spans / run.wall_s:,.0f} | {run.max_rss_mib:,.0f} MiB |"
+        )
+    lines = [
+        f"Export: {traces:,} traces, {spans:,} spans, {size_mb:.0f} MB "
+        f"(`benchmarks/generate_export.py --spans {args.spans} --seed {args.seed}`), "
+        f"threshold {args.threshold_ms} ms. Machine: {machine()}.",
+        "",
+        *table,
+        "",
+        f"Speed-up: {theirs.wall_s / ours.wall_s:.1f}x wall time, "
+        f"{theirs.max_rss_mib / max(ours.max_rss_mib, 1):.1f}x less memory. "
+        f"Traces over {args.threshold_ms} ms: analyzer {len(our_slow)} (by root span), "
+        f"jq {len(jq_slow)} (by longest span); {len(our_slow & jq_slow)} in both. "
+        f"The analyzer also flagged {report['summary']['errors']:,} failing traces that jq "
+        "cannot see, and explained every flagged trace.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write_docs:
+        doc = DOC.read_text()
+        if START not in doc or END not in doc:
+            raise SystemExit(f"{DOC} has no {START} ... {END} section")
+        new = re.sub(
+            re.escape(START) + ".*?" + re.escape(END),
+            lambda _: f"{START}\n{text}\n{END}",
+            doc,
+            flags=re.S,
+        )
+        DOC.write_text(new)
+        print(f"wrote the results to {DOC.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
