@@ -39,6 +39,78 @@ class Outcome:
     truncated: bool = False  # the --limit was reached before the input ended
 
 
+class Analyzer:
+    """One pass over a stream of traces, keeping only findings and summary counts."""
+
+    def __init__(
+        self,
+        criteria: Criteria,
+        service: str | None = None,
+        operation: str | None = None,
+        limit: int | None = None,
+        waterfall: bool = False,
+    ) -> None:
+        """``service``/``operation`` keep only traces with a span of that service (and
+        operation), as Jaeger's search does; ``limit`` stops after that many traces;
+        ``waterfall`` keeps the per-span rows an HTML report draws."""
+        self.criteria = criteria
+        self.service = service
+        self.operation = operation
+        self.limit = limit
+        self.waterfall = waterfall
+        self.builder = SummaryBuilder()
+        self.flagged: list[TraceResult] = []
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self.empty = 0
+        self.truncated = False
+
+    def feed(self, traces: Iterable[JaegerTrace]) -> None:
+        # Spans link both ways (parent, children); the links are cut after each trace, so
+        # every object is freed by reference counting, and the cyclic collector (which would
+        # otherwise run over and over as millions of objects come and go) can be paused.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for trace in traces:
+                if self.limit is not None and self.builder.traces >= self.limit:
+                    self.truncated = True
+                    break
+                self._analyze(trace)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _analyze(self, trace: JaegerTrace) -> None:
+        trace_id = trace.trace_id or (trace.spans[0].span_id if trace.spans else "")
+        if trace_id in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(trace_id)
+        spans, by_id, duplicate_spans = build_spans(trace)
+        if not spans:
+            self.empty += 1
+            return
+        if (self.service or self.operation) and not _matches(spans, self.service, self.operation):
+            return
+        tree = build_tree(spans, by_id)
+        result = analyze_tree(trace_id, tree, self.criteria, self.builder, self.waterfall)
+        tree.unlink()
+        if result is not None:
+            if duplicate_spans:
+                result.notes.append(f"{duplicate_spans} duplicate span(s) ignored")
+            self.flagged.append(result)
+
+    def outcome(self) -> Outcome:
+        warnings = []
+        if self.duplicates:
+            warnings.append(f"{self.duplicates} trace(s) appeared more than once; analyzed once")
+        if self.empty:
+            warnings.append(f"{self.empty} trace(s) without spans skipped")
+        flagged = sorted(self.flagged, key=lambda r: (-r.latency_us, r.trace_id))
+        return Outcome(flagged, self.builder.finish(), warnings, self.truncated)
+
+
 def analyze_traces(
     traces: Iterable[JaegerTrace],
     criteria: Criteria,
@@ -47,55 +119,10 @@ def analyze_traces(
     limit: int | None = None,
     waterfall: bool = False,
 ) -> Outcome:
-    """Analyze ``traces`` in one pass.
-
-    ``service``/``operation`` keep only traces with a span of that service (and operation),
-    as Jaeger's search does; ``limit`` stops after that many traces; ``waterfall`` keeps
-    the per-span rows an HTML report draws.
-    """
-    builder = SummaryBuilder()
-    flagged: list[TraceResult] = []
-    seen: set[str] = set()
-    duplicates = empty = 0
-    truncated = False
-    # Spans link both ways (parent, children); the links are cut after each trace, so every
-    # object is freed by reference counting, and the cyclic collector (which would otherwise
-    # run over and over as millions of objects come and go) can be paused meanwhile.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for trace in traces:
-            if limit is not None and builder.traces >= limit:
-                truncated = True
-                break
-            trace_id = trace.trace_id or (trace.spans[0].span_id if trace.spans else "")
-            if trace_id in seen:
-                duplicates += 1
-                continue
-            seen.add(trace_id)
-            spans, by_id, duplicate_spans = build_spans(trace)
-            if not spans:
-                empty += 1
-                continue
-            if (service or operation) and not _matches(spans, service, operation):
-                continue
-            tree = build_tree(spans, by_id)
-            result = analyze_tree(trace_id, tree, criteria, builder, waterfall)
-            tree.unlink()
-            if result is not None:
-                if duplicate_spans:
-                    result.notes.append(f"{duplicate_spans} duplicate span(s) ignored")
-                flagged.append(result)
-    finally:
-        if collecting:
-            gc.enable()
-    warnings = []
-    if duplicates:
-        warnings.append(f"{duplicates} trace(s) appeared more than once; analyzed once")
-    if empty:
-        warnings.append(f"{empty} trace(s) without spans skipped")
-    flagged.sort(key=lambda r: (-r.latency_us, r.trace_id))
-    return Outcome(flagged, builder.finish(), warnings, truncated)
+    """Analyze ``traces`` in one pass (see :class:`Analyzer` for the options)."""
+    analyzer = Analyzer(criteria, service, operation, limit, waterfall)
+    analyzer.feed(traces)
+    return analyzer.outcome()
 
 
 def analyze_tree(

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PROG = "analyze_traces.py"
 DEFAULT_JAEGER_URL = "http://localhost:16686"
 DEFAULT_SERVICE = "api-gateway"
+DEFAULT_LIMIT = 20_000  # live mode: the newest traces of the window
 _LOOKBACK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 _UNIT_US |= {"d": 24 * _UNIT_US["h"], "w": 7 * 24 * _UNIT_US["h"]}
@@ -92,8 +93,15 @@ def analyze(
         str, typer.Option("--lookback", "-l", help="window to read, e.g. 15m, 1h, 2d")
     ] = "1h",
     limit: Annotated[
-        int, typer.Option("--limit", min=1, help="analyze at most this many traces (newest)")
-    ] = 20_000,
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help=f"analyze at most this many traces (the newest) [default: {DEFAULT_LIMIT:,}; "
+            "with --input: all]",
+            show_default=False,
+        ),
+    ] = None,
     page_size: Annotated[
         int, typer.Option("--page-size", min=1, help="traces per Jaeger query")
     ] = 500,
@@ -146,7 +154,14 @@ def analyze(
         )
         with _ProgressBar() as progress:
             outcome = _read_jaeger(
-                source, page_size, timeout, progress, warnings, criteria, limit, waterfall
+                source,
+                page_size,
+                timeout,
+                progress,
+                warnings,
+                criteria,
+                limit or DEFAULT_LIMIT,
+                waterfall,
             )
     report = Report(
         source=source,

@@ -13,19 +13,21 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
+
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.jaeger_format import JaegerTrace, decode_envelope, decode_trace
 
 
-def iter_file_traces(path: Path | str) -> Iterator[JaegerTrace]:
-    """Yield the traces of a Jaeger export; ``"-"`` reads standard input.
+@contextlib.contextmanager
+def open_export(path: Path | str) -> Iterator[tuple[list[msgspec.Raw], str]]:
+    """The undecoded traces of a Jaeger export and the name to give it in messages.
 
-    Raises :class:`AnalyzerError` naming the file and the cause for a missing, unreadable,
-    empty, non-JSON or wrongly shaped file.
+    ``"-"`` reads standard input. Raises :class:`AnalyzerError` naming the file and the cause
+    for a missing, unreadable, empty, non-JSON or wrongly shaped file.
     """
     if str(path) == "-":
-        data = sys.stdin.buffer.read()
-        yield from _iter_buffer(data, "<stdin>")
+        yield _traces_of(sys.stdin.buffer.read(), "<stdin>"), "<stdin>"
         return
     path = Path(path)
     try:
@@ -41,19 +43,28 @@ def iter_file_traces(path: Path | str) -> Iterator[JaegerTrace]:
             raise AnalyzerError(f"{path}: file is empty, not a Jaeger JSON export")
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            yield from _iter_buffer(mapped, str(path))
+            yield _traces_of(mapped, str(path)), str(path)
         finally:
-            # the undecoded traces point into the mapping; they are gone once the generator
-            # above has finished, and if not, the mapping is closed when they are collected
+            # the undecoded traces point into the mapping; once they are gone it closes now,
+            # else when the last of them is collected
             with contextlib.suppress(BufferError):
                 mapped.close()
 
 
-def _iter_buffer(buffer: bytes | mmap.mmap, source: str) -> Iterator[JaegerTrace]:
+def iter_file_traces(path: Path | str) -> Iterator[JaegerTrace]:
+    """Yield the traces of a Jaeger export (see :func:`open_export`), decoded one by one."""
+    with open_export(path) as (raws, source):
+        yield from decode_each(raws, source)
+        raws.clear()
+
+
+def decode_each(raws: list[msgspec.Raw], source: str) -> Iterator[JaegerTrace]:
+    """Decode the traces one by one; messages number them from 1, in file order."""
+    for index in range(len(raws)):
+        yield decode_trace(raws[index], source, index)
+
+
+def _traces_of(buffer: bytes | mmap.mmap, source: str) -> list[msgspec.Raw]:
     if len(buffer) <= 65536 and not bytes(buffer).strip():
         raise AnalyzerError(f"{source}: file is empty, not a Jaeger JSON export")
-    raws = decode_envelope(buffer, source)
-    for index in range(len(raws)):
-        trace = decode_trace(raws[index], source, index)
-        yield trace
-    del raws
+    return decode_envelope(buffer, source)
