@@ -77,17 +77,20 @@ def culprit_text(trace: TraceResult) -> str | None:
     if culprit is None or not trace.slow:
         return None
     return (
-        f"{culprit.service} {culprit.operation}: {duration(culprit.self_us)} "
-        f"({percent(culprit.share)} of the latency)"
+        f"{culprit.service} {culprit.operation}: {duration(culprit.self_us)}, "
+        f"{percent(culprit.share)} of the latency"
     )
 
 
-def error_text(trace: TraceResult) -> str | None:
+def error_text(trace: TraceResult, spans_after: bool = False) -> str | None:
+    """The first failing span and its message (and, if asked, how many failed after it)."""
     origin = trace.error_origin
     if origin is None:
         return None
     more = origin.error_spans - 1
-    extra = f" (and {more} failing span{'s' if more > 1 else ''} after it)" if more else ""
+    extra = ""
+    if spans_after and more:
+        extra = f" (then {more} more failing span{'s' if more > 1 else ''})"
     return f"{origin.service} {origin.operation}: {origin.message}{extra}"
 
 

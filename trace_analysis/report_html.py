@@ -173,7 +173,7 @@ def _trace_section(report: Report, trace: TraceResult, colours: dict[str, str]) 
         escape(f"{label}: {text}")
         for label, text in (
             ("culprit", culprit_text(trace)),
-            ("first failure", error_text(trace)),
+            ("first failure", error_text(trace, spans_after=True)),
             ("faults", faults_text(trace)),
         )
         if text
