@@ -66,6 +66,7 @@ class Analyzer:
         self.truncated = False
 
     def feed(self, traces: Iterable[JaegerTrace]) -> None:
+        """Analyze ``traces`` as they come (stopping at the limit)."""
         # Spans link both ways (parent, children); the links are cut after each trace, so
         # every object is freed by reference counting, and the cyclic collector (which would
         # otherwise run over and over as millions of objects come and go) can be paused.
@@ -82,7 +83,7 @@ class Analyzer:
                 gc.enable()
 
     def _analyze(self, trace: JaegerTrace) -> None:
-        trace_id = trace.trace_id or (trace.spans[0].span_id if trace.spans else "")
+        trace_id = trace.trace_id
         if trace_id in self.seen:
             self.duplicates += 1
             return
@@ -236,6 +237,8 @@ def error_message(span: Span) -> str:
 
 
 def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[WaterfallRow]:
+    """The rows an HTML waterfall draws, parents before children; capped, since a trace of
+    thousands of spans is read in Jaeger, not in a report."""
     depth: dict[int, int] = {}
     rows = []
     for span in tree.walk()[:MAX_WATERFALL_ROWS]:

@@ -79,8 +79,8 @@ class Span(msgspec.Struct):
 
 
 class JaegerTrace(msgspec.Struct):
-    spans: list[Span]
-    trace_id: str = msgspec.field(default="", name="traceID")
+    trace_id: str = msgspec.field(name="traceID")
+    spans: list[Span] = msgspec.field(name="spans")
     processes: dict[str, Process] = {}
     encoded: msgspec.Raw | None = None  # the trace's own JSON (set by decode_trace), scanned
     # by trace_analysis.spans before any tag is decoded

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
         ("not_a_trace.json", "trace #1: unexpected shape: Expected `object`, got `int`"),
         ("no_data.json", "no 'data' array of traces"),
         ("missing_fields.json", "missing required field `startTime` - at `spans[0]`"),
+        ("no_trace_id.json", "trace #1: unexpected shape: Object missing required field `traceID`"),
         ("bad_types.json", "Expected `int`, got `str` - at `spans[0].startTime`"),
         ("jaeger_error.json", "Jaeger reported an error: storage unavailable (code 500)"),
         ("empty_file.json", "file is empty"),
