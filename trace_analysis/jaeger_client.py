@@ -3,7 +3,8 @@
 Jaeger answers a search with at most ``limit`` traces and says nothing about the ones it left
 out, so a long window cannot be read in one query. The window is read newest first in time
 slices: a slice that comes back full may have been cut short, so it is queried again at half
-the width; a slice that comes back well under the limit lets the next one be twice as wide.
+the width; otherwise the next slice is sized for about half a page at the density just seen
+(at most four times wider, at least half as wide).
 Each trace is yielded once (a trace can match in two slices), decoded one page at a time.
 """
 
@@ -120,7 +121,7 @@ def iter_window(
         page = client.search(service, operation, low, cursor, page_size)
         if len(page) >= page_size and cursor - low + 1 > MIN_SLICE_US:
             width = max(MIN_SLICE_US, (cursor - low + 1) // 2)
-            continue  # maybe cut short: read it again in narrower slices
+            continue  # maybe cut short: read it again, narrower
         if len(page) >= page_size:
             warnings.append(
                 f"more than {page_size} traces within {MIN_SLICE_US // 1000} ms; some were "
@@ -132,9 +133,10 @@ def iter_window(
                 continue
             seen.add(trace.trace_id)
             yield trace
+        # size the next slice for about half a page at the density just seen
+        scale = page_size / 2 / max(len(page), 1)
+        width = max(MIN_SLICE_US, int((cursor - low + 1) * min(max(scale, 0.5), 4.0)))
         cursor = low - 1
-        if len(page) < page_size // 4:
-            width *= 2
         if progress is not None:
             progress(end_us - max(cursor, start_us - 1), end_us - start_us + 1, len(seen))
     if not seen:
