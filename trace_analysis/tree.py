@@ -16,8 +16,12 @@ from trace_analysis.model import SkewFix
 
 @dataclass(slots=True)
 class SpanTree:
-    """Linked spans and their root. :meth:`walk` does the rest, only for traces reported on:
-    deciding whether a trace is flagged, and counting it, needs neither."""
+    """Linked spans and their root.
+
+    The rest (depth-first order, clock skew, loops) is :meth:`walk`'s, done only for traces
+    the report shows: deciding whether a trace is flagged, and counting it, needs none of it.
+    So a trace whose parent references loop, but is not flagged, is not counted incomplete.
+    """
 
     spans: list[Span]
     root: Span
