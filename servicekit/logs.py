@@ -11,6 +11,12 @@ import sys
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
+CLIENT_HEADER_LOGGERS = (
+    "opentelemetry.baggage.propagation",
+    "opentelemetry.trace.propagation.tracecontext",
+    "opentelemetry.trace.span",  # TraceState, parsed from the tracestate header
+)
+
 
 class TraceContextFilter(logging.Filter):
     """Stamp every record with the ids of the span that is current when it is logged."""
@@ -41,5 +47,10 @@ def configure_logging(service_name: str, level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("httpx").setLevel(logging.WARNING)  # servicekit logs each request itself
+    # The W3C propagators warn about a malformed baggage or tracestate header by quoting it, on
+    # every request: a client could write any text into our logs (an email address, a token, or
+    # 64 kB a line). The header is ignored either way, which is all an operator needs.
+    for name in CLIENT_HEADER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     # Request lines come from servicekit's middleware, inside the span, with trace ids.
     logging.getLogger("uvicorn.access").disabled = True

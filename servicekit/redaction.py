@@ -17,7 +17,10 @@ from opentelemetry.trace import Span
 
 # Anything shaped like local@domain, also percent-encoded (%40) as in a raw query string. Broader
 # than a valid address on purpose: over-redacting a URL is harmless, leaking an address is not.
-EMAIL = re.compile(r"[\w.+%-]+(?:@|%40)[\w.-]+", re.IGNORECASE)
+# The lookbehind lets a match start only where a run of local-part characters starts: without
+# it, a long run with no "@" is rescanned from every position, quadratic time on a path the
+# client chose (a 30 kB path took 2.7 s of the event loop).
+EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[\w.-]+", re.IGNORECASE)
 REDACTED = "[redacted-email]"
 CLIENT_SUPPLIED_ATTRIBUTES = ("url.path", "url.query", "user_agent.original")
 

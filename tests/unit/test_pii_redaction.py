@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 import pytest
 
@@ -38,6 +39,13 @@ USER_AGENT = "crawler/1.0 (+mailto:ops@example.com)"
 )
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", ["a" * 50_000, "a." * 25_000, "a%4" * 17_000])
+def test_redact_takes_linear_time_on_hostile_input(text: str) -> None:
+    started = time.perf_counter()
+    assert redact(text) == text
+    assert time.perf_counter() - started < 0.5
 
 
 async def test_no_email_from_the_url_or_user_agent_in_spans(stack: Stack) -> None:
@@ -71,3 +79,26 @@ async def test_no_email_from_the_url_in_request_log_lines(
     assert f"/api/people/{REDACTED}" in routes
     assert "/api/orders/{order_id}" in routes
     assert not [line for line in lines if EMAIL.search(json.dumps(line))]
+
+
+async def test_junk_trace_context_headers_are_not_echoed_into_logs(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The propagators warn about a malformed baggage/tracestate header by quoting it: a client
+    could write any text (an address, a token, 64 kB per request) into the service's log."""
+    configure_logging("api-gateway", "INFO")
+    headers = {
+        "baggage": "bob@example.com, x=" + "y" * 9000,
+        "tracestate": "alice@example.com",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    try:
+        response = await stack.client.get("/api/inventory/SKU123", headers=headers)
+        await stack.client.get("/api/inventory/SKU123", headers={"baggage": "carol@example.com"})
+    finally:
+        logging.getLogger().handlers.clear()
+    assert response.status_code == 200
+    err = capsys.readouterr().err
+    assert '"message": "request"' in err, "the requests were logged"
+    assert not EMAIL.search(err)
+    assert max(len(line) for line in err.splitlines()) < 2000
