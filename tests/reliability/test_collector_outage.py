@@ -125,6 +125,9 @@ def test_collector_down_orders_succeed_and_services_recover(stack: Stack) -> Non
         complete_outage_traces=sum(n == sum(per_order.values()) for n in per_trace),
         partial_outage_traces=sum(0 < n < sum(per_order.values()) for n in per_trace),
         missing_outage_traces=per_trace.count(0),
+        incomplete_among_first_orders=max(
+            (i + 1 for i, n in enumerate(per_trace) if n < sum(per_order.values())), default=0
+        ),
         spans_per_order=sum(per_order.values()),
         recovered_in_s=round(recovered_in, 1),
     )
