@@ -39,8 +39,9 @@ _SPEC = re.compile(
 
 
 class FaultSpec(BaseModel):
-    """One fault. ``value``: latency ms (``300`` or a jitter range ``200-400``), error status
-    code (``503``), or timeout hang ms. ``path_prefix`` limits it to some routes."""
+    """One fault. ``value``: latency ms (``300`` or a jitter range ``200-400``) or error status
+    code (``503``); a timeout ignores it and hangs ``FAULT_TIMEOUT_MS``, longer than any
+    caller's timeout. ``path_prefix`` limits it to some routes."""
 
     model_config = ConfigDict(extra="forbid")
     kind: FaultKind

@@ -133,3 +133,19 @@ async def test_a_gateway_fault_never_locks_out_the_admin_routes(tmp_path: Path) 
     assert cleared.status_code == 200 and cleared.json()["cleared"] == 1
     assert (await stack.client.post("/api/orders", json=ORDER)).status_code == 201
     await stack.client.aclose()
+
+
+async def test_timeout_fault_outlasts_the_callers_timeout(tmp_path: Path) -> None:
+    """A timeout fault hangs past the gateway's downstream timeout: the gateway answers 504
+    naming the service, in about its timeout, not the hang."""
+    overrides = {
+        "inventory-service": {"faults": "timeout:0", "fault_timeout_ms": 5000},
+        "api-gateway": {"downstream_timeout_seconds": 0.2},
+    }
+    stack = build_stack(tmp_path, overrides=overrides)
+    started = time.perf_counter()
+    response = await stack.client.post("/api/orders", json=ORDER)
+    assert response.status_code == 504, response.text
+    assert response.json()["service"] == "inventory-service"
+    assert time.perf_counter() - started < 2
+    await stack.client.aclose()
