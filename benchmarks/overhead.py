@@ -628,7 +628,7 @@ def cpu_table(rounds: list[Round]) -> list[str]:
     ]
     for name in names:
         a, b = on.get(name, 0), off.get(name, 0)
-        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {a - b:+.2f} |")
+        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {round(a - b, 2) + 0.0:+.2f} |")
     services_on = sum(on.get(n, 0) for n in SERVICES)
     services_off = sum(off.get(n, 0) for n in SERVICES)
     all_on = sum(on.get(n, 0) for n in names if n != "wrk")
