@@ -39,16 +39,24 @@ LOCAL_DEFAULTS = {
 }
 
 
-def backend_binaries() -> tuple[Path, Path]:
-    """(collector, jaeger) paths as the installer names them (version and build-input hash)."""
+def binary_paths() -> dict[str, Path]:
+    """Every binary the installer builds (OTELCOL, JAEGER, OTELCOL_SCALE_OUT), by its name.
+
+    The installer alone knows the names (version and build-input hash); it is asked, not copied.
+    """
     out = subprocess.run(
         [str(ROOT / "scripts" / "install_backends.sh"), "--paths"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    paths = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return Path(paths["OTELCOL"]), Path(paths["JAEGER"])
+    return {key: Path(value) for key, value in (line.split("=", 1) for line in out.splitlines())}
+
+
+def backend_binaries() -> tuple[Path, Path]:
+    """(collector, jaeger) paths of the local stack."""
+    paths = binary_paths()
+    return paths["OTELCOL"], paths["JAEGER"]
 
 
 @dataclass

@@ -23,20 +23,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from stackctl.metrics import scrape, total
 from stackctl.ports import Ports
 from stackctl.process import ManagedProcess
-from stackctl.stack import ROOT, Stack, backend_binaries
+from stackctl.stack import ROOT, Stack, backend_binaries, binary_paths
 from stackctl.traces import fetch_trace, wait_for_trace
 
 DECIDED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
 
 
 def scale_out_binary() -> Path:
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "install_backends.sh"), "--paths"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    path = Path(dict(line.split("=", 1) for line in out.splitlines())["OTELCOL_SCALE_OUT"])
+    path = binary_paths()["OTELCOL_SCALE_OUT"]
     assert path.exists(), f"{path} missing: run scripts/install_backends.sh --test-tools"
     return path
 
