@@ -842,13 +842,19 @@ def main() -> int:
         "",
         *comparison_table(light),
         "",
-        "### CPU per order (ms, at saturation)",
+        "### CPU per order (ms)",
         "",
-        "On 2 cores every process below shares the same CPUs, so the backends' CPU is paid out of "
-        "the services' throughput here; on a real deployment the collector and Jaeger run "
-        "elsewhere.",
+        "At saturation. On 2 cores every process below shares the same CPUs, so the backends' "
+        "CPU is paid out of the services' throughput here; on a real deployment the collector "
+        "and Jaeger run elsewhere.",
         "",
         *cpu_table(heavy),
+        "",
+        "At one connection (the single-client rounds) every request wakes each event loop on its "
+        "own in both stacks, so this is the per-request cost without the batching a busier "
+        "loop gets:",
+        "",
+        *cpu_table(light),
         *profile_lines(shares),
         "",
         f"### Span delivery at sustained load ({args.sustain:g} s, tracing on)",
