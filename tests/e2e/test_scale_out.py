@@ -40,7 +40,7 @@ class Tiers:
 
     def __init__(self, base: Path) -> None:
         self.stack = Stack(base / "run", base / "data", ports=Ports.free(), with_prometheus=False)
-        free = Ports.free()
+        free = self.stack.ports  # one allocation: distinct from Jaeger's ports, which it also holds
         self.otlp_port = free.otlp_grpc
         self.metrics_url = f"http://127.0.0.1:{free.collector_metrics}/metrics"
         config = ROOT / "otel-collector" / "scale-out" / "gateway.yaml"
