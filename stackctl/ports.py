@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,31 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        """Distinct free loopback ports, for tests that must not clash with a running stack."""
-        sockets = []
+        """Distinct free loopback ports, for tests that must not clash with a running stack.
+
+        They are drawn below the kernel's ephemeral range (``ip_local_port_range``), where the
+        source ports of outgoing connections come from: a port handed out here stays free until
+        its process binds it, rather than being taken by some client's connection meanwhile.
+        """
+        low = _ephemeral_start()
+        sockets: list[socket.socket] = []
         try:
-            for _ in fields(cls):
+            while len(sockets) < len(fields(cls)):
                 sock = socket.socket()
-                sock.bind(("127.0.0.1", 0))
+                try:
+                    sock.bind(("127.0.0.1", random.randrange(low - 12_000, low)))
+                except OSError:
+                    sock.close()
+                    continue
                 sockets.append(sock)
             return cls(*(sock.getsockname()[1] for sock in sockets))
         finally:
             for sock in sockets:
                 sock.close()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
