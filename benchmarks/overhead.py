@@ -1,6 +1,6 @@
 """What tracing costs the order stack, whether every span arrives, and how soon it is queryable.
 
-    make bench                                   # the defaults below, ~9 min on 2 cores
+    make bench                                   # the defaults below, ~7 min on 2 cores
     python benchmarks/overhead.py --rounds 3 --duration 20 --sustain 60 [--profile]
 
 Two real stacks (stackctl: Jaeger, the collector, the four services) run side by side on free
