@@ -5,11 +5,12 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 INSTALL := scripts/install_backends.sh
 
-.PHONY: help install up down restart status logs demo test test-unit test-e2e lint format
+.PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
+.PHONY: lint format
 .PHONY: load bench demo-faults
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
@@ -31,7 +32,7 @@ logs: install ## Last lines of every process's log (run/logs/)
 demo: install ## Bring the stack up if needed, place orders, show their traces from Jaeger
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, unit tests, then end-to-end tests against the real binaries
+test: install lint ## Lint, then unit, end-to-end and reliability tests (real binaries)
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests
 
@@ -40,6 +41,9 @@ test-unit: install ## Unit tests only (in-process, no backends)
 
 test-e2e: install ## End-to-end tests only (real collector, Jaeger and services on free ports)
 	@$(PY) -m pytest tests/e2e
+
+test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
+	@$(PY) -m pytest tests/reliability
 
 lint: install ## ruff check and ruff format --check
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
