@@ -94,7 +94,7 @@ install_collector() {
   run_long "installing OCB" env GOBIN="$work" \
     go install "go.opentelemetry.io/collector/cmd/builder@v$COLLECTOR_VERSION"
   cp "$manifest" "$work/manifest.yaml"
-  say "$name $COLLECTOR_VERSION: building from ${manifest#"$ROOT"/} (~5 min cold)"
+  say "$name $COLLECTOR_VERSION: building from ${manifest#"$ROOT"/} (1-2 min cold)"
   run_long "building the collector" bash -c "cd '$work' && ./builder --config manifest.yaml"
   install -m 0755 "$work/dist/$name" "$target.tmp" && mv "$target.tmp" "$target"
   rm -rf "$work"
@@ -109,7 +109,7 @@ install_jaeger() {
   fi
   require_go
   mkdir -p "$BIN_DIR"
-  say "jaeger $JAEGER_MODULE_VERSION (v2.13.0): building cmd/jaeger from jaeger/build (~10 min cold)"
+  say "jaeger $JAEGER_MODULE_VERSION (v2.13.0): building cmd/jaeger from jaeger/build (about 3 min cold)"
   run_long "building Jaeger" bash -c "cd '$ROOT/jaeger/build' && go build -mod=readonly -trimpath \
     -o '$target.tmp' github.com/jaegertracing/jaeger/cmd/jaeger"
   mv "$target.tmp" "$target"
