@@ -87,10 +87,12 @@ class ManagedProcess:
     def wait_healthy(self, deadline: float) -> None:
         """Poll the health endpoint until it answers 2xx, the process dies, or time runs out."""
         while True:
-            if self.healthy():
-                return
+            # Alive first: if our process died (say, its port was taken), a healthy answer on
+            # that port comes from someone else's process.
             if self.pid() is None:
                 raise StartError(f"{self.name} exited during start-up; see {self.log_file}")
+            if self.healthy():
+                return
             if time.monotonic() > deadline:
                 raise StartError(
                     f"{self.name} not healthy at {self.health_url} in time; see {self.log_file}"
