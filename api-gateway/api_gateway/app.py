@@ -13,6 +13,8 @@ from httpx import ASGITransport
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import AliasChoices, Field
 
+from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
+from api_gateway.compensation import PendingReleases
 from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
 from api_gateway.models import OrderRequest, OrderResponse
 from api_gateway.orders import OrderFlow
@@ -139,16 +141,16 @@ def create_app(
     def downstream(name: str, url: str):  # type: ignore[no-untyped-def]
         return app.downstream(name, url, timeout, transports.get(name))
 
+    gateway_db = app.open_database(settings.data_dir / "gateway.db", SCHEMA + RELEASES_SCHEMA)
     app.state.flow = OrderFlow(
         inventory=downstream("inventory-service", settings.inventory_url),
         orders=downstream("order-service", settings.order_url),
         notifications=downstream("notification-service", settings.notification_url),
         tracer=app.telemetry.tracer,
         notify_timeout_seconds=settings.notify_timeout_seconds,
+        pending=PendingReleases(gateway_db),
     )
-    app.state.idempotency = IdempotencyStore(
-        app.open_database(settings.data_dir / "gateway.db", SCHEMA)
-    )
+    app.state.idempotency = IdempotencyStore(gateway_db)
     app.state.settings = settings
     app.state.admin_targets = {
         SERVICE_NAME: app.downstream(SERVICE_NAME, "http://self", timeout, ASGITransport(app)),

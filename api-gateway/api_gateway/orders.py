@@ -1,12 +1,19 @@
-"""The order saga: reserve stock, store the order, notify; release the stock if storing fails."""
+"""The order saga: reserve stock, store the order, notify; release the stock if storing fails.
+
+A release that cannot reach inventory-service, or a reservation whose outcome is unknown, is
+kept in :class:`~api_gateway.compensation.PendingReleases` and retried before the next order.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from starlette.concurrency import run_in_threadpool
 
+from api_gateway.compensation import PendingReleases
 from api_gateway.models import OrderRequest, OrderResponse
 from servicekit.http_client import Downstream
 from servicekit.problems import ProblemError, current_trace_id
@@ -22,7 +29,9 @@ class OrderFlow:
         notifications: Downstream,
         tracer: trace.Tracer,
         notify_timeout_seconds: float,
+        pending: PendingReleases,
     ) -> None:
+        self.pending = pending
         self.inventory = inventory
         self.orders = orders
         self.notifications = notifications
@@ -37,6 +46,8 @@ class OrderFlow:
                 "order.item_count": sum(item.quantity for item in body.items),
             }
         )
+        if self.pending.count:
+            await self._retry_pending_releases()
         await self._reserve(order_id, body)
         try:
             order = await self._store(order_id, body)
@@ -61,7 +72,9 @@ class OrderFlow:
                 "POST", "/inventory/reserve", json={"reservationId": order_id, "items": lines}
             )
         except ProblemError as exc:
-            if exc.status == 504:  # it may have reserved before we gave up waiting
+            # Timed out, or the connection broke after the request went out: inventory-service
+            # may have committed the reservation. Releasing an unknown one is a no-op.
+            if exc.status in (503, 504):
                 await self._release(order_id)
             raise
         if response.status_code == 201:
@@ -110,8 +123,8 @@ class OrderFlow:
             )
         return _json(response)
 
-    async def _release(self, reservation_id: str) -> None:
-        """Compensation. Failure is logged and marked on the span; release is idempotent."""
+    async def _release(self, reservation_id: str, pending: bool = False) -> bool:
+        """Compensation: release, or keep it pending for a retry. Release is idempotent."""
         with self.tracer.start_as_current_span("compensate_reservation") as span:
             span.set_attribute("inventory.reservation_id", reservation_id)
             try:
@@ -122,7 +135,23 @@ class OrderFlow:
                     raise ProblemError(502, "Release failed", f"HTTP {response.status_code}")
             except ProblemError as exc:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, exc.detail))
-                log.error("reservation %s not released: %s", reservation_id, exc.detail)
+                log.error("reservation %s not released yet: %s", reservation_id, exc.detail)
+                if not pending:
+                    await run_in_threadpool(self.pending.add, reservation_id)
+                return False
+        if pending:
+            await run_in_threadpool(self.pending.remove, reservation_id)
+        return True
+
+    async def _retry_pending_releases(self) -> None:
+        """Earlier orders' releases that failed, each in a trace of its own (not this order's)."""
+        for reservation_id in await run_in_threadpool(self.pending.ids):
+            token = otel_context.attach(otel_context.Context())
+            try:
+                if not await self._release(reservation_id, pending=True):
+                    return  # inventory-service is still unreachable: try again next order
+            finally:
+                otel_context.detach(token)
 
     async def _notify(self, order_id: str, email: str, total: float) -> str:
         """Ask notification-service to send; never fails the order, bounded in time."""

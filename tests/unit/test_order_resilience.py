@@ -144,3 +144,56 @@ async def test_order_service_commits_nothing_after_the_callers_deadline(tmp_path
         on_time = await client.post("/orders", json=body, headers={"request-timeout-ms": "2000"})
         assert on_time.status_code == 201
     await stack.client.aclose()
+
+
+class CrashAfterCommitTransport(ProcessBoundaryTransport):
+    """inventory-service that commits the first reservation, then dies before answering, and
+    refuses connections until ``down`` is cleared."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__(app=app)
+        self.crashed = self.down = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        response = await super().handle_async_request(request)
+        if request.url.path == "/inventory/reserve" and not self.crashed:
+            self.crashed = self.down = True
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        return response
+
+
+async def test_a_reservation_lost_in_a_crash_is_released_once_inventory_is_back(
+    tmp_path: Path,
+) -> None:
+    """The reply to a committed reservation is lost and inventory stays down: the gateway keeps
+    the release pending in its own database and does it before the next order."""
+    inventory: list[CrashAfterCommitTransport] = []
+
+    def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
+        if name != "inventory-service":
+            return ProcessBoundaryTransport(app=app)
+        inventory.append(CrashAfterCommitTransport(app))
+        return inventory[0]
+
+    stack = build_stack(tmp_path, wrap)
+    before = stack.available("SKU123")
+    response = await stack.client.post("/api/orders", json=ORDER)
+    assert response.status_code == 503, response.text
+    assert stack.available("SKU123") == before - 2, "committed, and the release could not run"
+    pending = stack.apps["api-gateway"].state.flow.pending
+    assert len(pending.ids()) == 1 and pending.count == 1
+
+    inventory[0].down = False
+    second = await stack.client.post("/api/orders", json=ORDER)
+    assert second.status_code == 201, second.text
+    assert stack.available("SKU123") == before - 2, "the lost reservation was given back"
+    assert pending.ids() == [] and pending.count == 0
+    [retry] = [
+        s
+        for s in stack.spans()
+        if s.name == "compensate_reservation" and s.status.status_code.name != "ERROR"
+    ]
+    assert retry.parent is None, "the retry is a trace of its own, not the new order's"
+    await stack.client.aclose()
