@@ -40,8 +40,9 @@ class PendingReleases:
             )
         self.count = len(self.ids())
 
-    def ids(self) -> list[str]:
+    def ids(self, limit: int = -1) -> list[str]:
+        """The oldest first; ``limit`` bounds what one order retries after a long outage."""
         rows = self.db.connection().execute(
-            "SELECT reservation_id FROM pending_releases ORDER BY created_at"
+            "SELECT reservation_id FROM pending_releases ORDER BY created_at LIMIT ?", (limit,)
         )
         return [row["reservation_id"] for row in rows]
