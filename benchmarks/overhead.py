@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stackctl.metrics import scrape, total  # noqa: E402
+from stackctl.orders import order_body  # noqa: E402
 from stackctl.ports import Ports  # noqa: E402
 from stackctl.stack import Stack  # noqa: E402
 from stackctl.traces import fetch_trace  # noqa: E402
@@ -52,11 +53,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 LUA = ROOT / "benchmarks" / "order.lua"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
-ORDER = {
-    "userId": 1,
-    "items": [{"sku": "SKU123", "quantity": 1, "price": 9.5}],
-    "email": "bench@example.com",
-}
+ORDER = order_body(price=9.5, email="bench@example.com")
 # No fault from the caller's shell may leak into a measurement.
 NO_FAULTS = {
     name: ""
@@ -131,16 +128,6 @@ class Bench:
     mode: str
     stack: Stack
 
-    def healthz(self) -> dict[str, int]:
-        return {
-            name: int(
-                httpx.get(f"{self.stack.service_url(name)}/healthz", timeout=5).json()[
-                    "spans_ended"
-                ]
-            )
-            for name in SERVICES
-        }
-
     def cpu(self) -> dict[str, float]:
         return {p.name: process_seconds(p.pid()) for p in self.stack.processes}
 
@@ -149,7 +136,7 @@ class Bench:
         collector = scrape(self.stack.collector_metrics_url)
         jaeger = scrape(f"http://127.0.0.1:{self.stack.ports.jaeger_metrics}/metrics")
         return {
-            "services_ended": sum(self.healthz().values()),
+            "services_ended": sum(self.stack.spans_ended().values()),
             "collector_accepted": total(collector, "otelcol_receiver_accepted_spans"),
             "collector_refused": total(collector, "otelcol_receiver_refused_spans")
             + total(collector, "otelcol_receiver_failed_spans")
@@ -398,7 +385,7 @@ def sustained(
 ) -> dict[str, Any]:
     spans_per_order = expected_spans(bench)
     before = bench.settle()
-    healthz0 = bench.healthz()
+    healthz0 = bench.stack.spans_ended()
     probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, spans_per_order)
     ids_prefix = base / "trace-ids"
     say(
@@ -416,7 +403,7 @@ def sustained(
     settle_started = time.monotonic()
     after = bench.settle(timeout=180)
     settled_in = time.monotonic() - settle_started
-    healthz1 = bench.healthz()
+    healthz1 = bench.stack.spans_ended()
     delta = {k: after[k] - before[k] for k in after}
     wrk_ids, non_201 = read_ids(ids_prefix)
     trace_ids = wrk_ids + probes.trace_ids

@@ -11,14 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from stackctl.fault_demo import demo_faults
+from stackctl.orders import order_body
 from stackctl.process import StartError
-from stackctl.stack import Stack, local_stack
+from stackctl.stack import SERVICE_NAMES, Stack, local_stack
 from stackctl.traces import wait_for_trace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
-
-ALL_SERVICES = {"api-gateway", "inventory-service", "order-service", "notification-service"}
 
 
 def _stack() -> Stack:
@@ -101,17 +100,12 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
     """Bring the stack up if needed, place orders, and show each trace as Jaeger stored it."""
     stack = _stack()
     _up(stack)
-    orders = [("SKU123", ALL_SERVICES, {"process_order", "send_notification"})] * ok
+    orders = [("SKU123", set(SERVICE_NAMES), {"process_order", "send_notification"})] * ok
     orders += [("OUT-OF-STOCK", {"api-gateway", "inventory-service"}, set())] * out_of_stock
     console.print(f"placing {ok} orders for SKU123 and {out_of_stock} for OUT-OF-STOCK")
     with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
         for sku, services, operations in orders:
-            body = {
-                "userId": 1,
-                "items": [{"sku": sku, "quantity": 1, "price": 50.0}],
-                "email": "customer@example.com",
-            }
-            response = client.post("/api/orders", json=body)
+            response = client.post("/api/orders", json=order_body(sku))
             answered = time.monotonic()
             trace_id = response.json()["traceId"]
             trace = wait_for_trace(stack.jaeger_url, trace_id, services, frozenset(operations))

@@ -33,17 +33,14 @@ import httpx
 import typer
 from rich.console import Console
 
+from stackctl.orders import order_body
 from stackctl.process import StartError
 from stackctl.stack import ROOT, Stack, local_stack
 from stackctl.traces import wait_for_trace
 
 console = Console(highlight=False, soft_wrap=True)
 ANALYZER = ROOT / "analyze_traces.py"
-ORDER = {
-    "userId": 7,
-    "items": [{"sku": "SKU123", "quantity": 1, "price": 12.5}],
-    "email": "fault-demo@example.com",
-}
+ORDER = order_body(price=12.5, email="fault-demo@example.com", user_id=7)
 
 
 class DemoError(RuntimeError):

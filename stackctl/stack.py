@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from stackctl.ports import Ports
 from stackctl.process import ManagedProcess, StartError
 
@@ -29,6 +31,7 @@ SERVICES = (
     ("notification-service", "notification_service", "notification"),
     ("api-gateway", "api_gateway", "gateway"),
 )
+SERVICE_NAMES = tuple(name for name, _, _ in SERVICES)
 
 # A trace is queryable in Jaeger within a second of the response: the SDK exports every 500 ms
 # and the collector's batch waits at most 200 ms (otel-collector/config.yaml). The shell's own
@@ -98,6 +101,15 @@ class Stack:
     @property
     def spanmetrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.spanmetrics}/metrics"
+
+    def spans_ended(self) -> dict[str, int]:
+        """Spans each service process has finished since it started (its ``/healthz``)."""
+        return {
+            name: int(
+                httpx.get(f"{self.service_url(name)}/healthz", timeout=5).json()["spans_ended"]
+            )
+            for name in SERVICE_NAMES
+        }
 
     def service_url(self, name: str) -> str:
         return next(p.health_url.rsplit("/", 1)[0] for p in self.processes if p.name == name)

@@ -46,14 +46,6 @@ def gateway(stack: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
-def order_body(sku: str = "SKU123", quantity: int = 1, email: str = "customer@example.com"):
-    return {
-        "userId": 1,
-        "items": [{"sku": sku, "quantity": quantity, "price": 50.0}],
-        "email": email,
-    }
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     outcome = yield

@@ -14,9 +14,9 @@ import sys
 import httpx
 import pytest
 
+from stackctl.orders import order_body
 from stackctl.stack import ROOT, Stack
 from stackctl.traces import wait_for_trace
-from tests.e2e.conftest import order_body
 
 ALL = {"api-gateway", "inventory-service", "order-service", "notification-service"}
 SLOW_BAGGAGE = {"baggage": "fault.inventory-service=latency:400"}

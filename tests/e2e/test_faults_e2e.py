@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import JaegerTrace, wait_for_trace
-from tests.e2e.conftest import ADMIN_TOKEN, order_body
+from tests.e2e.conftest import ADMIN_TOKEN
 
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
 AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}

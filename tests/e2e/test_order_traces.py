@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from stackctl.metrics import scrape, total
+from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import JaegerTrace, wait_for_trace
-from tests.e2e.conftest import order_body
 
 SERVICES = {"api-gateway", "inventory-service", "order-service", "notification-service"}
 EMAIL = "customer@example.com"

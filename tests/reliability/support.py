@@ -19,22 +19,13 @@ from typing import Any, TypeVar
 import httpx
 
 from stackctl.metrics import scrape, total
+from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import JaegerTrace, fetch_trace
 
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
 PROBLEM_JSON = "application/problem+json"
 T = TypeVar("T")
-
-
-def order_body(
-    sku: str = "SKU123", quantity: int = 1, email: str = "customer@example.com"
-) -> dict[str, Any]:
-    return {
-        "userId": 1,
-        "items": [{"sku": sku, "quantity": quantity, "price": 5.0}],
-        "email": email,
-    }
 
 
 @dataclass
@@ -102,14 +93,6 @@ def latency_summary(outcomes: list[Outcome]) -> dict[str, float]:
 # --- the services' own span counts and the collector's counters ------------------------------
 
 
-def spans_ended(stack: Stack) -> dict[str, int]:
-    """Spans each service process has finished since it started (its ``/healthz``)."""
-    return {
-        name: httpx.get(f"{stack.service_url(name)}/healthz", timeout=5).json()["spans_ended"]
-        for name in SERVICES
-    }
-
-
 COUNTERS = {
     "accepted": ("otelcol_receiver_accepted_spans", {}),
     "refused": ("otelcol_receiver_refused_spans", {}),
@@ -137,7 +120,7 @@ def settle(stack: Stack, timeout: float = 30) -> dict[str, float]:
 
     def settled() -> dict[str, float] | None:
         counts = collector(stack)
-        ended = sum(spans_ended(stack).values())
+        ended = sum(stack.spans_ended().values())
         done = ended == counts["accepted"] == counts["sent"] and counts["queue_size"] == 0
         return counts if done else None
 
@@ -192,12 +175,12 @@ def baseline_order(
     headers: an ``Idempotency-Key`` adds the gateway's own database spans), measured rather than
     hard-coded, checked against what the services say they finished.
     """
-    before = spans_ended(stack)
+    before = stack.spans_ended()
     outcome = place(client, headers=headers)
     assert outcome.status == 201, outcome.body
 
     def complete() -> Counter[str] | None:
-        made = Counter({k: v - before[k] for k, v in spans_ended(stack).items()})
+        made = Counter({k: v - before[k] for k, v in stack.spans_ended().items()})
         stored = span_count_by_service(fetch_trace(stack.jaeger_url, outcome.trace_id or ""))
         return stored if set(made) == set(SERVICES) and stored == made else None
 

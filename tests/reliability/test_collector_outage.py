@@ -30,7 +30,6 @@ from tests.reliability.support import (
     place,
     settle,
     span_count_by_service,
-    spans_ended,
     wait_for_traces,
     wait_until,
 )
@@ -53,7 +52,7 @@ def test_collector_down_orders_succeed_and_services_recover(stack: Stack) -> Non
     warm = [place(client) for _ in range(20)]
     assert {o.status for o in warm} == {201}
     settle(stack)
-    before = spans_ended(stack)
+    before = stack.spans_ended()
     pids = {name: stack.process(name).pid() for name in SERVICES}
 
     otelcol = stack.process("otel-collector")
@@ -91,7 +90,7 @@ def test_collector_down_orders_succeed_and_services_recover(stack: Stack) -> Non
         30,
         "the restarted collector drained to Jaeger",
     )
-    made = Counter({k: v - before[k] for k, v in spans_ended(stack).items()})
+    made = Counter({k: v - before[k] for k, v in stack.spans_ended().items()})
     orders = ORDERS_DURING_OUTAGE + len(after)
     assert made == Counter({k: v * orders for k, v in per_order.items()}), "spans made per order"
     stored: Counter[str] = Counter()

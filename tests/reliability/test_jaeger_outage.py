@@ -19,7 +19,6 @@ from tests.reliability.support import (
     collector,
     place,
     settle,
-    spans_ended,
     wait_for_traces,
     wait_until,
 )
@@ -70,7 +69,7 @@ def test_jaeger_down_loses_no_span(stack: Stack) -> None:
         interval=0.2,
     )
     drained_in = time.monotonic() - back_at
-    ended = sum(spans_ended(stack).values())
+    ended = sum(stack.spans_ended().values())
     assert drained["accepted"] == drained["sent"] == ended, "every span made was sent on"
     for key in ("refused", "failed", "send_failed", "enqueue_failed", "memory_refused"):
         assert drained[key] == 0, key
