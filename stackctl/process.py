@@ -68,6 +68,13 @@ class ManagedProcess:
             return False
 
     def start(self) -> None:
+        """Start detached. Refused when something else already answers our health URL: it would
+        be taken for this process once started (a stack from another directory, say)."""
+        if self.healthy():
+            raise StartError(
+                f"{self.name}: another process already answers at {self.health_url}; stop it, "
+                "or choose other ports with the *_PORT variables"
+            )
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(

@@ -215,12 +215,6 @@ class Stack:
             if proc.pid() is not None:
                 report(f"{proc.name}: already running (pid {proc.pid()})")
                 continue
-            if proc.healthy():
-                raise StartError(
-                    f"{proc.name}: another process already answers at {proc.health_url} "
-                    "(a stack started from another directory?); stop it, or choose other ports "
-                    "with the *_PORT variables"
-                )
             proc.start()
             started.append(proc)
         deadline = time.monotonic() + timeout
