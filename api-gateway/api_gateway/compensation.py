@@ -23,7 +23,7 @@ class PendingReleases:
     def __init__(self, db: Database) -> None:
         self.db = db
         # A cheap "anything to do?" for every order, without a query when nothing is pending.
-        self.count = len(self.ids())
+        self.count = self._count()
 
     def add(self, reservation_id: str) -> None:
         with self.db.transaction() as conn:
@@ -31,14 +31,17 @@ class PendingReleases:
                 "INSERT OR IGNORE INTO pending_releases (reservation_id) VALUES (?)",
                 (reservation_id,),
             )
-        self.count = len(self.ids())
+        self.count = self._count()
 
     def remove(self, reservation_id: str) -> None:
         with self.db.transaction() as conn:
             conn.cursor().execute(
                 "DELETE FROM pending_releases WHERE reservation_id = ?", (reservation_id,)
             )
-        self.count = len(self.ids())
+        self.count = self._count()
+
+    def _count(self) -> int:
+        return self.db.connection().execute("SELECT COUNT(*) FROM pending_releases").fetchone()[0]
 
     def ids(self, limit: int = -1) -> list[str]:
         """The oldest first; ``limit`` bounds what one order retries after a long outage."""
