@@ -52,6 +52,7 @@ from inventory_service.app import InventorySettings
 from notification_service.app import NotificationSettings
 from order_service.app import OrderSettings
 from stackctl.ports import Ports
+from stackctl.stack import binary_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -788,19 +789,12 @@ def test_env_example_values_are_the_local_defaults(monkeypatch: pytest.MonkeyPat
 
 
 @cache
-def _installer_paths() -> dict[str, str]:
-    if not INSTALLER.is_file():
-        pytest.fail(f"{INSTALLER.relative_to(ROOT)} is missing", pytrace=False)
-    result = subprocess.run(
-        ["bash", str(INSTALLER), "--paths"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"scripts/install_backends.sh --paths failed:\n{result.stderr}", pytrace=False)
-    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+def _installer_paths() -> dict[str, Path]:
+    try:
+        return binary_paths()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        stderr = getattr(exc, "stderr", "") or ""
+        pytest.fail(f"scripts/install_backends.sh --paths failed: {exc}\n{stderr}", pytrace=False)
 
 
 def backend_binary(key: str) -> Path:
@@ -809,7 +803,7 @@ def backend_binary(key: str) -> Path:
     path = _installer_paths().get(key)
     if not path:
         pytest.fail(f"scripts/install_backends.sh --paths printed no {key}=...", pytrace=False)
-    binary = Path(path)
+    binary = path
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(
             f"the {what} binary {binary} is missing: build it with `scripts/install_backends.sh` "
