@@ -1,10 +1,13 @@
-"""Reservations to release that inventory-service could not be told about yet.
+"""Compensations the gateway could not deliver yet, kept in its own SQLite file.
 
-A reservation whose outcome is unknown (inventory-service timed out, or its connection broke
-after the request was sent: it may have committed) or whose release failed is written here, in
-the gateway's own SQLite file, so a crash or an inventory outage does not leak its stock. Each
-new order first retries what is pending; release is idempotent and an unknown reservation id
-releases nothing, so a retry is always safe.
+* Releases: a reservation whose outcome is unknown (inventory-service timed out, or its
+  connection broke after the request was sent: it may have committed) or whose release failed.
+* Cancellations: an order whose creation the gateway reported as failed because order-service's
+  connection broke after the request went out: it may have been stored.
+
+Each new order first retries what is pending, so a crash or an outage of a service leaks no
+stock and leaves no order the client was told failed. Both operations are idempotent (an
+unknown id changes nothing), so a retry is always safe.
 """
 
 from __future__ import annotations
@@ -16,36 +19,49 @@ CREATE TABLE IF NOT EXISTS pending_releases (
     reservation_id TEXT PRIMARY KEY,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+CREATE TABLE IF NOT EXISTS pending_cancellations (
+    order_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 """
 
 
-class PendingReleases:
-    def __init__(self, db: Database) -> None:
+class Pending:
+    """Ids waiting for one compensation: ``table`` above, keyed by ``column``."""
+
+    def __init__(self, db: Database, table: str, column: str) -> None:
         self.db = db
+        self.table = table
+        self.column = column
         # A cheap "anything to do?" for every order, without a query when nothing is pending.
         self.count = self._count()
 
-    def add(self, reservation_id: str) -> None:
+    def add(self, item_id: str) -> None:
         with self.db.transaction() as conn:
             conn.cursor().execute(
-                "INSERT OR IGNORE INTO pending_releases (reservation_id) VALUES (?)",
-                (reservation_id,),
+                f"INSERT OR IGNORE INTO {self.table} ({self.column}) VALUES (?)", (item_id,)
             )
         self.count = self._count()
 
-    def remove(self, reservation_id: str) -> None:
+    def remove(self, item_id: str) -> None:
         with self.db.transaction() as conn:
-            conn.cursor().execute(
-                "DELETE FROM pending_releases WHERE reservation_id = ?", (reservation_id,)
-            )
+            conn.cursor().execute(f"DELETE FROM {self.table} WHERE {self.column} = ?", (item_id,))
         self.count = self._count()
 
     def _count(self) -> int:
-        return self.db.connection().execute("SELECT COUNT(*) FROM pending_releases").fetchone()[0]
+        return self.db.connection().execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
 
     def ids(self, limit: int = -1) -> list[str]:
         """The oldest first; ``limit`` bounds what one order retries after a long outage."""
         rows = self.db.connection().execute(
-            "SELECT reservation_id FROM pending_releases ORDER BY created_at LIMIT ?", (limit,)
+            f"SELECT {self.column} FROM {self.table} ORDER BY created_at LIMIT ?", (limit,)
         )
-        return [row["reservation_id"] for row in rows]
+        return [row[self.column] for row in rows]
+
+
+def pending_releases(db: Database) -> Pending:
+    return Pending(db, "pending_releases", "reservation_id")
+
+
+def pending_cancellations(db: Database) -> Pending:
+    return Pending(db, "pending_cancellations", "order_id")

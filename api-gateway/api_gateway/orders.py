@@ -7,13 +7,15 @@ kept in :class:`~api_gateway.compensation.PendingReleases` and retried before th
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
+import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 
-from api_gateway.compensation import PendingReleases
+from api_gateway.compensation import Pending
 from api_gateway.models import OrderRequest, OrderResponse
 from servicekit.http_client import Downstream
 from servicekit.problems import ProblemError, current_trace_id
@@ -33,9 +35,11 @@ class OrderFlow:
         notifications: Downstream,
         tracer: trace.Tracer,
         notify_timeout_seconds: float,
-        pending: PendingReleases,
+        releases: Pending,
+        cancellations: Pending,
     ) -> None:
-        self.pending = pending
+        self.releases = releases
+        self.cancellations = cancellations
         self.inventory = inventory
         self.orders = orders
         self.notifications = notifications
@@ -50,13 +54,15 @@ class OrderFlow:
                 "order.item_count": sum(item.quantity for item in body.items),
             }
         )
-        if self.pending.count:
-            await self._retry_pending_releases()
+        if self.releases.count or self.cancellations.count:
+            await self._retry_pending()
         await self._reserve(order_id, body)
         try:
             order = await self._store(order_id, body)
-        except ProblemError:
+        except ProblemError as exc:
             await self._release(order_id)
+            if _maybe_delivered(exc):  # order-service may have stored it before it broke
+                await run_in_threadpool(self.cancellations.add, order_id)
             raise
         notification = await self._notify(order_id, str(body.email), order["total"])
         return OrderResponse(
@@ -128,34 +134,59 @@ class OrderFlow:
         return _json(response)
 
     async def _release(self, reservation_id: str, pending: bool = False) -> bool:
-        """Compensation: release, or keep it pending for a retry. Release is idempotent."""
+        """Compensation: give a reservation's stock back. Idempotent."""
         with self.tracer.start_as_current_span("compensate_reservation") as span:
             span.set_attribute("inventory.reservation_id", reservation_id)
-            try:
-                response = await self.inventory.request(
-                    "POST", "/inventory/release", json={"reservationId": reservation_id}
-                )
-                if response.status_code != 200:
-                    raise ProblemError(502, "Release failed", f"HTTP {response.status_code}")
-            except ProblemError as exc:
-                span.set_status(trace.Status(trace.StatusCode.ERROR, exc.detail))
-                log.error("reservation %s not released yet: %s", reservation_id, exc.detail)
-                if not pending:
-                    await run_in_threadpool(self.pending.add, reservation_id)
-                return False
-        if pending:
-            await run_in_threadpool(self.pending.remove, reservation_id)
+            call = self.inventory.request(
+                "POST", "/inventory/release", json={"reservationId": reservation_id}
+            )
+            return await self._compensate(span, call, 200, self.releases, reservation_id, pending)
+
+    async def _cancel(self, order_id: str, pending: bool = False) -> bool:
+        """Compensation: delete an order its client was told failed. Idempotent."""
+        with self.tracer.start_as_current_span("compensate_order") as span:
+            span.set_attribute("order.id", order_id)
+            call = self.orders.request("DELETE", f"/orders/{order_id}")
+            return await self._compensate(span, call, 204, self.cancellations, order_id, pending)
+
+    async def _compensate(
+        self,
+        span: trace.Span,
+        call: Awaitable[httpx.Response],
+        expected: int,
+        queue: Pending,
+        item_id: str,
+        from_queue: bool,
+    ) -> bool:
+        """Await one compensation call. A failure is marked on the span and kept in ``queue``
+        (unless it came from there); a success is taken out of it."""
+        try:
+            response = await call
+            if response.status_code != expected:
+                raise ProblemError(502, "Compensation failed", f"HTTP {response.status_code}")
+        except ProblemError as exc:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, exc.detail))
+            log.error("%s %s not done yet: %s", queue.table, item_id, exc.detail)
+            if not from_queue:
+                await run_in_threadpool(queue.add, item_id)
+            return False
+        if from_queue:
+            await run_in_threadpool(queue.remove, item_id)
         return True
 
-    async def _retry_pending_releases(self) -> None:
-        """Earlier orders' releases that failed, each in a trace of its own (not this order's)."""
-        for reservation_id in await run_in_threadpool(self.pending.ids, RETRIES_PER_ORDER):
-            token = otel_context.attach(otel_context.Context())
-            try:
-                if not await self._release(reservation_id, pending=True):
-                    return  # inventory-service is still unreachable: try again next order
-            finally:
-                otel_context.detach(token)
+    async def _retry_pending(self) -> None:
+        """Earlier orders' compensations that failed, each in a trace of its own."""
+        for queue, compensate in (
+            (self.releases, self._release),
+            (self.cancellations, self._cancel),
+        ):
+            for item_id in await run_in_threadpool(queue.ids, RETRIES_PER_ORDER):
+                token = otel_context.attach(otel_context.Context())
+                try:
+                    if not await compensate(item_id, pending=True):
+                        break  # that service is still unreachable: try again next order
+                finally:
+                    otel_context.detach(token)
 
     async def _notify(self, order_id: str, email: str, total: float) -> str:
         """Ask notification-service to send; never fails the order, bounded in time."""
@@ -178,3 +209,15 @@ def _json(response: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _maybe_delivered(exc: ProblemError) -> bool:
+    """The connection broke after the request went out: the callee may have done the work.
+
+    A refused connection never reached it; a timeout cannot have stored anything, since the
+    callee checks the caller's deadline before it commits (servicekit.deadline).
+    """
+    cause = exc.__cause__
+    return isinstance(cause, httpx.TransportError) and not isinstance(
+        cause, httpx.ConnectError | httpx.TimeoutException
+    )

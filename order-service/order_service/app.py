@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import AliasChoices, Field
 
@@ -45,6 +46,13 @@ def create_order(body: CreateOrder, request: Request, response: Response) -> Ord
     if not created:
         response.status_code = status.HTTP_200_OK
     return order
+
+
+@router.delete("/{order_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_order(order_id: str, request: Request) -> None:
+    """Compensation from the gateway: an order whose creation it reported as failed (the
+    connection broke after the request went out) must not stay stored. Idempotent."""
+    trace.get_current_span().set_attribute("order.deleted", _store(request).delete(order_id))
 
 
 @router.get("/{order_id}")

@@ -48,6 +48,14 @@ class OrderStore:
         assert order is not None
         return order, created
 
+    def delete(self, order_id: str) -> bool:
+        """Compensation: remove an order the caller was told failed. Idempotent."""
+        with self.db.transaction() as conn:
+            return (
+                conn.cursor().execute("DELETE FROM orders WHERE order_id = ?", (order_id,)).rowcount
+                == 1
+            )
+
     def get(self, order_id: str) -> Order | None:
         row = (
             self.db.connection()

@@ -147,18 +147,19 @@ async def test_order_service_commits_nothing_after_the_callers_deadline(tmp_path
 
 
 class CrashAfterCommitTransport(ProcessBoundaryTransport):
-    """inventory-service that commits the first reservation, then dies before answering, and
+    """A service that does the first request to ``path``, then dies before answering, and
     refuses connections until ``down`` is cleared."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, path: str) -> None:
         super().__init__(app=app)
+        self.path = path
         self.crashed = self.down = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         response = await super().handle_async_request(request)
-        if request.url.path == "/inventory/reserve" and not self.crashed:
+        if request.url.path == self.path and not self.crashed:
             self.crashed = self.down = True
             raise httpx.RemoteProtocolError("server disconnected", request=request)
         return response
@@ -174,7 +175,7 @@ async def test_a_reservation_lost_in_a_crash_is_released_once_inventory_is_back(
     def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
         if name != "inventory-service":
             return ProcessBoundaryTransport(app=app)
-        inventory.append(CrashAfterCommitTransport(app))
+        inventory.append(CrashAfterCommitTransport(app, "/inventory/reserve"))
         return inventory[0]
 
     stack = build_stack(tmp_path, wrap)
@@ -182,7 +183,7 @@ async def test_a_reservation_lost_in_a_crash_is_released_once_inventory_is_back(
     response = await stack.client.post("/api/orders", json=ORDER)
     assert response.status_code == 503, response.text
     assert stack.available("SKU123") == before - 2, "committed, and the release could not run"
-    pending = stack.apps["api-gateway"].state.flow.pending
+    pending = stack.apps["api-gateway"].state.flow.releases
     assert len(pending.ids()) == 1 and pending.count == 1
 
     inventory[0].down = False
@@ -196,4 +197,36 @@ async def test_a_reservation_lost_in_a_crash_is_released_once_inventory_is_back(
         if s.name == "compensate_reservation" and s.status.status_code.name != "ERROR"
     ]
     assert retry.parent is None, "the retry is a trace of its own, not the new order's"
+    await stack.client.aclose()
+
+
+async def test_an_order_stored_before_a_crash_is_deleted_once_order_service_is_back(
+    tmp_path: Path,
+) -> None:
+    """order-service stores the order, then its connection breaks: the client gets 503 and its
+    stock back at once, and the stored order is deleted before the next order."""
+    orders: list[CrashAfterCommitTransport] = []
+
+    def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
+        if name != "order-service":
+            return ProcessBoundaryTransport(app=app)
+        orders.append(CrashAfterCommitTransport(app, "/orders"))
+        return orders[0]
+
+    stack = build_stack(tmp_path, wrap)
+    store = stack.apps["order-service"].state.store
+    before = stack.available("SKU123")
+    response = await stack.client.post("/api/orders", json=ORDER)
+    assert response.status_code == 503, response.text
+    assert stack.available("SKU123") == before, "compensation gave the stock back at once"
+    cancellations = stack.apps["api-gateway"].state.flow.cancellations
+    [order_id] = cancellations.ids()
+    assert store.get(order_id) is not None, "stored before the connection broke"
+
+    orders[0].down = False
+    second = await stack.client.post("/api/orders", json=ORDER)
+    assert second.status_code == 201, second.text
+    assert store.get(order_id) is None, "the order its client was told failed is gone"
+    assert cancellations.ids() == [] and cancellations.count == 0
+    assert stack.available("SKU123") == before - 2, "only the second order holds stock"
     await stack.client.aclose()
