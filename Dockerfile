@@ -1,10 +1,8 @@
-# notification-service: `python -m notification_service`, non-root, from the locked dependencies.
-#
-# Build context is the repository root (it needs pyproject.toml, uv.lock and servicekit/):
-#   docker build -f notification-service/Dockerfile -t otel-order-stack/notification-service .
-# docker compose does this for you (see docs/compose.md). The four service Dockerfiles are the
-# same but for the service directory, module and port; tests/unit/test_compose_static.py keeps
-# them in step.
+# One image recipe for the four services: `python -m <module>`, non-root, from the locked
+# dependencies. The build arguments pick the service; docker-compose.yml passes them:
+#   docker build --build-arg SERVICE=order-service --build-arg SERVICE_MODULE=order_service \
+#     --build-arg SERVICE_PORT=8082 -t otel-order-stack/order-service .
+# The build context is the repository root (pyproject.toml, uv.lock and servicekit/ live there).
 
 ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 
@@ -23,7 +21,8 @@ WORKDIR /src
 
 # 1. Third-party dependencies only, exactly as locked. --locked (not --frozen): the build fails
 #    if uv.lock is out of date with pyproject.toml instead of installing stale pins. This layer
-#    is rebuilt only when pyproject.toml or uv.lock change, not on every code edit.
+#    is rebuilt only when pyproject.toml or uv.lock change, not on every code edit, and it is
+#    the same for the four services.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-project
@@ -32,9 +31,11 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 #    hatch builds the packages listed in pyproject.toml that are present, and only these two
 #    are copied in. Installing it, rather than pointing PYTHONPATH at the sources, gives
 #    importlib.metadata the project's version, which is the spans' service.version.
+ARG SERVICE
+ARG SERVICE_MODULE
 COPY README.md ./
 COPY servicekit ./servicekit
-COPY notification-service/notification_service ./notification-service/notification_service
+COPY ${SERVICE}/${SERVICE_MODULE} ./${SERVICE}/${SERVICE_MODULE}
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-editable
 
@@ -51,19 +52,23 @@ RUN groupadd --system --gid "${APP_UID}" app \
 
 COPY --from=builder /opt/venv /opt/venv
 
-# DATA_DIR=/data: the SQLite files; an empty named volume mounted there takes over its owner.
+# The service's own port variable (GATEWAY_PORT, ...) has its default in the code and is set by
+# compose; DATA_DIR=/data holds the SQLite files (an empty named volume there takes its owner).
+ARG SERVICE
+ARG SERVICE_MODULE
+ARG SERVICE_PORT
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
-    NOTIFICATION_PORT=8083 \
     DATA_DIR=/data \
-    OTEL_SERVICE_NAME=notification-service
+    OTEL_SERVICE_NAME=${SERVICE} \
+    SERVICE_MODULE=${SERVICE_MODULE}
 
 WORKDIR /app
 USER app:app
-EXPOSE 8083
+EXPOSE ${SERVICE_PORT}
 
-# Exec form: python is PID 1 and gets SIGTERM itself, so uvicorn shuts down gracefully and the
-# tracer provider flushes the spans still queued (servicekit.app).
-CMD ["python", "-m", "notification_service"]
+# `exec` replaces the shell: python is PID 1 and gets SIGTERM itself, so uvicorn shuts down
+# gracefully and the tracer provider flushes the spans still queued (servicekit.app).
+CMD ["sh", "-c", "exec python -m \"$SERVICE_MODULE\""]
