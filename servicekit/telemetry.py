@@ -43,7 +43,7 @@ def sdk_disabled() -> bool:
 
 
 def build_resource(default_service_name: str, service_version: str) -> Resource:
-    """Resource with the attributes DESIGN.md requires.
+    """Resource with the attributes every span of the stack carries (docs/architecture.md).
 
     ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` win over the defaults given here, as the
     specification requires; ``service.instance.id`` is unique per process so restarts and

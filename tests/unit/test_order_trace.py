@@ -1,4 +1,4 @@
-"""One order, one complete trace: the telemetry contract of DESIGN.md, asserted in process."""
+"""One order, one complete trace: the telemetry contract, asserted in process."""
 
 from __future__ import annotations
 
