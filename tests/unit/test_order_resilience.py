@@ -111,7 +111,10 @@ async def test_notification_failure_never_fails_the_order(tmp_path: Path, mode: 
     await stack.client.aclose()
 
 
-async def test_concurrent_orders_never_oversell(stack: Stack) -> None:
+async def test_concurrent_orders_never_oversell(tmp_path: Path) -> None:
+    # 200 orders at once in one process queue behind each other: a generous downstream timeout
+    # keeps a slow machine from turning the queueing into 504s, which is not what this tests.
+    stack = build_stack(tmp_path, overrides={"api-gateway": {"downstream_timeout_seconds": 120}})
     inventory = stack.apps["inventory-service"].state.store.db
     inventory.connection().execute("UPDATE stock SET available = 50 WHERE sku = 'SKU789'")
     order = {**ORDER, "items": [{"sku": "SKU789", "quantity": 1, "price": 3.5}]}
@@ -124,6 +127,7 @@ async def test_concurrent_orders_never_oversell(stack: Stack) -> None:
     assert stack.available("SKU789") == 0
     orders = stack.apps["order-service"].state.store.db
     assert orders.connection().execute("SELECT count(*) FROM orders").fetchone()[0] == 50
+    await stack.client.aclose()
 
 
 async def test_order_service_commits_nothing_after_the_callers_deadline(tmp_path: Path) -> None:
