@@ -36,10 +36,12 @@ test: install lint ## Lint, then unit, end-to-end and reliability tests (real bi
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests
 
-test-unit: install ## Unit tests only (in-process, no backends)
+test-unit: ## Unit tests only: in process, no collector, Jaeger or browser needed
+	@$(INSTALL) --python
 	@$(PY) -m pytest tests/unit
 
-test-e2e: install ## End-to-end tests only (real collector, Jaeger and services on free ports)
+test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Chromium; free ports)
+	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests/e2e
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)

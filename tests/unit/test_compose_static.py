@@ -10,33 +10,19 @@ update it, copy the newer file over it and update this paragraph and ``COMPOSE_S
 It is validated as written and after Compose's ``${VAR:-default}`` interpolation, which this
 module applies to the parsed values the way Compose does (keys are not interpolated).
 
-The collector and Jaeger configs are checked by the real binaries the local stack runs, found
-with ``scripts/install_backends.sh --paths``: ``validate`` with the environment compose gives
-each container and with the local defaults, and a short run of both on free loopback ports
-(health endpoints as the compose healthchecks probe them, a span through the collector into
-Jaeger, the Monitor tab asking Prometheus). A missing binary FAILS these tests, naming the
-installer; it never skips them.
+The collector and Jaeger binaries check the same configs in ``tests/e2e/test_backend_configs.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from functools import cache
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -44,296 +30,44 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from pydantic import AliasChoices, AliasPath
-from pydantic_settings import BaseSettings
 
-from api_gateway.app import GatewaySettings
-from inventory_service.app import InventorySettings
-from notification_service.app import NotificationSettings
-from order_service.app import OrderSettings
 from stackctl.ports import Ports
-from stackctl.stack import binary_paths
-
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
-COMPOSE_SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.json"
-# sha256 of compose-spec/compose-spec schema/compose-spec.json at a08f8d51 (see the docstring)
-COMPOSE_SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
-COLLECTOR_CONFIG = ROOT / "otel-collector" / "config.yaml"
-JAEGER_CONFIG = ROOT / "jaeger" / "config.yaml"
-PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
-DOCS = ROOT / "docs" / "compose.md"
-INSTALLER = ROOT / "scripts" / "install_backends.sh"
-
-COLLECTOR_VERSION = "0.155.0"
-JAEGER_VERSION = "2.13.0"
-# Jaeger v2 is released from the module github.com/jaegertracing/jaeger under v1.x tags:
-# v1.76.0 is v2.13.0. Bump both together (and the image tag in docker-compose.yml).
-JAEGER_MODULE_VERSION = "v1.76.0"
-ONE_GIB = 1024**3
-OTLP_EXPORTERS = ("otlp", "otlp_grpc")
-
-
-class PythonService:
-    def __init__(
-        self, name: str, directory: str, module: str, port_var: str, port: int, settings: type
-    ) -> None:
-        self.name, self.directory, self.module = name, directory, module
-        self.port_var, self.port, self.settings = port_var, port, settings
-
-
-PYTHON_SERVICES = {
-    s.name: s
-    for s in (
-        PythonService(
-            "api-gateway", "api-gateway", "api_gateway", "GATEWAY_PORT", 8080, GatewaySettings
-        ),
-        PythonService(
-            "inventory-service",
-            "inventory-service",
-            "inventory_service",
-            "INVENTORY_PORT",
-            8081,
-            InventorySettings,
-        ),
-        PythonService(
-            "order-service", "order-service", "order_service", "ORDER_PORT", 8082, OrderSettings
-        ),
-        PythonService(
-            "notification-service",
-            "notification-service",
-            "notification_service",
-            "NOTIFICATION_PORT",
-            8083,
-            NotificationSettings,
-        ),
-    )
-}
-BACKENDS = ("otel-collector", "jaeger", "prometheus")
-PUBLISHED = {"api-gateway": 8080, "jaeger": 16686, "prometheus": 9090}
-# Variables the OpenTelemetry SDK reads in every service (not pydantic settings).
-OTEL_SDK_VARS = {
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_TRACES_SAMPLER",
-    "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-    "OTEL_BSP_EXPORT_TIMEOUT",
-    "OTEL_SDK_DISABLED",
-}
-
-
-# --- helpers: compose interpolation, .env files, collector-style ${env:VAR} -------------------
-
-# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+alt}, ${VAR+alt}
-_BRACED = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
-_BARE = re.compile(r"\$(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
-
-
-def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's interpolation of one string value (nesting, unused in the file, is refused)."""
-
-    def braced(m: re.Match[str]) -> str:
-        name, op, arg = m["name"], m["op"], m["arg"] or ""
-        assert "$" not in arg, f"nested interpolation in {m[0]!r} is not handled here"
-        value = env.get(name)
-        if op is None:
-            return value or ""
-        if op == ":-":
-            return value if value else arg
-        if op == "-":
-            return value if value is not None else arg
-        if op in (":?", "?"):
-            if (value is None) or (op == ":?" and not value):
-                raise ValueError(f"required variable {name} is missing: {arg}")
-            return value
-        if op == ":+":
-            return arg if value else ""
-        return arg if value is not None else ""  # "+"
-
-    out = []
-    for part in re.split(r"(\$\$)", text):
-        if part == "$$":
-            out.append("$")
-            continue
-        part = _BRACED.sub(braced, part)
-        part = _BARE.sub(lambda m: env.get(m["name"], ""), part)
-        out.append(part)
-    return "".join(out)
-
-
-def interpolate_model(node: Any, env: dict[str, str]) -> Any:
-    """Interpolate every string value of a parsed compose file (a new tree; keys untouched)."""
-    if isinstance(node, dict):
-        return {key: interpolate_model(value, env) for key, value in node.items()}
-    if isinstance(node, list):
-        return [interpolate_model(item, env) for item in node]
-    if isinstance(node, str):
-        return interpolate(node, env)
-    return node
-
-
-@cache
-def compose_text() -> str:
-    return COMPOSE_FILE.read_text()
-
-
-@cache
-def compose_raw() -> dict[str, Any]:
-    return yaml.safe_load(compose_text())
-
-
-def compose_with(env: dict[str, str]) -> dict[str, Any]:
-    """The compose model after interpolation with ``env`` (the project's environment)."""
-    return interpolate_model(compose_raw(), env)
-
-
-@cache
-def compose() -> dict[str, Any]:
-    """The compose model as Docker sees it without a .env file (every default applies)."""
-    return compose_with({})
-
-
-def services() -> dict[str, Any]:
-    return compose()["services"]
-
-
-def env_of(model: dict[str, Any], service: str) -> dict[str, str | None]:
-    """A service's environment as compose passes it: strings, None for "pass through if set"."""
-    env = model["services"][service].get("environment", {})
-    assert isinstance(env, dict), f"{service}: environment should be a mapping"
-    return {k: None if v is None else str(v) for k, v in env.items()}
-
-
-def environment(service: str) -> dict[str, str | None]:
-    return env_of(compose(), service)
-
-
-def compose_variable_refs() -> dict[str, str | None]:
-    """Every ${VAR...} in docker-compose.yml, with its :- default (None when it has none)."""
-    strings: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(key)
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, str):
-            strings.append(node.replace("$$", ""))
-
-    walk(compose_raw())
-    refs: dict[str, str | None] = {}
-    for m in (m for text in strings for m in _BRACED.finditer(text)):
-        default = m["arg"] if m["op"] in (":-", "-") else None
-        if m["name"] in refs and refs[m["name"]] != default:
-            raise AssertionError(
-                f"${{{m['name']}}} has two defaults in docker-compose.yml: "
-                f"{refs[m['name']]!r} and {default!r}"
-            )
-        refs[m["name"]] = default
-    return refs
-
-
-def passthrough_vars() -> dict[str, set[str]]:
-    """Environment keys with no value: compose passes them on only when set (.env or shell)."""
-    return {
-        name: {key for key, value in environment(name).items() if value is None}
-        for name in compose_raw()["services"]
-        if isinstance(compose_raw()["services"][name].get("environment"), dict)
-    }
-
-
-def parse_env_example() -> tuple[dict[str, str], set[str], list[str]]:
-    """(active NAME=value lines, NAME=... lines commented out, all lines)."""
-    lines = ENV_EXAMPLE.read_text().splitlines()
-    active: dict[str, str] = {}
-    commented: set[str] = set()
-    for line in lines:
-        if m := re.fullmatch(r"([A-Z][A-Z0-9_]*)=(.*)", line):
-            assert m[1] not in active, f".env.example defines {m[1]} twice"
-            active[m[1]] = m[2]
-        elif m := re.fullmatch(r"#\s?([A-Z][A-Z0-9_]*)=.*", line):
-            commented.add(m[1])
-    return active, commented, lines
-
-
-def memory_bytes(value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", str(value).strip().lower())
-    assert m, f"unreadable memory size {value!r}"
-    return int(float(m[1]) * 1024 ** "bkmg".index(m[2] or "b"))
-
-
-def settings_env_vars(cls: type[BaseSettings]) -> set[str]:
-    """The environment variable names a pydantic-settings class reads (its validation aliases)."""
-    assert cls.model_config.get("env_prefix", "") == "", f"{cls.__name__}: env_prefix not handled"
-    names: set[str] = set()
-    for field_name, field in cls.model_fields.items():
-        alias = field.validation_alias
-        if alias is None:
-            # no alias: pydantic-settings reads the field name itself (case-insensitively)
-            names.add((field.alias or field_name).upper())
-        elif isinstance(alias, str):
-            names.add(alias.upper())
-        elif isinstance(alias, AliasChoices):
-            for choice in alias.choices:
-                assert isinstance(choice, str), f"{cls.__name__}.{field_name}: path alias"
-                names.add(choice.upper())
-        elif isinstance(alias, AliasPath):
-            raise AssertionError(f"{cls.__name__}.{field_name}: AliasPath is not an env var")
-    return names
-
-
-_OTEL_ENV_REF = re.compile(
-    r"\$\{(?:env:)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
+from tests.compose_model import (
+    BACKENDS,
+    COLLECTOR_CONFIG,
+    COLLECTOR_VERSION,
+    COMPOSE_SCHEMA,
+    COMPOSE_SCHEMA_SHA256,
+    DOCS,
+    INSTALLER,
+    JAEGER_CONFIG,
+    JAEGER_VERSION,
+    ONE_GIB,
+    OTEL_SDK_VARS,
+    OTLP_EXPORTERS,
+    PROMETHEUS_CONFIG,
+    PUBLISHED,
+    PYTHON_SERVICES,
+    ROOT,
+    compose,
+    compose_raw,
+    compose_text,
+    compose_variable_refs,
+    compose_with,
+    container_env,
+    env_of,
+    environment,
+    healthcheck_url,
+    host_port,
+    memory_bytes,
+    otel_env_refs,
+    parse_env_example,
+    passthrough_vars,
+    require,
+    resolve_otel_config,
+    services,
+    settings_env_vars,
 )
-
-
-def otel_env_refs(text: str) -> dict[str, str | None]:
-    """``${env:VAR}`` / ``${env:VAR:-default}`` references in a collector or Jaeger v2 config."""
-    return {m["name"]: m["default"] for m in _OTEL_ENV_REF.finditer(text)}
-
-
-def resolve_otel_config(path: Path, env: dict[str, Any]) -> dict[str, Any]:
-    """Load a collector-style config the way the confmap env provider expands it."""
-
-    def sub(m: re.Match[str]) -> str:
-        value = env.get(m["name"])
-        if value in (None, "") and m["default"] is not None:
-            return m["default"]
-        assert value is not None, f"{path.name}: ${{env:{m['name']}}} is not set by compose"
-        return str(value)
-
-    return yaml.safe_load(_OTEL_ENV_REF.sub(sub, path.read_text()))
-
-
-def container_env(service: str) -> dict[str, str]:
-    return {k: str(v) for k, v in environment(service).items() if v is not None}
-
-
-def host_port(endpoint: str) -> tuple[str, int]:
-    endpoint = re.sub(r"^[a-z]+://", "", str(endpoint)).rstrip("/")
-    host, _, port = endpoint.rpartition(":")
-    return host, int(port)
-
-
-def healthcheck_url(service: str) -> str:
-    test = services()[service]["healthcheck"]["test"]
-    urls = re.findall(r"https?://[^\s'\"]+", " ".join(test))
-    assert len(urls) == 1, f"{service}: expected one URL in the healthcheck, got {urls}"
-    return urls[0]
-
-
-def require(path: Path, owner: str) -> None:
-    assert path.is_file(), f"{path.relative_to(ROOT)} is missing ({owner})"
-
 
 # --- the compose file: schema, second parser, shape --------------------------------------------
 
@@ -783,327 +517,6 @@ def test_env_example_values_are_the_local_defaults(monkeypatch: pytest.MonkeyPat
         assert svc.settings().model_dump() == defaults, svc.settings.__name__
         for var in names:
             monkeypatch.delenv(var, raising=False)
-
-
-# --- the real collector and Jaeger binaries ---------------------------------------------------
-
-
-@cache
-def _installer_paths() -> dict[str, Path]:
-    try:
-        return binary_paths()
-    except (OSError, subprocess.CalledProcessError) as exc:
-        stderr = getattr(exc, "stderr", "") or ""
-        pytest.fail(f"scripts/install_backends.sh --paths failed: {exc}\n{stderr}", pytrace=False)
-
-
-def backend_binary(key: str) -> Path:
-    """The binary ``scripts/install_backends.sh --paths`` names (OTELCOL or JAEGER); never skips."""
-    what = {"OTELCOL": "OpenTelemetry Collector", "JAEGER": "Jaeger"}[key]
-    path = _installer_paths().get(key)
-    if not path:
-        pytest.fail(f"scripts/install_backends.sh --paths printed no {key}=...", pytrace=False)
-    binary = path
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.fail(
-            f"the {what} binary {binary} is missing: build it with `scripts/install_backends.sh` "
-            "(needs Go; binaries are cached per user, see OTEL_STACK_BIN_DIR)",
-            pytrace=False,
-        )
-    return binary
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment: no OTELCOL_* / JAEGER_* from the developer's shell leaks in."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
-    env.update(extra or {})
-    return env
-
-
-def run_validate(key: str, config: Path, env: dict[str, str], cwd: Path) -> None:
-    result = subprocess.run(
-        [str(backend_binary(key)), "validate", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(env),
-        cwd=cwd,
-        check=False,
-    )
-    assert result.returncode == 0, (
-        f"{key} validate --config {config.name} failed:\n{result.stdout}{result.stderr}"
-    )
-
-
-@pytest.mark.parametrize("mode", ["compose-env", "local-defaults"])
-def test_collector_binary_validates_the_shared_config(mode: str, tmp_path: Path) -> None:
-    """``otelcol validate`` on otel-collector/config.yaml, as compose runs it and as `make up`."""
-    require(COLLECTOR_CONFIG, "written with the local stack")
-    env = container_env("otel-collector") if mode == "compose-env" else {}
-    run_validate("OTELCOL", COLLECTOR_CONFIG, env, tmp_path)
-
-
-@pytest.mark.parametrize("mode", ["compose-env", "local-defaults"])
-def test_jaeger_binary_validates_its_config(mode: str, tmp_path: Path) -> None:
-    """``jaeger validate`` (Jaeger v2 is an otelcol distribution) on jaeger/config.yaml."""
-    require(JAEGER_CONFIG, "written with the local stack")
-    env = container_env("jaeger") if mode == "compose-env" else {}
-    run_validate("JAEGER", JAEGER_CONFIG, env, tmp_path)
-
-
-@pytest.mark.parametrize("key", ["OTELCOL", "JAEGER"])
-def test_validate_is_not_a_no_op(key: str, tmp_path: Path) -> None:
-    """The same ``validate`` rejects a broken config, so the passes above mean something."""
-    config = resolve_otel_config(COLLECTOR_CONFIG if key == "OTELCOL" else JAEGER_CONFIG, {})
-    config["receivers"]["otlp"]["protocols"]["grpc"]["no_such_setting"] = 1
-    broken = tmp_path / "broken.yaml"
-    broken.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [str(backend_binary(key)), "validate", "--config", str(broken)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-        cwd=tmp_path,
-        check=False,
-    )
-    assert result.returncode != 0 and "no_such_setting" in result.stdout + result.stderr
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-def wait_for(
-    what: str, check: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, seconds=20.0
-) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"{what} (exit code {proc.poll()}); log:\n{log.read_text()[-4000:]}")
-
-
-class _FakePrometheus(BaseHTTPRequestHandler):
-    """Answers Prometheus range queries with an empty matrix and records the PromQL."""
-
-    queries: list[str]
-
-    def _answer(self, params: dict[str, list[str]]) -> None:
-        self.queries.extend(params.get("query", []))
-        body = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def do_GET(self) -> None:
-        self._answer(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self._answer(urllib.parse.parse_qs(self.rfile.read(length).decode()))
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[tuple[str, list[str]]]:
-    handler = type("Handler", (_FakePrometheus,), {"queries": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler.queries
-    server.shutdown()
-    server.server_close()
-
-
-@contextlib.contextmanager
-def running(
-    argv: list[str], env: dict[str, str], cwd: Path, log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=clean_env(env), cwd=cwd, stdout=out, stderr=out)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def test_compose_images_are_the_releases_the_local_binaries_are_built_from() -> None:
-    """Compose and `make up` run the same collector and Jaeger releases."""
-    builder = yaml.safe_load((ROOT / "otel-collector" / "builder-config.yaml").read_text())
-    assert builder["dist"]["version"] == COLLECTOR_VERSION
-    gomods = [m["gomod"] for kind in ("receivers", "exporters") for m in builder[kind]]
-    contrib = [m for m in gomods if "opentelemetry-collector-contrib/" in m]
-    assert contrib and all(m.endswith(f" v{COLLECTOR_VERSION}") for m in contrib), contrib
-    result = subprocess.run(
-        [str(backend_binary("OTELCOL")), "--version"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=clean_env(),
-        check=False,
-    )
-    assert result.stdout.split()[-1:] == [COLLECTOR_VERSION], result.stdout + result.stderr
-    go_mod = (ROOT / "jaeger" / "build" / "go.mod").read_text()
-    assert re.search(
-        rf"^require github\.com/jaegertracing/jaeger {re.escape(JAEGER_MODULE_VERSION)}$",
-        go_mod,
-        re.M,
-    ), f"jaeger/build/go.mod no longer pins {JAEGER_MODULE_VERSION} (= v{JAEGER_VERSION})"
-    assert services()["jaeger"]["image"] == f"jaegertracing/jaeger:{JAEGER_VERSION}"
-
-
-@pytest.mark.timeout(90)
-def test_collector_and_jaeger_run_their_configs(
-    tmp_path: Path, fake_prometheus: tuple[str, list[str]]
-) -> None:
-    """Jaeger's own check of its config is to start it: ``validate`` does not resolve the
-    storage names jaeger_query refers to. Both binaries run the shared configs on free loopback
-    ports; the health URLs are probed on the paths the compose healthchecks use, one span goes
-    through the collector into Jaeger, the Monitor tab asks Prometheus for the spanmetrics,
-    and SIGTERM (what ``docker compose stop`` sends) ends both cleanly."""
-    require(COLLECTOR_CONFIG, "written with the local stack")
-    require(JAEGER_CONFIG, "written with the local stack")
-    collector_bin, jaeger_bin = backend_binary("OTELCOL"), backend_binary("JAEGER")
-    prometheus_url, promql = fake_prometheus
-    j_otlp, j_query, j_query_grpc, j_health, j_metrics = free_ports(5)
-    c_grpc, c_http, c_health, c_spanmetrics, c_metrics = free_ports(5)
-    jaeger_env = {
-        "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{j_otlp}",
-        "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{j_query}",
-        "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{j_query_grpc}",
-        "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{j_health}",
-        "JAEGER_METRICS_PORT": str(j_metrics),
-        "JAEGER_BADGER_DIR": str(tmp_path / "badger"),
-        "PROMETHEUS_URL": prometheus_url,
-    }
-    collector_env = {
-        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{c_grpc}",
-        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{c_http}",
-        "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{c_health}",
-        "OTELCOL_JAEGER_ENDPOINT": f"127.0.0.1:{j_otlp}",
-        "OTELCOL_SPANMETRICS_ENDPOINT": f"127.0.0.1:{c_spanmetrics}",
-        "OTELCOL_METRICS_PORT": str(c_metrics),
-        "OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s",
-    }
-    jaeger_health = urllib.parse.urlsplit(healthcheck_url("jaeger")).path
-    collector_health = urllib.parse.urlsplit(healthcheck_url("otel-collector")).path
-    jaeger_log, collector_log = tmp_path / "jaeger.log", tmp_path / "collector.log"
-
-    with running(
-        [str(jaeger_bin), "--config", str(JAEGER_CONFIG)], jaeger_env, tmp_path, jaeger_log
-    ) as jaeger:
-        wait_for(
-            f"Jaeger never answered 200 on {jaeger_health} (the compose healthcheck's path)",
-            lambda: http_get(f"http://127.0.0.1:{j_health}{jaeger_health}")[0] == 200,
-            jaeger,
-            jaeger_log,
-        )
-        with running(
-            [str(collector_bin), "--config", str(COLLECTOR_CONFIG)],
-            collector_env,
-            tmp_path,
-            collector_log,
-        ) as collector:
-            wait_for(
-                f"the collector never answered 200 on {collector_health} (compose's probe)",
-                lambda: http_get(f"http://127.0.0.1:{c_health}{collector_health}")[0] == 200,
-                collector,
-                collector_log,
-            )
-            trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
-            now = time.time_ns()
-            span = {
-                "traceId": trace_id,
-                "spanId": span_id,
-                "name": "compose-static-probe",
-                "kind": 2,
-                "startTimeUnixNano": str(now - 5_000_000),
-                "endTimeUnixNano": str(now),
-            }
-            payload = {
-                "resourceSpans": [
-                    {
-                        "resource": {
-                            "attributes": [
-                                {"key": "service.name", "value": {"stringValue": "static-probe"}}
-                            ]
-                        },
-                        "scopeSpans": [{"scope": {"name": "test"}, "spans": [span]}],
-                    }
-                ]
-            }
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{c_http}/v1/traces",
-                data=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert response.status == 200
-            wait_for(
-                "the span sent to the collector never showed up in Jaeger",
-                lambda: http_get(f"http://127.0.0.1:{j_query}/api/traces/{trace_id}")[0] == 200,
-                jaeger,
-                jaeger_log,
-            )
-            status, body = http_get(f"http://127.0.0.1:{j_query}/api/traces/{trace_id}")
-            (trace,) = json.loads(body)["data"]
-            assert [s["spanID"] for s in trace["spans"]] == [span_id]
-            assert http_get(f"http://127.0.0.1:{c_metrics}/metrics")[0] == 200
-            # the spanmetrics connector's RED series for the probe's service
-            spanmetrics_url = f"http://127.0.0.1:{c_spanmetrics}/metrics"
-            wait_for(
-                "no spanmetrics for the probe's service on the collector's Prometheus exporter",
-                lambda: b'service_name="static-probe"' in http_get(spanmetrics_url)[1],
-                collector,
-                collector_log,
-            )
-            exposed = set(re.findall(r"^(\w+)\{", http_get(spanmetrics_url)[1].decode(), re.M))
-            collector.send_signal(signal.SIGTERM)
-            assert collector.wait(timeout=15) == 0, collector_log.read_text()[-4000:]
-
-        # The Monitor tab: Jaeger asks PROMETHEUS_URL for RED series, by the very names the
-        # collector exposes (and Prometheus scrapes: prometheus/prometheus.yml).
-        for kind in ("calls", "errors", "latencies"):
-            query = "service=static-probe" + ("&quantile=0.95" if kind == "latencies" else "")
-            status, body = http_get(
-                f"http://127.0.0.1:{j_query}/api/metrics/{kind}?{query}", timeout=10
-            )
-            assert status == 200, (kind, body[:500])
-        queried = {name for q in promql for name in re.findall(r"traces_span_metrics_\w+", q)}
-        assert "traces_span_metrics_calls_total" in queried, promql
-        assert queried <= exposed, f"Jaeger queries {queried - exposed}, not exposed: {exposed}"
-        jaeger.send_signal(signal.SIGTERM)
-        assert jaeger.wait(timeout=15) == 0, jaeger_log.read_text()[-4000:]
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
