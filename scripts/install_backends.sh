@@ -14,8 +14,13 @@
 # Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin).
 set -euo pipefail
 
-COLLECTOR_VERSION=0.155.0   # the otel/opentelemetry-collector-contrib tag in docker-compose.yml
-JAEGER_MODULE_VERSION=v1.76.0  # Jaeger v2.13.0 (jaegertracing/jaeger:2.13.0 in docker-compose.yml)
+# The pinned releases, written here once; tests/compose_model.py reads them from this file and
+# checks that otel-collector/*builder-config.yaml, jaeger/build/go.mod and docker-compose.yml's
+# image tags agree. README "Moving to newer releases" says how to bump them.
+COLLECTOR_VERSION=0.165.0   # the otel/opentelemetry-collector-contrib tag in docker-compose.yml
+SCALE_OUT_COLLECTOR_VERSION=0.161.0  # see otel-collector/scale-out/builder-config.yaml
+JAEGER_VERSION=2.13.0       # the jaegertracing/jaeger tag in docker-compose.yml
+JAEGER_MODULE_VERSION=v1.76.0  # Jaeger v2.x is released from its module's v1.x tags
 UV_VERSION=0.13.9  # the same uv the Dockerfiles install
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,12 +30,13 @@ say() { printf '\033[1m[install]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[install] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 inputs_hash() { cat "$@" | sha256sum | cut -c1-12; }
-# collector_bin [dist name] [manifest]: the main collector, or the scale-out tiers' build.
+# collector_bin [dist name] [manifest] [version]: the main collector, or the scale-out build.
 collector_bin() {
   local name="${1:-otelcol-order-stack}" manifest="${2:-$ROOT/otel-collector/builder-config.yaml}"
-  echo "$BIN_DIR/$name-$COLLECTOR_VERSION-$(inputs_hash "$manifest")"
+  echo "$BIN_DIR/$name-${3:-$COLLECTOR_VERSION}-$(inputs_hash "$manifest")"
 }
-SCALE_OUT=(otelcol-order-stack-scale-out "$ROOT/otel-collector/scale-out/builder-config.yaml")
+SCALE_OUT=(otelcol-order-stack-scale-out "$ROOT/otel-collector/scale-out/builder-config.yaml"
+  "$SCALE_OUT_COLLECTOR_VERSION")
 jaeger_bin() {
   echo "$BIN_DIR/jaeger-$JAEGER_MODULE_VERSION-$(inputs_hash "$ROOT/jaeger/build/go.mod" "$ROOT/jaeger/build/go.sum")"
 }
@@ -79,37 +85,38 @@ install_python() {
     || die "uv sync failed (is uv.lock out of date with pyproject.toml? run: uv lock)"
 }
 
-# install_collector [dist name] [manifest]: build with OCB unless that exact build is cached.
+# install_collector [dist name] [manifest] [version]: build with OCB unless that exact build is cached.
 install_collector() {
   local name="${1:-otelcol-order-stack}" manifest="${2:-$ROOT/otel-collector/builder-config.yaml}"
-  local target; target="$(collector_bin "$name" "$manifest")"
+  local version="${3:-$COLLECTOR_VERSION}"
+  local target; target="$(collector_bin "$name" "$manifest" "$version")"
   if [[ -x "$target" ]]; then
-    say "$name $COLLECTOR_VERSION: cached at $target"
+    say "$name $version: cached at $target"
     return
   fi
   require_go
   mkdir -p "$BIN_DIR"
   local work; work="$(mktemp -d)"
-  say "$name $COLLECTOR_VERSION: installing OCB (go install .../cmd/builder@v$COLLECTOR_VERSION)"
+  say "$name $version: installing OCB (go install .../cmd/builder@v$version)"
   run_long "installing OCB" env GOBIN="$work" \
-    go install "go.opentelemetry.io/collector/cmd/builder@v$COLLECTOR_VERSION"
+    go install "go.opentelemetry.io/collector/cmd/builder@v$version"
   cp "$manifest" "$work/manifest.yaml"
-  say "$name $COLLECTOR_VERSION: building from ${manifest#"$ROOT"/} (1-2 min cold)"
+  say "$name $version: building from ${manifest#"$ROOT"/} (1-2 min cold)"
   run_long "building the collector" bash -c "cd '$work' && ./builder --config manifest.yaml"
   install -m 0755 "$work/dist/$name" "$target.tmp" && mv "$target.tmp" "$target"
   rm -rf "$work"
-  say "$name $COLLECTOR_VERSION: installed $target"
+  say "$name $version: installed $target"
 }
 
 install_jaeger() {
   local target; target="$(jaeger_bin)"
   if [[ -x "$target" ]]; then
-    say "jaeger $JAEGER_MODULE_VERSION (v2.13.0): cached at $target"
+    say "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): cached at $target"
     return
   fi
   require_go
   mkdir -p "$BIN_DIR"
-  say "jaeger $JAEGER_MODULE_VERSION (v2.13.0): building cmd/jaeger from jaeger/build (about 3 min cold)"
+  say "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): building cmd/jaeger from jaeger/build (about 3 min cold)"
   run_long "building Jaeger" bash -c "cd '$ROOT/jaeger/build' && go build -mod=readonly -trimpath \
     -o '$target.tmp' github.com/jaegertracing/jaeger/cmd/jaeger"
   mv "$target.tmp" "$target"

@@ -33,11 +33,18 @@ PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 DOCS = ROOT / "docs" / "compose.md"
 INSTALLER = ROOT / "scripts" / "install_backends.sh"
 
-COLLECTOR_VERSION = "0.155.0"
-JAEGER_VERSION = "2.13.0"
-# Jaeger v2 is released from the module github.com/jaegertracing/jaeger under v1.x tags:
-# v1.76.0 is v2.13.0. Bump both together (and the image tag in docker-compose.yml).
-JAEGER_MODULE_VERSION = "v1.76.0"
+
+def installer_pin(name: str) -> str:
+    """A release pinned in scripts/install_backends.sh (``NAME=value``), its one home."""
+    m = re.search(rf"^{name}=(\S+)", INSTALLER.read_text(), re.M)
+    assert m, f"scripts/install_backends.sh no longer sets {name}"
+    return m[1]
+
+
+COLLECTOR_VERSION = installer_pin("COLLECTOR_VERSION")
+JAEGER_VERSION = installer_pin("JAEGER_VERSION")
+# Jaeger v2 is released from the module github.com/jaegertracing/jaeger under v1.x tags.
+JAEGER_MODULE_VERSION = installer_pin("JAEGER_MODULE_VERSION")
 ONE_GIB = 1024**3
 OTLP_EXPORTERS = ("otlp", "otlp_grpc")
 

@@ -27,7 +27,7 @@ from tests.reliability.support import SERVICES, baseline_order, order_body, wait
 # Anything email-shaped, plain or percent-encoded: in spans and the services' own logs. (A match
 # starts only where a run of local-part characters does, so long lines scan in linear time.)
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+(?:@|%40)[\w-]+\.[\w.]+", re.IGNORECASE)
-# The collector's and Jaeger's logs name Go modules (``connector@v0.155.0``): there an address
+# The collector's and Jaeger's logs name Go modules (``connector@v0.165.0``): there an address
 # must end in a real top-level domain.
 EMAIL_WITH_TLD = re.compile(
     r"(?<![\w.+-])[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE

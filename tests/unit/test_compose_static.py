@@ -39,7 +39,6 @@ from tests.compose_model import (
     COMPOSE_SCHEMA,
     COMPOSE_SCHEMA_SHA256,
     DOCS,
-    INSTALLER,
     JAEGER_CONFIG,
     JAEGER_VERSION,
     ONE_GIB,
@@ -59,6 +58,7 @@ from tests.compose_model import (
     environment,
     healthcheck_url,
     host_port,
+    installer_pin,
     memory_bytes,
     otel_env_refs,
     parse_env_example,
@@ -602,8 +602,7 @@ def test_dockerfile(name: str) -> None:
     assert re.search(r"uv==\S*\d", builder) and re.fullmatch(
         r"\d+\.\d+\.\d+", args["UV_VERSION"]
     ), "pin uv"
-    installer = re.search(r"^UV_VERSION=(\S+)", INSTALLER.read_text(), re.M)
-    assert installer and installer[1] == args["UV_VERSION"], "the same uv as the local install"
+    assert installer_pin("UV_VERSION") == args["UV_VERSION"], "the same uv as the local install"
     runs = [rest for k, rest in steps[:final] if k == "RUN"]
     syncs = [m for rest in runs for m in re.findall(r"uv sync ([^&;|]*)", rest)]
     assert len(syncs) == 2, syncs
@@ -712,3 +711,19 @@ def test_docs_resource_table_matches_compose() -> None:
     assert f"{total} MiB" in text
     assert "```mermaid" in text
     assert "cp .env.example .env" in text and "docker compose up -d --build --wait" in text
+
+
+@pytest.mark.parametrize(
+    ("manifest", "pin"),
+    [
+        ("otel-collector/builder-config.yaml", "COLLECTOR_VERSION"),
+        ("otel-collector/scale-out/builder-config.yaml", "SCALE_OUT_COLLECTOR_VERSION"),
+    ],
+)
+def test_collector_manifests_are_on_the_installers_pin(manifest: str, pin: str) -> None:
+    """Every component of an OCB manifest comes from the one release the installer pins."""
+    version = installer_pin(pin)
+    builder = yaml.safe_load((ROOT / manifest).read_text())
+    assert builder["dist"]["version"] == version
+    gomods = [m["gomod"] for kind, items in builder.items() if kind != "dist" for m in items]
+    assert gomods and all(m.endswith(f" v{version}") for m in gomods), gomods
