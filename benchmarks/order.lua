@@ -1,11 +1,14 @@
 -- wrk script: POST one order per request and print latency percentiles as JSON at the end.
 --
+-- The body is WRK_ORDER_BODY, which benchmarks/overhead.py sets from stackctl.orders.order_body
+-- (the one definition of an order every client of the stack sends).
+--
 -- With WRK_TRACE_IDS=<path> set, each wrk thread also writes "<status> <trace id>" per response
 -- (from the W3C `traceresponse` header) to <path>.<thread number>, so the benchmark can look every
 -- trace up in Jaeger afterwards. Without it no response callback runs (no per-response Lua cost).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"userId":1,"items":[{"sku":"SKU123","quantity":1,"price":9.5}],"email":"bench@example.com"}'
+wrk.body = assert(os.getenv("WRK_ORDER_BODY"), "set WRK_ORDER_BODY to the order's JSON")
 
 local ids_path = os.getenv("WRK_TRACE_IDS")
 if ids_path ~= nil and ids_path ~= "" then

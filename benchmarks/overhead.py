@@ -51,6 +51,7 @@ from stackctl.traces import fetch_trace  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 LUA = ROOT / "benchmarks" / "order.lua"
+BENCH_ORDER = order_body(price=9.5, email="bench@example.com")  # what order.lua posts
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
 ORDER = order_body(price=9.5, email="bench@example.com")
@@ -211,7 +212,11 @@ class Round:
 
 
 def wrk(url: str, connections: int, seconds: float, ids_path: Path | None = None) -> dict:
-    env = {**os.environ, "WRK_TRACE_IDS": str(ids_path) if ids_path else ""}
+    env = {
+        **os.environ,
+        "WRK_ORDER_BODY": json.dumps(BENCH_ORDER, separators=(",", ":")),
+        "WRK_TRACE_IDS": str(ids_path) if ids_path else "",
+    }
     argv = [
         "wrk",
         "-t1",

@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 from locust import HttpUser, between, events, task
 
+from stackctl.orders import order_body
+
 SKUS = ["SKU123", "SKU456"]
 
 
@@ -34,11 +36,13 @@ class Shopper(HttpUser):
         self.orders = []
 
     def _order(self, sku: str, quantity: int) -> dict:
-        return {
-            "userId": random.randint(1, 5000),
-            "items": [{"sku": sku, "quantity": quantity, "price": round(random.uniform(1, 90), 2)}],
-            "email": "shopper@example.com",
-        }
+        return order_body(
+            sku,
+            quantity,
+            email="shopper@example.com",
+            price=round(random.uniform(1, 90), 2),
+            user_id=random.randint(1, 5000),
+        )
 
     @task(8)
     def place_order(self) -> None:

@@ -26,12 +26,9 @@ from notification_service.app import NotificationSettings
 from notification_service.app import create_app as create_notification
 from order_service.app import OrderSettings
 from order_service.app import create_app as create_order
+from stackctl.orders import order_body
 
-ORDER = {
-    "userId": 1,
-    "items": [{"sku": "SKU123", "quantity": 2, "price": 50.0}],
-    "email": "customer@example.com",
-}
+ORDER = order_body(quantity=2)
 
 
 class ProcessBoundaryTransport(httpx.ASGITransport):
