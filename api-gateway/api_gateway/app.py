@@ -22,12 +22,13 @@ from servicekit.admin import require_admin_token
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.faults import RuntimeFault
 from servicekit.http_client import Downstream
+from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN
 from servicekit.problems import PROBLEM_RESPONSES, ProblemError
 from servicekit.settings import ServiceSettings
 
 SERVICE_NAME = "api-gateway"
 router = APIRouter(prefix="/api", tags=["orders"], responses=PROBLEM_RESPONSES)
-IdentifierPath = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+IdentifierPath = Path(min_length=1, max_length=IDENTIFIER_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 
 
 class GatewaySettings(ServiceSettings):

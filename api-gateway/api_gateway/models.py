@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
 
+from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN
+
 MAX_ITEMS = 50
 MAX_QUANTITY = 1000
 
@@ -11,7 +13,10 @@ MAX_QUANTITY = 1000
 class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: str = Field(
-        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", examples=["SKU123"]
+        min_length=1,
+        max_length=IDENTIFIER_MAX_LENGTH,
+        pattern=IDENTIFIER_PATTERN,
+        examples=["SKU123"],
     )
     quantity: StrictInt = Field(gt=0, le=MAX_QUANTITY, examples=[2])
     price: float = Field(ge=0, le=1_000_000, allow_inf_nan=False, strict=True, examples=[50.0])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-Sku = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN
+
+Sku = Field(min_length=1, max_length=IDENTIFIER_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 
 
 class ReserveLine(BaseModel):
