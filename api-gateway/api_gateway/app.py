@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import AliasChoices, Field
 
 from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
-from api_gateway.compensation import pending_cancellations, pending_releases
+from api_gateway.compensation import cancellation_backlog, release_backlog
 from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
 from api_gateway.models import OrderRequest, OrderResponse
 from api_gateway.orders import OrderFlow
@@ -149,8 +149,8 @@ def create_app(
         notifications=downstream("notification-service", settings.notification_url),
         tracer=app.telemetry.tracer,
         notify_timeout_seconds=settings.notify_timeout_seconds,
-        releases=pending_releases(gateway_db),
-        cancellations=pending_cancellations(gateway_db),
+        releases=release_backlog(gateway_db),
+        cancellations=cancellation_backlog(gateway_db),
     )
     app.state.idempotency = IdempotencyStore(gateway_db)
     app.state.settings = settings

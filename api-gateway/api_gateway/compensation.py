@@ -26,8 +26,9 @@ CREATE TABLE IF NOT EXISTS pending_cancellations (
 """
 
 
-class Pending:
-    """Ids waiting for one compensation: ``table`` above, keyed by ``column``."""
+class CompensationBacklog:
+    """Ids whose compensation (one kind: a release or a cancellation) is not delivered yet,
+    kept in ``table`` above, keyed by ``column``, until a retry succeeds."""
 
     def __init__(self, db: Database, table: str, column: str) -> None:
         self.db = db
@@ -59,9 +60,9 @@ class Pending:
         return [row[self.column] for row in rows]
 
 
-def pending_releases(db: Database) -> Pending:
-    return Pending(db, "pending_releases", "reservation_id")
+def release_backlog(db: Database) -> CompensationBacklog:
+    return CompensationBacklog(db, "pending_releases", "reservation_id")
 
 
-def pending_cancellations(db: Database) -> Pending:
-    return Pending(db, "pending_cancellations", "order_id")
+def cancellation_backlog(db: Database) -> CompensationBacklog:
+    return CompensationBacklog(db, "pending_cancellations", "order_id")

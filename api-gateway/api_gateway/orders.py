@@ -1,7 +1,8 @@
 """The order saga: reserve stock, store the order, notify; release the stock if storing fails.
 
 A release that cannot reach inventory-service, or a reservation whose outcome is unknown, is
-kept in :class:`~api_gateway.compensation.PendingReleases` and retried before the next order.
+kept in a :class:`~api_gateway.compensation.CompensationBacklog` and retried before the next
+order.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 
-from api_gateway.compensation import Pending
+from api_gateway.compensation import CompensationBacklog
 from api_gateway.models import OrderRequest, OrderResponse
 from servicekit.http_client import Downstream
 from servicekit.problems import ProblemError, current_trace_id
 
 log = logging.getLogger(__name__)
 
-# Pending releases one order retries first: after a long outage the backlog drains over several
-# orders instead of delaying one of them by thousands of calls.
+# Backlogged compensations one order retries first: after a long outage the backlog drains over
+# several orders instead of delaying one of them by thousands of calls.
 RETRIES_PER_ORDER = 20
 
 
@@ -35,8 +36,8 @@ class OrderFlow:
         notifications: Downstream,
         tracer: trace.Tracer,
         notify_timeout_seconds: float,
-        releases: Pending,
-        cancellations: Pending,
+        releases: CompensationBacklog,
+        cancellations: CompensationBacklog,
     ) -> None:
         self.releases = releases
         self.cancellations = cancellations
@@ -55,7 +56,7 @@ class OrderFlow:
             }
         )
         if self.releases.count or self.cancellations.count:
-            await self._retry_pending()
+            await self._retry_backlog()
         await self._reserve(order_id, body)
         try:
             order = await self._store(order_id, body)
@@ -133,57 +134,57 @@ class OrderFlow:
             )
         return _json(response)
 
-    async def _release(self, reservation_id: str, pending: bool = False) -> bool:
+    async def _release(self, reservation_id: str, retry: bool = False) -> bool:
         """Compensation: give a reservation's stock back. Idempotent."""
         with self.tracer.start_as_current_span("compensate_reservation") as span:
             span.set_attribute("inventory.reservation_id", reservation_id)
             call = self.inventory.request(
                 "POST", "/inventory/release", json={"reservationId": reservation_id}
             )
-            return await self._compensate(span, call, 200, self.releases, reservation_id, pending)
+            return await self._compensate(span, call, 200, self.releases, reservation_id, retry)
 
-    async def _cancel(self, order_id: str, pending: bool = False) -> bool:
+    async def _cancel(self, order_id: str, retry: bool = False) -> bool:
         """Compensation: delete an order its client was told failed. Idempotent."""
         with self.tracer.start_as_current_span("compensate_order") as span:
             span.set_attribute("order.id", order_id)
             call = self.orders.request("DELETE", f"/orders/{order_id}")
-            return await self._compensate(span, call, 204, self.cancellations, order_id, pending)
+            return await self._compensate(span, call, 204, self.cancellations, order_id, retry)
 
     async def _compensate(
         self,
         span: trace.Span,
         call: Awaitable[httpx.Response],
         expected: int,
-        queue: Pending,
+        backlog: CompensationBacklog,
         item_id: str,
-        from_queue: bool,
+        retry: bool,
     ) -> bool:
-        """Await one compensation call. A failure is marked on the span and kept in ``queue``
-        (unless it came from there); a success is taken out of it."""
+        """Await one compensation call. A failure is marked on the span and added to ``backlog``
+        (a failed ``retry`` is there already); a successful retry is taken out of it."""
         try:
             response = await call
             if response.status_code != expected:
                 raise ProblemError(502, "Compensation failed", f"HTTP {response.status_code}")
         except ProblemError as exc:
             span.set_status(trace.Status(trace.StatusCode.ERROR, exc.detail))
-            log.error("%s %s not done yet: %s", queue.table, item_id, exc.detail)
-            if not from_queue:
-                await run_in_threadpool(queue.add, item_id)
+            log.error("%s %s not done yet: %s", backlog.table, item_id, exc.detail)
+            if not retry:
+                await run_in_threadpool(backlog.add, item_id)
             return False
-        if from_queue:
-            await run_in_threadpool(queue.remove, item_id)
+        if retry:
+            await run_in_threadpool(backlog.remove, item_id)
         return True
 
-    async def _retry_pending(self) -> None:
+    async def _retry_backlog(self) -> None:
         """Earlier orders' compensations that failed, each in a trace of its own."""
-        for queue, compensate in (
+        for backlog, compensate in (
             (self.releases, self._release),
             (self.cancellations, self._cancel),
         ):
-            for item_id in await run_in_threadpool(queue.ids, RETRIES_PER_ORDER):
+            for item_id in await run_in_threadpool(backlog.ids, RETRIES_PER_ORDER):
                 token = otel_context.attach(otel_context.Context())
                 try:
-                    if not await compensate(item_id, pending=True):
+                    if not await compensate(item_id, retry=True):
                         break  # that service is still unreachable: try again next order
                 finally:
                     otel_context.detach(token)

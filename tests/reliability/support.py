@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 
 @dataclass
-class Outcome:
+class OrderOutcome:
     """One request as the client saw it."""
 
     status: int
@@ -49,7 +49,7 @@ class Outcome:
 
 def place(
     client: httpx.Client, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-) -> Outcome:
+) -> OrderOutcome:
     started = time.monotonic()
     response = client.post("/api/orders", json=body or order_body(), headers=headers)
     elapsed = time.monotonic() - started
@@ -57,7 +57,7 @@ def place(
         data = response.json()
     except ValueError:
         data = {"raw": response.text}
-    return Outcome(response.status_code, data, response.headers, started, elapsed)
+    return OrderOutcome(response.status_code, data, response.headers, started, elapsed)
 
 
 def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
@@ -81,7 +81,7 @@ def percentile(values: Iterable[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def latency_summary(outcomes: list[Outcome]) -> dict[str, float]:
+def latency_summary(outcomes: list[OrderOutcome]) -> dict[str, float]:
     times = [o.elapsed for o in outcomes]
     return {
         "p50_ms": round(statistics.median(times) * 1000, 1),
@@ -228,7 +228,7 @@ class Load:
     body: dict[str, Any] = field(default_factory=order_body)
     headers: dict[str, str] = field(default_factory=dict)
     pause: float = 0.0
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[OrderOutcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -244,7 +244,7 @@ class Load:
                 except httpx.TransportError as exc:  # the gateway itself is down: status 0
                     elapsed = time.monotonic() - started
                     error = {"error": repr(exc)}
-                    self.outcomes.append(Outcome(0, error, httpx.Headers(), started, elapsed))
+                    self.outcomes.append(OrderOutcome(0, error, httpx.Headers(), started, elapsed))
                     pause = max(self.pause, 0.05)
                 self._stop.wait(pause)
 

@@ -23,7 +23,7 @@ from tests.reliability.conftest import StackFactory, record
 from tests.reliability.support import (
     PROBLEM_JSON,
     Load,
-    Outcome,
+    OrderOutcome,
     available,
     baseline_order,
     inventory_db,
@@ -67,7 +67,7 @@ def all_running(stack: Stack) -> Iterator[None]:
     stack.up(timeout=60, report=lambda line: None)
 
 
-def hold(pool: ThreadPoolExecutor, stack: Stack, ms: int) -> list[Future[Outcome]]:
+def hold(pool: ThreadPoolExecutor, stack: Stack, ms: int) -> list[Future[OrderOutcome]]:
     """Send HELD orders that wait ``ms`` in order-service; return once they are in flight there
     (their stock is reserved, the step just before the gateway calls order-service)."""
     client = httpx.Client(base_url=stack.gateway_url, timeout=15)
@@ -78,7 +78,7 @@ def hold(pool: ThreadPoolExecutor, stack: Stack, ms: int) -> list[Future[Outcome
     return futures
 
 
-def consistent(stack: Stack, client: httpx.Client, stock: dict[str, int], ok: list[Outcome]):  # type: ignore[no-untyped-def]
+def consistent(stack: Stack, client: httpx.Client, stock: dict[str, int], ok: list[OrderOutcome]):  # type: ignore[no-untyped-def]
     """Stock sold == orders answered 201; every reservation is an order or was released."""
     sold = Counter(o.body["items"][0]["sku"] for o in ok)
     for sku, before in stock.items():

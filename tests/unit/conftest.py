@@ -48,7 +48,7 @@ class ProcessBoundaryTransport(httpx.ASGITransport):
 
 
 @dataclass
-class Stack:
+class InProcessStack:
     client: httpx.AsyncClient
     exporter: InMemorySpanExporter
     apps: dict[str, FastAPI]
@@ -71,7 +71,7 @@ def build_stack(
     data_dir: Path,
     wrap: Callable[[str, FastAPI], httpx.AsyncBaseTransport] | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
-) -> Stack:
+) -> InProcessStack:
     """Build the stack; ``wrap`` may replace the transport to one service (to break it) and
     ``overrides`` sets settings per service name."""
     exporter = InMemorySpanExporter()
@@ -97,7 +97,7 @@ def build_stack(
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=gateway), base_url="http://gateway.test"
     )
-    return Stack(client=client, exporter=exporter, apps=apps, transports=transports)
+    return InProcessStack(client=client, exporter=exporter, apps=apps, transports=transports)
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path) -> AsyncIterator[InProcessStack]:
     s = build_stack(tmp_path)
     yield s
     await s.client.aclose()

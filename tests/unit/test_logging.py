@@ -8,13 +8,13 @@ import logging
 import pytest
 
 from servicekit.logs import configure_logging
-from tests.unit.conftest import ORDER, Stack
+from tests.unit.conftest import ORDER, InProcessStack
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_request_logs_are_json_with_trace_ids(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: InProcessStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging("api-gateway", "INFO")
     try:

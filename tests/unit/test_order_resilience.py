@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.unit.conftest import ORDER, ProcessBoundaryTransport, Stack, build_stack
+from tests.unit.conftest import ORDER, InProcessStack, ProcessBoundaryTransport, build_stack
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,9 @@ def _break(target: str, mode: str):  # type: ignore[no-untyped-def]
     return wrap
 
 
-async def test_same_idempotency_key_returns_same_order_and_reserves_once(stack: Stack) -> None:
+async def test_same_idempotency_key_returns_same_order_and_reserves_once(
+    stack: InProcessStack,
+) -> None:
     before = stack.available("SKU123")
     headers = {"Idempotency-Key": "order-abc-1"}
     first = await stack.client.post("/api/orders", json=ORDER, headers=headers)
@@ -53,7 +55,7 @@ async def test_same_idempotency_key_returns_same_order_and_reserves_once(stack: 
     assert "Idempotency-Key" in conflict.json()["title"]
 
 
-async def test_failed_order_frees_its_idempotency_key(stack: Stack) -> None:
+async def test_failed_order_frees_its_idempotency_key(stack: InProcessStack) -> None:
     headers = {"Idempotency-Key": "retry-me"}
     order = {**ORDER, "items": [{"sku": "OUT-OF-STOCK", "quantity": 1, "price": 1.0}]}
     assert (await stack.client.post("/api/orders", json=order, headers=headers)).status_code == 400

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tests.unit.conftest import ORDER, Stack
+from tests.unit.conftest import ORDER, InProcessStack
 
 pytestmark = pytest.mark.anyio
 SERVICES = {"api-gateway", "inventory-service", "order-service", "notification-service"}
@@ -15,7 +15,7 @@ def _service(span) -> str:  # type: ignore[no-untyped-def]
     return span.resource.attributes["service.name"]
 
 
-async def test_order_is_created_with_trace_id(stack: Stack) -> None:
+async def test_order_is_created_with_trace_id(stack: InProcessStack) -> None:
     response = await stack.client.post("/api/orders", json=ORDER)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -32,7 +32,7 @@ async def test_order_is_created_with_trace_id(stack: Stack) -> None:
     assert stock.json() == {"sku": "SKU123", "available": 1_000_000 - 2}
 
 
-async def test_one_order_is_one_complete_trace(stack: Stack) -> None:
+async def test_one_order_is_one_complete_trace(stack: InProcessStack) -> None:
     response = await stack.client.post("/api/orders", json=ORDER)
     trace_id = response.json()["traceId"]
     spans = stack.spans(trace_id)
@@ -59,7 +59,7 @@ async def test_one_order_is_one_complete_trace(stack: Stack) -> None:
     assert len(send) == 1 and _service(send[0]) == "notification-service"
 
 
-async def test_spans_follow_stable_semantic_conventions(stack: Stack) -> None:
+async def test_spans_follow_stable_semantic_conventions(stack: InProcessStack) -> None:
     trace_id = (await stack.client.post("/api/orders", json=ORDER)).json()["traceId"]
     spans = stack.spans(trace_id)
     servers = [s for s in spans if s.kind is SpanKind.SERVER]
@@ -81,7 +81,7 @@ async def test_spans_follow_stable_semantic_conventions(stack: Stack) -> None:
     assert {_service(s) for s in db_spans} >= {"inventory-service", "order-service"}
 
 
-async def test_resource_attributes(stack: Stack) -> None:
+async def test_resource_attributes(stack: InProcessStack) -> None:
     await stack.client.post("/api/orders", json=ORDER)
     for span in stack.spans():
         attrs = span.resource.attributes
@@ -89,7 +89,7 @@ async def test_resource_attributes(stack: Stack) -> None:
             assert attrs.get(key), key
 
 
-async def test_out_of_stock_is_a_400_and_an_inventory_error_span(stack: Stack) -> None:
+async def test_out_of_stock_is_a_400_and_an_inventory_error_span(stack: InProcessStack) -> None:
     order = {**ORDER, "items": [{"sku": "OUT-OF-STOCK", "quantity": 1, "price": 5.0}]}
     response = await stack.client.post("/api/orders", json=order)
     assert response.status_code == 400
@@ -113,7 +113,7 @@ async def test_out_of_stock_is_a_400_and_an_inventory_error_span(stack: Stack) -
     assert not [s for s in spans if s.name == "process_order"], "no order stored"
 
 
-async def test_no_email_in_any_span(stack: Stack) -> None:
+async def test_no_email_in_any_span(stack: InProcessStack) -> None:
     await stack.client.post("/api/orders", json=ORDER)
     await stack.client.post("/api/orders", json={**ORDER, "email": "not-an-email"})
     for span in stack.spans():
@@ -122,7 +122,7 @@ async def test_no_email_in_any_span(stack: Stack) -> None:
         assert not any("@" in v or "customer" in v for v in values), span.name
 
 
-async def test_healthz_counts_finished_spans(stack: Stack) -> None:
+async def test_healthz_counts_finished_spans(stack: InProcessStack) -> None:
     await stack.client.post("/api/orders", json=ORDER)
     counted = 0
     for name, app in stack.apps.items():

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.conftest import ORDER, Stack
+from tests.unit.conftest import ORDER, InProcessStack
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,7 @@ INVALID_ORDERS = [
 ]
 
 
-async def _assert_nothing_changed(stack: Stack, before: int) -> None:
+async def _assert_nothing_changed(stack: InProcessStack, before: int) -> None:
     assert stack.available("SKU123") == before
     orders = stack.apps["order-service"].state.store.db
     count = orders.connection().execute("SELECT count(*) FROM orders").fetchone()[0]
@@ -49,7 +49,7 @@ async def _assert_nothing_changed(stack: Stack, before: int) -> None:
 
 
 @pytest.mark.parametrize(("order", "field"), INVALID_ORDERS)
-async def test_invalid_order_names_the_field(stack: Stack, order: Any, field: str) -> None:
+async def test_invalid_order_names_the_field(stack: InProcessStack, order: Any, field: str) -> None:
     before = stack.available("SKU123")
     response = await stack.client.post("/api/orders", json=order)
     assert response.status_code == 422, response.text
@@ -70,7 +70,7 @@ async def test_invalid_order_names_the_field(stack: Stack, order: Any, field: st
     ],
 )
 async def test_malformed_requests(
-    stack: Stack, content: bytes, headers: dict[str, str], status: int
+    stack: InProcessStack, content: bytes, headers: dict[str, str], status: int
 ) -> None:
     before = stack.available("SKU123")
     response = await stack.client.post("/api/orders", content=content, headers=headers)
@@ -79,7 +79,7 @@ async def test_malformed_requests(
     await _assert_nothing_changed(stack, before)
 
 
-async def test_streamed_oversized_body_is_413(stack: Stack) -> None:
+async def test_streamed_oversized_body_is_413(stack: InProcessStack) -> None:
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(100):
             yield b" " * 1024
@@ -90,7 +90,7 @@ async def test_streamed_oversized_body_is_413(stack: Stack) -> None:
     assert response.status_code == 413
 
 
-async def test_unknown_order_and_sku_are_404(stack: Stack) -> None:
+async def test_unknown_order_and_sku_are_404(stack: InProcessStack) -> None:
     assert (await stack.client.get("/api/orders/does-not-exist")).status_code == 404
     assert (await stack.client.get("/api/inventory/NOPE")).status_code == 404
     assert (await stack.client.get("/api/inventory/bad%20sku")).status_code == 422

@@ -15,7 +15,7 @@ import pytest
 
 from servicekit.logs import configure_logging
 from servicekit.redaction import REDACTED, redact
-from tests.unit.conftest import Stack
+from tests.unit.conftest import InProcessStack
 
 pytestmark = pytest.mark.anyio
 # Any email-shaped text, plain or percent-encoded.
@@ -48,7 +48,7 @@ def test_redact_takes_linear_time_on_hostile_input(text: str) -> None:
     assert time.perf_counter() - started < 0.5
 
 
-async def test_no_email_from_the_url_or_user_agent_in_spans(stack: Stack) -> None:
+async def test_no_email_from_the_url_or_user_agent_in_spans(stack: InProcessStack) -> None:
     for url in HOSTILE:
         response = await stack.client.get(url, headers={"User-Agent": USER_AGENT})
         assert response.status_code in (404, 422), response.text
@@ -66,7 +66,7 @@ async def test_no_email_from_the_url_or_user_agent_in_spans(stack: Stack) -> Non
 
 
 async def test_no_email_from_the_url_in_request_log_lines(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: InProcessStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging("api-gateway", "INFO")
     try:
@@ -82,7 +82,7 @@ async def test_no_email_from_the_url_in_request_log_lines(
 
 
 async def test_junk_trace_context_headers_are_not_echoed_into_logs(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: InProcessStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The propagators warn about a malformed baggage/tracestate header by quoting it: a client
     could write any text (an address, a token, 64 kB per request) into the service's log."""
