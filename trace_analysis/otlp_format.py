@@ -1,0 +1,234 @@
+"""OTLP JSON traces (TracesData / ExportTraceServiceRequest) turned into the analysis's spans.
+
+Read from: the collector's ``file`` exporter and OTLP/HTTP JSON bodies (``{"resourceSpans":
+[...]}``), Jaeger v2's ``/api/v3`` answers (the same under ``"result"``) and Tempo's
+trace-by-id answer (``{"batches": [...]}``, older ``instrumentationLibrarySpans`` included).
+Per the OTLP JSON encoding, ids are hex (base64, which some older tools wrote, is accepted
+too), 64-bit integers may be strings, and span kind and status code may be integers or enum
+names. Times are converted from ns to µs. Links are not parents.
+
+A span's attributes stay encoded unless they can matter (an ``error``, ``fault.*`` or HTTP
+status code attribute): the span's kind and status are fields of their own in OTLP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+import msgspec
+
+from trace_analysis.jaeger_format import UNKNOWN_SERVICE, Span
+
+_NULL = msgspec.Raw(b"null")
+# Jaeger's span.kind words, which the rest of the analysis speaks
+_KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+_KIND_NAMES = {f"SPAN_KIND_{word.upper()}": word for word in _KINDS.values()}
+_KIND_NAMES["SPAN_KIND_UNSPECIFIED"] = "internal"
+_STATUS_ERROR = (2, "STATUS_CODE_ERROR", "ERROR")
+_ATTRIBUTES_MATTER = re.compile(
+    rb'"key"\s*:\s*"(?:error|fault\.[^"]*|http\.(?:response\.)?status_code)"'
+)
+
+
+class AnyValue(msgspec.Struct, frozen=True, gc=False):
+    string_value: str | None = msgspec.field(default=None, name="stringValue")
+    int_value: int | str | None = msgspec.field(default=None, name="intValue")
+    bool_value: bool | None = msgspec.field(default=None, name="boolValue")
+    double_value: float | None = msgspec.field(default=None, name="doubleValue")
+
+    def plain(self) -> object:
+        if self.string_value is not None:
+            return self.string_value
+        if self.int_value is not None:
+            return _int(self.int_value)
+        if self.bool_value is not None:
+            return self.bool_value
+        return self.double_value
+
+
+class KeyValue(msgspec.Struct, gc=False):
+    key: str
+    value: AnyValue = AnyValue()
+
+
+class Status(msgspec.Struct, gc=False):
+    code: int | str = 0
+    message: str = ""
+
+
+class OtlpSpan(msgspec.Struct, gc=False):
+    trace_id: str = msgspec.field(default="", name="traceId")
+    span_id: str = msgspec.field(default="", name="spanId")
+    parent_span_id: str = msgspec.field(default="", name="parentSpanId")
+    name: str = ""
+    kind: int | str = 0
+    start_ns: int | str = msgspec.field(default=0, name="startTimeUnixNano")
+    end_ns: int | str = msgspec.field(default=0, name="endTimeUnixNano")
+    attributes: msgspec.Raw = _NULL
+    events: msgspec.Raw = _NULL
+    status: Status | None = None
+
+
+class ScopeSpans(msgspec.Struct, gc=False):
+    spans: list[OtlpSpan] | None = None
+
+
+class Resource(msgspec.Struct, gc=False):
+    attributes: list[KeyValue] | None = None
+
+
+class ResourceSpans(msgspec.Struct, gc=False):
+    resource: Resource | None = None
+    scope_spans: list[ScopeSpans] | None = msgspec.field(default=None, name="scopeSpans")
+    library_spans: list[ScopeSpans] | None = msgspec.field(
+        default=None, name="instrumentationLibrarySpans"
+    )
+
+
+class Event(msgspec.Struct, gc=False):
+    name: str = ""
+    attributes: list[KeyValue] | None = None
+
+
+RESOURCE_SPANS = msgspec.json.Decoder(list[ResourceSpans] | None)
+_ATTRIBUTES = msgspec.json.Decoder(list[KeyValue] | None)
+_EVENTS = msgspec.json.Decoder(list[Event] | None)
+
+
+def collect_spans(resource_spans: list[ResourceSpans] | None, into: dict[str, list[Span]]) -> int:
+    """Convert every span of ``resource_spans`` and append it to ``into[trace id]``.
+
+    Returns how many spans had no service (no ``service.name`` on their resource).
+    """
+    unnamed = 0
+    for block in resource_spans or ():
+        service, clock = _process(block.resource)
+        if service == UNKNOWN_SERVICE:
+            unnamed += sum(len(s.spans or ()) for s in _scopes(block))
+        for scope in _scopes(block):
+            for otlp in scope.spans or ():
+                trace_id = hex_id(otlp.trace_id)
+                spans = into.get(trace_id)
+                if spans is None:
+                    spans = into[trace_id] = []
+                spans.append(convert(otlp, service, clock))
+    return unnamed
+
+
+def convert(otlp: OtlpSpan, service: str, clock: str) -> Span:
+    """One OTLP span as the analysis's span, status and kind read."""
+    start_ns = _int(otlp.start_ns) or 0
+    end_ns = _int(otlp.end_ns) or 0
+    start = start_ns // 1000
+    span = Span(
+        span_id=hex_id(otlp.span_id),
+        start=start,
+        duration=max(0, end_ns // 1000 - start) if start_ns else 0,
+        operation=otlp.name,
+    )
+    span.parent_id = hex_id(otlp.parent_span_id) if otlp.parent_span_id else None
+    span.service = service
+    span.clock = clock
+    kind = otlp.kind
+    span.kind = _KINDS.get(kind, "internal") if isinstance(kind, int) else _kind_name(kind)
+    status = otlp.status
+    error = False
+    if status is not None:
+        error = status.code in _STATUS_ERROR
+        if status.message:
+            span.status_message = status.message
+    if otlp.attributes is not _NULL and _ATTRIBUTES_MATTER.search(otlp.attributes):
+        error = _read_attributes(span, otlp.attributes) or error
+    span.error = error
+    if error and otlp.events is not _NULL:
+        span.event_message = exception_message(otlp.events)
+    return span
+
+
+def _read_attributes(span: Span, raw: msgspec.Raw) -> bool:
+    """HTTP status, faults and a legacy ``error`` attribute; whether that makes it fail."""
+    try:
+        attributes = _ATTRIBUTES.decode(raw) or []
+    except msgspec.DecodeError:
+        return False  # attributes only add detail here; the span is still analyzed
+    http_status = legacy = None
+    error = False
+    for attribute in attributes:
+        key = attribute.key
+        if key == "http.response.status_code":
+            http_status = _int(attribute.value.plain())
+        elif key == "http.status_code":
+            legacy = _int(attribute.value.plain())
+        elif key == "error":
+            value = attribute.value.plain()
+            error = value is True or (isinstance(value, str) and value.lower() == "true")
+        elif key == "fault.kind":
+            span.fault_kind = str(attribute.value.plain())
+        elif key == "fault.value":
+            span.fault_value = str(attribute.value.plain())
+        elif key == "fault.injected":
+            injected = attribute.value.plain() in (True, "true")
+            span.fault_kind = span.fault_kind or ("" if injected else None)
+    span.http_status = http_status if http_status is not None else legacy
+    server_error = span.kind == "server" and (span.http_status or 0) >= 500
+    return error or server_error
+
+
+def exception_message(raw: msgspec.Raw) -> str | None:
+    """``type: message`` of the first ``exception`` event, if any."""
+    try:
+        events = _EVENTS.decode(raw) or []
+    except msgspec.DecodeError:
+        return None
+    for event in events:
+        if event.name != "exception":
+            continue
+        fields = {a.key: a.value.plain() for a in event.attributes or ()}
+        kind, text = fields.get("exception.type"), fields.get("exception.message")
+        if kind and text:
+            return f"{kind}: {text}"
+        if kind or text:
+            return str(kind or text)
+    return None
+
+
+def hex_id(value: str) -> str:
+    """A trace or span id as lower-case hex (OTLP JSON writes hex; base64 is converted)."""
+    if not value:
+        return ""
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        try:
+            return base64.b64decode(value, validate=True).hex()
+        except (binascii.Error, ValueError):
+            return value
+    return value.lower()
+
+
+def _process(resource: Resource | None) -> tuple[str, str]:
+    """The service name and the clock key (service and instance) of a resource."""
+    attributes = {a.key: a.value.plain() for a in (resource.attributes or ()) if resource}
+    service = str(attributes.get("service.name") or "") or UNKNOWN_SERVICE
+    instance = attributes.get("service.instance.id") or attributes.get("host.name") or ""
+    return service, f"{service}\x00{instance}"
+
+
+def _scopes(block: ResourceSpans) -> list[ScopeSpans]:
+    return (block.scope_spans or []) + (block.library_spans or [])
+
+
+def _kind_name(name: str) -> str:
+    return _KIND_NAMES.get(
+        name.upper(), name.lower() if name.lower() in _KINDS.values() else "internal"
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
