@@ -119,7 +119,11 @@ class Collected:
         elif document.error is not _ABSENT:
             raise AnalyzerError(f"{where}: {_v3_error(document.error)}")
         else:
-            raise AnalyzerError(f"{where}: {looks_like(None)}")
+            try:
+                probe = _OBJECT.decode(raw)
+            except msgspec.DecodeError:
+                probe = None
+            raise AnalyzerError(f"{where}: {looks_like(probe)}")
 
     def _add_envelope(self, data: msgspec.Raw, where: str) -> None:
         try:
@@ -150,6 +154,11 @@ class Collected:
             probe = None
         if not isinstance(probe, dict):
             raise AnalyzerError(f"{where}: {looks_like(None, 'a list of non-objects')}")
+        if "binaryAnnotations" in probe:
+            raise AnalyzerError(
+                f"{where}: this looks like Zipkin v1 JSON; the analyzer reads Zipkin v2 "
+                "(Zipkin's /api/v2 answers)"
+            )
         if "spans" in probe and "traceID" in probe:
             self.shapes.add("Jaeger JSON")
             self.raws.extend(items)
@@ -165,11 +174,6 @@ class Collected:
         elif "resourceSpans" in probe:
             for item in items:
                 self.add_document(_decode_top(item, where), item)
-        elif "binaryAnnotations" in probe or ("annotations" in probe and "traceId" in probe):
-            raise AnalyzerError(
-                f"{where}: this looks like Zipkin v1 JSON; the analyzer reads Zipkin v2 "
-                "(Zipkin's /api/v2 answers)"
-            )
         else:
             raise AnalyzerError(f"{where}: {looks_like(probe, 'a list of objects')}")
 
