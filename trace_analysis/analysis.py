@@ -49,15 +49,18 @@ class Analyzer:
         operation: str | None = None,
         limit: int | None = None,
         waterfall: bool = False,
+        keep_all: bool = False,
     ) -> None:
         """``service``/``operation`` keep only traces with a span of that service (and
         operation), as Jaeger's search does; ``limit`` stops after that many traces;
-        ``waterfall`` keeps the per-span rows an HTML report draws."""
+        ``waterfall`` keeps the per-span rows a waterfall draws; ``keep_all`` reports every
+        trace, flagged or not (``--trace``)."""
         self.criteria = criteria
         self.service = service
         self.operation = operation
         self.limit = limit
         self.waterfall = waterfall
+        self.keep_all = keep_all
         self.builder = SummaryBuilder()
         self.flagged: list[TraceResult] = []
         self.seen: set[str] = set()
@@ -99,7 +102,9 @@ class Analyzer:
             return
         tree = build_tree(spans, by_id)
         tree.notes[:0] = notes
-        result = analyze_tree(trace_id, tree, self.criteria, self.builder, self.waterfall, trace)
+        result = analyze_tree(
+            trace_id, tree, self.criteria, self.builder, self.waterfall, trace, self.keep_all
+        )
         tree.unlink()
         if result is not None:
             self.flagged.append(result)
@@ -139,8 +144,9 @@ def analyze_tree(
     builder: SummaryBuilder,
     waterfall: bool = False,
     trace: JaegerTrace | None = None,
+    keep: bool = False,
 ) -> TraceResult | None:
-    """Count one trace in the summary; return its findings if it is flagged.
+    """Count one trace in the summary; return its findings if it is flagged (or ``keep``).
 
     ``trace`` is the decoded trace, whose skipped tags are decoded for a flagged trace (the
     critical path needs the span kinds)."""
@@ -154,7 +160,7 @@ def analyze_tree(
             break
     slow = criteria.threshold_us is not None and latency > criteria.threshold_us
     flagged = error or (slow and not criteria.errors_only)
-    if not flagged:
+    if not flagged and not keep:
         builder.add_trace(spans, latency, slow, error, flagged, tree.incomplete)
         return None
 
@@ -267,6 +273,7 @@ def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[Wa
                 span.duration,
                 span.error,
                 id(span) in on_path,
+                span.http_status,
             )
         )
     return rows
