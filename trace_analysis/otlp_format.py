@@ -126,7 +126,7 @@ def convert(otlp: OtlpSpan, service: str, clock: str) -> Span:
     span = Span(
         span_id=hex_id(otlp.span_id),
         start=start,
-        duration=max(0, end_ns // 1000 - start) if start_ns else 0,
+        duration=max(0, (end_ns - start_ns) // 1000) if start_ns else 0,
         operation=otlp.name,
     )
     span.parent_id = hex_id(otlp.parent_span_id) if otlp.parent_span_id else None
