@@ -175,6 +175,18 @@ def test_trace_in_the_terminal_and_an_unknown_id(stack: Stack, orders) -> None:
     )
 
 
+def test_demo_shows_each_order_through_the_trace_view(
+    stack: Stack, orders, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stackctl.__main__ import show_trace
+
+    failed = orders["failed"][0]
+    assert show_trace(stack.jaeger_url, failed) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Trace {failed}  api-gateway POST /api/orders")
+    assert "first failure: inventory-service POST /inventory/reserve" in out
+
+
 def test_fail_on_turns_findings_into_exit_code_1(stack: Stack, orders) -> None:
     result = analyze(stack, str(THRESHOLD_MS), "--lookback", "15m", "--fail-on", "any")
     assert result.returncode == 1, result.stderr
