@@ -166,7 +166,9 @@ class JaegerClient:
             raise AnalyzerError(f"{self.source}: {describe(exc)}") from None
         by_trace: dict[str, list[Span]] = {}
         if answer.result is not None:
-            otlp_format.collect_spans(answer.result.resource_spans, by_trace)
+            # one trace by id is shown whole (--trace): every span's HTTP status
+            full = label.endswith("{id}")
+            otlp_format.collect_spans(answer.result.resource_spans, by_trace, full)
         traces = {}
         for trace_id, spans in by_trace.items():
             trace = JaegerTrace(trace_id=trace_id, spans=spans)

@@ -93,7 +93,7 @@ class JaegerTrace(msgspec.Struct):
     # Zipkin, or merged from several entries): trace_analysis.spans then only links them
     prepared: bool = False
     status_read: bool = False  # every span's tags were decoded (kind, status are known)
-    entries: int = 1  # how many entries of the input held this trace (merged by span id)
+    entries: int = 1  # Jaeger entries of the input that held this trace (merged by span id)
 
 
 class _FloatSpan(Span):

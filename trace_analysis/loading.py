@@ -45,6 +45,7 @@ UTF8_BOM = b"\xef\xbb\xbf"
 FORMATS = "Jaeger JSON, OTLP JSON or Zipkin v2 JSON"
 _LEADING_TRACE_ID = re.compile(rb'\s*\{\s*"traceID"\s*:\s*"([^"]*)"')
 _LINE = re.compile(rb"[^\n]+")
+_SPAN_TRACE_ID = re.compile(rb'"traceId"\s*:\s*"([^"]*)"')  # OTLP and Zipkin spans
 _ABSENT = msgspec.Raw(b"")  # a key the document does not have
 
 
@@ -91,6 +92,9 @@ class Collected:
         for trace_id, spans in by_trace.items():
             part = JaegerTrace(trace_id=trace_id, spans=spans)
             part.prepared = part.status_read = converted
+            # OTLP batches and Zipkin lists spread traces as a matter of course: only a trace
+            # listed again in a Jaeger export is worth a warning
+            part.entries = 0 if converted else 1
             self.parts.setdefault(trace_id, []).append(part)
 
     def add_document(self, document: Any, raw: Any, line: int | None = None) -> None:
@@ -293,12 +297,11 @@ def open_input(path: Path | str) -> Iterator[tuple[Any, str]]:
 def iter_file_traces(path: Path | str) -> Iterator[JaegerTrace]:
     """Yield the traces of a saved file, whatever its shape (see the module doc)."""
     with open_input(path) as (buffer, source):
-        yield from collect(buffer, source).traces()
+        yield from iter_traces(buffer, source)
 
 
-def collect(buffer: Any, source: str) -> Collected:
-    """Detect the shape of ``buffer`` and sort its content (see :class:`Collected`)."""
-    collected = Collected(source)
+def iter_traces(buffer: Any, source: str) -> Iterator[JaegerTrace]:
+    """Detect the shape of ``buffer`` and yield its traces, each trace id once."""
     head = bytes(buffer[:4096]).lstrip()
     if not head:
         if not bytes(buffer).strip():
@@ -310,25 +313,40 @@ def collect(buffer: Any, source: str) -> Collected:
     except msgspec.DecodeError as exc:
         if "trailing characters" not in str(exc):
             raise AnalyzerError(f"{source}: {describe_error(exc, 'the document')}") from None
-        _collect_lines(buffer, collected)
-        return collected
+        yield from _iter_lines(buffer, source)
+        return
+    collected = Collected(source)
     collected.add_document(document, buffer)
-    return collected
+    yield from collected.traces()
 
 
-def _collect_lines(buffer: Any, collected: Collected) -> None:
-    """JSON Lines: a Jaeger trace per line takes the fast path; any other line is sorted."""
+def _iter_lines(buffer: Any, source: str) -> Iterator[JaegerTrace]:
+    """JSON Lines. A Jaeger trace per line takes the fast path. Other lines (OTLP batches, the
+    collector's ``file`` exporter) are converted as they are read, and each of their traces
+    is yielded after the last line that holds a span of it: one scan for ``traceId`` values
+    finds that line first, so memory holds only the traces still open, not the file."""
     view = memoryview(buffer)
-    for number, match in enumerate(_LINE.finditer(buffer), 1):
-        line = view[match.start() : match.end()]
+    lines = [(match.start(), match.end()) for match in _LINE.finditer(buffer)]
+    last_line: dict[str, int] = {}
+    for index, (start, end) in enumerate(lines):
+        for found in set(_SPAN_TRACE_ID.findall(buffer, start, end)):
+            last_line[otlp_format.hex_id(found.decode())] = index
+    collected = Collected(source)
+    for index, (start, end) in enumerate(lines):
+        line = view[start:end]
         if _LEADING_TRACE_ID.match(line):  # type: ignore[call-overload]
             collected.shapes.add("Jaeger JSON")
             collected.raws.append(msgspec.Raw(line))
             continue
         if not bytes(line[:64]).strip():
             continue
-        document = _decode_top(line, f"{collected.source}: line {number}")
-        collected.add_document(document, line, number)
+        document = _decode_top(line, f"{source}: line {index + 1}")
+        collected.add_document(document, line, index + 1)
+        parts = collected.parts
+        done = [trace_id for trace_id in parts if last_line.get(trace_id, index) <= index]
+        for trace_id in done:
+            yield merge_entries(parts.pop(trace_id), source)
+    yield from collected.traces()
 
 
 def _decode_top(raw: Any, where: str) -> Any:

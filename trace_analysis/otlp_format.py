@@ -7,8 +7,9 @@ Per the OTLP JSON encoding, ids are hex (base64, which some older tools wrote, i
 too), 64-bit integers may be strings, and span kind and status code may be integers or enum
 names. Times are converted from ns to µs. Links are not parents.
 
-A span's attributes stay encoded unless they can matter (an ``error``, ``fault.*`` or HTTP
-status code attribute): the span's kind and status are fields of their own in OTLP.
+A span's attributes stay encoded unless they can matter (the span failed, or an ``error``,
+``fault.*`` or 5xx HTTP status code attribute is there): the span's kind and status are fields
+of their own in OTLP.
 """
 
 from __future__ import annotations
@@ -28,8 +29,21 @@ _KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer",
 _KIND_NAMES = {f"SPAN_KIND_{word.upper()}": word for word in _KINDS.values()}
 _KIND_NAMES["SPAN_KIND_UNSPECIFIED"] = "internal"
 _STATUS_ERROR = (2, "STATUS_CODE_ERROR", "ERROR")
+_HEX_LENGTHS = (16, 32)  # hex ids; base64 ones are 12 or 24 characters long
+# attributes that can make a span fail or carry a fault: an ``error`` or ``fault.*`` key, or an
+# HTTP status code of 5xx (the value written after the key, or before it)
+_STATUS_5XX = rb'\{\s*"(?:intValue|stringValue)"\s*:\s*"?5\d\d"?\s*\}'
+_HTTP_STATUS = rb'"http\.(?:response\.)?status_code"'
 _ATTRIBUTES_MATTER = re.compile(
-    rb'"key"\s*:\s*"(?:error|fault\.[^"]*|http\.(?:response\.)?status_code)"'
+    rb'"key"\s*:\s*"(?:error|fault\.[^"]*)"'
+    rb'|"key"\s*:\s*'
+    + _HTTP_STATUS
+    + rb'\s*,\s*"value"\s*:\s*'
+    + _STATUS_5XX
+    + rb'|"value"\s*:\s*'
+    + _STATUS_5XX
+    + rb'\s*,\s*"key"\s*:\s*'
+    + _HTTP_STATUS
 )
 
 
@@ -98,52 +112,60 @@ _ATTRIBUTES = msgspec.json.Decoder(list[KeyValue] | None)
 _EVENTS = msgspec.json.Decoder(list[Event] | None)
 
 
-def collect_spans(resource_spans: list[ResourceSpans] | None, into: dict[str, list[Span]]) -> int:
+def collect_spans(
+    resource_spans: list[ResourceSpans] | None, into: dict[str, list[Span]], full: bool = False
+) -> None:
     """Convert every span of ``resource_spans`` and append it to ``into[trace id]``.
 
-    Returns how many spans had no service (no ``service.name`` on their resource).
+    ``full`` decodes every span's attributes (HTTP status codes for a waterfall); otherwise
+    only those of spans that fail or whose attributes can matter (see the module doc).
     """
-    unnamed = 0
+    ids: dict[str, str] = {}  # trace ids as written -> as compared
     for block in resource_spans or ():
         service, clock = _process(block.resource)
-        if service == UNKNOWN_SERVICE:
-            unnamed += sum(len(s.spans or ()) for s in _scopes(block))
         for scope in _scopes(block):
             for otlp in scope.spans or ():
-                trace_id = hex_id(otlp.trace_id)
+                written = otlp.trace_id
+                trace_id = ids.get(written)
+                if trace_id is None:
+                    trace_id = ids[written] = hex_id(written)
                 spans = into.get(trace_id)
                 if spans is None:
                     spans = into[trace_id] = []
-                spans.append(convert(otlp, service, clock))
-    return unnamed
+                spans.append(convert(otlp, service, clock, full))
 
 
-def convert(otlp: OtlpSpan, service: str, clock: str) -> Span:
-    """One OTLP span as the analysis's span, status and kind read."""
-    start_ns = _int(otlp.start_ns) or 0
-    end_ns = _int(otlp.end_ns) or 0
-    start = start_ns // 1000
+def convert(otlp: OtlpSpan, service: str, clock: str, full: bool = False) -> Span:
+    """One OTLP span as the analysis's span, status and kind read (``full``: see
+    :func:`collect_spans`)."""
+    try:
+        start_ns = int(otlp.start_ns)
+        end_ns = int(otlp.end_ns)
+    except ValueError:
+        start_ns = end_ns = 0  # not a time: the span is placed by the tree, with a note
+    kind = otlp.kind
+    status = otlp.status
+    error = status is not None and status.code in _STATUS_ERROR
+    parent = otlp.parent_span_id
+    span_id = otlp.span_id
     span = Span(
-        span_id=hex_id(otlp.span_id),
-        start=start,
+        span_id=span_id.lower() if len(span_id) in _HEX_LENGTHS else hex_id(span_id),
+        start=start_ns // 1000,
         duration=max(0, (end_ns - start_ns) // 1000) if start_ns else 0,
         operation=otlp.name,
+        parent_id=(parent.lower() if len(parent) in _HEX_LENGTHS else hex_id(parent))
+        if parent
+        else None,
+        service=service,
+        clock=clock,
+        kind=_KINDS.get(kind, "internal") if kind.__class__ is int else _kind_name(kind),  # type: ignore[arg-type]
+        error=error,
+        status_message=(status.message or None) if status is not None else None,
     )
-    span.parent_id = hex_id(otlp.parent_span_id) if otlp.parent_span_id else None
-    span.service = service
-    span.clock = clock
-    kind = otlp.kind
-    span.kind = _KINDS.get(kind, "internal") if isinstance(kind, int) else _kind_name(kind)
-    status = otlp.status
-    error = False
-    if status is not None:
-        error = status.code in _STATUS_ERROR
-        if status.message:
-            span.status_message = status.message
-    if otlp.attributes is not _NULL and _ATTRIBUTES_MATTER.search(otlp.attributes):
-        error = _read_attributes(span, otlp.attributes) or error
-    span.error = error
-    if error and otlp.events is not _NULL:
+    attributes = otlp.attributes
+    if attributes is not _NULL and (full or error or _ATTRIBUTES_MATTER.search(attributes)):
+        span.error = _read_attributes(span, attributes) or error
+    if span.error and otlp.events is not _NULL:
         span.event_message = exception_message(otlp.events)
     return span
 
