@@ -453,3 +453,31 @@ def test_other_shapes_are_refused_naming_what_they_look_like(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, content: Any, expected: str
 ) -> None:
     assert expected in refused(capsys, write(tmp_path, "thing.json", content))
+
+
+def test_a_generated_export_as_jaeger_json_and_as_otlp_lines_analyzes_alike(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The benchmark's two files: the same traces, so the same report, though the OTLP lines
+    spread traces over batches and group spans by resource."""
+    import importlib.util
+    import sys
+
+    location = Path(__file__).resolve().parents[2] / "benchmarks" / "generate_export.py"
+    spec = importlib.util.spec_from_file_location("generate_export", location)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("generate_export", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    jaeger, otlp = tmp_path / "export.json", tmp_path / "export.jsonl"
+    with jaeger.open("w") as out, otlp.open("w") as otlp_out:
+        module.write_export(out, 4000, seed=11, indent=None, otlp_out=otlp_out)
+    lines = [json.loads(line) for line in otlp.read_text().splitlines()]
+    per_line = [
+        {s["traceId"] for r in line["resourceSpans"] for sc in r["scopeSpans"] for s in sc["spans"]}
+        for line in lines
+    ]
+    assert any(a & b for a, b in itertools.pairwise(per_line))  # traces spread over lines
+    first, second = report(capsys, jaeger), report(capsys, otlp)  # every trace flagged
+    assert first["summary"] == second["summary"] and first["summary"]["errors"] > 0
+    assert first["traces"] == second["traces"] and second["warnings"] == []
