@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     table = [
         f"| input | tool | wall (best of {args.repeat}) | median | CPU | spans/s | start-up "
-        "| spans/s after start-up | peak RSS | of which its own memory |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| spans/s after start-up | spans per CPU second | peak RSS | of which its own memory |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     found = []
     sizes = []
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {label} | {name} | {run.wall_s:.2f} s | {median:.2f} s | {run.cpu_s:.2f} s "
                 f"| {spans / run.wall_s:,.0f} | {idle.wall_s:.2f} s "
                 f"| {spans / max(run.wall_s - idle.wall_s, 1e-6):,.0f} "
+                f"| {spans / max(run.cpu_s, 1e-6):,.0f} "
                 f"| {run.max_rss_mib:,.0f} MiB | {run.max_anon_mib:,.0f} MiB |"
             )
     lines = [
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for label, ours, theirs, our_slow, jq_slow, report in found:
         lines.append(
-            f"{label}: {theirs.wall_s / ours.wall_s:.1f}x faster than jq, "
-            f"{theirs.max_rss_mib / max(ours.max_rss_mib, 1):.1f}x less memory; traces over "
+            f"{label}: {theirs.wall_s / ours.wall_s:.1f}x faster than jq, peak RSS "
+            f"{ours.max_rss_mib:,.0f} MiB against jq's {theirs.max_rss_mib:,.0f} MiB; traces over "
             f"{n} ms: analyzer {len(our_slow)} (by root span), jq {len(jq_slow)} (by longest "
             f"span), {len(our_slow & jq_slow)} in both; the analyzer also flagged "
             f"{report['summary']['errors']:,} failing traces that jq cannot see."
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         + "Wall and CPU times are of the whole process, start-up and writing the JSON report "
         "included; start-up is the same command on an export of no traces. Peak RSS counts "
         "the pages of the memory-mapped export the analyzer has touched (clean file cache "
-        "the kernel can drop at will); its own memory is the peak anonymous RSS (`RssAnon`).",
+        "the kernel can drop at will); its own memory is the peak anonymous RSS (`RssAnon`). "
+        f"Load average while it ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -118,7 +118,13 @@ def analyze(
     ] = False,
     input_path: Annotated[
         str | None,
-        typer.Option("--input", "-i", metavar="FILE", help="saved Jaeger JSON export ('-': stdin)"),
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="FILE",
+            help="a saved trace file: Jaeger JSON, OTLP JSON (lines), Zipkin v2 JSON; gzip "
+            "too ('-': stdin)",
+        ),
     ] = None,
     output_format: Annotated[
         Format, typer.Option("--format", "-f", help="report format")

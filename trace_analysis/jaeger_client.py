@@ -98,7 +98,8 @@ class JaegerClient:
             params: dict[str, str | int] = {
                 "query.service_name": service,
                 "query.start_time_min": rfc3339(start_us),
-                "query.start_time_max": rfc3339(end_us),
+                # Jaeger refuses an empty range (min must be before max)
+                "query.start_time_max": rfc3339(max(end_us, start_us + 1)),
                 "query.num_traces": limit,  # 2.x before 2.19 read only this name
                 "query.search_depth": limit,
             }
