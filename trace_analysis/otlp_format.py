@@ -31,20 +31,14 @@ _KIND_NAMES["SPAN_KIND_UNSPECIFIED"] = "internal"
 _STATUS_ERROR = (2, "STATUS_CODE_ERROR", "ERROR")
 _HEX_LENGTHS = (16, 32)  # hex ids; base64 ones are 12 or 24 characters long
 # attributes that can make a span fail or carry a fault: an ``error`` or ``fault.*`` key, or an
-# HTTP status code of 5xx (the value written after the key, or before it)
-_STATUS_5XX = rb'\{\s*"(?:intValue|stringValue)"\s*:\s*"?5\d\d"?\s*\}'
-_HTTP_STATUS = rb'"http\.(?:response\.)?status_code"'
+# HTTP status code of 5xx; every alternative starts with the literal ``"key"``, which keeps the
+# scan fast. Key-before-value order is checked first (by the list's first object): attributes
+# written value first are always decoded.
 _ATTRIBUTES_MATTER = re.compile(
-    rb'"key"\s*:\s*"(?:error|fault\.[^"]*)"'
-    rb'|"key"\s*:\s*'
-    + _HTTP_STATUS
-    + rb'\s*,\s*"value"\s*:\s*'
-    + _STATUS_5XX
-    + rb'|"value"\s*:\s*'
-    + _STATUS_5XX
-    + rb'\s*,\s*"key"\s*:\s*'
-    + _HTTP_STATUS
+    rb'"key"\s*:\s*"(?:error"|fault\.|http\.(?:response\.)?status_code"\s*,\s*"value"\s*:\s*'
+    rb'\{\s*"(?:intValue|stringValue)"\s*:\s*"?5\d\d"?\s*\})'
 )
+_KEY_FIRST_OR_EMPTY = re.compile(rb'\s*\[\s*(?:\{\s*"key"|\])')
 
 
 class AnyValue(msgspec.Struct, frozen=True, gc=False):
@@ -163,11 +157,17 @@ def convert(otlp: OtlpSpan, service: str, clock: str, full: bool = False) -> Spa
         status_message=(status.message or None) if status is not None else None,
     )
     attributes = otlp.attributes
-    if attributes is not _NULL and (full or error or _ATTRIBUTES_MATTER.search(attributes)):
+    if attributes is not _NULL and (full or error or _attributes_matter(attributes)):
         span.error = _read_attributes(span, attributes) or error
     if span.error and otlp.events is not _NULL:
         span.event_message = exception_message(otlp.events)
     return span
+
+
+def _attributes_matter(raw: msgspec.Raw) -> bool:
+    if not _KEY_FIRST_OR_EMPTY.match(raw):  # type: ignore[call-overload]
+        return True
+    return _ATTRIBUTES_MATTER.search(raw) is not None  # type: ignore[call-overload]
 
 
 def _read_attributes(span: Span, raw: msgspec.Raw) -> bool:

@@ -481,3 +481,29 @@ def test_a_generated_export_as_jaeger_json_and_as_otlp_lines_analyzes_alike(
     first, second = report(capsys, jaeger), report(capsys, otlp)  # every trace flagged
     assert first["summary"] == second["summary"] and first["summary"]["errors"] > 0
     assert first["traces"] == second["traces"] and second["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [
+        '{"key":"http.response.status_code","value":{"intValue":"503"}}',
+        '{ "key" : "http.status_code" , "value" : { "intValue" : 502 } }',
+        '{"value": {"intValue": "504"}, "key": "http.response.status_code"}',
+    ],
+)
+def test_otlp_server_5xx_is_an_error_however_its_attribute_is_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, attribute: str
+) -> None:
+    span = (
+        '{"traceId":"0000000000000000000000000000a5a5","spanId":"00000000000000a5","name":"GET /",'
+        '"kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1700000000000000000",'
+        f'"endTimeUnixNano":"1700000000005000000","attributes":[{attribute}]}}'
+    )
+    resource = '{"attributes":[{"key":"service.name","value":{"stringValue":"web"}}]}'
+    path = tmp_path / "5xx.json"
+    path.write_text(
+        f'{{"resourceSpans":[{{"resource":{resource},"scopeSpans":[{{"spans":[{span}]}}]}}]}}'
+    )
+    result = run_cli(capsys, "--errors-only", "--input", path, "--format", "json")
+    origin = only(result.json())["error_origin"]
+    assert origin["message"].startswith("HTTP 50") and origin["http_status"] >= 500
