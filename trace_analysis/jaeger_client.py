@@ -43,15 +43,6 @@ class _ServiceList(msgspec.Struct):
     services: list[str] | None = None  # v3
 
 
-class _V3ErrorDetails(msgspec.Struct):
-    message: str = ""
-    http_code: int = msgspec.field(default=0, name="httpCode")
-
-
-class _V3Error(msgspec.Struct):
-    error: _V3ErrorDetails | None = None
-
-
 class _V3Result(msgspec.Struct):
     resource_spans: list[otlp_format.ResourceSpans] | None = msgspec.field(
         default=None, name="resourceSpans"
@@ -147,7 +138,7 @@ class JaegerClient:
         v3 API and ``--api`` allows falling back to v1."""
         response = self._request(path, params)
         content_type = response.headers.get("content-type", "")
-        error = _v3_error(response.content)
+        error = otlp_format.v3_error_message(response.content)
         absent = response.status_code == 404 and error is None
         if absent or (response.status_code == 200 and "html" in content_type):
             if self.api == "v3":
@@ -301,15 +292,6 @@ def _merged(found: dict[str, JaegerTrace], trace_id: str) -> JaegerTrace | None:
     if not found:
         return None
     return found.get(trace_id) or next(iter(found.values()))
-
-
-def _v3_error(body: bytes) -> str | None:
-    """The message of a v3 error body (``{"error": {"httpCode", "message"}}``), if it is one."""
-    try:
-        error = msgspec.json.decode(body, type=_V3Error).error
-    except msgspec.DecodeError:
-        return None
-    return (error.message or "no message") if error is not None else None
 
 
 def _error_text(response: requests.Response) -> str:

@@ -67,11 +67,6 @@ class _TraceId(msgspec.Struct):
     trace_id: str = msgspec.field(default="", name="traceID")
 
 
-class _V3Error(msgspec.Struct):
-    message: str = ""
-    http_code: int = msgspec.field(default=0, name="httpCode")
-
-
 _TOP = msgspec.json.Decoder(_Top | list[msgspec.Raw])
 _RAWS = msgspec.json.Decoder(list[msgspec.Raw] | None)
 _TRACE_ID = msgspec.json.Decoder(_TraceId)
@@ -121,7 +116,10 @@ class Collected:
         elif document.trace is not _ABSENT:
             self._add_otlp_object(document.trace, where, "Tempo (OTLP JSON)")
         elif document.error is not _ABSENT:
-            raise AnalyzerError(f"{where}: {_v3_error(document.error)}")
+            message = otlp_format.v3_error_message(b'{"error":' + bytes(document.error) + b"}")
+            raise AnalyzerError(
+                f"{where}: this is an error answer, not traces: {message or 'no message'}"
+            )
         else:
             try:
                 probe = _OBJECT.decode(raw)
@@ -358,14 +356,6 @@ def _decode_top(raw: Any, where: str) -> Any:
 
 def _flatten(lists: list[list[Any]]) -> list[Any]:
     return [item for inner in lists for item in inner]
-
-
-def _v3_error(raw: msgspec.Raw) -> str:
-    try:
-        error = msgspec.json.decode(raw, type=_V3Error)
-    except msgspec.DecodeError:
-        return "this looks like an error answer, not traces"
-    return f"this is an error answer, not traces: {error.message or 'no message'}"
 
 
 def looks_like(probe: dict[str, Any] | None, what: str = "an object") -> str:

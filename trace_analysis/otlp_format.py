@@ -101,6 +101,26 @@ class Event(msgspec.Struct, gc=False):
     attributes: list[KeyValue] | None = None
 
 
+class V3ErrorDetails(msgspec.Struct, gc=False):
+    """Jaeger's ``/api/v3`` error body: ``{"error": {"httpCode": 404, "message": "..."}}``."""
+
+    message: str = ""
+    http_code: int = msgspec.field(default=0, name="httpCode")
+
+
+class _V3Error(msgspec.Struct, gc=False):
+    error: V3ErrorDetails | None = None
+
+
+def v3_error_message(body: Any) -> str | None:
+    """The message of a Jaeger ``/api/v3`` error body, or None if ``body`` is not one."""
+    try:
+        error = msgspec.json.decode(body, type=_V3Error).error
+    except msgspec.DecodeError:
+        return None
+    return (error.message or "no message") if error is not None else None
+
+
 RESOURCE_SPANS = msgspec.json.Decoder(list[ResourceSpans] | None)
 _ATTRIBUTES = msgspec.json.Decoder(list[KeyValue] | None)
 _EVENTS = msgspec.json.Decoder(list[Event] | None)
