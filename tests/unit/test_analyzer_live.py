@@ -17,8 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import jsonschema
 import pytest
 
+from tests.unit.test_analyzer_reports import SCHEMA
 from tests.unit.test_analyzer_support import run_cli
 
 
@@ -423,9 +425,11 @@ def test_api_option_forces_one_api(jaeger: FakeJaeger, capsys: pytest.CaptureFix
     spread(jaeger, 3)
     v1 = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--api", "v1", "-f", "json")
     assert v1.json()["source"]["api"] == "v1" and "/api/v3/traces" not in jaeger.requests
+    jsonschema.validate(v1.json(), SCHEMA)
     v3 = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--api", "v3", "-f", "json")
     if jaeger.v3:
         assert v3.code == 0 and v3.json()["source"]["api"] == "v3"
+        jsonschema.validate(v3.json(), SCHEMA)
         assert v3.json()["summary"]["traces"] == 3
     else:
         assert v3.code == 2
