@@ -59,7 +59,8 @@ def convert(item: ZipkinSpan) -> Span:
     span.parent_id = item.parent_id.lower() if item.parent_id else None
     span.service = service
     span.clock = f"{service}\x00{endpoint.ipv4 if endpoint else ''}"
-    span.kind = (item.kind or "internal").lower()
+    # a ``shared`` span is the server half of a call, even where the kind was left out
+    span.kind = (item.kind or ("server" if item.shared else "internal")).lower()
     tags = item.tags
     http_status = _int(tags.get("http.response.status_code") or tags.get("http.status_code"))
     span.http_status = http_status

@@ -337,6 +337,26 @@ def test_zipkin_list_of_traces_and_shared_halves(
         assert (trace["culprit"]["service"], trace["culprit"]["self_time_ms"]) == ("backend", 100.0)
 
 
+def test_zipkin_shared_flag_marks_the_server_half_without_a_kind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spans = json.loads((CASES / "zipkin_v2.json").read_text())
+    del spans[1]["kind"]  # the client half, kind left out
+    server = {  # its server half, kind left out too, on a clock running 10 ms behind
+        "traceId": spans[1]["traceId"], "parentId": spans[0]["id"], "id": spans[1]["id"],
+        "name": "get /stock", "timestamp": 1700000000005000, "duration": 100000,
+        "localEndpoint": {"serviceName": "backend"}, "shared": True,
+    }  # fmt: skip
+    path = write(tmp_path, "shared.json", [server, *spans])
+    result = run_cli(capsys, "--trace", "f001", "--input", path, "--format", "json")
+    rows = only(result.json())["waterfall"]
+    assert [(row["depth"], row["service"], row["operation"]) for row in rows] == [
+        (0, "frontend", "get /api"),
+        (1, "frontend", "get"),
+        (2, "backend", "get /stock"),
+    ]
+
+
 # -- analysis rules ---------------------------------------------------------------------------
 
 
