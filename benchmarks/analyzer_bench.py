@@ -1,10 +1,11 @@
 """Benchmark analyze_traces.py against the reference approach (jq) on one large export.
 
-In one run, on the same file: our analyzer (full analysis: latency from the root span, errors,
-critical path, culprit, summary percentiles) and the reference demo's approach, jq computing
-only which traces have a span longer than N ms. Both run as separate processes, best of
-``--repeat`` runs; wall time, CPU time and peak RSS come from ``wait4``'s rusage for that
-process alone.
+In one run, on the same traces written twice, as a Jaeger JSON export and as OTLP JSON Lines
+(the collector's ``file`` exporter): our analyzer (full analysis: latency from the root span,
+errors, critical path, culprit, summary percentiles) and the reference demo's approach, jq
+computing only which traces have a span longer than N ms, on each file. All run as separate
+processes, best of ``--repeat`` runs; wall time, CPU time and peak RSS come from ``wait4``'s
+rusage for that process alone.
 
     python benchmarks/analyzer_bench.py                 # print the results
     python benchmarks/analyzer_bench.py --write-docs    # and put them in docs/analyzer.md
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold-ms", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--export", type=Path, default=REPO / "bench" / "analyzer-export.json")
+    parser.add_argument(
+        "--otlp-export", type=Path, default=REPO / "bench" / "analyzer-export.otlp.jsonl"
+    )
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOC.name}")
     args = parser.parse_args(argv)
     if shutil.which("jq") is None:
@@ -111,63 +115,80 @@ def main(argv: list[str] | None = None) -> int:
 
     subprocess.run(
         [sys.executable, REPO / "benchmarks" / "generate_export.py", "--spans", str(args.spans),
-         "--seed", str(args.seed), "--output", str(args.export)],
+         "--seed", str(args.seed), "--output", str(args.export),
+         "--otlp-output", str(args.otlp_export)],
         check=True,
     )  # fmt: skip
-    size_mb = args.export.stat().st_size / 1e6
-    ours_cmd = [
-        sys.executable, str(REPO / "analyze_traces.py"), str(args.threshold_ms),
-        "--input", str(args.export), "--format", "json",
-    ]  # fmt: skip
-    jq_filter = (
-        f"[.data[] | select(([.spans[].duration] | max) > {args.threshold_ms} * 1000) | .traceID]"
+    n = args.threshold_ms
+    jaeger_jq = f"[.data[] | select(([.spans[].duration] | max) > {n} * 1000) | .traceID]"
+    otlp_jq = (
+        "[inputs | .resourceSpans[].scopeSpans[].spans[] | select(((.endTimeUnixNano | "
+        f"tonumber) - (.startTimeUnixNano | tonumber)) > {n} * 1000000) | .traceId] | unique"
     )
-    jq_cmd = ["jq", "-c", jq_filter, str(args.export)]
-
-    ours, ours_median = best_of(ours_cmd, args.repeat)
-    theirs, theirs_median = best_of(jq_cmd, args.repeat)
+    formats = [
+        ("Jaeger JSON", args.export, ["jq", "-c", jaeger_jq]),
+        ("OTLP JSON Lines", args.otlp_export, ["jq", "-n", "-c", otlp_jq]),
+    ]
     # each tool's fixed cost (interpreter and library start-up) on an export of no traces
     empty = REPO / "tests" / "fixtures" / "traces" / "empty.json"
-    ours_idle = best_of([*ours_cmd[:3], "--input", str(empty), "--format", "json"], args.repeat)
-    theirs_idle = best_of([*jq_cmd[:3], str(empty)], args.repeat)
-    report = json.loads(ours.stdout)
-    spans, traces = report["summary"]["spans"], report["summary"]["traces"]
-    our_slow = {t["trace_id"] for t in report["traces"] if t["slow"]}
-    jq_slow = set(json.loads(theirs.stdout))
+    ours_base = [sys.executable, str(REPO / "analyze_traces.py"), str(n), "--format", "json"]
+    ours_idle = best_of([*ours_base, "--input", str(empty)], args.repeat)[0]
+    theirs_idle = best_of(["jq", "-c", ".", str(empty)], args.repeat)[0]
 
-    rows = [
-        ("analyze_traces.py: full analysis", ours, ours_median, ours_idle[0]),
-        ("jq: duration > N only (the reference approach)", theirs, theirs_median, theirs_idle[0]),
-    ]
     table = [
-        f"| tool | wall (best of {args.repeat}) | median | CPU | spans/s | start-up "
-        "| spans/s after start-up | peak RSS | of which its own memory |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| input | tool | wall (best of {args.repeat}) | median | CPU | spans/s | start-up "
+        "| spans/s after start-up | spans per CPU second | peak RSS | of which its own memory |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, run, median, idle in rows:
-        table.append(
-            f"| {name} | {run.wall_s:.2f} s | {median:.2f} s | {run.cpu_s:.2f} s "
-            f"| {spans / run.wall_s:,.0f} | {idle.wall_s:.2f} s "
-            f"| {spans / max(run.wall_s - idle.wall_s, 1e-6):,.0f} "
-            f"| {run.max_rss_mib:,.0f} MiB | {run.max_anon_mib:,.0f} MiB |"
-        )
+    found = []
+    sizes = []
+    for label, path, jq_cmd in formats:
+        ours, ours_median = best_of([*ours_base, "--input", str(path)], args.repeat)
+        theirs, theirs_median = best_of([*jq_cmd, str(path)], args.repeat)
+        report = json.loads(ours.stdout)
+        spans, traces = report["summary"]["spans"], report["summary"]["traces"]
+        our_slow = {t["trace_id"] for t in report["traces"] if t["slow"]}
+        jq_slow = set(json.loads(theirs.stdout))
+        found.append((label, ours, theirs, our_slow, jq_slow, report))
+        sizes.append(f"{label} {path.stat().st_size / 1e6:.0f} MB")
+        rows = [
+            ("analyze_traces.py: full analysis", ours, ours_median, ours_idle),
+            ("jq: duration > N only", theirs, theirs_median, theirs_idle),
+        ]
+        for name, run, median, idle in rows:
+            table.append(
+                f"| {label} | {name} | {run.wall_s:.2f} s | {median:.2f} s | {run.cpu_s:.2f} s "
+                f"| {spans / run.wall_s:,.0f} | {idle.wall_s:.2f} s "
+                f"| {spans / max(run.wall_s - idle.wall_s, 1e-6):,.0f} "
+                f"| {spans / max(run.cpu_s, 1e-6):,.0f} "
+                f"| {run.max_rss_mib:,.0f} MiB | {run.max_anon_mib:,.0f} MiB |"
+            )
     lines = [
-        f"Export: {traces:,} traces, {spans:,} spans, {size_mb:.0f} MB "
+        f"Export: {traces:,} traces, {spans:,} spans, as {' and '.join(sizes)} "
         f"(`benchmarks/generate_export.py --spans {args.spans} --seed {args.seed}`), "
-        f"threshold {args.threshold_ms} ms. Machine: {machine()}.",
+        f"threshold {n} ms. Machine: {machine()}.",
         "",
         *table,
         "",
-        f"Against jq: {theirs.wall_s / ours.wall_s:.1f}x faster, "
-        f"{theirs.max_rss_mib / max(ours.max_rss_mib, 1):.1f}x less memory. Wall and CPU "
-        "times are of the whole process, start-up and writing the JSON report included; "
-        "start-up is the same command on an export of no traces. Peak RSS counts the pages "
-        "of the memory-mapped export the analyzer has touched (clean file cache the kernel "
-        "can drop at will); its own memory is the peak anonymous RSS (`RssAnon`). "
-        f"Traces over {args.threshold_ms} ms: analyzer {len(our_slow)} (by root span), "
-        f"jq {len(jq_slow)} (by longest span); {len(our_slow & jq_slow)} in both. "
-        f"The analyzer also flagged {report['summary']['errors']:,} failing traces that jq "
-        "cannot see, and explained every flagged trace.",
+    ]
+    for label, ours, theirs, our_slow, jq_slow, report in found:
+        lines.append(
+            f"{label}: {theirs.wall_s / ours.wall_s:.1f}x faster than jq, peak RSS "
+            f"{ours.max_rss_mib:,.0f} MiB against jq's {theirs.max_rss_mib:,.0f} MiB; traces over "
+            f"{n} ms: analyzer {len(our_slow)} (by root span), jq {len(jq_slow)} (by longest "
+            f"span), {len(our_slow & jq_slow)} in both; the analyzer also flagged "
+            f"{report['summary']['errors']:,} failing traces that jq cannot see."
+        )
+    same = found[0][5]["traces"] == found[1][5]["traces"]
+    lines += [
+        "",
+        "The two analyzer reports list "
+        + ("the same flagged traces with the same findings. " if same else "DIFFERENT traces. ")
+        + "Wall and CPU times are of the whole process, start-up and writing the JSON report "
+        "included; start-up is the same command on an export of no traces. Peak RSS counts "
+        "the pages of the memory-mapped export the analyzer has touched (clean file cache "
+        "the kernel can drop at will); its own memory is the peak anonymous RSS (`RssAnon`). "
+        f"Load average while it ran: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -9,14 +9,18 @@ servicekit sets, and the compensating release), skewed clocks and lost root span
 benchmark exercises every branch of the analysis, not only the happy path.
 
 The export is written trace by trace (little memory for any size) and is deterministic for a
-given ``--seed``.
+given ``--seed``. ``--otlp-output`` also writes the same traces as OTLP JSON Lines, the way the
+collector's ``file`` exporter does: one TracesData per line, a batch of spans of several
+traces, grouped by resource and scope, so a trace is often spread over two lines.
 
-    python benchmarks/generate_export.py --spans 120000 --output bench/export.json
+    python benchmarks/generate_export.py --spans 120000 --output bench/export.json \
+        --otlp-output bench/export.otlp.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -477,10 +481,109 @@ def make_trace(rng: random.Random, t0: int) -> dict[str, Any]:
     return {"traceID": trace_id, "spans": spans, "processes": processes(), "warnings": None}
 
 
-def write_export(out: TextIO, target_spans: int, seed: int, indent: int | None) -> tuple[int, int]:
-    """Write ``{"data": [...]}`` one trace at a time; returns (traces, spans) written."""
+OTLP_BATCH_SPANS = 256  # spans per file-exporter line (a batch processor's send size)
+OTLP_KINDS = {"internal": 1, "server": 2, "client": 3, "producer": 4, "consumer": 5}
+_NOT_ATTRIBUTES = {  # Jaeger tags that are OTLP fields of their own
+    "span.kind", "otel.status_code", "otel.status_description", "error", "otel.scope.name",
+    "otel.scope.version", "internal.span.format",
+}  # fmt: skip
+
+
+def otlp_value(value: Any) -> dict[str, Any]:
+    """An OTLP JSON AnyValue: 64-bit integers as strings, as the protobuf JSON mapping has it."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    return {"stringValue": str(value)}
+
+
+def otlp_attributes(tags: Tags) -> list[dict[str, Any]]:
+    return [{"key": t["key"], "value": otlp_value(t["value"])} for t in tags]
+
+
+def otlp_span(span: dict[str, Any]) -> tuple[str, tuple[str, str], dict[str, Any]]:
+    """(process id, scope, the span in OTLP JSON) for one Jaeger span of :func:`make_trace`."""
+    tags = {t["key"]: t["value"] for t in span["tags"]}
+    refs = span["references"]
+    result: dict[str, Any] = {
+        "traceId": span["traceID"],
+        "spanId": span["spanID"],
+        "parentSpanId": refs[0]["spanID"] if refs else "",
+        "flags": 257,
+        "name": span["operationName"],
+        "kind": OTLP_KINDS[tags.get("span.kind", "internal")],
+        "startTimeUnixNano": str(span["startTime"] * 1000),
+        "endTimeUnixNano": str((span["startTime"] + span["duration"]) * 1000),
+        "attributes": otlp_attributes([t for t in span["tags"] if t["key"] not in _NOT_ATTRIBUTES]),
+        "events": [
+            {
+                "timeUnixNano": str(log["timestamp"] * 1000),
+                "name": next(f["value"] for f in log["fields"] if f["key"] == "event"),
+                "attributes": otlp_attributes([f for f in log["fields"] if f["key"] != "event"]),
+            }
+            for log in span["logs"]
+        ],
+        "status": {},
+    }
+    if tags.get("otel.status_code") == "ERROR":
+        result["status"] = {"code": 2, "message": tags.get("otel.status_description", "")}
+    return span["processID"], (tags["otel.scope.name"], tags["otel.scope.version"]), result
+
+
+class OtlpLines:
+    """Writes spans as the collector's ``file`` exporter does: a TracesData per line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.batch: list[tuple[str, tuple[str, str], dict[str, Any]]] = []
+        self.resources = {
+            pid: {
+                "attributes": otlp_attributes([tag("service.name", p["serviceName"]), *p["tags"]])
+            }
+            for pid, p in processes().items()
+        }
+
+    def add(self, span: dict[str, Any]) -> None:
+        self.batch.append(otlp_span(span))
+        if len(self.batch) >= OTLP_BATCH_SPANS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        grouped: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+        for pid, scope_key, span in self.batch:
+            grouped.setdefault(pid, {}).setdefault(scope_key, []).append(span)
+        resource_spans = [
+            {
+                "resource": self.resources[pid],
+                "scopeSpans": [
+                    {"scope": {"name": name, "version": version}, "spans": spans}
+                    for (name, version), spans in scopes.items()
+                ],
+            }
+            for pid, scopes in grouped.items()
+        ]
+        self.out.write(json.dumps({"resourceSpans": resource_spans}, separators=(",", ":")))
+        self.out.write("\n")
+        self.batch = []
+
+
+def write_export(
+    out: TextIO,
+    target_spans: int,
+    seed: int,
+    indent: int | None,
+    otlp_out: TextIO | None = None,
+) -> tuple[int, int]:
+    """Write ``{"data": [...]}`` one trace at a time (and the same spans as OTLP JSON Lines to
+    ``otlp_out``); returns (traces, spans) written."""
     rng = random.Random(seed)
     separators = None if indent else (",", ":")
+    otlp = OtlpLines(otlp_out) if otlp_out is not None else None
     out.write('{"data":[')
     traces = spans = 0
     t0 = START_US
@@ -489,9 +592,14 @@ def write_export(out: TextIO, target_spans: int, seed: int, indent: int | None) 
         t0 += rng.randint(5_000, 400_000)
         out.write(",\n" if traces else "\n")
         out.write(json.dumps(trace, indent=indent, separators=separators))
+        if otlp is not None:
+            for span in trace["spans"]:
+                otlp.add(span)
         traces += 1
         spans += len(trace["spans"])
     out.write('\n],"total":0,"limit":0,"offset":0,"errors":null}\n')
+    if otlp is not None:
+        otlp.flush()
     return traces, spans
 
 
@@ -501,12 +609,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20251124)
     parser.add_argument("--indent", type=int, default=None, help="pretty-print, like a UI save")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--otlp-output", type=Path, help="also write the traces here as OTLP JSON Lines"
+    )
     args = parser.parse_args(argv)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", encoding="utf-8") as out:
-        traces, spans = write_export(out, args.spans, args.seed, args.indent)
-    size_mb = args.output.stat().st_size / 1e6
-    print(f"{args.output}: {traces} traces, {spans} spans, {size_mb:.1f} MB", file=sys.stderr)
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(args.output.open("w", encoding="utf-8"))
+        otlp_out = None
+        if args.otlp_output is not None:
+            otlp_out = files.enter_context(args.otlp_output.open("w", encoding="utf-8"))
+        traces, spans = write_export(out, args.spans, args.seed, args.indent, otlp_out)
+    for path in (args.output, args.otlp_output):
+        if path is not None:
+            size_mb = path.stat().st_size / 1e6
+            print(f"{path}: {traces} traces, {spans} spans, {size_mb:.1f} MB", file=sys.stderr)
     return 0
 
 

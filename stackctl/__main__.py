@@ -95,9 +95,18 @@ def logs(
             console.out("\n".join(tail))
 
 
+def show_trace(jaeger_url: str, trace_id: str) -> int:
+    """Print the analyzer's view of one trace (``analyze_traces.py --trace``): the local-mode
+    trace view, since the go-built Jaeger serves only a placeholder page at ``/trace/<id>``."""
+    from trace_analysis.cli import main as analyze
+
+    return analyze(["--trace", trace_id, "--jaeger-url", jaeger_url])
+
+
 @app.command()
 def demo(ok: int = 3, out_of_stock: int = 2) -> None:
-    """Bring the stack up if needed, place orders, and show each trace as Jaeger stored it."""
+    """Bring the stack up if needed, place orders, and show each trace as Jaeger stored it,
+    through the analyzer's trace view."""
     stack = _stack()
     _up(stack)
     orders = [("SKU123", set(SERVICE_NAMES), {"process_order", "send_notification"})] * ok
@@ -110,12 +119,12 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
             trace_id = response.json()["traceId"]
             trace = wait_for_trace(stack.jaeger_url, trace_id, services, frozenset(operations))
             console.print(
-                f"  {response.status_code} {sku:<12} trace {trace_id}: {len(trace.spans)} spans "
+                f"\n{response.status_code} {sku:<12} trace {trace_id}: {len(trace.spans)} spans "
                 f"from {', '.join(sorted(trace.services))}; "
                 f"in Jaeger {time.monotonic() - answered:.2f} s after the response\n"
-                f"      {stack.jaeger_url}/trace/{trace_id}   "
-                f"(API: {stack.jaeger_url}/api/traces/{trace_id})"
+                f"$ python analyze_traces.py --trace {trace_id} --jaeger-url {stack.jaeger_url}"
             )
+            show_trace(stack.jaeger_url, trace_id)
 
 
 app.command("demo-faults")(demo_faults)

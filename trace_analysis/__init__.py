@@ -2,6 +2,6 @@
 
 See docs/analyzer.md. The entry points for other code are
 :func:`trace_analysis.analysis.analyze_traces` (over decoded traces),
-:func:`trace_analysis.loading.iter_file_traces` (a saved Jaeger export) and
+:func:`trace_analysis.loading.iter_file_traces` (a saved file: Jaeger, OTLP or Zipkin JSON) and
 :func:`trace_analysis.cli.main` (the command line).
 """

@@ -21,7 +21,7 @@ from trace_analysis.model import (
     TraceResult,
     WaterfallRow,
 )
-from trace_analysis.spans import build_spans
+from trace_analysis.spans import build_spans, read_statuses
 from trace_analysis.summary import SummaryBuilder
 from trace_analysis.tree import SpanTree, build_tree
 
@@ -49,19 +49,23 @@ class Analyzer:
         operation: str | None = None,
         limit: int | None = None,
         waterfall: bool = False,
+        keep_all: bool = False,
     ) -> None:
         """``service``/``operation`` keep only traces with a span of that service (and
         operation), as Jaeger's search does; ``limit`` stops after that many traces;
-        ``waterfall`` keeps the per-span rows an HTML report draws."""
+        ``waterfall`` keeps the per-span rows a waterfall draws; ``keep_all`` reports every
+        trace, flagged or not (``--trace``)."""
         self.criteria = criteria
         self.service = service
         self.operation = operation
         self.limit = limit
         self.waterfall = waterfall
+        self.keep_all = keep_all
         self.builder = SummaryBuilder()
         self.flagged: list[TraceResult] = []
         self.seen: set[str] = set()
-        self.duplicates = 0
+        self.duplicates = 0  # traces given again after they were analyzed (live paging)
+        self.merged = 0  # traces whose spans came in several entries of the input
         self.empty = 0
         self.truncated = False
 
@@ -88,22 +92,29 @@ class Analyzer:
             self.duplicates += 1
             return
         self.seen.add(trace_id)
-        spans, by_id, duplicate_spans = build_spans(trace)
+        if trace.entries > 1:
+            self.merged += 1
+        spans, by_id, notes = build_spans(trace)
         if not spans:
             self.empty += 1
             return
         if (self.service or self.operation) and not _matches(spans, self.service, self.operation):
             return
         tree = build_tree(spans, by_id)
-        result = analyze_tree(trace_id, tree, self.criteria, self.builder, self.waterfall)
+        tree.notes[:0] = notes
+        result = analyze_tree(
+            trace_id, tree, self.criteria, self.builder, self.waterfall, trace, self.keep_all
+        )
         tree.unlink()
         if result is not None:
-            if duplicate_spans:
-                result.notes.append(f"{duplicate_spans} duplicate span(s) ignored")
             self.flagged.append(result)
 
     def outcome(self) -> Outcome:
         warnings = []
+        if self.merged:
+            warnings.append(
+                f"{self.merged} trace(s) came in more than one entry; their spans were merged"
+            )
         if self.duplicates:
             warnings.append(f"{self.duplicates} trace(s) appeared more than once; analyzed once")
         if self.empty:
@@ -132,8 +143,13 @@ def analyze_tree(
     criteria: Criteria,
     builder: SummaryBuilder,
     waterfall: bool = False,
+    trace: JaegerTrace | None = None,
+    keep: bool = False,
 ) -> TraceResult | None:
-    """Count one trace in the summary; return its findings if it is flagged."""
+    """Count one trace in the summary; return its findings if it is flagged (or ``keep``).
+
+    ``trace`` is the decoded trace, whose skipped tags are decoded for a flagged trace (the
+    critical path needs the span kinds)."""
     spans = tree.spans
     root = tree.root
     latency = root.duration
@@ -144,10 +160,12 @@ def analyze_tree(
             break
     slow = criteria.threshold_us is not None and latency > criteria.threshold_us
     flagged = error or (slow and not criteria.errors_only)
-    if not flagged:
+    if not flagged and not keep:
         builder.add_trace(spans, latency, slow, error, flagged, tree.incomplete)
         return None
 
+    if trace is not None:
+        read_statuses(trace, spans)
     order = tree.walk()  # may find the trace incomplete after all (looping parents)
     builder.add_trace(spans, latency, slow, error, flagged, tree.incomplete)
     first_start = min(span.start for span in spans)
@@ -218,6 +236,8 @@ def error_message(span: Span) -> str:
     """The status message, else the recorded exception, else what the span's status says."""
     if span.status_message:
         return span.status_message
+    if span.event_message:
+        return span.event_message
     for log in decode_logs(span.logs):
         fields = {f.key: f.value for f in log.fields}
         if fields.get("event") == "exception" or "exception.message" in fields:
@@ -253,6 +273,7 @@ def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[Wa
                 span.duration,
                 span.error,
                 id(span) in on_path,
+                span.http_status,
             )
         )
     return rows

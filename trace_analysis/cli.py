@@ -49,6 +49,12 @@ class Format(StrEnum):
     html = "html"
 
 
+class Api(StrEnum):
+    auto = "auto"
+    v3 = "v3"
+    v1 = "v1"
+
+
 class FailOn(StrEnum):
     slow = "slow"
     error = "error"
@@ -61,7 +67,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 @app.command(
     help="Find traces slower than THRESHOLD_MS or failing, and say why: the critical path, "
     "the service and operation that took the time, the first failing span and its message, "
-    "injected faults. Reads Jaeger's query API, or a saved Jaeger JSON export (--input).",
+    "injected faults. Reads Jaeger's query API (v3, else v1), or a saved file (--input: "
+    "Jaeger JSON, OTLP JSON, Zipkin v2 JSON; gzip too). With --trace ID: that trace's "
+    "waterfall and why (no threshold needed).",
     epilog="Exit status: 0 nothing flagged (or no --fail-on), 1 flagged and --fail-on "
     "matched, 2 usage, connection or input error.",
 )
@@ -110,7 +118,13 @@ def analyze(
     ] = False,
     input_path: Annotated[
         str | None,
-        typer.Option("--input", "-i", metavar="FILE", help="saved Jaeger JSON export ('-': stdin)"),
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="FILE",
+            help="a saved trace file: Jaeger JSON, OTLP JSON (lines), Zipkin v2 JSON; gzip "
+            "too ('-': stdin)",
+        ),
     ] = None,
     output_format: Annotated[
         Format, typer.Option("--format", "-f", help="report format")
@@ -129,7 +143,31 @@ def analyze(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="seconds to wait for each Jaeger query")
     ] = 10.0,
+    api: Annotated[
+        Api,
+        typer.Option("--api", help="Jaeger query API: auto (v3, else v1 where v3 is absent)"),
+    ] = Api.auto,
+    trace_ids: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trace",
+            metavar="TRACE_ID",
+            help="explain this trace (repeatable): waterfall, culprit, first failure; from "
+            "Jaeger by id, or from --input",
+        ),
+    ] = None,
 ) -> int:
+    if trace_ids:
+        return _explain(
+            trace_ids,
+            _threshold_us(threshold, threshold_ms, errors_only=True),
+            input_path,
+            jaeger_url,
+            api,
+            timeout,
+            output_format,
+            output,
+        )
     threshold_us = _threshold_us(threshold, threshold_ms, errors_only)
     window_us = parse_lookback(lookback)  # checked even when --input makes it moot
     if not re.match(r"^https?://[^/\s]+", jaeger_url):
@@ -151,6 +189,7 @@ def analyze(
             lookback=lookback.strip(),
             start_us=end_us - window_us,
             end_us=end_us,
+            api=api.value,
         )
         with _ProgressBar() as progress:
             outcome = _read_jaeger(
@@ -191,7 +230,7 @@ def _read_jaeger(
 
     assert source.service is not None and source.start_us is not None
     assert source.end_us is not None
-    client = JaegerClient(source.jaeger_url, timeout)
+    client = JaegerClient(source.jaeger_url, timeout, source.api or "auto")
     try:
         traces = iter_window(
             client,
@@ -206,6 +245,48 @@ def _read_jaeger(
         return analyze_traces(traces, criteria, None, None, limit, waterfall)
     finally:
         source.queries = client.queries
+        source.api = client.used
+
+
+def _explain(
+    trace_ids: list[str],
+    threshold_us: int | None,
+    input_path: str | None,
+    jaeger_url: str,
+    api: Api,
+    timeout: float,
+    output_format: Format,
+    output: Path | None,
+) -> int:
+    """``--trace``: the traces asked for, each with its waterfall and findings."""
+    from trace_analysis.explain import check_ids, explain, from_jaeger, from_traces
+
+    wanted = check_ids(trace_ids)
+    criteria = Criteria(threshold_us)
+    if input_path is not None:
+        source = Source("file", jaeger_url, input_path, trace_ids=wanted)
+        traces = from_traces(iter_file_traces(input_path), wanted, input_path)
+        outcome = explain(traces, criteria, wanted)
+    else:
+        from trace_analysis.jaeger_client import JaegerClient
+
+        source = Source("jaeger", jaeger_url, trace_ids=wanted)
+        client = JaegerClient(jaeger_url, timeout, api.value)
+        try:
+            outcome = explain(from_jaeger(client, wanted), criteria, wanted)
+        finally:
+            source.queries = client.queries
+            source.api = client.used
+    report = Report(
+        source=source,
+        criteria=criteria,
+        summary=outcome.summary,
+        traces=outcome.traces,
+        warnings=outcome.warnings,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+    _emit(report, output_format, output, len(report.traces), explained=True)
+    return 0
 
 
 class _ProgressBar:
@@ -258,6 +339,7 @@ def parse_lookback(text: str) -> int:
 
 
 def _threshold_us(positional: float | None, option: float | None, errors_only: bool) -> int | None:
+    """The threshold in µs; None with ``errors_only`` (or ``--trace``) and none given."""
     if positional is not None and option is not None and positional != option:
         raise AnalyzerError(
             f"two thresholds given ({positional:g} and --threshold-ms {option:g}): give one"
@@ -272,23 +354,37 @@ def _threshold_us(positional: float | None, option: float | None, errors_only: b
     return round(value * 1000)
 
 
-def _emit(report: Report, output_format: Format, output: Path | None, top: int) -> None:
+def _emit(
+    report: Report, output_format: Format, output: Path | None, top: int, explained: bool = False
+) -> None:
     if output_format is Format.table:
         from rich.console import Console
 
-        from trace_analysis.report_table import render_table
+        if explained:
+            from trace_analysis.report_trace import render_trace_table as render
+
+            def draw(console: Console) -> None:
+                render(report, console)
+        else:
+            from trace_analysis.report_table import render_table
+
+            def draw(console: Console) -> None:
+                render_table(report, console, top)
 
         if output is None:
-            console = Console(width=None if sys.stdout.isatty() else _plain_width())
-            render_table(report, console, top)
+            draw(Console(width=None if sys.stdout.isatty() else _plain_width()))
             return
         console = Console(record=True, width=_plain_width(), file=io.StringIO())
-        render_table(report, console, top)
+        draw(console)
         text = console.export_text()
     elif output_format is Format.json:
         from trace_analysis.report_json import render_json
 
         text = render_json(report)
+    elif output_format is Format.markdown and explained:
+        from trace_analysis.report_trace import render_trace_markdown
+
+        text = render_trace_markdown(report)
     elif output_format is Format.markdown:
         from trace_analysis.report_markdown import render_markdown
 

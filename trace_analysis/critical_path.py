@@ -3,7 +3,8 @@
 Walking back from the root's end, at each point in time the span on the path is the one
 whose last-finishing child ended most recently; time not covered by any such child is the
 span's own ("self") time on the path. This is the algorithm of the Jaeger UI's critical path
-view. Children are first clipped to their parent's window, so asynchronous work that outlives
+view. Children the parent does not wait for (FOLLOWS_FROM, a consumer of a producer) are left
+out, and children are first clipped to their parent's window, so asynchronous work that outlives
 its caller, or residual clock skew, never makes the path longer than the root span.
 """
 
@@ -47,10 +48,16 @@ def critical_path(root: Span) -> list[tuple[Span, int, int]]:
 
 
 def _clipped_children(span: Span, lo: int, hi: int) -> list[tuple[int, int, Span]]:
-    """Children clipped to ``[lo, hi]`` (empty ones dropped), latest end first; of equal
-    ends, the earliest start (the longer one) first."""
+    """Children the span waits for, clipped to ``[lo, hi]`` (empty ones dropped), latest end
+    first; of equal ends, the earliest start (the longer one) first.
+
+    A FOLLOWS_FROM child and a CONSUMER child of a PRODUCER span run on their own: the parent
+    does not wait for them (as in the Jaeger UI's critical path)."""
     clipped = []
+    producer = span.kind == "producer"
     for child in span.children or ():
+        if child.follows or (producer and child.kind == "consumer"):
+            continue
         c_start = child.start if child.start > lo else lo
         c_end = child.end if child.end < hi else hi
         if c_end > c_start:

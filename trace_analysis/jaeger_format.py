@@ -22,6 +22,7 @@ import msgspec
 from trace_analysis.errors import AnalyzerError
 
 _NULL = msgspec.Raw(b"null")
+UNKNOWN_SERVICE = "unknown service"  # a span whose process (or resource) names no service
 
 
 class Tag(msgspec.Struct, gc=False):
@@ -52,8 +53,9 @@ class Span(msgspec.Struct):
     """
 
     span_id: str = msgspec.field(name="spanID")
-    start: int = msgspec.field(name="startTime")  # µs since the epoch; skew-corrected later
-    duration: int = msgspec.field(name="duration")  # µs
+    # µs since the epoch (0: not recorded, see trace_analysis.tree); skew-corrected later
+    start: int = msgspec.field(default=0, name="startTime")
+    duration: int = msgspec.field(default=0, name="duration")  # µs
     operation: str = msgspec.field(default="", name="operationName")
     references: list[Reference] | None = None
     tags: msgspec.Raw = _NULL  # still encoded: see decode_tags
@@ -64,9 +66,12 @@ class Span(msgspec.Struct):
     parent_id: str | None = None
     service: str = ""
     clock: str = ""  # the process that timed this span: spans of one clock cannot skew
-    kind: str = "internal"
+    kind: str = "internal"  # Jaeger's span.kind words: server, client, producer, ...
+    follows: bool = False  # the parent reference is FOLLOWS_FROM: the parent does not wait
+    timed: bool = True  # False: no start time was recorded, the tree placed it
     error: bool = False
     status_message: str | None = None
+    event_message: str | None = None  # "type: message" of a recorded exception (OTLP events)
     http_status: int | None = None
     fault_kind: str | None = None  # set (maybe "") when the span declares an injected fault
     fault_value: str | None = None
@@ -84,6 +89,34 @@ class JaegerTrace(msgspec.Struct):
     processes: dict[str, Process] = {}
     encoded: msgspec.Raw | None = None  # the trace's own JSON (set by decode_trace), scanned
     # by trace_analysis.spans before any tag is decoded
+    # set when the spans already carry service, parent and status (converted from OTLP or
+    # Zipkin, or merged from several entries): trace_analysis.spans then only links them
+    prepared: bool = False
+    status_read: bool = False  # every span's tags were decoded (kind, status are known)
+    entries: int = 1  # Jaeger entries of the input that held this trace (merged by span id)
+
+
+class _FloatSpan(Span):
+    """A span whose times some tools write as floats (µs computed from ms): rounded after
+    decoding, so the usual all-integer decoding stays strict and fast."""
+
+    start: float = msgspec.field(default=0, name="startTime")  # type: ignore[assignment]
+    duration: float = msgspec.field(default=0, name="duration")  # type: ignore[assignment]
+
+
+class _FloatTrace(JaegerTrace):
+    spans: list[_FloatSpan] = msgspec.field(name="spans")  # type: ignore[assignment]
+
+
+class LooseSpan(Span):
+    """A span of a bare list of spans, each with its own trace id and ``process`` (what
+    Jaeger's anonymizer and some storage dumps write)."""
+
+    trace_id: str = msgspec.field(default="", name="traceID")
+
+
+class _LooseFloatSpan(_FloatSpan):
+    trace_id: str = msgspec.field(default="", name="traceID")
 
 
 class JaegerError(msgspec.Struct, gc=False):
@@ -101,6 +134,9 @@ class Envelope(msgspec.Struct):
 
 _ENVELOPE = msgspec.json.Decoder(Envelope | list[msgspec.Raw])
 _TRACE = msgspec.json.Decoder(JaegerTrace)
+_FLOAT_TRACE = msgspec.json.Decoder(_FloatTrace)
+_LOOSE_SPANS = msgspec.json.Decoder(list[LooseSpan])
+_LOOSE_FLOAT_SPANS = msgspec.json.Decoder(list[_LooseFloatSpan])
 _TAGS = msgspec.json.Decoder(list[Tag] | None)
 _LOGS = msgspec.json.Decoder(list[Log] | None)
 
@@ -133,12 +169,40 @@ def decode_envelope(buffer: Any, source: str) -> list[msgspec.Raw]:
 def decode_trace(raw: msgspec.Raw | bytes, source: str, index: int) -> JaegerTrace:
     """Decode trace number ``index`` (0-based) of ``source``; a shape error names where."""
     try:
-        trace = _TRACE.decode(raw)
+        try:
+            trace = _TRACE.decode(raw)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            trace = _FLOAT_TRACE.decode(raw)
+            round_times(trace.spans)
     except msgspec.DecodeError as exc:
         problem = _describe(exc, "the trace")
         raise AnalyzerError(f"{source}: trace #{index + 1}: {problem}") from None
     trace.encoded = raw if isinstance(raw, msgspec.Raw) else msgspec.Raw(raw)
     return trace
+
+
+def decode_loose_spans(raw: Any, source: str) -> list[LooseSpan]:
+    """A bare list of Jaeger spans that carry ``traceID`` and ``process`` themselves."""
+    try:
+        try:
+            return _LOOSE_SPANS.decode(raw)
+        except msgspec.ValidationError as exc:
+            if "got `float`" not in str(exc):
+                raise
+            spans: list[Any] = _LOOSE_FLOAT_SPANS.decode(raw)
+            round_times(spans)
+            return spans
+    except msgspec.DecodeError as exc:
+        raise AnalyzerError(f"{source}: {_describe(exc, 'the list of spans')}") from None
+
+
+def round_times(spans: list[Any]) -> None:
+    """Float µs (Grafana's downloads compute them from ms) rounded to the µs."""
+    for span in spans:
+        span.start = round(span.start)
+        span.duration = round(span.duration)
 
 
 def decode_tags(raw: msgspec.Raw) -> list[Tag]:

@@ -72,7 +72,7 @@ class SkewFix:
 
 @dataclass(slots=True)
 class WaterfallRow:
-    """One bar of the HTML waterfall; kept only when a renderer needs it."""
+    """One bar of a waterfall (HTML, ``--trace``); kept only when a renderer needs it."""
 
     span_id: str
     depth: int
@@ -82,6 +82,7 @@ class WaterfallRow:
     duration_us: int
     error: bool
     on_critical_path: bool
+    http_status: int | None = None
 
 
 @dataclass(slots=True)
@@ -157,6 +158,8 @@ class Source:
     start_us: int | None = None
     end_us: int | None = None
     queries: int = 0
+    api: str | None = None  # the Jaeger query API that answered: "v3" or "v1"
+    trace_ids: list[str] | None = None  # --trace: the traces asked for
 
 
 @dataclass(slots=True)

@@ -55,6 +55,8 @@ def source_text(report: Report) -> str:
             where += f", service {source.service}"
     else:
         where = f"{source.service} in Jaeger at {source.jaeger_url}, last {source.lookback}"
+        if source.api:
+            where += f" (API {source.api})"
     if source.operation:
         where += f", operation {source.operation!r}"
     return where

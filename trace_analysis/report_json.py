@@ -39,6 +39,8 @@ def report_dict(report: Report) -> dict[str, Any]:
             "start": iso(source.start_us),
             "end": iso(source.end_us),
             "queries": source.queries,
+            "api": source.api,
+            "trace_ids": source.trace_ids,
         },
         "criteria": {
             "threshold_ms": (
@@ -66,6 +68,26 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def _trace(report: Report, trace: TraceResult) -> dict[str, Any]:
+    result = _findings(report, trace)
+    if trace.waterfall is not None:
+        result["waterfall"] = [
+            {
+                "span_id": row.span_id,
+                "depth": row.depth,
+                "service": row.service,
+                "operation": row.operation,
+                "start_offset_ms": ms(row.start_us),
+                "duration_ms": ms(row.duration_us),
+                "error": row.error,
+                "http_status": row.http_status,
+                "critical_path": row.on_critical_path,
+            }
+            for row in trace.waterfall
+        ]
+    return result
+
+
+def _findings(report: Report, trace: TraceResult) -> dict[str, Any]:
     origin = trace.error_origin
     culprit = trace.culprit
     return {

@@ -5,7 +5,8 @@ most of the cost of reading a span. The analysis needs tags only to find failing
 injected faults, so one regular-expression pass over the trace's JSON first asks whether any
 span *can* carry one: an ``error`` tag, status ``ERROR``, a ``fault.*`` attribute, or an HTTP
 status code of 5xx. Only then are the tags decoded, for that trace. The scan may say yes
-needlessly (a 5xx status on a client span), never no wrongly.
+needlessly (a 5xx status on a client span), never no wrongly. A trace the report shows has
+its tags decoded anyway (the critical path needs the span kinds).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import msgspec
 
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.jaeger_format import (
+    UNKNOWN_SERVICE,
     JaegerTrace,
     Process,
     Reference,
@@ -24,62 +26,172 @@ from trace_analysis.jaeger_format import (
     describe_error,
 )
 
-UNKNOWN_SERVICE = "unknown-service"
+_NULL = Span.__struct_defaults__[Span.__struct_fields__.index("tags")]
 # One pass over the trace's JSON finds a tag that can matter: an ``error`` tag, a ``fault.*``
 # attribute, status ERROR, or an HTTP status code of 5xx. The last two need the value, which
 # the lookaheads find after the key inside the same (flat) tag object. Jaeger writes ``key``
-# before ``value``; for a file written the other way round the scan cannot judge, and says
-# yes (see _key_first).
+# before ``value``; for a trace written the other way round the scan cannot judge, and says
+# yes. Whitespace is allowed wherever JSON allows it, so a file that mixes compact and
+# indented traces or spans is judged right.
 _MATTERS = (
     rb'(?:error"|fault\.[^"]*"'
     rb'|otel\.status_code"(?=[^}]*"value"\s*:\s*"ERROR")'
     rb'|http\.(?:response\.)?status_code"(?=[^}]*"value"\s*:\s*"?5\d\d(?:\.\d*)?"?\s*[,}]))'
 )
 _CAN_MATTER = re.compile(rb'"key"\s*:\s*"' + _MATTERS)
-_CAN_MATTER_COMPACT = re.compile(rb'"key":"' + _MATTERS)  # a third faster, for compact JSON
-_FIRST_TAG_FIELD = re.compile(rb'\{(\s*)"(key|type|value)"(\s*):(\s*)')
+_FIRST_TAG_FIELD = re.compile(rb'\{\s*"(key|type|value)"\s*:')
+_KIND_RANK = {"client": 0, "producer": 0, "server": 2, "consumer": 2}  # caller halves first
 
 
-def build_spans(
-    trace: JaegerTrace, source: str = "input"
-) -> tuple[list[Span], dict[str, Span], int]:
-    """The trace's spans, each span id once, ready for the tree; the same by span id; and how
-    many duplicates were dropped (the same span delivered twice: exporter retries, merged
-    exports)."""
+def prepare(trace: JaegerTrace, source: str = "input") -> None:
+    """Set service, clock, parent and (where it can matter) status on each span of one entry.
+
+    Does nothing for a trace already prepared (converted from OTLP or Zipkin, or merged).
+    """
+    if trace.prepared:
+        return
     processes = trace.processes
-    services: dict[str, str] = {}
+    resolved: dict[str, tuple[str, str]] = {}
     trace_id = trace.trace_id
-    spans: list[Span] = []
-    by_id: dict[str, Span] = {}
-    duplicates = 0
     for span in trace.spans:
-        span_id = span.span_id
-        if span_id in by_id:
-            duplicates += 1
-            continue
-        by_id[span_id] = span
         refs = span.references
         if refs:
             first = refs[0]
             if first.ref_type == "CHILD_OF" and first.trace_id == trace_id:
                 span.parent_id = first.span_id or None  # the usual case, inlined
             else:
-                span.parent_id = _parent_id(refs, trace_id)
+                span.parent_id, span.follows = _parent_id(refs, trace_id)
         if span.inline_process is None:
             process_id = span.process_id
-            service = services.get(process_id)
-            if service is None:
-                service = services[process_id] = _service(processes.get(process_id))
-            span.service = service
-            span.clock = process_id or service
+            found = resolved.get(process_id)
+            if found is None:
+                service = _service(processes.get(process_id))
+                found = resolved[process_id] = (service, f"{service}\x00{process_id}")
+            span.service, span.clock = found
         else:
             span.service = _service(span.inline_process)
-            span.clock = span.process_id or span.service
-        spans.append(span)
+            span.clock = f"{span.service}\x00{span.process_id}"
     if may_carry_status(trace.encoded):
-        for span in spans:
+        for span in trace.spans:
             read_status(span, trace_id, source)
-    return spans, by_id, duplicates
+        trace.status_read = True
+    trace.prepared = True
+
+
+def merge_entries(parts: list[JaegerTrace], source: str = "input") -> JaegerTrace:
+    """One trace from several entries with its trace id (a trace listed twice, or spread over
+    lines): every entry's spans, each entry's processes resolved on its own; a span that
+    comes twice is resolved by :func:`build_spans`."""
+    if len(parts) == 1:
+        return parts[0]
+    spans: list[Span] = []
+    for part in parts:
+        prepare(part, source)
+        spans.extend(part.spans)
+    return JaegerTrace(
+        trace_id=parts[0].trace_id,
+        spans=spans,
+        prepared=True,
+        status_read=all(part.status_read for part in parts),
+        entries=sum(part.entries for part in parts),
+    )
+
+
+def read_statuses(trace: JaegerTrace, spans: list[Span], source: str = "input") -> None:
+    """Decode the tags the pre-scan skipped (the critical path needs the span kinds)."""
+    if trace.status_read:
+        return
+    for span in spans:
+        if span.tags is not _NULL:
+            read_status(span, trace.trace_id, source)
+
+
+def build_spans(
+    trace: JaegerTrace, source: str = "input"
+) -> tuple[list[Span], dict[str, Span], list[str]]:
+    """The trace's spans ready for the tree, the same by span id, and notes on what was
+    repaired.
+
+    A span id seen twice is either the same span delivered twice (exporter retries, merged
+    exports: the fuller copy is kept) or the client and server halves of one call that B3
+    instrumentation (Zipkin, Envoy, Istio) reports under one id: both are kept, the server
+    half as the child of the client half and the parent of the id's children, as Jaeger's
+    span-id de-duplication does. Neither depends on the order of the spans.
+    """
+    prepare(trace, source)
+    spans = trace.spans
+    by_id: dict[str, Span] = {}
+    clashes: dict[str, list[Span]] | None = None
+    unnamed = 0
+    for span in spans:
+        span_id = span.span_id
+        if span_id in by_id:
+            if clashes is None:
+                clashes = {}
+            clashes.setdefault(span_id, [by_id[span_id]]).append(span)
+        else:
+            by_id[span_id] = span
+        if span.service == UNKNOWN_SERVICE:
+            unnamed += 1
+    notes: list[str] = []
+    if clashes:
+        spans = _resolve_clashes(trace, spans, by_id, clashes, notes, source)
+    if unnamed:
+        notes.append(
+            f"{unnamed} span(s) without a process or service name, shown as '{UNKNOWN_SERVICE}'"
+        )
+    return spans, by_id, notes
+
+
+def _resolve_clashes(
+    trace: JaegerTrace,
+    spans: list[Span],
+    by_id: dict[str, Span],
+    clashes: dict[str, list[Span]],
+    notes: list[str],
+    source: str,
+) -> list[Span]:
+    dropped: set[int] = set()
+    duplicates = shared = 0
+    for span_id, group in clashes.items():
+        read_statuses(trace, group, source)
+        kept: dict[tuple[object, ...], Span] = {}
+        for span in group:  # the same span twice: keep the fuller copy (the later, if equal)
+            key = (span.service, span.kind, span.start, span.duration, span.operation)
+            other = kept.get(key)
+            if other is None:
+                kept[key] = span
+                continue
+            duplicates += 1
+            if _size(span) >= _size(other):
+                dropped.add(id(other))
+                kept[key] = span
+            else:
+                dropped.add(id(span))
+        halves = sorted(
+            kept.values(),
+            key=lambda s: (_KIND_RANK.get(s.kind, 1), s.start, -s.duration, s.service),
+        )
+        # the id's children belong to the (last) server half; each half is the child of the
+        # one before it
+        by_id[span_id] = halves[-1]
+        shared += len(halves) - 1
+        for index, half in enumerate(halves):
+            by_id[f"{span_id}\x00{index}"] = half
+            if index:
+                half.parent_id = f"{span_id}\x00{index - 1}"
+    if duplicates:
+        notes.append(f"{duplicates} duplicate span(s) ignored")
+    if shared:
+        notes.append(
+            f"{shared} span(s) share their span id with another (client and server halves of "
+            "one call): each server half is shown as the child of its client half"
+        )
+    return [span for span in spans if id(span) not in dropped] if dropped else spans
+
+
+def _size(span: Span) -> int:
+    return len(span.tags) + len(span.logs)
 
 
 def may_carry_status(encoded: bytes | msgspec.Raw | None) -> bool:
@@ -89,15 +201,14 @@ def may_carry_status(encoded: bytes | msgspec.Raw | None) -> bool:
     """
     if encoded is None:
         return True
-    # the first tag object tells how this file was written (one serializer writes it all):
-    # a tagless trace has nothing to find, value-before-key order defeats the scan
+    # the first tag object tells how this trace was written: a tagless trace has nothing to
+    # find, value-before-key order defeats the scan
     first = _FIRST_TAG_FIELD.search(encoded)
     if first is None:
         return False
-    if first.group(2) != b"key":
+    if first.group(1) != b"key":
         return True
-    compact = not (first.group(1) or first.group(3) or first.group(4))
-    return (_CAN_MATTER_COMPACT if compact else _CAN_MATTER).search(encoded) is not None
+    return _CAN_MATTER.search(encoded) is not None
 
 
 def read_status(span: Span, trace_id: str, source: str) -> None:
@@ -147,20 +258,19 @@ def read_status(span: Span, trace_id: str, source: str) -> None:
     )
 
 
-def _parent_id(refs: list[Reference], trace_id: str) -> str | None:
-    """The CHILD_OF reference within this trace, else a FOLLOWS_FROM one within it.
-
-    References into other traces are OpenTelemetry links, not parents.
-    """
+def _parent_id(refs: list[Reference], trace_id: str) -> tuple[str | None, bool]:
+    """The CHILD_OF reference within this trace, else a FOLLOWS_FROM one within it (and
+    whether it is FOLLOWS_FROM). References into other traces are OpenTelemetry links, not
+    parents."""
     follows = None
     for ref in refs:
         other = ref.trace_id
         if other and trace_id and other != trace_id and other.lstrip("0") != trace_id.lstrip("0"):
             continue
         if ref.ref_type == "CHILD_OF":
-            return ref.span_id or None
+            return ref.span_id or None, False
         follows = follows or ref.span_id or None
-    return follows
+    return follows, follows is not None
 
 
 def _service(process: Process | None) -> str:

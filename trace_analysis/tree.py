@@ -81,7 +81,10 @@ def build_tree(spans: list[Span], by_id: dict[str, Span] | None = None) -> SpanT
     roots: list[Span] = []
     orphans: list[Span] = []
     parents: list[Span] = []
+    untimed: list[Span] = []
     for span in spans:
+        if span.start <= 0:
+            untimed.append(span)
         parent_id = span.parent_id
         if parent_id is None:
             roots.append(span)
@@ -98,6 +101,12 @@ def build_tree(spans: list[Span], by_id: dict[str, Span] | None = None) -> SpanT
             parent.children.append(span)
 
     notes: list[str] = []
+    if untimed:
+        _place_untimed(untimed)
+        notes.append(
+            f"{len(untimed)} span(s) without a start time: placed over their children's time "
+            "(not clock skew; the children keep their own times)"
+        )
     incomplete = False
     if roots:
         root = min(roots, key=_root_rank)
@@ -121,6 +130,40 @@ def build_tree(spans: list[Span], by_id: dict[str, Span] | None = None) -> SpanT
 
     tops = sorted(roots + orphans, key=_root_rank)
     return SpanTree(spans, root, tops, parents, incomplete, notes)
+
+
+def _place_untimed(untimed: list[Span]) -> None:
+    """Give each span without a start time the window of its timed children (bottom-up), else
+    its parent's start and no length: such a span says nothing about clocks, so it must not
+    be "corrected" by decades and drag its children along."""
+    pending = {id(span) for span in untimed}
+    visiting: set[int] = set()
+
+    def place(span: Span) -> None:
+        visiting.add(id(span))
+        children = span.children or ()
+        for child in children:
+            if id(child) in pending and id(child) not in visiting:
+                place(child)
+        timed = [child for child in children if id(child) not in pending]
+        if timed:
+            start = min(child.start for child in timed)
+            span.duration = max(max(child.end for child in timed) - start, span.duration)
+            span.start = start
+            pending.discard(id(span))
+
+    for span in untimed:
+        span.timed = False
+        if id(span) in pending:
+            place(span)
+    for span in untimed:  # leaves: at the start of the nearest placed ancestor, no length
+        if id(span) in pending:
+            anchor = span.parent
+            while anchor is not None and id(anchor) in pending:
+                anchor = anchor.parent
+            if anchor is not None:
+                span.start = anchor.start
+                span.duration = 0
 
 
 def _root_rank(span: Span) -> tuple[int, int]:
@@ -148,8 +191,8 @@ def _walk(tops: list[Span], fixes: list[SkewFix]) -> list[Span]:
         order.append(span)
         parent = span.parent
         if parent is not None:
-            if parent.clock == span.clock:
-                delta = shift.get(id(parent), 0)
+            if parent.clock == span.clock or not span.timed:
+                delta = shift.get(id(parent), 0) if span.timed else 0
             else:
                 delta = 0
                 p_start = parent.start

@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("not_json.json", "not valid JSON"),
+        ("not_json.json", "this looks like an HTML or XML page, not JSON"),
         ("truncated.json", "not valid JSON"),
-        ("wrong_shape.json", "unexpected shape: Expected `array | null`, got `object`"),
+        ("wrong_shape.json", "unexpected shape: 'data' is not an array of traces"),
         ("not_a_trace.json", "trace #1: unexpected shape: Expected `object`, got `int`"),
-        ("no_data.json", "no 'data' array of traces"),
-        ("missing_fields.json", "missing required field `startTime` - at `spans[0]`"),
+        ("no_data.json", "Jaeger v3 (OTLP JSON) without 'resourceSpans'"),
+        ("missing_fields.json", "missing required field `spanID` - at `spans[0]`"),
         ("no_trace_id.json", "trace #1: unexpected shape: Object missing required field `traceID`"),
         ("bad_types.json", "Expected `int`, got `str` - at `spans[0].startTime`"),
         ("jaeger_error.json", "Jaeger reported an error: storage unavailable (code 500)"),

@@ -26,10 +26,13 @@ from trace_analysis.summary import percentiles
 from trace_analysis.tree import build_tree
 
 REPO = Path(__file__).resolve().parents[2]
+EPOCH = 1_700_000_000_000_000  # µs; times below are offsets from it (0 means "not recorded")
 
 
 def span(span_id: str, parent: str | None, start: int, duration: int, service: str = "svc") -> Span:
-    result = Span(span_id=span_id, start=start, duration=duration, operation=f"op-{span_id}")
+    result = Span(
+        span_id=span_id, start=EPOCH + start, duration=duration, operation=f"op-{span_id}"
+    )
     result.parent_id = parent
     result.service = service
     result.clock = service
@@ -96,7 +99,7 @@ def test_skew_moves_a_foreign_child_and_its_process_into_the_parent() -> None:
     tree.walk()
     server, db, late = spans[2], spans[3], spans[4]
     assert [(fix.span_id, fix.shift_us) for fix in tree.skew] == [("server", 120)]
-    assert (server.start, db.start, late.start) == (1_020, 1_030, 1_100)
+    assert (server.start, db.start, late.start) == (EPOCH + 1_020, EPOCH + 1_030, EPOCH + 1_100)
     assert any("clock skew: inventory" in note for note in tree.notes)
 
 

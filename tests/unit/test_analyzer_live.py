@@ -1,5 +1,8 @@
 """Live mode against a stand-in Jaeger query API (http.server on 127.0.0.1): paging by time
-slices, de-duplication, --limit, and every way the API can fail (each exit 2, one line)."""
+slices, de-duplication, --limit, and every way the API can fail (each exit 2, one line).
+
+The stand-in speaks the v3 API (OTLP JSON) and the v1 routes, or only v1 (a Jaeger 1.x): every
+test runs against both, and the analyzer must pick v3 where it is there and v1 where not."""
 
 from __future__ import annotations
 
@@ -9,12 +12,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import jsonschema
 import pytest
 
+from tests.unit.test_analyzer_reports import SCHEMA
 from tests.unit.test_analyzer_support import run_cli
 
 
@@ -63,10 +69,51 @@ class FakeJaeger:
     newest first, at most ``limit``; or a canned failure."""
 
     traces: list[dict] = field(default_factory=list)
-    queries: list[dict[str, str]] = field(default_factory=list)
+    queries: list[dict[str, str]] = field(default_factory=list)  # searches, in v1 terms
+    requests: list[str] = field(default_factory=list)  # every path asked for
+    raw_queries: list[dict[str, str]] = field(default_factory=list)  # as sent
     failure: tuple[int, str, str] | None = None  # (status, content type, body)
     delay_s: float = 0.0
     url: str = ""
+    v3: bool = True  # serves /api/v3 (Jaeger 2.x); False: a Jaeger 1.x without it
+
+    def answer(self, path: str, params: dict[str, str]) -> tuple[int, str, bytes]:
+        if path == "/api/traces":
+            self.queries.append(params)
+            return 200, "application/json", json.dumps(self.search(params)).encode()
+        if path.startswith("/api/traces/"):
+            found = [t for t in self.traces if t["traceID"] == path.rsplit("/", 1)[1]]
+            if not found:
+                return (
+                    404,
+                    "application/json",
+                    b'{"data":null,"errors":[{"code":404,"msg":"trace not found"}]}',
+                )
+            return 200, "application/json", json.dumps({"data": found}).encode()
+        if path == "/api/services":
+            return 200, "application/json", json.dumps({"data": SERVICES}).encode()
+        if not self.v3 or not path.startswith("/api/v3/"):
+            return 404, "text/plain", b"404 page not found"
+        if path == "/api/v3/services":
+            return 200, "application/json", json.dumps({"services": SERVICES}).encode()
+        if path == "/api/v3/traces":
+            self.raw_queries.append(params)
+            v1 = {
+                "service": params["query.service_name"],
+                "start": str(_us(params["query.start_time_min"])),
+                "end": str(_us(params["query.start_time_max"])),
+                "limit": params["query.num_traces"],
+            }
+            if "query.operation_name" in params:
+                v1["operation"] = params["query.operation_name"]
+            self.queries.append(v1)
+            found = self.search(v1)["data"]
+        else:
+            found = [t for t in self.traces if t["traceID"] == path.rsplit("/", 1)[1]]
+        if not found:
+            return 404, "text/plain", NO_TRACES
+        blocks = [block for trace in found for block in to_otlp(trace)]
+        return 200, "application/json", json.dumps({"result": {"resourceSpans": blocks}}).encode()
 
     def search(self, params: dict[str, str]) -> dict[str, Any]:
         start, end, limit = int(params["start"]), int(params["end"]), int(params["limit"])
@@ -81,27 +128,61 @@ class FakeJaeger:
         return {"data": found[:limit], "total": 0, "limit": 0, "offset": 0, "errors": None}
 
 
-@pytest.fixture
-def jaeger() -> Iterator[FakeJaeger]:
-    fake = FakeJaeger()
+SERVICES = ["api-gateway", "order-service"]
+NO_TRACES = b'{"error":{"httpCode":404,"message":"No traces found"}}\n'
+
+
+def _us(rfc3339: str) -> int:
+    """RFC 3339 with nanoseconds (as the v3 API takes it) to epoch µs."""
+    assert rfc3339.endswith("000Z") and len(rfc3339) == 30, rfc3339
+    moment = datetime.fromisoformat(rfc3339[:-4] + "+00:00")
+    return round(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+def to_otlp(trace: dict) -> list[dict]:
+    """A Jaeger v1 trace as the v3 API answers it: one resourceSpans block per process."""
+    blocks = []
+    for process_id, process in trace["processes"].items():
+        spans = []
+        for span in (s for s in trace["spans"] if s["processID"] == process_id):
+            tags = {tag["key"]: tag["value"] for tag in span["tags"]}
+            refs = span["references"]
+            spans.append(
+                {
+                    "traceId": trace["traceID"],
+                    "spanId": span["spanID"],
+                    "parentSpanId": refs[0]["spanID"] if refs else "",
+                    "name": span["operationName"],
+                    "kind": 2 if tags.get("span.kind") == "server" else 1,
+                    "startTimeUnixNano": str(span["startTime"] * 1000),
+                    "endTimeUnixNano": str((span["startTime"] + span["duration"]) * 1000),
+                    "status": {"code": 2} if tags.get("otel.status_code") == "ERROR" else {},
+                }
+            )
+        resource = {
+            "attributes": [
+                {"key": "service.name", "value": {"stringValue": process["serviceName"]}}
+            ]
+        }
+        blocks.append({"resource": resource, "scopeSpans": [{"scope": {}, "spans": spans}]})
+    return blocks
+
+
+@pytest.fixture(params=["v3", "v1 only"])
+def jaeger(request: pytest.FixtureRequest) -> Iterator[FakeJaeger]:
+    fake = FakeJaeger(v3=request.param == "v3")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlparse(self.path)
             params = {k: v[0] for k, v in parse_qs(url.query).items()}
             time.sleep(fake.delay_s)
+            fake.requests.append(url.path)
             if fake.failure is not None:
                 status, content_type, text = fake.failure
                 body = text.encode()
-            elif url.path == "/api/traces":
-                fake.queries.append(params)
-                status, content_type = 200, "application/json"
-                body = json.dumps(fake.search(params)).encode()
-            elif url.path == "/api/services":
-                status, content_type = 200, "application/json"
-                body = json.dumps({"data": ["api-gateway", "order-service"]}).encode()
             else:
-                status, content_type, body = 404, "text/plain", b"404 page not found"
+                status, content_type, body = fake.answer(url.path, params)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -151,7 +232,10 @@ def test_pages_a_long_window_by_time_slices_and_reads_each_trace_once(
     assert summary["slow"] == 60 and summary["errors"] == 24
     assert len(report["traces"]) == 60 + 24 - 12  # 12 are both slow and failing
     assert report["warnings"] == [] and not report["truncated"]
-    assert report["source"]["queries"] == len(jaeger.queries) > 600 // 50
+    assert report["source"]["queries"] == len(jaeger.requests)
+    # v1 only: one v3 search answered "404 page not found", then v1 for the rest
+    assert len(jaeger.queries) == len(jaeger.requests) - (0 if jaeger.v3 else 1) > 600 // 50
+    assert report["source"]["api"] == ("v3" if jaeger.v3 else "v1")
     assert all(q["limit"] == "50" and q["service"] == "api-gateway" for q in jaeger.queries)
     # the slices tile the window from its end backwards, without overlap
     assert int(jaeger.queries[0]["end"]) - int(jaeger.queries[0]["start"]) > 14 * 60_000_000
@@ -266,7 +350,7 @@ def test_bad_answers_exit_2_with_one_line(
     expected: str,
 ) -> None:
     jaeger.failure = failure
-    result = run_cli(capsys, "200", "--jaeger-url", jaeger.url)
+    result = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--api", "v1")
     assert result.code == 2
     assert result.err.count("\n") == 1 and expected in result.err, result.err
 
@@ -278,3 +362,113 @@ def test_a_jaeger_that_does_not_answer_times_out(
     result = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--timeout", "0.2")
     assert result.code == 2
     assert f"Jaeger at {jaeger.url} did not answer within 0.2 s" in result.err
+
+
+# -- the v3 API: parameters, empty answers, errors, --api, --trace -----------------------------
+
+
+def test_v3_search_sends_snake_case_parameters_in_rfc3339(
+    jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spread(jaeger, 5)
+    result = run_cli(
+        capsys, "200", "--jaeger-url", jaeger.url, "-o", "POST /api/orders", "-f", "json"
+    )
+    assert result.code == 0, result.err
+    assert result.json()["summary"]["traces"] == 5
+    if jaeger.v3:
+        (sent,) = jaeger.raw_queries
+        assert set(sent) == {
+            "query.service_name", "query.operation_name", "query.start_time_min",
+            "query.start_time_max", "query.num_traces", "query.search_depth",
+        }  # fmt: skip
+        assert jaeger.requests == ["/api/v3/traces"]
+    else:
+        assert jaeger.requests == ["/api/v3/traces", "/api/traces"]
+
+
+def test_no_traces_found_is_an_empty_window_not_a_failure(
+    jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "-f", "json", "--fail-on", "any")
+    assert result.code == 0, result.err
+    report = result.json()
+    assert report["summary"]["traces"] == 0
+    assert report["source"]["api"] == ("v3" if jaeger.v3 else "v1")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            400,
+            '{"error":{"httpCode":400,"message":"malformed parameter query.start_time_min"}}',
+            "answered HTTP 400 to /api/v3/traces: malformed parameter query.start_time_min",
+        ),
+        (
+            500,
+            '{"error":{"httpCode":500,"message":"storage unavailable"}}',
+            "answered HTTP 500 to /api/v3/traces: storage unavailable",
+        ),
+    ],
+)
+def test_v3_error_bodies_give_their_message(
+    jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str], status: int, body: str, expected: str
+) -> None:
+    jaeger.failure = (status, "text/plain; charset=utf-8", body)  # as Go's http.Error sends it
+    result = run_cli(capsys, "200", "--jaeger-url", jaeger.url)
+    assert result.code == 2 and result.out == ""
+    assert result.err.count("\n") == 1 and expected in result.err, result.err
+
+
+def test_api_option_forces_one_api(jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]) -> None:
+    spread(jaeger, 3)
+    v1 = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--api", "v1", "-f", "json")
+    assert v1.json()["source"]["api"] == "v1" and "/api/v3/traces" not in jaeger.requests
+    jsonschema.validate(v1.json(), SCHEMA)
+    v3 = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--api", "v3", "-f", "json")
+    if jaeger.v3:
+        assert v3.code == 0 and v3.json()["source"]["api"] == "v3"
+        jsonschema.validate(v3.json(), SCHEMA)
+        assert v3.json()["summary"]["traces"] == 3
+    else:
+        assert v3.code == 2
+        assert "has no /api/v3 query API (HTTP 404 to /api/v3/traces)" in v3.err
+
+
+def test_trace_option_fetches_by_id_and_explains(
+    jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spread(jaeger, 30)
+    wanted = [f"{26:032x}", f"{2:032x}"]  # failing; neither slow nor failing
+    result = run_cli(
+        capsys, "--trace", wanted[0], "--trace", wanted[1].lstrip("0"), "--jaeger-url",
+        jaeger.url, "-f", "json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    report = result.json()
+    assert [t["trace_id"] for t in report["traces"]] == wanted  # in the order asked for
+    assert report["source"]["api"] == ("v3" if jaeger.v3 else "v1")
+    failing, slow = report["traces"]
+    assert failing["error_origin"]["service"] == "order-service"
+    assert not slow["error"] and not slow["slow"]  # no threshold given: nothing is "slow"
+    assert [row["service"] for row in slow["waterfall"]] == ["api-gateway", "order-service"]
+    assert [row["depth"] for row in slow["waterfall"]] == [0, 1]
+    expected = [f"/api/v3/traces/{wanted[0]}", f"/api/v3/traces/{wanted[1]}"]
+    if not jaeger.v3:
+        expected = [expected[0], f"/api/traces/{wanted[0]}", f"/api/traces/{wanted[1]}"]
+    assert jaeger.requests == expected
+
+
+def test_an_unknown_trace_id_is_exit_2_in_one_line(
+    jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spread(jaeger, 3)
+    result = run_cli(capsys, "--trace", "abc123", "--jaeger-url", jaeger.url)
+    assert result.code == 2 and result.out == ""
+    api = "v3" if jaeger.v3 else "v1"
+    assert result.err == (
+        f"analyze_traces.py: error: trace abc123 not found in Jaeger at {jaeger.url} (API {api})\n"
+    )
+    bad = run_cli(capsys, "--trace", "not-an-id", "--jaeger-url", jaeger.url)
+    assert bad.code == 2 and "is not a trace id" in bad.err

@@ -1,0 +1,90 @@
+"""``--trace ID`` on a saved file: the waterfall in the terminal, Markdown, JSON and HTML, and
+an unknown id (live fetching by id is in test_analyzer_live.py)."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from tests.unit.test_analyzer_reports import SCHEMA
+from tests.unit.test_analyzer_support import FIXTURES, run_cli
+
+CASES = FIXTURES / "cases"
+OTLP = CASES / "otlp_v3_get_trace.json"
+OTLP_ID = "0000000000000000000000000000e001"
+
+
+def test_terminal_waterfall_then_culprit_and_first_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = run_cli(capsys, "--trace", OTLP_ID, "--input", OTLP)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0] == f"Trace {OTLP_ID}  gateway POST /api/orders  250.0 ms  ERROR"
+    rows = [line for line in lines if "█" in line and "+" in line]
+    # the span tree, indented, every span on the critical path (marked *), bars on one axis
+    assert [row.split("+")[0].rstrip() for row in rows] == [
+        "* gateway POST /api/orders",
+        "*   gateway POST",
+        "*     inventory POST /reserve",
+    ]
+    bars = [row.count("█") for row in rows]
+    assert bars[0] == 40 and bars[0] > bars[1] > bars[2] > 30  # 250, 230, 220 ms of 250
+    starts = [row.index("█") for row in rows]
+    assert starts[0] < starts[1] < starts[2]  # +0, +10, +15 ms on the same axis
+    assert all(row.endswith("ERROR 503") for row in rows)
+    assert (
+        "culprit: inventory POST /reserve: 220.0 ms of self time on the critical path, "
+        "88% of the latency" in lines
+    )
+    assert (
+        "first failure: inventory POST /reserve: TimeoutError: stock db timed out (HTTP 503); "
+        "then 2 more failing span(s)" in lines
+    )
+
+
+def test_a_threshold_marks_the_trace_slow_and_notes_are_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = run_cli(capsys, "100", "--trace", "d001", "--input", CASES / "shared_span_id.json")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0].endswith("80.0 ms  ERROR")  # 80 ms is not over 100 ms
+    assert "note: 1 span(s) share their span id" in result.out
+    slow = run_cli(capsys, "50", "--trace", "d001", "--input", CASES / "shared_span_id.json")
+    assert "SLOW  ERROR" in slow.out.splitlines()[0]
+
+
+def test_json_markdown_and_html_give_the_same_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_cli(capsys, "--trace", "e001", "--input", OTLP, "--format", "json").json()
+    jsonschema.validate(data, SCHEMA)
+    (trace,) = data["traces"]
+    assert data["source"]["trace_ids"] == ["e001"] and data["source"]["api"] is None
+    assert [(r["depth"], r["service"], r["critical_path"]) for r in trace["waterfall"]] == [
+        (0, "gateway", True),
+        (1, "gateway", True),
+        (2, "inventory", True),
+    ]
+    assert trace["waterfall"][2]["start_offset_ms"] == 15.0
+    markdown = run_cli(capsys, "--trace", "e001", "--input", OTLP, "--format", "markdown").out
+    assert markdown.startswith(f"### Trace {OTLP_ID}")
+    assert "```text" in markdown and "*     inventory POST /reserve" in markdown
+    html = run_cli(capsys, "--trace", "e001", "--input", OTLP, "--format", "html").out
+    assert f'id="trace-{OTLP_ID}"' in html and "stock db timed out" in html
+
+
+def test_several_traces_in_the_order_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CASES / "ndjson_traces.jsonl"
+    data = run_cli(capsys, "--trace", "b72", "--trace", "b71", "-i", path, "-f", "json").json()
+    assert [t["root"]["service"] for t in data["traces"]] == ["svc-b", "svc-a"]
+
+
+def test_unknown_or_malformed_id_is_exit_2_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--trace", "e001", "--trace", "beef", "--input", OTLP)
+    assert result.code == 2 and result.out == ""
+    assert result.err == f"analyze_traces.py: error: trace beef not found in {OTLP}\n"
+    bad = run_cli(capsys, "--trace", "xyz", "--input", OTLP)
+    assert bad.code == 2
+    assert (
+        bad.err
+        == "analyze_traces.py: error: --trace 'xyz' is not a trace id (up to 32 hex digits)\n"
+    )
