@@ -41,6 +41,7 @@ DEFAULT_MIN_SAMPLES = 30  # spans per side; fewer: no verdict
 ALPHA = 0.01  # significance level of both tests
 MAX_MESSAGES = 20  # distinct error messages kept per operation and side
 MAX_ATTRIBUTION = 5  # contributors listed per regressed entry operation
+MIN_SHARE = 0.05  # ... each with at least this share of the largest one's growth
 
 Key = tuple[str, str]  # (service, operation)
 Verdict = Literal["regressed", "improved", "unchanged", "too_few_samples", "new", "gone"]
@@ -373,9 +374,11 @@ def _attribution(before: _Operation, after: _Operation) -> tuple[list[Contributi
         for service, operation in before.request_path_us.keys() | after.request_path_us.keys()
     ]
     total = sum(c.change_us for c in contributions)
-    grown = [c for c in contributions if c.change_us > 0]
-    grown.sort(key=lambda c: (-c.change_us, c.service, c.operation))
-    return grown[:MAX_ATTRIBUTION], total
+    grown = sorted(contributions, key=lambda c: (-c.change_us, c.service, c.operation))
+    if not grown or grown[0].change_us <= 0:
+        return [], total
+    floor = MIN_SHARE * grown[0].change_us
+    return [c for c in grown[:MAX_ATTRIBUTION] if c.change_us >= floor], total
 
 
 def _weight(change: OperationChange) -> float:

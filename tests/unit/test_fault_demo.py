@@ -86,3 +86,42 @@ def test_check_names_what_the_analyzer_got_wrong() -> None:
         "api-gateway is blamed but had no fault",
         "inventory-service is named as the origin of errors",
     ]
+
+
+def _op(service: str, regressed: bool, errors: str | None = None, **rest: object) -> dict:
+    return {
+        "service": service,
+        "operation": "POST /x",
+        "regressed": regressed,
+        "latency": "regressed" if regressed and errors is None else None,
+        "errors": errors,
+        "entry": rest.get("entry", False),
+        "attribution": rest.get("attribution", []),
+    }
+
+
+def test_regression_demo_check_names_what_is_wrong() -> None:
+    from stackctl.regression_demo import check
+
+    cause = {"service": "inventory-service", "operation": "POST /x"}
+    elsewhere = {"service": "order-service", "operation": "POST /x"}
+    right = [
+        _op("inventory-service", True),
+        _op("api-gateway", True, entry=True, attribution=[cause]),
+        _op("order-service", False),
+    ]
+    assert check({"operations": right}, "inventory-service") == []
+    assert check({"operations": right[1:]}, "inventory-service") == [
+        "no operation of inventory-service (latency fault) regressed"
+    ]
+    wrong = [
+        _op("inventory-service", True),
+        _op("api-gateway", True, entry=True, attribution=[elsewhere]),
+        _op("notification-service", True, errors="regressed"),
+        _op("order-service", True, entry=True),
+    ]
+    assert check({"operations": wrong}, "inventory-service") == [
+        "api-gateway POST /x is attributed to order-service POST /x",
+        "notification-service POST /x regressed for errors, but only latency was injected",
+        "order-service POST /x regressed without an attribution",
+    ]
