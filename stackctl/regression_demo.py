@@ -1,7 +1,8 @@
 """``python -m stackctl demo-regression`` (``make demo-regression``): before and after a slowdown.
 
 1. Brings the local stack up if needed, with an ``ADMIN_TOKEN`` (as ``make demo-faults``).
-2. Places orders: the baseline window. Waits until Jaeger holds every trace.
+2. Places a few warm-up orders, then the baseline window's. Waits until Jaeger holds every
+   trace.
 3. Injects a latency fault into one service (the gateway's ``/api/admin/faults/{service}``),
    places the same orders again: the candidate window. Clears the fault, waits for the traces.
 4. Runs ``analyze_traces.py --lookback ... --baseline-window START..END`` against Jaeger, so
@@ -35,6 +36,7 @@ from stackctl.process import StartError
 from stackctl.stack import Stack, local_stack
 
 GAP_S = 3.0  # between the two windows, so neither reads the other's traces
+WARM_UP = 8  # orders before the baseline: first requests (connections, imports) are slower
 
 
 def demo_regression(
@@ -77,6 +79,9 @@ def compare_windows(
     say: Callable[[str], None] = console.print,
 ) -> tuple[str, dict[str, Any]]:
     """Both windows of orders, then the analyzer's comparison: its table and its JSON report."""
+    say(f"warm-up: {WARM_UP} orders, not compared")
+    place_orders(stack.gateway_url, WARM_UP, concurrency)
+    time.sleep(GAP_S)
     say(f"baseline: placing {count} orders, {concurrency} at a time")
     baseline_start = time.time()
     placed = place_orders(stack.gateway_url, count, concurrency)

@@ -97,15 +97,15 @@ def attribution_text(change: OperationChange) -> str | None:
     b, c, total = change.baseline, change.candidate, change.mean_change_us
     if not change.attribution or b is None or c is None or total is None:
         return None
-    parts = [_contribution_text(x, total) for x in change.attribution]
+    parts = [_contribution_text(change, x, total) for x in change.attribution]
     return f"p50 {signed(c.p50_us - b.p50_us)} (mean {signed(total)}), of which " + ", ".join(parts)
 
 
-def _contribution_text(contribution: Contribution, total: float) -> str:
+def _contribution_text(change: OperationChange, contribution: Contribution, total: float) -> str:
     share = f" ({percent(contribution.change_us, total)})" if total > 0 else ""
-    return (
-        f"{contribution.service} {contribution.operation} {signed(contribution.change_us)}{share}"
-    )
+    own = (contribution.service, contribution.operation) == (change.service, change.operation)
+    name = "its own time" if own else f"{contribution.service} {contribution.operation}"
+    return f"{name} {signed(contribution.change_us)}{share}"
 
 
 def errors_text(side: SideStats | None) -> str:

@@ -4,7 +4,10 @@ is not, and too few samples are said, not guessed."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -302,3 +305,29 @@ def test_live_baseline_offset_reads_the_same_window_a_day_earlier(
         ("api-gateway", "POST /api/orders"),
         ("order-service", "POST /orders"),
     }
+
+
+def test_scipy_is_imported_only_when_comparing(tmp_path: Path) -> None:
+    """scipy.stats costs seconds of start-up (docs/analyzer.md): a run without a baseline
+    must not load it."""
+    before = write(tmp_path, "before.json", checkout_traces(1, 40))
+    after = write(tmp_path, "after.json", checkout_traces(2, 40))
+    probe = (
+        "import sys; from trace_analysis.cli import main; code = main(sys.argv[1:]); "
+        "print('scipy' in sys.modules, code)"
+    )
+    repo = Path(__file__).resolve().parents[2]
+
+    def loaded(*args: object) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", probe, *map(str, args), "-f", "json", "--output", os.devnull],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()[-2]
+
+    assert loaded("200", "-i", after) == "False"
+    assert loaded("-i", after, "--baseline", before) == "True"
