@@ -45,6 +45,16 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
         if group:
             parts.append(f"<h2>{heading}</h2>")
             parts.append(_changes_table(group))
+            where = [
+                f"<li>{escape(op.service)} <b>{escape(op.operation)}</b>: {escape(text)}</li>"
+                for op in group
+                if (text := attribution_text(op))
+            ]
+            if where:
+                parts.append(
+                    "<p><b>Where the time went</b>: critical-path self time per request</p>"
+                    f"<ul>{''.join(where)}</ul>"
+                )
     for verdict, heading in (
         ("new", "New operations (not in the baseline)"),
         ("gone", "Gone operations (not in the candidate)"),
@@ -83,20 +93,18 @@ def _changes_table(group: list[OperationChange]) -> str:
     for op in group:
         b, c = op.baseline, op.candidate
         assert b is not None and c is not None
-        attribution = attribution_text(op)
-        operation = escape(op.operation)
-        if attribution:
-            operation += f'<br><span class="muted">{escape(attribution)}</span>'
         cells = [
             f"<td>{escape(op.service)}</td>",
-            f"<td>{operation}</td>",
+            f"<td>{escape(op.operation)}</td>",
             f"<td>{escape(reason_text(op))}</td>",
             f'<td class="num">{b.count:,} → {c.count:,}</td>',
-            *(
-                f'<td class="num">{escape(change_text(getattr(b, q), getattr(c, q)))}</td>'
-                for q in ("p50_us", "p95_us", "p99_us")
-            ),
+            *(_change_cell(getattr(b, q), getattr(c, q)) for q in ("p50_us", "p95_us", "p99_us")),
             f'<td class="num">{escape(errors_text(b))} → {escape(errors_text(c))}</td>',
         ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _change_cell(before: float, after: float) -> str:
+    values, _, change = change_text(before, after).partition(" (")
+    return f'<td class="num">{escape(values)}<br><span class="muted">({escape(change)}</span></td>'
