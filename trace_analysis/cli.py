@@ -181,29 +181,31 @@ def analyze(
     if baseline is not None or baseline_offset is not None or baseline_window is not None:
         from trace_analysis.compare_run import CompareRequest, parse_min_change, run_comparison
 
-        compared = threshold is not None or threshold_ms is not None or errors_only
+        flagging = threshold is not None or threshold_ms is not None or errors_only
         return run_comparison(
             CompareRequest(
-                baseline,
-                baseline_offset,
-                baseline_window,
-                CompareCriteria(
+                baseline=baseline,
+                baseline_offset=baseline_offset,
+                baseline_window=baseline_window,
+                criteria=CompareCriteria(
                     parse_min_change(min_change), round(min_change_ms * 1000), min_samples
                 ),
-                _threshold_us(threshold, threshold_ms, errors_only) if compared else None,
-                errors_only,
-                jaeger_url,
-                service,
-                operation,
-                lookback,
-                limit,
-                page_size,
-                timeout,
-                input_path,
-                output_format.value,
-                output,
-                fail_on.value if fail_on else None,
-                top,
+                threshold_us=_threshold_us(threshold, threshold_ms, errors_only)
+                if flagging
+                else None,
+                errors_only=errors_only,
+                jaeger_url=jaeger_url,
+                service=service,
+                operation=operation,
+                lookback=lookback,
+                limit=limit,
+                page_size=page_size,
+                timeout=timeout,
+                input_path=input_path,
+                output_format=output_format.value,
+                output=output,
+                fail_on=fail_on.value if fail_on else None,
+                top=top,
             )
         )
     if fail_on is FailOn.regression:

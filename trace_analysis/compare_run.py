@@ -93,7 +93,7 @@ def _instant(text: str) -> int:
 
 def run_comparison(request: CompareRequest) -> int:
     """Read, compare, write the report; the exit status (see the CLI's doc)."""
-    from trace_analysis.cli import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
+    from trace_analysis.cli import DEFAULT_LIMIT
 
     given = [
         name
@@ -111,6 +111,64 @@ def run_comparison(request: CompareRequest) -> int:
             "--baseline-offset shifts the live window back; with --input give "
             "--baseline FILE or --baseline-window START..END"
         )
+    baseline_source, source = _sources(request)
+    warnings: list[str] = []
+
+    # the baseline first: a wrong baseline fails before the (maybe long) candidate read
+    baseline = SideCollector(request.service, request.operation)
+    baseline_warnings: list[str] = []
+    limit = request.limit or (None if baseline_source.kind == "file" else DEFAULT_LIMIT)
+    stopped: list[bool] = []
+    with _reading(baseline_source, request, baseline_warnings) as traces:
+        baseline.feed(_limited(traces, limit, stopped))
+    if stopped:
+        baseline_warnings.append(f"stopped at --limit ({limit:,} traces): more were there")
+
+    candidate = SideCollector(request.service, request.operation)
+    criteria = Criteria(request.threshold_us, request.errors_only)
+    limit = request.limit or (None if source.kind == "file" else DEFAULT_LIMIT)
+    analyzer = Analyzer(
+        criteria,
+        request.service if source.kind == "file" else None,
+        request.operation if source.kind == "file" else None,
+        limit,
+        request.output_format == "html",
+    )
+    with _reading(source, request, warnings) as traces:
+        analyzer.feed(candidate.after(traces))
+    outcome = analyzer.outcome()
+    comparison = compare(baseline, candidate, request.criteria, baseline_source)
+    comparison.warnings += [f"baseline: {w}" for w in baseline_warnings]
+    if _overlap(baseline_source, source):
+        comparison.warnings.append(
+            "the baseline window overlaps the candidate's: traces in both are on both sides"
+        )
+    if not baseline.traces:
+        comparison.warnings.append("the baseline has no traces: every operation is new")
+    if not candidate.traces:
+        comparison.warnings.append("the candidate has no traces: every operation is gone")
+    report = Report(
+        source=source,
+        criteria=criteria,
+        summary=outcome.summary,
+        traces=outcome.traces,
+        warnings=warnings + outcome.warnings,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        truncated=outcome.truncated,
+    )
+    with_traces = request.threshold_us is not None or request.errors_only
+    _emit(report, comparison, request, with_traces)
+    if request.fail_on == "regression":
+        return 1 if comparison.count("regressed") else 0
+    from trace_analysis.cli import FailOn, _exit_status
+
+    return _exit_status(report, FailOn(request.fail_on) if request.fail_on else None)
+
+
+def _sources(request: CompareRequest) -> tuple[Source, Source]:
+    """Where the baseline and the candidate come from."""
+    from trace_analysis.cli import DEFAULT_SERVICE, parse_lookback
+
     window_us = parse_lookback(request.lookback)
     live_service = request.service or DEFAULT_SERVICE
     now_us = time.time_ns() // 1000
@@ -149,53 +207,13 @@ def run_comparison(request: CompareRequest) -> int:
             start_us=now_us - window_us,
             end_us=now_us,
         )
-    warnings: list[str] = []
+    return baseline_source, source
 
-    # the baseline first: a wrong baseline fails before the (maybe long) candidate read
-    baseline = SideCollector(request.service, request.operation)
-    baseline_warnings: list[str] = []
-    limit = request.limit or (None if baseline_source.kind == "file" else DEFAULT_LIMIT)
-    stopped: list[bool] = []
-    with _reading(baseline_source, request, baseline_warnings, "baseline") as traces:
-        baseline.feed(_limited(traces, limit, stopped))
-    if stopped:
-        baseline_warnings.append(f"stopped at --limit ({limit:,} traces): more were there")
 
-    candidate = SideCollector(request.service, request.operation)
-    criteria = Criteria(request.threshold_us, request.errors_only)
-    limit = request.limit or (None if source.kind == "file" else DEFAULT_LIMIT)
-    analyzer = Analyzer(
-        criteria,
-        request.service if source.kind == "file" else None,
-        request.operation if source.kind == "file" else None,
-        limit,
-        request.output_format == "html",
-    )
-    with _reading(source, request, warnings, "candidate") as traces:
-        analyzer.feed(candidate.after(traces))
-    outcome = analyzer.outcome()
-    comparison = compare(baseline, candidate, request.criteria, baseline_source)
-    comparison.warnings += [f"baseline: {w}" for w in baseline_warnings]
-    if not baseline.traces:
-        comparison.warnings.append("the baseline has no traces: every operation is new")
-    if not candidate.traces:
-        comparison.warnings.append("the candidate has no traces: every operation is gone")
-    report = Report(
-        source=source,
-        criteria=criteria,
-        summary=outcome.summary,
-        traces=outcome.traces,
-        warnings=warnings + outcome.warnings,
-        generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        truncated=outcome.truncated,
-    )
-    with_traces = request.threshold_us is not None or request.errors_only
-    _emit(report, comparison, request, with_traces)
-    if request.fail_on == "regression":
-        return 1 if comparison.count("regressed") else 0
-    from trace_analysis.cli import FailOn, _exit_status
-
-    return _exit_status(report, FailOn(request.fail_on) if request.fail_on else None)
+def _overlap(one: Source, other: Source) -> bool:
+    if None in (one.start_us, one.end_us, other.start_us, other.end_us):
+        return False  # a file
+    return one.start_us <= other.end_us and other.start_us <= one.end_us  # type: ignore[operator]
 
 
 def _offset(text: str) -> int:
@@ -222,13 +240,10 @@ class _reading:  # a context manager, named like open()
     """The traces of one side, as the analyzer reads them (a file, or a Jaeger window with a
     progress bar on a terminal)."""
 
-    def __init__(
-        self, source: Source, request: CompareRequest, warnings: list[str], side: str
-    ) -> None:
+    def __init__(self, source: Source, request: CompareRequest, warnings: list[str]) -> None:
         self.source = source
         self.request = request
         self.warnings = warnings
-        self.side = side
         self._bar = None
         self._client = None
 

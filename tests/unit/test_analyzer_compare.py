@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,19 @@ def test_scipy_is_imported_only_when_comparing(tmp_path: Path) -> None:
 
     assert loaded("200", "-i", after) == "False"
     assert loaded("-i", after, "--baseline", before) == "True"
+
+
+def test_an_overlapping_baseline_window_is_warned_about(
+    jaeger: FakeJaeger,  # noqa: F811 - the fixture
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = time.time_ns() // 1000
+    jaeger.traces = [make_trace(i, now - 360_000_000 - i * 1_000_000) for i in range(5)]
+    start, end = (datetime.fromtimestamp(now / 1e6 - ago, UTC).isoformat() for ago in (1200, 300))
+    window = f"{start}..{end}"
+    result = run_cli(
+        capsys, "--jaeger-url", jaeger.url, "--lookback", "10m", "--baseline-window", window
+    )
+    assert result.code == 0, result.err
+    assert "warning: the baseline window overlaps the candidate's" in result.out
+    assert "Not judged, too few samples" in result.out  # the same 5 traces on each side
