@@ -16,6 +16,15 @@ from trace_analysis.compare import (
 from trace_analysis.model import Source
 from trace_analysis.report_format import duration, iso, ms, percent
 
+# the columns of a change, (header, SideStats field): "path self" is the mean self time per call
+# on the trace's critical path
+STAT_COLUMNS = (
+    ("p50", "p50_us"),
+    ("p95", "p95_us"),
+    ("p99", "p99_us"),
+    ("path self", "path_self_us"),
+)
+PATH_SELF_NOTE = "path self: mean time per call on the critical path, not in a child"
 MAX_LISTED = 10  # operations listed per group in table/markdown (new, gone, too few samples)
 LATENCY_TEST = "Mann-Whitney U, two-sided"
 ERRORS_TEST = "Fisher's exact test, two-sided"
@@ -257,8 +266,10 @@ def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
         lines += [
             f"### {title}",
             "",
-            "| service | operation | why | spans | p50 | p95 | p99 | errors |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+            "| service | operation | why | spans | "
+            + " | ".join(name for name, _ in STAT_COLUMNS)
+            + " | errors |",
+            "| --- | --- | --- | ---: | " + "---: | " * len(STAT_COLUMNS) + "---: |",
         ]
         for op in group:
             b, c = op.baseline, op.candidate
@@ -268,13 +279,11 @@ def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
                 op.operation,
                 reason_text(op),
                 f"{b.count:,} → {c.count:,}",
-                change_text(b.p50_us, c.p50_us),
-                change_text(b.p95_us, c.p95_us),
-                change_text(b.p99_us, c.p99_us),
+                *(change_text(getattr(b, f), getattr(c, f)) for _, f in STAT_COLUMNS),
                 f"{errors_text(b)} → {errors_text(c)}",
             ]
             lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
-        lines.append("")
+        lines += ["", f"_{PATH_SELF_NOTE}._", ""]
         for op in group:
             text = attribution_text(op)
             if text:

@@ -9,6 +9,8 @@ from trace_analysis.compare import Comparison, OperationChange
 from trace_analysis.model import Report
 from trace_analysis.report_compare import (
     MAX_LISTED,
+    PATH_SELF_NOTE,
+    STAT_COLUMNS,
     attribution_text,
     change_text,
     counts_line,
@@ -45,6 +47,7 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
         if group:
             parts.append(f"<h2>{heading}</h2>")
             parts.append(_changes_table(group))
+            parts.append(f'<p class="muted">{escape(PATH_SELF_NOTE)}</p>')
             where = [
                 f"<li>{escape(op.service)} <b>{escape(op.operation)}</b>: {escape(text)}</li>"
                 for op in group
@@ -85,9 +88,9 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
 
 def _changes_table(group: list[OperationChange]) -> str:
     head = (
-        "<tr><th>service</th><th>operation</th><th>why</th>"
-        '<th class="num">spans</th><th class="num">p50</th><th class="num">p95</th>'
-        '<th class="num">p99</th><th class="num">errors</th></tr>'
+        '<tr><th>service</th><th>operation</th><th>why</th><th class="num">spans</th>'
+        + "".join(f'<th class="num">{name}</th>' for name, _ in STAT_COLUMNS)
+        + '<th class="num">errors</th></tr>'
     )
     rows = []
     for op in group:
@@ -98,7 +101,7 @@ def _changes_table(group: list[OperationChange]) -> str:
             f"<td>{escape(op.operation)}</td>",
             f"<td>{escape(reason_text(op))}</td>",
             f'<td class="num">{b.count:,} → {c.count:,}</td>',
-            *(_change_cell(getattr(b, q), getattr(c, q)) for q in ("p50_us", "p95_us", "p99_us")),
+            *(_change_cell(getattr(b, field), getattr(c, field)) for _, field in STAT_COLUMNS),
             f'<td class="num">{escape(errors_text(b))} → {escape(errors_text(c))}</td>',
         ]
         rows.append(f"<tr>{''.join(cells)}</tr>")

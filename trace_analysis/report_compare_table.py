@@ -10,6 +10,8 @@ from rich.text import Text
 from trace_analysis.compare import Comparison, OperationChange
 from trace_analysis.report_compare import (
     MAX_LISTED,
+    PATH_SELF_NOTE,
+    STAT_COLUMNS,
     attribution_text,
     change_text,
     counts_line,
@@ -38,6 +40,7 @@ def render_comparison_table(comparison: Comparison, candidate: str, console: Con
         if group:
             console.print()
             console.print(_changes_table(title, group, style))
+            console.print(Text(PATH_SELF_NOTE, style="dim"))
             attributions = [(op, attribution_text(op)) for op in group]
             if any(text for _, text in attributions):
                 console.print(
@@ -75,7 +78,7 @@ def _changes_table(title: str, group: list[OperationChange], style: str) -> Tabl
     table.add_column("operation")
     table.add_column("why", no_wrap=True)
     table.add_column("spans", justify="right", no_wrap=True)
-    for name in ("p50", "p95", "p99"):
+    for name, _ in STAT_COLUMNS:
         table.add_column(name, justify="right")
     table.add_column("errors", justify="right")
     for op in group:
@@ -87,7 +90,7 @@ def _changes_table(title: str, group: list[OperationChange], style: str) -> Tabl
             name,
             reason_text(op),
             f"{b.count:,} →\n{c.count:,}",
-            *(_cell(getattr(b, f"{q}_us"), getattr(c, f"{q}_us")) for q in ("p50", "p95", "p99")),
+            *(_cell(getattr(b, field), getattr(c, field)) for _, field in STAT_COLUMNS),
             f"{errors_text(b)} →\n{errors_text(c)}",
         )
     return table
