@@ -93,7 +93,7 @@ def _instant(text: str) -> int:
 
 def run_comparison(request: CompareRequest) -> int:
     """Read, compare, write the report; the exit status (see the CLI's doc)."""
-    from trace_analysis.cli import DEFAULT_LIMIT
+    from trace_analysis.cli import DEFAULT_LIMIT, DEFAULT_SERVICE
 
     given = [
         name
@@ -115,7 +115,13 @@ def run_comparison(request: CompareRequest) -> int:
     warnings: list[str] = []
 
     # the baseline first: a wrong baseline fails before the (maybe long) candidate read
-    baseline = SideCollector(request.service, request.operation)
+    # a live side reads the traces of one service (default api-gateway): a file on the other
+    # side is held to the same, so that both sides hold the same kind of traces
+    live = "jaeger" in (baseline_source.kind, source.kind)
+    service = request.service or (DEFAULT_SERVICE if live else None)
+    for side in (baseline_source, source):
+        side.service = service if side.kind == "file" else side.service
+    baseline = SideCollector(service, request.operation)
     baseline_warnings: list[str] = []
     limit = request.limit or (None if baseline_source.kind == "file" else DEFAULT_LIMIT)
     stopped: list[bool] = []
@@ -124,12 +130,12 @@ def run_comparison(request: CompareRequest) -> int:
     if stopped:
         baseline_warnings.append(f"stopped at --limit ({limit:,} traces): more were there")
 
-    candidate = SideCollector(request.service, request.operation)
+    candidate = SideCollector(service, request.operation)
     criteria = Criteria(request.threshold_us, request.errors_only)
     limit = request.limit or (None if source.kind == "file" else DEFAULT_LIMIT)
     analyzer = Analyzer(
         criteria,
-        request.service if source.kind == "file" else None,
+        service if source.kind == "file" else None,
         request.operation if source.kind == "file" else None,
         limit,
         request.output_format == "html",

@@ -348,3 +348,26 @@ def test_an_overlapping_baseline_window_is_warned_about(
     assert result.code == 0, result.err
     assert "warning: the baseline window overlaps the candidate's" in result.out
     assert "Not judged, too few samples" in result.out  # the same 5 traces on each side
+
+
+def test_a_file_compared_with_a_live_window_holds_the_same_service(
+    jaeger: FakeJaeger,  # noqa: F811 - the fixture
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Live mode reads api-gateway's traces; from a file on the other side, only those count,
+    not the checkouts of another service that the same export holds."""
+    now = time.time_ns() // 1000
+    jaeger.traces = [make_trace(i, now - 60_000_000 - i * 1_000_000) for i in range(40)]
+    export = checkout_traces(1, 40)
+    export["data"] += [make_trace(100 + i, now - 3_600_000_000) for i in range(40)]
+    before = write(tmp_path, "before.json", export)
+    result = run_cli(
+        capsys, "--jaeger-url", jaeger.url, "--lookback", "10m", "--baseline", before, "-f", "json"
+    )
+    assert result.code == 0, result.err
+    comparison = result.json()["comparison"]
+    assert comparison["baseline"]["traces"] == 40
+    assert comparison["baseline"]["source"]["service"] == "api-gateway"
+    assert comparison["counts"]["gone"] == 0
+    assert comparison["counts"]["unchanged"] == 2
