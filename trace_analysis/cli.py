@@ -169,7 +169,9 @@ def analyze(
     ] = DEFAULT_MIN_CHANGE_TEXT,
     min_change_ms: Annotated[
         float,
-        typer.Option("--min-change-ms", min=0, help="with a baseline: ... and at least this"),
+        typer.Option(
+            "--min-change-ms", min=0, help="with a baseline: ... and at least this many ms"
+        ),
     ] = DEFAULT_MIN_CHANGE_US / 1000,
     min_samples: Annotated[
         int,
