@@ -7,10 +7,10 @@ INSTALL := scripts/install_backends.sh
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
 .PHONY: lint format
-.PHONY: load bench demo-faults
+.PHONY: load bench demo-faults demo-regression
 
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
@@ -71,3 +71,6 @@ bench: install ## Tracing overhead, span delivery, time to queryable (wrk; ~7 mi
 
 demo-faults: install ## Inject a latency and an error fault, send orders, let the analyzer name the culprits
 	@$(PY) -m stackctl demo-faults
+
+demo-regression: install ## Orders, then orders with a latency fault; the analyzer compares the two windows live
+	@$(PY) -m stackctl demo-regression

@@ -1,4 +1,5 @@
-"""``python -m stackctl up|down|status|logs|demo|demo-faults``: the local stack for `make`."""
+"""``python -m stackctl up|down|status|logs|demo|demo-faults|demo-regression``: the local
+stack for `make`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from stackctl.fault_demo import demo_faults
 from stackctl.orders import order_body
 from stackctl.process import StartError
+from stackctl.regression_demo import demo_regression
 from stackctl.stack import SERVICE_NAMES, Stack, local_stack
 from stackctl.traces import wait_for_trace
 
@@ -128,6 +130,7 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
 
 
 app.command("demo-faults")(demo_faults)
+app.command("demo-regression")(demo_regression)
 
 if __name__ == "__main__":
     app()

@@ -21,6 +21,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from trace_analysis.analysis import Outcome, analyze_traces
+from trace_analysis.compare import (
+    DEFAULT_MIN_CHANGE_TEXT,
+    DEFAULT_MIN_CHANGE_US,
+    DEFAULT_MIN_SAMPLES,
+    CompareCriteria,
+)
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.loading import iter_file_traces
 from trace_analysis.model import Criteria, Report, Source
@@ -59,6 +65,7 @@ class FailOn(StrEnum):
     slow = "slow"
     error = "error"
     any = "any"
+    regression = "regression"  # with a baseline: something regressed
 
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -134,7 +141,11 @@ def analyze(
     ] = None,
     fail_on: Annotated[
         FailOn | None,
-        typer.Option("--fail-on", help="exit 1 if a flagged trace is slow / failing / either"),
+        typer.Option(
+            "--fail-on",
+            help="exit 1 if a flagged trace is slow / failing / either, or (with a baseline) "
+            "if an operation regressed",
+        ),
     ] = None,
     top: Annotated[
         int,
@@ -156,6 +167,45 @@ def analyze(
             "Jaeger by id, or from --input",
         ),
     ] = None,
+    # --- comparison against a baseline (trace_analysis/compare_run.py) ---
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", metavar="FILE", help="compare with the traces of this file"),
+    ] = None,
+    baseline_offset: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline-offset",
+            metavar="OFFSET",
+            help="compare with the live window this much earlier, e.g. 1d",
+        ),
+    ] = None,
+    baseline_window: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline-window",
+            metavar="START..END",
+            help="compare with this live window (ISO 8601; no zone: UTC)",
+        ),
+    ] = None,
+    min_change: Annotated[
+        str,
+        typer.Option(
+            "--min-change", metavar="PERCENT", help="with a baseline: smallest p50/p95 change"
+        ),
+    ] = DEFAULT_MIN_CHANGE_TEXT,
+    min_change_ms: Annotated[
+        float,
+        typer.Option(
+            "--min-change-ms", min=0, help="with a baseline: ... and at least this many ms"
+        ),
+    ] = DEFAULT_MIN_CHANGE_US / 1000,
+    min_samples: Annotated[
+        int,
+        typer.Option(
+            "--min-samples", min=2, help="with a baseline: fewer spans on a side: no verdict"
+        ),
+    ] = DEFAULT_MIN_SAMPLES,
 ) -> int:
     if trace_ids:
         return _explain(
@@ -168,6 +218,40 @@ def analyze(
             output_format,
             output,
         )
+    if baseline is not None or baseline_offset is not None or baseline_window is not None:
+        from trace_analysis.compare_run import CompareRequest, parse_min_change, run_comparison
+
+        flagging = threshold is not None or threshold_ms is not None or errors_only
+        return run_comparison(
+            CompareRequest(
+                baseline=baseline,
+                baseline_offset=baseline_offset,
+                baseline_window=baseline_window,
+                criteria=CompareCriteria(
+                    parse_min_change(min_change), round(min_change_ms * 1000), min_samples
+                ),
+                threshold_us=_threshold_us(threshold, threshold_ms, errors_only)
+                if flagging
+                else None,
+                errors_only=errors_only,
+                jaeger_url=jaeger_url,
+                api=api.value,
+                service=service,
+                operation=operation,
+                lookback=lookback,
+                limit=limit,
+                page_size=page_size,
+                timeout=timeout,
+                input_path=input_path,
+                output_format=output_format.value,
+                output=output,
+                fail_on=fail_on.value if fail_on else None,
+                top=top,
+            )
+        )
+    if fail_on is FailOn.regression:
+        raise AnalyzerError("--fail-on regression needs a baseline (--baseline, ...)")
+    # --- end of the comparison ---
     threshold_us = _threshold_us(threshold, threshold_ms, errors_only)
     window_us = parse_lookback(lookback)  # checked even when --input makes it moot
     if not re.match(r"^https?://[^/\s]+", jaeger_url):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_analyzer_compare import checkout_traces, write
 from tests.unit.test_analyzer_support import FIXTURES, run_cli
 
 FLAGGED = [
@@ -81,5 +82,24 @@ def test_rendered_html_report_shows_every_flagged_trace(
     painted = render(
         report, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,1600"
     )
+    assert painted.returncode == 0, painted.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_rendered_comparison_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The HTML comparison in headless Chromium: its tables, the attribution, and it paints."""
+    before = write(tmp_path, "before.json", checkout_traces(1, 400))
+    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=2.5))
+    page = tmp_path / "comparison.html"
+    result = run_cli(capsys, "-i", after, "--baseline", before, "-f", "html", "--output", page)
+    assert result.code == 0, result.err
+    rendered = render(page, tmp_path / "profile", "--dump-dom")
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    dom = rendered.stdout
+    assert "<h1>Compared with the baseline: 3 regressed</h1>" in dom
+    assert dom.count("<tr>") == 1 + 3  # the header and the three regressed operations
+    assert "<b>GET /checkout</b>: p50 +" in dom and "of which stock SELECT stock +" in dom
+    shot = tmp_path / "comparison.png"
+    painted = render(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,900")
     assert painted.returncode == 0, painted.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

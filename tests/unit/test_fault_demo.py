@@ -86,3 +86,57 @@ def test_check_names_what_the_analyzer_got_wrong() -> None:
         "api-gateway is blamed but had no fault",
         "inventory-service is named as the origin of errors",
     ]
+
+
+def _op(
+    service: str,
+    regressed: bool,
+    errors: str | None = None,
+    operation: str = "POST /x",
+    p50_ms: float = 5.0,
+    attribution: list[dict] | None = None,
+) -> dict:
+    return {
+        "service": service,
+        "operation": operation,
+        "regressed": regressed,
+        "latency": "regressed" if regressed and errors is None else None,
+        "errors": errors,
+        "change": {"p50_ms": p50_ms},
+        "attribution": attribution or [],
+    }
+
+
+def _cause(service: str, change_ms: float) -> dict:
+    return {"service": service, "operation": "POST /x", "change_ms": change_ms}
+
+
+def test_regression_demo_check_names_what_is_wrong() -> None:
+    from stackctl.regression_demo import check
+
+    orders = ("api-gateway", True, None, "POST /api/orders")
+    right = [
+        _op("inventory-service", True, p50_ms=200),
+        _op(*orders, p50_ms=190, attribution=[_cause("inventory-service", 200)]),
+        # a few ms more elsewhere: the machine's load, reported but not a mismatch
+        _op("order-service", True, p50_ms=6, attribution=[_cause("order-service", 5)]),
+        _op("notification-service", False),
+    ]
+    assert check({"operations": right}, "inventory-service") == []
+    assert check({"operations": right[1:2]}, "inventory-service") == [
+        "no operation of inventory-service (latency fault) regressed"
+    ]
+    wrong = [
+        _op("inventory-service", True, p50_ms=200),
+        _op(*orders, p50_ms=190, attribution=[_cause("order-service", 150)]),
+        _op("notification-service", True, errors="regressed"),
+    ]
+    assert check({"operations": wrong}, "inventory-service") == [
+        "api-gateway POST /api/orders is attributed to order-service POST /x, not to "
+        "inventory-service",
+        "api-gateway POST /api/orders is attributed to order-service POST /x (+150.0 ms)",
+        "notification-service POST /x regressed for errors, but only latency was injected",
+    ]
+    assert check({"operations": [right[0]]}, "inventory-service") == [
+        "api-gateway POST /api/orders (the orders) did not regress"
+    ]

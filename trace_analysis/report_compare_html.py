@@ -1,0 +1,113 @@
+"""The comparison against a baseline as an HTML page, in the style of the HTML report (and,
+with a threshold or --errors-only, followed by that report for the candidate)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from trace_analysis.compare import Comparison, OperationChange
+from trace_analysis.model import Report
+from trace_analysis.report_compare import (
+    MAX_LISTED,
+    PATH_SELF_NOTE,
+    STAT_COLUMNS,
+    attribution_text,
+    change_text,
+    counts_line,
+    criteria_line,
+    errors_text,
+    listed_text,
+    reason_text,
+    side_text,
+    sides_line,
+)
+from trace_analysis.report_format import source_text
+from trace_analysis.report_html import CSS, render_html
+
+
+def render_comparison_html(report: Report, comparison: Comparison, top: int, traces: bool) -> str:
+    regressed = [op for op in comparison.operations if op.verdict == "regressed"]
+    improved = [op for op in comparison.operations if op.verdict == "improved"]
+    title = f"Compared with the baseline: {len(regressed)} regressed"
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<div class="muted">Candidate: {escape(source_text(report))}.<br>'
+        f"Baseline: {escape(side_text(comparison.baseline_source))}.<br>"
+        f"{escape(sides_line(comparison))}. Generated {escape(report.generated_at)}.</div>",
+        f"<p><b>{escape(counts_line(comparison))}</b></p>",
+        f'<p class="muted">{escape(criteria_line(comparison))}</p>',
+    ]
+    parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in comparison.warnings]
+    for heading, group in (("Regressed", regressed), ("Improved", improved)):
+        if group:
+            parts.append(f"<h2>{heading}</h2>")
+            parts.append(_changes_table(group))
+            parts.append(f'<p class="muted">{escape(PATH_SELF_NOTE)}</p>')
+            where = [
+                f"<li>{escape(op.service)} <b>{escape(op.operation)}</b>: {escape(text)}</li>"
+                for op in group
+                if (text := attribution_text(op))
+            ]
+            if where:
+                parts.append(
+                    "<p><b>Where the time went</b>: critical-path self time per request</p>"
+                    f"<ul>{''.join(where)}</ul>"
+                )
+    for verdict, heading in (
+        ("new", "New operations (not in the baseline)"),
+        ("gone", "Gone operations (not in the candidate)"),
+        ("too_few_samples", "Not judged, too few samples"),
+    ):
+        group = [op for op in comparison.operations if op.verdict == verdict]
+        if group:
+            items = "".join(f"<li>{escape(listed_text(op))}</li>" for op in group[:MAX_LISTED])
+            more = len(group) - MAX_LISTED
+            if more > 0:
+                items += f"<li>... and {more} more (--format json lists all)</li>"
+            parts.append(f"<h2>{heading}</h2><ul>{items}</ul>")
+    if comparison.new_errors:
+        items = "".join(
+            f"<li>{escape(e.service)} {escape(e.operation)}: <code>{escape(e.message)}</code> "
+            f"({e.count:,}x)</li>"
+            for e in comparison.new_errors[:MAX_LISTED]
+        )
+        parts.append(f"<h2>Error messages seen only in the candidate</h2><ul>{items}</ul>")
+    if traces:
+        # the flagged-trace report's own page, from its body on
+        page = render_html(report, top)
+        body = page[page.index("<body>") + len("<body>") : page.rindex("</body>")]
+        parts.append(f"<hr>{body}")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _changes_table(group: list[OperationChange]) -> str:
+    head = (
+        '<tr><th>service</th><th>operation</th><th>why</th><th class="num">spans</th>'
+        + "".join(f'<th class="num">{name}</th>' for name, _ in STAT_COLUMNS)
+        + '<th class="num">errors</th></tr>'
+    )
+    rows = []
+    for op in group:
+        b, c = op.baseline, op.candidate
+        assert b is not None and c is not None
+        cells = [
+            f"<td>{escape(op.service)}</td>",
+            f"<td>{escape(op.operation)}</td>",
+            f"<td>{escape(reason_text(op))}</td>",
+            f'<td class="num">{b.count:,} → {c.count:,}</td>',
+            *(_change_cell(getattr(b, field), getattr(c, field)) for _, field in STAT_COLUMNS),
+            f'<td class="num">{escape(errors_text(b))} → {escape(errors_text(c))}</td>',
+        ]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _change_cell(before: float, after: float) -> str:
+    values, _, change = change_text(before, after).partition(" (")
+    return f'<td class="num">{escape(values)}<br><span class="muted">({escape(change)}</span></td>'

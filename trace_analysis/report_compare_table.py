@@ -1,0 +1,102 @@
+"""The comparison against a baseline as terminal tables (rich): regressions first, then
+improvements; unchanged operations are counted, not listed."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from trace_analysis.compare import Comparison, OperationChange
+from trace_analysis.report_compare import (
+    MAX_LISTED,
+    PATH_SELF_NOTE,
+    STAT_COLUMNS,
+    attribution_text,
+    change_text,
+    counts_line,
+    criteria_line,
+    errors_text,
+    listed_text,
+    reason_text,
+    side_text,
+    sides_line,
+)
+
+
+def render_comparison_table(comparison: Comparison, candidate: str, console: Console) -> None:
+    regressed = [op for op in comparison.operations if op.verdict == "regressed"]
+    improved = [op for op in comparison.operations if op.verdict == "improved"]
+    console.print(Text(f"Compared with the baseline: {len(regressed)} regressed", style="bold"))
+    console.print(f"candidate: {candidate}")
+    console.print(f"baseline:  {side_text(comparison.baseline_source)}")
+    console.print(sides_line(comparison))
+    console.print(Text(criteria_line(comparison), style="dim"))
+    console.print(Text(counts_line(comparison), style="bold"))
+    for title, group, style in (
+        ("Regressed", regressed, "red"),
+        ("Improved", improved, "green"),
+    ):
+        if group:
+            console.print()
+            console.print(_changes_table(title, group, style))
+            console.print(Text(PATH_SELF_NOTE, style="dim"))
+            attributions = [(op, attribution_text(op)) for op in group]
+            if any(text for _, text in attributions):
+                console.print(
+                    Text("Where the time went: critical-path self time per request", style="bold")
+                )
+            for op, text in attributions:
+                if text:
+                    console.print(f"  {op.service} {op.operation}: {text}")
+    for verdict, title in (
+        ("new", "New operations (not in the baseline)"),
+        ("gone", "Gone operations (not in the candidate)"),
+        ("too_few_samples", "Not judged, too few samples"),
+    ):
+        group = [op for op in comparison.operations if op.verdict == verdict]
+        if group:
+            console.print()
+            console.print(Text(f"{title}:", style="bold"))
+            for op in group[:MAX_LISTED]:
+                console.print(f"  {listed_text(op)}")
+            if len(group) > MAX_LISTED:
+                console.print(f"  ... and {len(group) - MAX_LISTED} more (--format json lists all)")
+    if comparison.new_errors:
+        console.print()
+        console.print(Text("Error messages seen only in the candidate:", style="bold"))
+        for error in comparison.new_errors[:MAX_LISTED]:
+            console.print(
+                f"  {error.service} {error.operation}: {error.message} ({error.count:,}x)"
+            )
+    for warning in comparison.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+def _changes_table(title: str, group: list[OperationChange], style: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style=f"bold {style}", show_lines=True)
+    table.add_column("operation")
+    table.add_column("why", no_wrap=True)
+    table.add_column("spans", justify="right", no_wrap=True)
+    for name, _ in STAT_COLUMNS:
+        table.add_column(name, justify="right")
+    table.add_column("errors", justify="right")
+    for op in group:
+        b, c = op.baseline, op.candidate
+        assert b is not None and c is not None
+        name = Text(op.service, style="bold")
+        name.append(f"\n{op.operation}")
+        table.add_row(
+            name,
+            reason_text(op),
+            f"{b.count:,} →\n{c.count:,}",
+            *(_cell(getattr(b, field), getattr(c, field)) for _, field in STAT_COLUMNS),
+            f"{errors_text(b)} →\n{errors_text(c)}",
+        )
+    return table
+
+
+def _cell(before: float, after: float) -> Text:
+    text = change_text(before, after)
+    values, _, change = text.partition(" (")
+    return Text(f"{values}\n({change}")
