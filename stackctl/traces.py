@@ -14,7 +14,7 @@ import httpx
 
 
 @dataclass(frozen=True)
-class JaegerTrace:
+class StoredTrace:
     """One trace as Jaeger returned it, with the questions the demo and tests ask of it."""
 
     raw: dict[str, Any]
@@ -55,14 +55,14 @@ class JaegerTrace:
         return {tag["key"]: tag["value"] for tag in span.get("tags", [])}
 
 
-def fetch_trace(jaeger_url: str, trace_id: str, timeout: float = 5.0) -> JaegerTrace | None:
+def fetch_trace(jaeger_url: str, trace_id: str, timeout: float = 5.0) -> StoredTrace | None:
     """The trace, or None while Jaeger does not have it (404)."""
     response = httpx.get(f"{jaeger_url}/api/traces/{trace_id}", timeout=timeout)
     if response.status_code == 404:
         return None
     response.raise_for_status()
     data = response.json().get("data") or []
-    return JaegerTrace(data[0]) if data else None
+    return StoredTrace(data[0]) if data else None
 
 
 def wait_for_trace(
@@ -71,13 +71,13 @@ def wait_for_trace(
     services: set[str],
     operations: frozenset[str] = frozenset(),
     timeout: float = 15.0,
-) -> JaegerTrace:
+) -> StoredTrace:
     """Poll until the trace has these services and operations and no span misses its parent.
 
     Raises ``TimeoutError`` with what was last seen, so a failure says what is missing.
     """
     deadline = time.monotonic() + timeout
-    last: JaegerTrace | None = None
+    last: StoredTrace | None = None
     while True:
         try:
             last = fetch_trace(jaeger_url, trace_id)

@@ -16,7 +16,7 @@ import pytest
 
 from stackctl.orders import order_body
 from stackctl.stack import Stack
-from stackctl.traces import JaegerTrace, wait_for_trace
+from stackctl.traces import StoredTrace, wait_for_trace
 from tests.e2e.conftest import ADMIN_TOKEN
 
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
@@ -40,11 +40,11 @@ def inject(client: httpx.Client, service: str, **fault: Any) -> dict[str, Any]:
     return response.json()
 
 
-def server_span(trace: JaegerTrace, service: str) -> dict[str, Any]:
+def server_span(trace: StoredTrace, service: str) -> dict[str, Any]:
     [span] = [
         s
         for s in trace.spans
-        if trace.service_of(s) == service and JaegerTrace.tags(s).get("span.kind") == "server"
+        if trace.service_of(s) == service and StoredTrace.tags(s).get("span.kind") == "server"
     ]
     return span
 
@@ -54,14 +54,14 @@ def events(span: dict[str, Any]) -> set[str]:
 
 
 def assert_fault(span: dict[str, Any], kind: str, value: str) -> None:
-    tags = JaegerTrace.tags(span)
+    tags = StoredTrace.tags(span)
     assert tags.get("fault.injected") is True, tags
     assert (tags["fault.kind"], tags["fault.value"]) == (kind, value)
     assert "fault.injected" in events(span)
 
 
 def assert_no_fault(span: dict[str, Any]) -> None:
-    assert "fault.injected" not in JaegerTrace.tags(span)
+    assert "fault.injected" not in StoredTrace.tags(span)
 
 
 def test_admin_routes_need_the_bearer_token(faults: httpx.Client) -> None:
@@ -107,7 +107,7 @@ def test_error_fault_fails_the_order_and_marks_the_span(stack: Stack, faults: ht
     )
     order = server_span(trace, "order-service")
     assert_fault(order, "error", "503")
-    tags = JaegerTrace.tags(order)
+    tags = StoredTrace.tags(order)
     assert tags["otel.status_code"] == "ERROR"
     assert tags["http.response.status_code"] == 503
     assert "process_order" not in trace.operations, "the fault answered before the route ran"

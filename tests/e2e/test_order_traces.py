@@ -1,7 +1,8 @@
 """An order placed through the real gateway, read back from the real Jaeger by its trace id.
 
-The same telemetry contract as tests/unit/test_order_trace.py, but after OTLP export, the
-collector and Jaeger's storage: what a user sees when they open the trace.
+The same telemetry contract as tests/unit/test_order_trace.py (tests/order_trace_contract.py),
+but after OTLP export, the collector and Jaeger's storage: what a user sees when they open the
+trace.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 from stackctl.metrics import scrape, total
 from stackctl.orders import order_body
 from stackctl.stack import Stack
-from stackctl.traces import JaegerTrace, wait_for_trace
+from stackctl.traces import StoredTrace, wait_for_trace
+from tests.order_trace_contract import check_order_trace, check_out_of_stock_trace, from_jaeger
 
 SERVICES = {"api-gateway", "inventory-service", "order-service", "notification-service"}
 EMAIL = "customer@example.com"
@@ -24,11 +26,11 @@ EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
 
 def kind(span: dict) -> str | None:
-    return JaegerTrace.tags(span).get("span.kind")
+    return StoredTrace.tags(span).get("span.kind")
 
 
 @pytest.fixture(scope="module")
-def placed(stack: Stack) -> tuple[httpx.Response, JaegerTrace]:
+def placed(stack: Stack) -> tuple[httpx.Response, StoredTrace]:
     response = httpx.post(f"{stack.gateway_url}/api/orders", json=order_body(quantity=2))
     trace = wait_for_trace(
         stack.jaeger_url,
@@ -39,7 +41,7 @@ def placed(stack: Stack) -> tuple[httpx.Response, JaegerTrace]:
     return response, trace
 
 
-def test_order_answers_with_its_trace_id(placed: tuple[httpx.Response, JaegerTrace]) -> None:
+def test_order_answers_with_its_trace_id(placed: tuple[httpx.Response, StoredTrace]) -> None:
     response, trace = placed
     assert response.status_code == 201, response.text
     body = response.json()
@@ -48,49 +50,14 @@ def test_order_answers_with_its_trace_id(placed: tuple[httpx.Response, JaegerTra
     assert trace.raw["traceID"] == body["traceId"]
 
 
-def test_trace_is_one_complete_tree_over_four_services(placed) -> None:
-    _, trace = placed
-    assert trace.services == SERVICES
-    assert len(trace.roots) == 1
-    root = trace.roots[0]
-    assert trace.service_of(root) == "api-gateway" and kind(root) == "server"
-    assert trace.orphans == []
-    assert len({s["spanID"] for s in trace.spans}) == len(trace.spans), "no duplicated span"
-
-
-def test_process_order_span_has_its_attributes(placed) -> None:
+def test_trace_is_the_order_trace_contract(placed) -> None:
     response, trace = placed
-    [span] = [s for s in trace.spans if s["operationName"] == "process_order"]
-    assert trace.service_of(span) == "order-service"
-    tags = JaegerTrace.tags(span)
-    assert tags["order.id"] == response.json()["orderId"]
-    assert tags["order.item_count"] == 2
-    assert tags["order.total"] == 100.0
-    assert tags["customer.id"] == "1"
-
-
-def test_http_and_db_spans_follow_semantic_conventions(placed) -> None:
-    _, trace = placed
-    servers = [s for s in trace.spans if kind(s) == "server"]
-    assert {trace.service_of(s) for s in servers} == SERVICES
-    for span in servers:
-        tags = JaegerTrace.tags(span)
-        assert tags["http.request.method"] == "POST"
-        assert tags["http.route"].startswith("/")
-        assert tags["http.response.status_code"] in (201, 202)
-    clients = [s for s in trace.spans if "url.full" in JaegerTrace.tags(s)]
-    assert {JaegerTrace.tags(s)["url.full"].split("/", 3)[3] for s in clients} >= {
-        "inventory/reserve",
-        "orders",
-        "notify",
-    }
-    for span in clients:
-        tags = JaegerTrace.tags(span)
-        assert kind(span) == "client"
-        assert tags["server.address"] == "127.0.0.1"
-        assert isinstance(tags["http.response.status_code"], int)
-    db = [s for s in trace.spans if JaegerTrace.tags(s).get("db.system.name") == "sqlite"]
-    assert {trace.service_of(s) for s in db} >= {"inventory-service", "order-service"}
+    check_order_trace(from_jaeger(trace), response.json()["orderId"], item_count=2)
+    [process] = [s for s in trace.spans if s["operationName"] == "process_order"]
+    assert StoredTrace.tags(process)["order.total"] == 100.0
+    for span in trace.spans:
+        if "url.full" in StoredTrace.tags(span):
+            assert StoredTrace.tags(span)["server.address"] == "127.0.0.1"
 
 
 def test_resource_attributes_reach_jaeger(placed) -> None:
@@ -108,15 +75,7 @@ def test_out_of_stock_trace_has_the_inventory_error(stack: Stack) -> None:
     trace = wait_for_trace(
         stack.jaeger_url, response.json()["traceId"], {"api-gateway", "inventory-service"}
     )
-    [span] = [
-        s for s in trace.spans if trace.service_of(s) == "inventory-service" and kind(s) == "server"
-    ]
-    tags = JaegerTrace.tags(span)
-    assert tags["otel.status_code"] == "ERROR"
-    assert tags["inventory.sku"] == "OUT-OF-STOCK"
-    events = {f["value"] for log in span["logs"] for f in log["fields"] if f["key"] == "event"}
-    assert "stock.insufficient" in events
-    assert "process_order" not in trace.operations, "no order stored"
+    check_out_of_stock_trace(from_jaeger(trace), "OUT-OF-STOCK")
 
 
 def test_no_pii_anywhere_in_the_trace(placed) -> None:

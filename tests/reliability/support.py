@@ -21,7 +21,7 @@ import httpx
 from stackctl.metrics import scrape, total
 from stackctl.orders import order_body
 from stackctl.stack import Stack
-from stackctl.traces import JaegerTrace, fetch_trace
+from stackctl.traces import StoredTrace, fetch_trace
 
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
 PROBLEM_JSON = "application/problem+json"
@@ -130,7 +130,7 @@ def settle(stack: Stack, timeout: float = 30) -> dict[str, float]:
 # --- traces in Jaeger ------------------------------------------------------------------------
 
 
-def span_count_by_service(trace: JaegerTrace | None) -> Counter[str]:
+def span_count_by_service(trace: StoredTrace | None) -> Counter[str]:
     if trace is None:
         return Counter()
     return Counter(trace.service_of(span) for span in trace.spans)
@@ -138,10 +138,10 @@ def span_count_by_service(trace: JaegerTrace | None) -> Counter[str]:
 
 def wait_for_traces(
     jaeger_url: str, trace_ids: Iterable[str], expected: Counter[str], timeout: float
-) -> dict[str, JaegerTrace]:
+) -> dict[str, StoredTrace]:
     """Wait until every trace has exactly ``expected`` spans per service and no orphan."""
     pending = list(dict.fromkeys(trace_ids))
-    found: dict[str, JaegerTrace] = {}
+    found: dict[str, StoredTrace] = {}
     deadline = time.monotonic() + timeout
     while pending:
         still = []

@@ -25,7 +25,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from stackctl.stack import Stack
-from stackctl.traces import JaegerTrace, fetch_trace
+from stackctl.traces import StoredTrace, fetch_trace
 from tests.reliability.conftest import record
 from tests.reliability.support import PROBLEM_JSON, SERVICES, order_body, wait_until
 
@@ -246,19 +246,19 @@ def sent(client: httpx.Client) -> dict[str, httpx.Response]:
     }
 
 
-def order_trace(stack: Stack, response: httpx.Response, remote_parent: str = "") -> JaegerTrace:
+def order_trace(stack: Stack, response: httpx.Response, remote_parent: str = "") -> StoredTrace:
     """The order's trace once complete: four services, and no span missing its parent except
     the root when it continues a caller's (``remote_parent``) span."""
     assert response.status_code == 201, response.text
     trace_id = response.json()["traceId"]
 
-    def complete() -> JaegerTrace | None:
+    def complete() -> StoredTrace | None:
         trace = fetch_trace(stack.jaeger_url, trace_id)
         if trace is None or trace.services != set(SERVICES):
             return None
         if not {"process_order", "send_notification"} <= trace.operations:
             return None
-        missing = {JaegerTrace.parent_id(s) for s in trace.orphans}
+        missing = {StoredTrace.parent_id(s) for s in trace.orphans}
         return trace if missing <= {remote_parent} - {""} else None
 
     return wait_until(complete, 15, f"trace {trace_id} complete in Jaeger")
@@ -281,7 +281,7 @@ def test_valid_traceparent_is_continued(stack: Stack, sent) -> None:
     assert response.json()["traceId"] == trace_id
     trace = order_trace(stack, response, remote_parent=span_id)
     [entry] = trace.orphans  # the gateway's server span, child of the caller's span
-    assert trace.service_of(entry) == "api-gateway" and JaegerTrace.parent_id(entry) == span_id
+    assert trace.service_of(entry) == "api-gateway" and StoredTrace.parent_id(entry) == span_id
 
 
 def trace_states(stack: Stack, trace_id: str) -> set[str]:
@@ -304,14 +304,14 @@ def test_tracestate_junk_is_not_propagated(stack: Stack, sent, value: str) -> No
     assert trace_states(stack, response.json()["traceId"]) == {TRACESTATES[value]}
 
 
-def inventory_fault(trace: JaegerTrace) -> bool:
+def inventory_fault(trace: StoredTrace) -> bool:
     [span] = [
         s
         for s in trace.spans
         if trace.service_of(s) == "inventory-service"
-        and JaegerTrace.tags(s).get("span.kind") == "server"
+        and StoredTrace.tags(s).get("span.kind") == "server"
     ]
-    return JaegerTrace.tags(span).get("fault.injected") is True
+    return StoredTrace.tags(span).get("fault.injected") is True
 
 
 @pytest.mark.parametrize("value", BAGGAGES, ids=[v[:40] for v in BAGGAGES])

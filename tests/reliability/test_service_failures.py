@@ -18,7 +18,7 @@ import pytest
 
 from stackctl.process import ManagedProcess
 from stackctl.stack import Stack
-from stackctl.traces import JaegerTrace, wait_for_trace
+from stackctl.traces import StoredTrace, wait_for_trace
 from tests.reliability.conftest import StackFactory, record
 from tests.reliability.support import (
     PROBLEM_JSON,
@@ -92,18 +92,18 @@ def consistent(stack: Stack, client: httpx.Client, stock: dict[str, int], ok: li
     assert reserved == stored_order_ids(stack), "a reservation without an order, or the reverse"
 
 
-def failed_client_span(trace: JaegerTrace, path: str) -> dict:
+def failed_client_span(trace: StoredTrace, path: str) -> dict:
     [span] = [
         s
         for s in trace.spans
-        if JaegerTrace.tags(s).get("span.kind") == "client"
-        and str(JaegerTrace.tags(s).get("url.full", "")).endswith(path)
+        if StoredTrace.tags(s).get("span.kind") == "client"
+        and str(StoredTrace.tags(s).get("url.full", "")).endswith(path)
     ]
     return span
 
 
 def is_error(span: dict) -> bool:
-    tags = JaegerTrace.tags(span)
+    tags = StoredTrace.tags(span)
     return tags.get("otel.status_code") == "ERROR" or tags.get("error") is True
 
 
@@ -151,7 +151,7 @@ def test_order_service_killed_mid_run(stack: Stack, client: httpx.Client, per_or
         frozenset({"compensate_reservation", "POST /inventory/release"}),
     )
     span = failed_client_span(trace, "/orders")
-    assert is_error(span) and JaegerTrace.tags(span).get("error.type")
+    assert is_error(span) and StoredTrace.tags(span).get("error.type")
     assert "order-service" not in trace.services, "the killed process never exported its spans"
     record(
         "order-service killed",
