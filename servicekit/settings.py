@@ -1,31 +1,46 @@
 """Settings every service shares, read from environment variables (pydantic-settings).
 
-Each service subclasses :class:`ServiceSettings` to add its port (``GATEWAY_PORT`` ...) and its
+Each field reads the environment variable of its name (``data_dir``: ``DATA_DIR``; the case does
+not matter). Each service subclasses :class:`ServiceSettings` with its port and standing faults
+(:func:`service_port`, :func:`service_faults`, from its :mod:`servicekit.catalog` entry) and its
 own knobs. Telemetry is not configured here: it reads the standard ``OTEL_*`` variables itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.catalog import ServiceSpec
 
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    host: str = Field("127.0.0.1", validation_alias="HOST", description="bind address")
-    port: int = Field(8000, description="overridden per service, e.g. GATEWAY_PORT")
-    data_dir: Path = Field(Path("data"), validation_alias="DATA_DIR")
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
-    max_body_bytes: int = Field(
-        64 * 1024, validation_alias="MAX_BODY_BYTES", description="larger bodies get 413"
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8000, description="overridden per service: service_port()")
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(64 * 1024, description="larger bodies get 413")
+    admin_token: str = Field("", description="bearer token for /admin; empty: disabled")
+    faults: str = Field("", description="standing faults, see faults.py; service_faults()")
+    fault_seed: int | None = None
+    fault_timeout_ms: int = Field(30_000, ge=0)
+    fault_baggage_enabled: bool = True
+
+
+def service_port(spec: ServiceSpec) -> Any:
+    """The ``port`` field of ``spec``'s settings: ``<PREFIX>_PORT``, its default port."""
+    return Field(spec.default_port, validation_alias=spec.port_variable)
+
+
+def service_faults(spec: ServiceSpec) -> Any:
+    """The ``faults`` field of ``spec``'s settings: ``<PREFIX>_FAULTS``, else ``FAULTS``."""
+    return Field(
+        "",
+        validation_alias=AliasChoices(spec.faults_variable, "FAULTS"),
+        description="standing faults, see faults.py",
     )
-    admin_token: str = Field(
-        "", validation_alias="ADMIN_TOKEN", description="bearer token for /admin; empty: disabled"
-    )
-    faults: str = Field("", validation_alias="FAULTS", description="standing faults, see faults.py")
-    fault_seed: int | None = Field(None, validation_alias="FAULT_SEED")
-    fault_timeout_ms: int = Field(30_000, ge=0, validation_alias="FAULT_TIMEOUT_MS")
-    fault_baggage_enabled: bool = Field(True, validation_alias="FAULT_BAGGAGE_ENABLED")

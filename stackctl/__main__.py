@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from servicekit.catalog import SERVICE_NAMES
 from stackctl.fault_demo import demo_faults
 from stackctl.orders import order_body
 from stackctl.process import StartError
 from stackctl.regression_demo import demo_regression
-from stackctl.stack import SERVICE_NAMES, Stack, local_stack
+from stackctl.stack import Stack, local_stack
 from stackctl.traces import wait_for_trace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)

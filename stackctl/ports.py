@@ -8,13 +8,18 @@ import socket
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER, ServiceSpec
+
 
 @dataclass(frozen=True)
 class Ports:
-    gateway: int = 8080
-    inventory: int = 8081
-    order: int = 8082
-    notification: int = 8083
+    """Field ``x`` is overridden by ``X_PORT``; the services' fields are named by their
+    catalog entries' environment prefixes (``GATEWAY_PORT`` ...)."""
+
+    gateway: int = GATEWAY.default_port
+    inventory: int = INVENTORY.default_port
+    order: int = ORDER.default_port
+    notification: int = NOTIFICATION.default_port
     otlp_grpc: int = 4317
     otlp_http: int = 4318
     collector_health: int = 13133
@@ -26,6 +31,10 @@ class Ports:
     jaeger_health: int = 13134
     jaeger_metrics: int = 8898
     prometheus: int = 9090
+
+    def of(self, spec: ServiceSpec) -> int:
+        """The port of a service of the catalog."""
+        return int(getattr(self, spec.env_prefix.lower()))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Ports:

@@ -19,19 +19,12 @@ from pathlib import Path
 
 import httpx
 
+from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
 from stackctl.ports import Ports
 from stackctl.process import ManagedProcess, StartError
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (process name, python module, port attribute) for the four services, gateway last.
-SERVICES = (
-    ("inventory-service", "inventory_service", "inventory"),
-    ("order-service", "order_service", "order"),
-    ("notification-service", "notification_service", "notification"),
-    ("api-gateway", "api_gateway", "gateway"),
-)
-SERVICE_NAMES = tuple(name for name, _, _ in SERVICES)
 
 # A trace is queryable in Jaeger within a second of the response: the SDK exports every 500 ms
 # and the collector's batch waits at most 200 ms (otel-collector/config.yaml). The shell's own
@@ -82,7 +75,7 @@ class Stack:
         self.prometheus_missing = self.with_prometheus and prometheus is None
         if prometheus:
             self.processes.append(self._prometheus(prometheus))
-        self.processes += [self._service(*spec) for spec in SERVICES]
+        self.processes += [self._service(spec) for spec in SERVICES]
 
     # --- URLs -----------------------------------------------------------------------------
 
@@ -174,22 +167,23 @@ class Stack:
         ]
         return self._managed("prometheus", argv, f"http://127.0.0.1:{p.prometheus}/-/ready", {})
 
-    def _service(self, name: str, module: str, port_name: str) -> ManagedProcess:
+    def _service(self, spec: ServiceSpec) -> ManagedProcess:
         p = self.ports
+        port = p.of(spec)
         env = {
             **{k: v for k, v in LOCAL_DEFAULTS.items() if k not in os.environ},
             **self.env,
             "PYTHONUNBUFFERED": "1",
             "HOST": "127.0.0.1",
-            "DATA_DIR": str(self.data_dir / name),
-            f"{port_name.upper()}_PORT": str(getattr(p, port_name)),
+            "DATA_DIR": str(self.data_dir / spec.name),
+            spec.port_variable: str(port),
             "INVENTORY_URL": f"http://127.0.0.1:{p.inventory}",
             "ORDER_URL": f"http://127.0.0.1:{p.order}",
             "NOTIFICATION_URL": f"http://127.0.0.1:{p.notification}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp_grpc}",
         }
-        health = f"http://127.0.0.1:{getattr(p, port_name)}/readyz"
-        return self._managed(name, [sys.executable, "-m", module], health, env)
+        health = f"http://127.0.0.1:{port}/readyz"
+        return self._managed(spec.name, [sys.executable, "-m", spec.package], health, env)
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ and Jaeger configs. ``tests/unit/test_compose_static.py`` checks the files as te
 
 from __future__ import annotations
 
+import importlib
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,8 @@ import yaml
 from pydantic import AliasChoices, AliasPath
 from pydantic_settings import BaseSettings
 
-from api_gateway.app import GatewaySettings
-from inventory_service.app import InventorySettings
-from notification_service.app import NotificationSettings
-from order_service.app import OrderSettings
+from servicekit.catalog import SERVICES, ServiceSpec
+from servicekit.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -49,41 +49,51 @@ ONE_GIB = 1024**3
 OTLP_EXPORTERS = ("otlp", "otlp_grpc")
 
 
+def settings_class(spec: ServiceSpec) -> type[ServiceSettings]:
+    """The settings class a service defines in ``<package>/app.py``."""
+    module = importlib.import_module(f"{spec.package}.app")
+    [cls] = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value is not ServiceSettings
+    ]
+    return cls
+
+
+@dataclass(frozen=True)
 class PythonService:
-    def __init__(
-        self, name: str, directory: str, module: str, port_var: str, port: int, settings: type
-    ) -> None:
-        self.name, self.directory, self.module = name, directory, module
-        self.port_var, self.port, self.settings = port_var, port, settings
+    """A catalog entry (servicekit/catalog.py) with what the compose checks ask of it."""
+
+    spec: ServiceSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def directory(self) -> str:
+        return self.spec.name
+
+    @property
+    def module(self) -> str:
+        return self.spec.package
+
+    @property
+    def port_var(self) -> str:
+        return self.spec.port_variable
+
+    @property
+    def port(self) -> int:
+        return self.spec.default_port
+
+    @property
+    def settings(self) -> type[ServiceSettings]:
+        return settings_class(self.spec)
 
 
-PYTHON_SERVICES = {
-    s.name: s
-    for s in (
-        PythonService(
-            "api-gateway", "api-gateway", "api_gateway", "GATEWAY_PORT", 8080, GatewaySettings
-        ),
-        PythonService(
-            "inventory-service",
-            "inventory-service",
-            "inventory_service",
-            "INVENTORY_PORT",
-            8081,
-            InventorySettings,
-        ),
-        PythonService(
-            "order-service", "order-service", "order_service", "ORDER_PORT", 8082, OrderSettings
-        ),
-        PythonService(
-            "notification-service",
-            "notification-service",
-            "notification_service",
-            "NOTIFICATION_PORT",
-            8083,
-            NotificationSettings,
-        ),
-    )
-}
+PYTHON_SERVICES = {spec.name: PythonService(spec) for spec in SERVICES}
 BACKENDS = ("otel-collector", "jaeger", "prometheus")
 PUBLISHED = {"api-gateway": 8080, "jaeger": 16686, "prometheus": 9090}
 # Variables the OpenTelemetry SDK reads in every service (not pydantic settings).

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from stackctl.stack import SERVICE_NAMES
+from servicekit.catalog import SERVICE_NAMES
 from stackctl.traces import StoredTrace
 
 # (span kind, span name) -> how many one order of one line makes: 16 spans in four services.

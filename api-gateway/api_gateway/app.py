@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Header, Path, Request, Response, status
@@ -11,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from httpx import ASGITransport
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import AliasChoices, Field
+from pydantic import Field
 
 from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
 from api_gateway.compensation import cancellation_backlog, release_backlog
@@ -20,27 +21,26 @@ from api_gateway.models import OrderRequest, OrderResponse
 from api_gateway.orders import OrderFlow
 from servicekit.admin import require_admin_token
 from servicekit.app import ServiceApp, create_service_app
+from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER, SERVICE_NAMES
 from servicekit.faults import RuntimeFault
 from servicekit.http_client import Downstream
 from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN
 from servicekit.problems import PROBLEM_RESPONSES, ProblemError
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ServiceSettings, service_faults, service_port
 
-SERVICE_NAME = "api-gateway"
+SERVICE_NAME = GATEWAY.name
 router = APIRouter(prefix="/api", tags=["orders"], responses=PROBLEM_RESPONSES)
 IdentifierPath = Path(min_length=1, max_length=IDENTIFIER_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 
 
 class GatewaySettings(ServiceSettings):
-    port: int = Field(8080, validation_alias="GATEWAY_PORT")
-    faults: str = Field("", validation_alias=AliasChoices("GATEWAY_FAULTS", "FAULTS"))
-    inventory_url: str = Field("http://127.0.0.1:8081", validation_alias="INVENTORY_URL")
-    order_url: str = Field("http://127.0.0.1:8082", validation_alias="ORDER_URL")
-    notification_url: str = Field("http://127.0.0.1:8083", validation_alias="NOTIFICATION_URL")
-    downstream_timeout_seconds: float = Field(
-        5.0, gt=0, validation_alias="DOWNSTREAM_TIMEOUT_SECONDS"
-    )
-    notify_timeout_seconds: float = Field(1.0, gt=0, validation_alias="NOTIFY_TIMEOUT_SECONDS")
+    port: int = service_port(GATEWAY)
+    faults: str = service_faults(GATEWAY)
+    inventory_url: str = f"http://127.0.0.1:{INVENTORY.default_port}"
+    order_url: str = f"http://127.0.0.1:{ORDER.default_port}"
+    notification_url: str = f"http://127.0.0.1:{NOTIFICATION.default_port}"
+    downstream_timeout_seconds: float = Field(5.0, gt=0)
+    notify_timeout_seconds: float = Field(1.0, gt=0)
 
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderResponse)
@@ -90,7 +90,7 @@ async def get_stock(sku: Annotated[str, IdentifierPath], request: Request) -> An
 
 
 admin = APIRouter(prefix="/api/admin", tags=["admin"])
-ServiceName = Literal["api-gateway", "inventory-service", "order-service", "notification-service"]
+ServiceName = StrEnum("ServiceName", [(name, name) for name in SERVICE_NAMES])
 
 
 async def _forward_faults(service: str, request: Request) -> Any:
@@ -144,9 +144,9 @@ def create_app(
 
     gateway_db = app.open_database(settings.data_dir / "gateway.db", SCHEMA + RELEASES_SCHEMA)
     app.state.flow = OrderFlow(
-        inventory=downstream("inventory-service", settings.inventory_url),
-        orders=downstream("order-service", settings.order_url),
-        notifications=downstream("notification-service", settings.notification_url),
+        inventory=downstream(INVENTORY.name, settings.inventory_url),
+        orders=downstream(ORDER.name, settings.order_url),
+        notifications=downstream(NOTIFICATION.name, settings.notification_url),
         tracer=app.telemetry.tracer,
         notify_timeout_seconds=settings.notify_timeout_seconds,
         releases=release_backlog(gateway_db),
@@ -156,9 +156,9 @@ def create_app(
     app.state.settings = settings
     app.state.admin_targets = {
         SERVICE_NAME: app.downstream(SERVICE_NAME, "http://self", timeout, ASGITransport(app)),
-        "inventory-service": app.state.flow.inventory,
-        "order-service": app.state.flow.orders,
-        "notification-service": app.state.flow.notifications,
+        INVENTORY.name: app.state.flow.inventory,
+        ORDER.name: app.state.flow.orders,
+        NOTIFICATION.name: app.state.flow.notifications,
     }
     app.include_router(router)
     app.include_router(admin, dependencies=[require_admin_token(settings.admin_token)])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import AliasChoices, Field
 
 from inventory_service.models import (
     ReleaseRequest,
@@ -16,16 +15,17 @@ from inventory_service.models import (
 )
 from inventory_service.store import SCHEMA, InsufficientStock, InventoryStore, UnknownSku
 from servicekit.app import ServiceApp, create_service_app
+from servicekit.catalog import INVENTORY
 from servicekit.problems import ProblemError
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ServiceSettings, service_faults, service_port
 
-SERVICE_NAME = "inventory-service"
+SERVICE_NAME = INVENTORY.name
 router = APIRouter(prefix="/inventory", tags=["inventory"])
 
 
 class InventorySettings(ServiceSettings):
-    port: int = Field(8081, validation_alias="INVENTORY_PORT")
-    faults: str = Field("", validation_alias=AliasChoices("INVENTORY_FAULTS", "FAULTS"))
+    port: int = service_port(INVENTORY)
+    faults: str = service_faults(INVENTORY)
 
 
 def _store(request: Request) -> InventoryStore:

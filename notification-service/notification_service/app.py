@@ -16,13 +16,14 @@ from fastapi import APIRouter, BackgroundTasks, Request, status
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from servicekit.app import ServiceApp, create_service_app
+from servicekit.catalog import NOTIFICATION
 from servicekit.db import Database
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ServiceSettings, service_faults, service_port
 
-SERVICE_NAME = "notification-service"
+SERVICE_NAME = NOTIFICATION.name
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"])
 
@@ -38,11 +39,9 @@ CREATE TABLE IF NOT EXISTS notifications (
 
 
 class NotificationSettings(ServiceSettings):
-    port: int = Field(8083, validation_alias="NOTIFICATION_PORT")
-    faults: str = Field("", validation_alias=AliasChoices("NOTIFICATION_FAULTS", "FAULTS"))
-    send_delay_ms: int = Field(
-        20, validation_alias="NOTIFY_SEND_DELAY_MS", description="simulated mail relay latency"
-    )
+    port: int = service_port(NOTIFICATION)
+    faults: str = service_faults(NOTIFICATION)
+    notify_send_delay_ms: int = Field(20, description="simulated mail relay latency")
 
 
 class NotifyRequest(BaseModel):
@@ -93,7 +92,7 @@ def _send(
                 "order.id": order_id,
             }
         )
-        time.sleep(settings.send_delay_ms / 1000)  # the mail relay round trip
+        time.sleep(settings.notify_send_delay_ms / 1000)  # the mail relay round trip
         with db.transaction() as conn:
             conn.cursor().execute(
                 "INSERT INTO notifications (notification_id, order_id, recipient_hash, status)"

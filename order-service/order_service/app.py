@@ -5,21 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import AliasChoices, Field
 
 from order_service.models import CreateOrder, Order
 from order_service.store import SCHEMA, OrderStore, order_total
 from servicekit.app import ServiceApp, create_service_app
+from servicekit.catalog import ORDER
 from servicekit.problems import ProblemError
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ServiceSettings, service_faults, service_port
 
-SERVICE_NAME = "order-service"
+SERVICE_NAME = ORDER.name
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 
 class OrderSettings(ServiceSettings):
-    port: int = Field(8082, validation_alias="ORDER_PORT")
-    faults: str = Field("", validation_alias=AliasChoices("ORDER_FAULTS", "FAULTS"))
+    port: int = service_port(ORDER)
+    faults: str = service_faults(ORDER)
 
 
 def _store(request: Request) -> OrderStore:

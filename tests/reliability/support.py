@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 
 import httpx
 
+from servicekit.catalog import SERVICE_NAMES
 from stackctl.metrics import scrape, total
 from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import StoredTrace, fetch_trace
 
-SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
+SERVICES = SERVICE_NAMES
 PROBLEM_JSON = "application/problem+json"
 T = TypeVar("T")
 

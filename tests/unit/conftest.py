@@ -85,7 +85,7 @@ def build_stack(
         ),
         "order-service": create_order(settings("order-service", OrderSettings), exporter),
         "notification-service": create_notification(
-            settings("notification-service", NotificationSettings, send_delay_ms=0), exporter
+            settings("notification-service", NotificationSettings, notify_send_delay_ms=0), exporter
         ),
     }
     transports: dict[str, httpx.AsyncBaseTransport] = {
