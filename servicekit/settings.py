@@ -22,6 +22,15 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, validation_alias="MAX_BODY_BYTES", description="larger bodies get 413"
     )
+    max_uri_bytes: int = Field(
+        8192, gt=0, validation_alias="MAX_URI_BYTES", description="longer request targets get 414"
+    )
+    max_header_bytes: int = Field(
+        16384,
+        gt=0,
+        validation_alias="MAX_HEADER_BYTES",
+        description="larger header fields (in total) get 431",
+    )
     admin_token: str = Field(
         "", validation_alias="ADMIN_TOKEN", description="bearer token for /admin; empty: disabled"
     )
