@@ -44,22 +44,9 @@ class RetryingSpanExporter(SpanExporter):
         self.exported = 0
         self.dropped = 0
         self._stopped = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self._idle.clear()
-        try:
-            return self._export(spans)
-        finally:
-            self._idle.set()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait (bounded) until no export is under way, so the counts are final."""
-        return self._idle.wait(timeout)
-
-    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         first = time.monotonic()
         attempts = 0
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -198,12 +199,17 @@ class Telemetry:
         down; called on SIGTERM via the app lifespan. Returns (every span exported?, what
         happened): how many of the spans this process finished were exported, and what became
         of the rest (dropped after failed exports, or still queued when the flush gave up)."""
-        if self.processor is not None and self.exporter is not None:
-            self.processor.shutdown(timeout_millis=int(SHUTDOWN_FLUSH_SECONDS * 1000))
-            self.exporter.wait_idle(timeout=2.0)
-        shutdown = getattr(self.provider, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        # The SDK's processor waits up to 30 s for its last export and takes no timeout (1.45):
+        # past SHUTDOWN_FLUSH_SECONDS the exporter stops retrying, and refuses what is left.
+        give_up = threading.Timer(SHUTDOWN_FLUSH_SECONDS, self._stop_retrying)
+        give_up.daemon = True
+        give_up.start()
+        try:
+            shutdown = getattr(self.provider, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        finally:
+            give_up.cancel()
         if self.exporter is None:
             return True, "stopped"
         ended, exported = self.counter.ended, self.exporter.exported
@@ -215,6 +221,10 @@ class Telemetry:
             f"{self.exporter.endpoint} ({dropped} dropped after failed exports, "
             f"{ended - exported - dropped} still queued or dropped from the full queue)"
         )
+
+    def _stop_retrying(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop_retrying()
 
     @property
     def export_counts(self) -> dict[str, int]:

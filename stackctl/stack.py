@@ -99,6 +99,11 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.collector_metrics}/metrics"
 
     @property
+    def jaeger_metrics_url(self) -> str:
+        """Jaeger's own metrics: its receiver's and its storage exporter's span counts."""
+        return f"http://127.0.0.1:{self.ports.jaeger_metrics}/metrics"
+
+    @property
     def spanmetrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.spanmetrics}/metrics"
 

@@ -86,7 +86,7 @@ def test_stop_retrying_ends_a_retry_at_once_and_refuses_later_batches() -> None:
     calls = inner.calls
     assert exporter.export(SPANS) is SpanExportResult.FAILURE  # type: ignore[arg-type]
     assert inner.calls == calls, "no new attempt after stop_retrying"
-    assert exporter.dropped == 6 and exporter.wait_idle(0)
+    assert exporter.dropped == 6
 
 
 def remote_parent(sampled: bool, state: TraceState | None = None) -> Context:
