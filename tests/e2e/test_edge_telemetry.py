@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import SDK_DEFAULTS
-from stackctl.metrics import scrape, total
+from stackctl.metrics import JAEGER_SPAN_COUNTERS, span_counts
 from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import JaegerTrace, fetch_trace
@@ -38,11 +38,7 @@ ALL_SERVICES = {"api-gateway", "inventory-service", "order-service", "notificati
 
 def store_failed(stack: Stack) -> float:
     """Spans Jaeger's storage refused since it started (Jaeger's own metrics)."""
-    return total(
-        scrape(stack.jaeger_metrics_url),
-        "otelcol_exporter_send_failed_spans",
-        exporter="jaeger_storage_exporter",
-    )
+    return span_counts(stack.jaeger_metrics_url, JAEGER_SPAN_COUNTERS)["store_failed"]
 
 
 def trace_id_of(response: httpx.Response) -> str:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from stackctl.metrics import scrape, total
+from stackctl.metrics import JAEGER_SPAN_COUNTERS, span_counts
 from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import JaegerTrace, fetch_trace
@@ -105,26 +105,14 @@ COUNTERS = {
 }
 
 
-# Jaeger's own pipeline: what its OTLP receiver accepted, and what its storage exporter wrote to
-# Badger or failed to (a span Badger refuses, e.g. an index key over 65,000 bytes, counts here
-# and nowhere else: the collector has already counted it as sent).
-JAEGER_COUNTERS = {
-    "accepted": ("otelcol_receiver_accepted_spans", {}),
-    "stored": ("otelcol_exporter_sent_spans", {"exporter": "jaeger_storage_exporter"}),
-    "store_failed": ("otelcol_exporter_send_failed_spans", {"exporter": "jaeger_storage_exporter"}),
-}
-
-
 def collector(stack: Stack) -> dict[str, float]:
     """The collector's span counters since it started (they restart at 0 with the process)."""
-    samples = scrape(stack.collector_metrics_url)
-    return {key: total(samples, name, **labels) for key, (name, labels) in COUNTERS.items()}
+    return span_counts(stack.collector_metrics_url, COUNTERS)
 
 
 def jaeger(stack: Stack) -> dict[str, float]:
     """Jaeger's span counters since it started: accepted, stored, store_failed."""
-    samples = scrape(stack.jaeger_metrics_url)
-    return {key: total(samples, name, **labels) for key, (name, labels) in JAEGER_COUNTERS.items()}
+    return span_counts(stack.jaeger_metrics_url, JAEGER_SPAN_COUNTERS)
 
 
 def settle(stack: Stack, timeout: float = 30) -> dict[str, float]:
