@@ -151,6 +151,7 @@ class Stack:
             "OTELCOL_SPANMETRICS_ENDPOINT": f"127.0.0.1:{p.spanmetrics}",
             "OTELCOL_METRICS_HOST": "127.0.0.1",
             "OTELCOL_METRICS_PORT": str(p.collector_metrics),
+            "OTELCOL_STORAGE_DIR": str(self.data_dir / "otel-collector"),
         }
         argv = [str(binary), "--config", str(ROOT / "otel-collector" / "config.yaml")]
         health = f"http://127.0.0.1:{p.collector_health}/"
