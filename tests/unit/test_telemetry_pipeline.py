@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from opentelemetry import trace
@@ -23,6 +24,7 @@ from servicekit import export
 from servicekit.export import RetryingSpanExporter
 from servicekit.sampling import EdgeSampler
 from servicekit.telemetry import SDK_DEFAULTS, Telemetry, sdk_setting
+from tests.unit.conftest import ORDER, build_stack
 from tests.unit.test_compose_static import parse_env_example
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
@@ -153,3 +155,43 @@ def test_sdk_defaults_are_the_ones_env_example_documents(monkeypatch: pytest.Mon
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "lots")
     with pytest.raises(ValueError, match="OTEL_BSP_MAX_QUEUE_SIZE='lots'"):
         sdk_setting("OTEL_BSP_MAX_QUEUE_SIZE")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("caller_flags", ["00", "01", None])
+async def test_under_a_ratio_sampler_an_unrecorded_order_names_no_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caller_flags: str | None
+) -> None:
+    """The edge's own decision (ratio 0 here) wins over the caller's flag either way, and an
+    answer whose trace is not recorded says so: traceId null, traceresponse not sampled."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    stack = build_stack(tmp_path)
+    headers = {}
+    if caller_flags:
+        headers["traceparent"] = f"00-{TRACE_ID:032x}-00f067aa0ba902b7-{caller_flags}"
+    try:
+        response = await stack.client.post("/api/orders", json=ORDER, headers=headers)
+    finally:
+        await stack.client.aclose()
+    assert response.status_code == 201
+    assert response.json()["traceId"] is None
+    flags = int(response.headers["traceresponse"].rsplit("-", 1)[1], 16)
+    assert not flags & 0x01, "traceresponse says the trace was not sampled"
+    assert stack.spans() == []
+
+
+@pytest.mark.anyio
+async def test_the_gateway_records_a_caller_that_said_not_sampled(tmp_path: Path) -> None:
+    stack = build_stack(tmp_path)
+    traceparent = f"00-{TRACE_ID:032x}-00f067aa0ba902b7-00"
+    try:
+        response = await stack.client.post(
+            "/api/orders", json=ORDER, headers={"traceparent": traceparent}
+        )
+    finally:
+        await stack.client.aclose()
+    assert response.json()["traceId"] == f"{TRACE_ID:032x}"
+    assert response.headers["traceresponse"].endswith("-01")
+    services = {s.resource.attributes["service.name"] for s in stack.spans(f"{TRACE_ID:032x}")}
+    assert services == {"api-gateway", "inventory-service", "order-service", "notification-service"}
