@@ -52,8 +52,8 @@ DEFAULT_ENVIRONMENT = "local"
 #   them (User-Agent, url.path, url.query), and Jaeger's Badger storage refuses a whole span whose
 #   index key, which holds a tag value, passes 65,000 bytes.
 # - The queue holds 8192 spans (SDK: 2048): 100 s of a service's spans at 20 orders/s (4 spans
-#   per order per service), so a 30 s collector outage fits with room to spare. About 1.5 kB
-#   each, so at most ~12 MiB per service.
+#   per order per service), so a 30 s collector outage fits with room to spare. About 1.2 kB
+#   each (measured), so at most ~10 MiB per service.
 # - OTEL_BSP_EXPORT_TIMEOUT ("maximum time to export a batch"; the SDK 1.45 ignores it) is how
 #   long one batch is retried while the collector refuses it (servicekit/export.py).
 SDK_DEFAULTS = {
