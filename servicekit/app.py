@@ -21,6 +21,7 @@ from servicekit.db import Database
 from servicekit.deadline import DeadlineMiddleware
 from servicekit.faults import FaultInjector, FaultMiddleware, parse_faults
 from servicekit.guard import RequestGuardMiddleware
+from servicekit.head_limits import RequestHeadLimitMiddleware
 from servicekit.health import HEALTH_PATHS, health_router
 from servicekit.http_client import Downstream
 from servicekit.logs import configure_logging
@@ -72,14 +73,19 @@ class ServiceApp(FastAPI):
 
 
 def create_service_app(
-    name: str, settings: ServiceSettings, exporter: SpanExporter | None = None
+    name: str,
+    settings: ServiceSettings,
+    exporter: SpanExporter | None = None,
+    public_edge: bool = False,
 ) -> ServiceApp:
     """A FastAPI app with tracing, problem+json errors, health, request limits and logging.
 
     ``exporter`` is for in-process tests (an ``InMemorySpanExporter``); without it spans go to
     the OTLP endpoint from ``OTEL_EXPORTER_OTLP_ENDPOINT``. Services add their routers, readiness
     checks (``/readyz``) and shutdown hooks to the returned app. On shutdown (SIGTERM) the hooks
-    run first, then the tracer provider is shut down so pending spans are flushed before exit.
+    run first, then the tracer provider is shut down so pending spans are flushed before exit,
+    and the log says how many were exported. ``public_edge``: the service takes requests from
+    outside (the gateway), so it makes its own sampling decision (servicekit/sampling.py).
     """
 
     @asynccontextmanager
@@ -89,12 +95,16 @@ def create_service_app(
             result = hook()
             if inspect.isawaitable(result):
                 await result
-        app.telemetry.shutdown()
-        log.info("stopped, spans flushed")
+        delivered, outcome = app.telemetry.shutdown()
+        log.log(logging.INFO if delivered else logging.ERROR, outcome)
 
     app = ServiceApp(title=name, version=SERVICE_VERSION, lifespan=lifespan)
     app.telemetry = Telemetry.create(
-        name, SERVICE_VERSION, exporter=exporter, set_global=exporter is None
+        name,
+        SERVICE_VERSION,
+        exporter=exporter,
+        set_global=exporter is None,
+        public_edge=public_edge,
     )
     app.readiness_checks = []
     app.shutdown_hooks = []
@@ -106,11 +116,17 @@ def create_service_app(
         allow_baggage=settings.fault_baggage_enabled,
     )
     install_problem_handlers(app)
-    app.include_router(health_router(name, app.readiness_checks, app.telemetry.counter))
+    app.include_router(health_router(name, app.readiness_checks, app.telemetry))
     app.include_router(admin_router(app.fault_injector, settings.admin_token))
-    # Starlette runs the last added middleware first: limits, deadline, faults, then routes.
+    # Starlette runs the last added middleware first: body limits and the request log, head
+    # limits, deadline, faults, then routes.
     app.add_middleware(FaultMiddleware, injector=app.fault_injector, skip_paths=HEALTH_PATHS)
     app.add_middleware(DeadlineMiddleware)
+    app.add_middleware(
+        RequestHeadLimitMiddleware,
+        max_uri_bytes=settings.max_uri_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
     app.add_middleware(
         RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes, quiet_paths=HEALTH_PATHS
     )

@@ -37,8 +37,10 @@ class ProblemError(Exception):
 
 
 def current_trace_id() -> str | None:
+    """The trace id of the current span, or None when it is not recorded (not sampled): an
+    answer never names a trace that Jaeger will not have."""
     ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+    return format(ctx.trace_id, "032x") if ctx.is_valid and ctx.trace_flags.sampled else None
 
 
 def problem_response(

@@ -25,6 +25,10 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Path("data")
     log_level: str = "INFO"
     max_body_bytes: int = Field(64 * 1024, description="larger bodies get 413")
+    max_uri_bytes: int = Field(8192, gt=0, description="longer request targets get 414")
+    max_header_bytes: int = Field(
+        16384, gt=0, description="larger header fields (in total) get 431"
+    )
     admin_token: str = Field("", description="bearer token for /admin; empty: disabled")
     faults: str = Field("", description="standing faults, see faults.py; service_faults()")
     fault_seed: int | None = None

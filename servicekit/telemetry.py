@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -18,14 +19,24 @@ from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
     set_global_response_propagator,
 )
-from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
+from opentelemetry.sdk.environment_variables import (
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_SDK_DISABLED,
+)
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
 )
+
+from servicekit.export import RetryingSpanExporter
+from servicekit.sampling import EdgeSampler
 
 # Emit the current (stable) HTTP and database semantic conventions: http.request.method,
 # url.full, db.system.name, ... Must be set before any instrumentor reads it.
@@ -35,6 +46,24 @@ os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
 set_global_response_propagator(TraceResponsePropagator())
 
 DEFAULT_ENVIRONMENT = "local"
+
+# Where this project's default differs from the SDK's (each documented in .env.example):
+# - Attribute values are cut to 4096 characters (SDK: unlimited). A client controls several of
+#   them (User-Agent, url.path, url.query), and Jaeger's Badger storage refuses a whole span whose
+#   index key, which holds a tag value, passes 65,000 bytes.
+# - The queue holds 8192 spans (SDK: 2048): 100 s of a service's spans at 20 orders/s (4 spans
+#   per order per service), so a 30 s collector outage fits with room to spare. About 1.2 kB
+#   each (measured), so at most ~10 MiB per service.
+# - OTEL_BSP_EXPORT_TIMEOUT ("maximum time to export a batch"; the SDK 1.45 ignores it) is how
+#   long one batch is retried while the collector refuses it (servicekit/export.py).
+SDK_DEFAULTS = {
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: 4096,
+    OTEL_BSP_MAX_QUEUE_SIZE: 8192,
+    OTEL_BSP_EXPORT_TIMEOUT: 60_000,
+}
+# The span flush at shutdown gives up after this long (compose's stop_grace_period of 20 s
+# covers uvicorn's 10 s graceful stop plus this).
+SHUTDOWN_FLUSH_SECONDS = 5.0
 
 
 def sdk_disabled() -> bool:
@@ -66,11 +95,33 @@ def build_resource(default_service_name: str, service_version: str) -> Resource:
     return defaults.merge(Resource(env_attrs))
 
 
-def _otlp_exporter() -> SpanExporter:
-    """OTLP/gRPC exporter; endpoint, headers, timeout and TLS come from ``OTEL_EXPORTER_OTLP_*``."""
+def sdk_setting(name: str) -> int:
+    """An ``OTEL_*`` integer from the environment, else this project's default (``SDK_DEFAULTS``).
+
+    Raises ``ValueError`` naming the variable when it is not a non-negative integer.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return SDK_DEFAULTS[name]
+    if not raw.isdigit():
+        raise ValueError(f"{name}={raw!r}: expected a non-negative integer")
+    return int(raw)
+
+
+def otlp_endpoint() -> str:
+    """Where spans go, as the OTLP exporter resolves it (for log lines)."""
+    return os.environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or os.environ.get(
+        OTEL_EXPORTER_OTLP_ENDPOINT, "http://localhost:4317"
+    )
+
+
+def _otlp_exporter() -> RetryingSpanExporter:
+    """OTLP/gRPC exporter (endpoint, headers, timeout and TLS from ``OTEL_EXPORTER_OTLP_*``),
+    retrying a refused batch for ``OTEL_BSP_EXPORT_TIMEOUT`` milliseconds."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter()
+    retry_seconds = sdk_setting(OTEL_BSP_EXPORT_TIMEOUT) / 1000
+    return RetryingSpanExporter(OTLPSpanExporter(), retry_seconds, otlp_endpoint())
 
 
 class SpanCounter(SpanProcessor):
@@ -86,11 +137,14 @@ class SpanCounter(SpanProcessor):
 
 @dataclass
 class Telemetry:
-    """The tracing handles one service needs: its provider, its tracer and its span count."""
+    """The tracing handles one service needs: its provider, its tracer and its span count,
+    and (OTLP export only) the processor and exporter whose outcome the shutdown reports."""
 
     provider: trace.TracerProvider
     tracer: trace.Tracer
     counter: SpanCounter
+    processor: BatchSpanProcessor | None = None
+    exporter: RetryingSpanExporter | None = None
 
     @classmethod
     def create(
@@ -99,6 +153,7 @@ class Telemetry:
         service_version: str,
         exporter: SpanExporter | None = None,
         set_global: bool = True,
+        public_edge: bool = False,
     ) -> Telemetry:
         """Build the provider for one service.
 
@@ -106,25 +161,74 @@ class Telemetry:
         delay and batch size from ``OTEL_BSP_*``): export runs on a background thread with a
         bounded queue, so a missing collector never blocks or slows a request. Tests pass an
         in-memory exporter, which gets a synchronous processor so assertions see every span.
+        ``public_edge`` (the gateway): the service makes its own sampling decision for requests
+        from outside instead of following the caller's ``sampled`` flag (``EdgeSampler``).
         """
         counter = SpanCounter()
+        processor = otlp = None
         if sdk_disabled():
             provider: trace.TracerProvider = trace.NoOpTracerProvider()
         else:
-            sdk_provider = TracerProvider(resource=build_resource(service_name, service_version))
+            # SpanLimits reads OTEL_(SPAN_)ATTRIBUTE_VALUE_LENGTH_LIMIT itself when one is set.
+            length = None
+            if OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT not in os.environ:
+                length = SDK_DEFAULTS[OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT]
+            sdk_provider = TracerProvider(
+                resource=build_resource(service_name, service_version),
+                span_limits=SpanLimits(max_attribute_length=length),
+            )
+            if public_edge:
+                sdk_provider.sampler = EdgeSampler(sdk_provider.sampler)
             sdk_provider.add_span_processor(counter)
             if exporter is None:
-                sdk_provider.add_span_processor(BatchSpanProcessor(_otlp_exporter()))
+                otlp = _otlp_exporter()
+                processor = BatchSpanProcessor(
+                    otlp, max_queue_size=sdk_setting(OTEL_BSP_MAX_QUEUE_SIZE)
+                )
+                sdk_provider.add_span_processor(processor)
             else:
                 sdk_provider.add_span_processor(SimpleSpanProcessor(exporter))
             provider = sdk_provider
         if set_global:
             trace.set_tracer_provider(provider)
         tracer = provider.get_tracer(service_name, service_version)
-        return cls(provider=provider, tracer=tracer, counter=counter)
+        return cls(provider, tracer, counter, processor, otlp)
 
-    def shutdown(self) -> None:
-        """Flush pending spans; called on SIGTERM via the app lifespan."""
-        shutdown = getattr(self.provider, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+    def shutdown(self) -> tuple[bool, str]:
+        """Flush pending spans for at most ``SHUTDOWN_FLUSH_SECONDS`` and shut the provider
+        down; called on SIGTERM via the app lifespan. Returns (every span exported?, what
+        happened): how many of the spans this process finished were exported, and what became
+        of the rest (dropped after failed exports, or still queued when the flush gave up)."""
+        # The SDK's processor waits up to 30 s for its last export and takes no timeout (1.45):
+        # past SHUTDOWN_FLUSH_SECONDS the exporter stops retrying, and refuses what is left.
+        give_up = threading.Timer(SHUTDOWN_FLUSH_SECONDS, self._stop_retrying)
+        give_up.daemon = True
+        give_up.start()
+        try:
+            shutdown = getattr(self.provider, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        finally:
+            give_up.cancel()
+        if self.exporter is None:
+            return True, "stopped"
+        ended, exported = self.counter.ended, self.exporter.exported
+        if exported >= ended:
+            return True, f"stopped: all {ended} spans exported to {self.exporter.endpoint}"
+        dropped = self.exporter.dropped
+        return False, (
+            f"stopped: {ended - exported} of {ended} spans NOT exported to "
+            f"{self.exporter.endpoint} ({dropped} dropped after failed exports, "
+            f"{ended - exported - dropped} still queued or dropped from the full queue)"
+        )
+
+    def _stop_retrying(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop_retrying()
+
+    @property
+    def export_counts(self) -> dict[str, int]:
+        """``spans_exported`` / ``spans_dropped`` for ``/healthz`` (empty without OTLP export)."""
+        if self.exporter is None:
+            return {}
+        return {"spans_exported": self.exporter.exported, "spans_dropped": self.exporter.dropped}

@@ -92,6 +92,11 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.collector_metrics}/metrics"
 
     @property
+    def jaeger_metrics_url(self) -> str:
+        """Jaeger's own metrics: its receiver's and its storage exporter's span counts."""
+        return f"http://127.0.0.1:{self.ports.jaeger_metrics}/metrics"
+
+    @property
     def spanmetrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.spanmetrics}/metrics"
 
@@ -139,6 +144,7 @@ class Stack:
             "OTELCOL_SPANMETRICS_ENDPOINT": f"127.0.0.1:{p.spanmetrics}",
             "OTELCOL_METRICS_HOST": "127.0.0.1",
             "OTELCOL_METRICS_PORT": str(p.collector_metrics),
+            "OTELCOL_STORAGE_DIR": str(self.data_dir / "otel-collector"),
         }
         argv = [str(binary), "--config", str(ROOT / "otel-collector" / "config.yaml")]
         health = f"http://127.0.0.1:{p.collector_health}/"

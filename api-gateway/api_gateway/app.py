@@ -136,7 +136,7 @@ def create_app(
     """``transports`` (by service name) lets tests wire the services in one process."""
     settings = settings or GatewaySettings()
     transports = transports or {}
-    app = create_service_app(SERVICE_NAME, settings, exporter)
+    app = create_service_app(SERVICE_NAME, settings, exporter, public_edge=True)
     timeout = settings.downstream_timeout_seconds
 
     def downstream(name: str, url: str):  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 
 from servicekit.catalog import SERVICE_NAMES
-from stackctl.metrics import scrape, total
+from stackctl.metrics import JAEGER_SPAN_COUNTERS, span_counts
 from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import StoredTrace, fetch_trace
@@ -108,24 +108,51 @@ COUNTERS = {
 
 def collector(stack: Stack) -> dict[str, float]:
     """The collector's span counters since it started (they restart at 0 with the process)."""
-    samples = scrape(stack.collector_metrics_url)
-    return {key: total(samples, name, **labels) for key, (name, labels) in COUNTERS.items()}
+    return span_counts(stack.collector_metrics_url, COUNTERS)
+
+
+def jaeger(stack: Stack) -> dict[str, float]:
+    """Jaeger's span counters since it started: accepted, stored, store_failed."""
+    return span_counts(stack.jaeger_metrics_url, JAEGER_SPAN_COUNTERS)
 
 
 def settle(stack: Stack, timeout: float = 30) -> dict[str, float]:
-    """Wait until every span the services finished was accepted and sent on to Jaeger.
+    """Wait until every span the services finished was accepted, sent on to Jaeger and stored.
 
-    Only meaningful while the collector has run as long as the services (its counters are since
-    its own start). Returns the collector's counters at that point.
+    Only meaningful while the collector and Jaeger have run as long as the services (their
+    counters are since their own start). Returns the collector's counters at that point. A span
+    Jaeger's storage refused fails this at once, naming the count, rather than timing out.
     """
 
     def settled() -> dict[str, float] | None:
         counts = collector(stack)
+        stored = jaeger(stack)
+        assert stored["store_failed"] == 0, f"Jaeger's storage refused spans: {stored}"
         ended = sum(stack.spans_ended().values())
-        done = ended == counts["accepted"] == counts["sent"] and counts["queue_size"] == 0
+        done = (
+            ended == counts["accepted"] == counts["sent"] == stored["stored"]
+            and counts["queue_size"] == 0
+        )
         return counts if done else None
 
     return wait_until(settled, timeout, "services, collector and Jaeger in step", interval=0.2)
+
+
+def service_health(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Each service's ``/healthz``: ``spans_ended``, ``spans_exported``, ``spans_dropped``."""
+    return {
+        name: httpx.get(f"{stack.service_url(name)}/healthz", timeout=5).json() for name in SERVICES
+    }
+
+
+def rss_mib(pid: int | None) -> float:
+    """Resident memory of a process, from /proc (0 when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, TypeError):
+        return 0.0
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+    return round(kib / 1024, 1)
 
 
 # --- traces in Jaeger ------------------------------------------------------------------------
@@ -223,12 +250,17 @@ def stored_order_ids(stack: Stack) -> set[str]:
 
 @dataclass
 class Load:
-    """Orders placed one after another on a thread until stopped: traffic during a fault."""
+    """Orders placed one after another on a thread until stopped: traffic during a fault.
+
+    ``rate`` (orders per second) paces them (an order late by more than the interval starts at
+    once: the rate is an upper bound); 0 places them back to back, ``pause`` apart.
+    """
 
     base_url: str
     body: dict[str, Any] = field(default_factory=order_body)
     headers: dict[str, str] = field(default_factory=dict)
     pause: float = 0.0
+    rate: float = 0.0
     outcomes: list[OrderOutcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -237,7 +269,11 @@ class Load:
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.base_url, timeout=15) as client:
+            next_at = time.monotonic()
             while not self._stop.is_set():
+                if self.rate:
+                    self._stop.wait(max(0.0, next_at - time.monotonic()))
+                    next_at = max(next_at + 1 / self.rate, time.monotonic())
                 started = time.monotonic()
                 try:
                     self.outcomes.append(place(client, self.body, self.headers))
