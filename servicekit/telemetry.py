@@ -38,13 +38,6 @@ from opentelemetry.sdk.trace.export import (
 from servicekit.export import RetryingSpanExporter
 from servicekit.sampling import EdgeSampler
 
-# Emit the current (stable) HTTP and database semantic conventions: http.request.method,
-# url.full, db.system.name, ... Must be set before any instrumentor reads it.
-os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
-
-# W3C Trace Context Level 2: every response carries `traceresponse` so a caller can find its trace.
-set_global_response_propagator(TraceResponsePropagator())
-
 DEFAULT_ENVIRONMENT = "local"
 
 # Where this project's default differs from the SDK's (each documented in .env.example):
@@ -64,6 +57,20 @@ SDK_DEFAULTS = {
 # The span flush at shutdown gives up after this long (compose's stop_grace_period of 20 s
 # covers uvicorn's 10 s graceful stop plus this).
 SHUTDOWN_FLUSH_SECONDS = 5.0
+
+
+def configure_process() -> None:
+    """What every instrumentation in the process shares; :meth:`Telemetry.create` calls it
+    before any instrumentor runs (importing this module changes nothing).
+
+    - The current (stable) HTTP and database semantic conventions (``http.request.method``,
+      ``url.full``, ``db.system.name`` ...), unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` says
+      otherwise: the instrumentations read it once, when the first of them instruments.
+    - W3C Trace Context Level 2: every response carries ``traceresponse``, so a caller can
+      find its trace.
+    """
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database")
+    set_global_response_propagator(TraceResponsePropagator())
 
 
 def sdk_disabled() -> bool:
@@ -164,6 +171,7 @@ class Telemetry:
         ``public_edge`` (the gateway): the service makes its own sampling decision for requests
         from outside instead of following the caller's ``sampled`` flag (``EdgeSampler``).
         """
+        configure_process()
         counter = SpanCounter()
         processor = otlp = None
         if sdk_disabled():

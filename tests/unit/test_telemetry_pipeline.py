@@ -7,6 +7,9 @@ The same behaviour against the real collector and Jaeger: tests/reliability/test
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +27,8 @@ from servicekit import export
 from servicekit.export import RetryingSpanExporter
 from servicekit.sampling import EdgeSampler
 from servicekit.telemetry import SDK_DEFAULTS, Telemetry, sdk_setting
+from tests.compose_model import parse_env_example
 from tests.unit.conftest import ORDER, build_stack
-from tests.unit.test_compose_static import parse_env_example
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 
@@ -195,3 +198,22 @@ async def test_the_gateway_records_a_caller_that_said_not_sampled(tmp_path: Path
     assert response.headers["traceresponse"].endswith("-01")
     services = {s.resource.attributes["service.name"] for s in stack.spans(f"{TRACE_ID:032x}")}
     assert services == {"api-gateway", "inventory-service", "order-service", "notification-service"}
+
+
+def test_importing_telemetry_changes_nothing_until_a_service_sets_it_up() -> None:
+    """No import-time side effects: the semconv opt-in and the ``traceresponse`` propagator are
+    set by ``Telemetry.create``, not by ``import servicekit.telemetry``."""
+    probe = """
+import os
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+import servicekit.telemetry as telemetry
+before = (os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN"), get_global_response_propagator())
+telemetry.configure_process()
+after = (os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN"), type(get_global_response_propagator()))
+print(before == (None, None), after[0], after[1].__name__)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OTEL_SEMCONV_STABILITY_OPT_IN"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert out == ["True", "http,database", "TraceResponsePropagator"]
