@@ -43,6 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from servicekit.telemetry import SDK_DEFAULTS  # noqa: E402
 from stackctl.metrics import scrape, total  # noqa: E402
 from stackctl.orders import order_body  # noqa: E402
 from stackctl.ports import Ports  # noqa: E402
@@ -686,12 +687,14 @@ def queryable_lines(probes: Probes) -> list[str]:
     s = probes.seconds
     if not s:
         return ["No timed order became complete in Jaeger within 30 s."]
+    default_delay = SDK_DEFAULTS["OTEL_BSP_SCHEDULE_DELAY"]
+    schedule_delay = os.environ.get("OTEL_BSP_SCHEDULE_DELAY", default_delay)
     return [
         f"{len(s)} orders placed during the sustained load, polled every 50 ms from the gateway's "
         f"response until Jaeger returned all their spans: **p50 {quantile(s, 0.5):.2f} s, "
         f"p95 {quantile(s, 0.95):.2f} s**, max {max(s):.2f} s; "
         f"{len(probes.incomplete)} not complete within 30 s. (Export settings: "
-        f"`OTEL_BSP_SCHEDULE_DELAY` {os.environ.get('OTEL_BSP_SCHEDULE_DELAY', '500')} ms in the "
+        f"`OTEL_BSP_SCHEDULE_DELAY` {schedule_delay} ms in the "
         f"services, the collector's batch timeout "
         f"{os.environ.get('OTELCOL_BATCH_TIMEOUT', '200ms')}, Jaeger's batch 100 ms.)"
     ]

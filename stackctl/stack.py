@@ -26,13 +26,8 @@ from stackctl.process import ManagedProcess, StartError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# A trace is queryable in Jaeger within a second of the response: the SDK exports every 500 ms
-# and the collector's batch waits at most 200 ms (otel-collector/config.yaml). The shell's own
-# values win over these.
-LOCAL_DEFAULTS = {
-    "OTEL_BSP_SCHEDULE_DELAY": "500",
-    "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local",
-}
+# The shell's own values win over these.
+LOCAL_DEFAULTS = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local"}
 
 
 def binary_paths() -> dict[str, Path]:

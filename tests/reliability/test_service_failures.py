@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
+from servicekit.telemetry import SDK_DEFAULTS
 from stackctl.process import ManagedProcess
 from stackctl.stack import Stack
 from stackctl.traces import StoredTrace, wait_for_trace
@@ -234,7 +235,7 @@ def test_sigterm_under_load_finishes_in_flight_and_flushes_spans(
         proc.stop()  # SIGTERM; returns once the process has exited
         stopped_in = time.monotonic() - term_at
         held_outcomes = [f.result(timeout=15) for f in held]
-        restart(proc, {"OTEL_BSP_SCHEDULE_DELAY": "500"})
+        restart(proc, {"OTEL_BSP_SCHEDULE_DELAY": str(SDK_DEFAULTS["OTEL_BSP_SCHEDULE_DELAY"])})
         back_at = time.monotonic()
         wait_until(lambda: sum(o.started > back_at for o in load.outcomes) >= 20, 20, "after")
 
