@@ -5,22 +5,9 @@ from __future__ import annotations
 
 from html import escape
 
+from trace_analysis import report_compare as compared
 from trace_analysis.compare import Comparison, OperationChange
 from trace_analysis.model import Report
-from trace_analysis.report_compare import (
-    MAX_LISTED,
-    PATH_SELF_NOTE,
-    STAT_COLUMNS,
-    attribution_text,
-    change_text,
-    counts_line,
-    criteria_line,
-    errors_text,
-    listed_text,
-    reason_text,
-    side_text,
-    sides_line,
-)
 from trace_analysis.report_format import source_text
 from trace_analysis.report_html import CSS, render_html
 
@@ -37,21 +24,22 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
         f"<style>{CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
         f'<div class="muted">Candidate: {escape(source_text(report))}.<br>'
-        f"Baseline: {escape(side_text(comparison.baseline_source))}.<br>"
-        f"{escape(sides_line(comparison))}. Generated {escape(report.generated_at)}.</div>",
-        f"<p><b>{escape(counts_line(comparison))}</b></p>",
-        f'<p class="muted">{escape(criteria_line(comparison))}</p>',
+        f"Baseline: {escape(compared.side_text(comparison.baseline_source))}.<br>"
+        f"{escape(compared.sides_line(comparison))}. "
+        f"Generated {escape(report.generated_at)}.</div>",
+        f"<p><b>{escape(compared.counts_line(comparison))}</b></p>",
+        f'<p class="muted">{escape(compared.criteria_line(comparison))}</p>',
     ]
     parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in comparison.warnings]
     for heading, group in (("Regressed", regressed), ("Improved", improved)):
         if group:
             parts.append(f"<h2>{heading}</h2>")
             parts.append(_changes_table(group))
-            parts.append(f'<p class="muted">{escape(PATH_SELF_NOTE)}</p>')
+            parts.append(f'<p class="muted">{escape(compared.PATH_SELF_NOTE)}</p>')
             where = [
                 f"<li>{escape(op.service)} <b>{escape(op.operation)}</b>: {escape(text)}</li>"
                 for op in group
-                if (text := attribution_text(op))
+                if (text := compared.attribution_text(op))
             ]
             if where:
                 parts.append(
@@ -65,8 +53,11 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
     ):
         group = [op for op in comparison.operations if op.verdict == verdict]
         if group:
-            items = "".join(f"<li>{escape(listed_text(op))}</li>" for op in group[:MAX_LISTED])
-            more = len(group) - MAX_LISTED
+            items = "".join(
+                f"<li>{escape(compared.listed_text(op))}</li>"
+                for op in group[: compared.MAX_LISTED]
+            )
+            more = len(group) - compared.MAX_LISTED
             if more > 0:
                 items += f"<li>... and {more} more (--format json lists all)</li>"
             parts.append(f"<h2>{heading}</h2><ul>{items}</ul>")
@@ -74,7 +65,7 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
         items = "".join(
             f"<li>{escape(e.service)} {escape(e.operation)}: <code>{escape(e.message)}</code> "
             f"({e.count:,}x)</li>"
-            for e in comparison.new_errors[:MAX_LISTED]
+            for e in comparison.new_errors[: compared.MAX_LISTED]
         )
         parts.append(f"<h2>Error messages seen only in the candidate</h2><ul>{items}</ul>")
     if traces:
@@ -89,7 +80,7 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
 def _changes_table(group: list[OperationChange]) -> str:
     head = (
         '<tr><th>service</th><th>operation</th><th>why</th><th class="num">spans</th>'
-        + "".join(f'<th class="num">{name}</th>' for name, _ in STAT_COLUMNS)
+        + "".join(f'<th class="num">{name}</th>' for name, _ in compared.STAT_COLUMNS)
         + '<th class="num">errors</th></tr>'
     )
     rows = []
@@ -99,15 +90,19 @@ def _changes_table(group: list[OperationChange]) -> str:
         cells = [
             f"<td>{escape(op.service)}</td>",
             f"<td>{escape(op.operation)}</td>",
-            f"<td>{escape(reason_text(op))}</td>",
+            f"<td>{escape(compared.reason_text(op))}</td>",
             f'<td class="num">{b.count:,} → {c.count:,}</td>',
-            *(_change_cell(getattr(b, field), getattr(c, field)) for _, field in STAT_COLUMNS),
-            f'<td class="num">{escape(errors_text(b))} → {escape(errors_text(c))}</td>',
+            *(
+                _change_cell(getattr(b, field), getattr(c, field))
+                for _, field in compared.STAT_COLUMNS
+            ),
+            f'<td class="num">{escape(compared.errors_text(b))} → '
+            f"{escape(compared.errors_text(c))}</td>",
         ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _change_cell(before: float, after: float) -> str:
-    values, _, change = change_text(before, after).partition(" (")
+    values, _, change = compared.change_text(before, after).partition(" (")
     return f'<td class="num">{escape(values)}<br><span class="muted">({escape(change)}</span></td>'

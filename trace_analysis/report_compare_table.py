@@ -7,21 +7,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from trace_analysis import report_compare as compared
 from trace_analysis.compare import Comparison, OperationChange
-from trace_analysis.report_compare import (
-    MAX_LISTED,
-    PATH_SELF_NOTE,
-    STAT_COLUMNS,
-    attribution_text,
-    change_text,
-    counts_line,
-    criteria_line,
-    errors_text,
-    listed_text,
-    reason_text,
-    side_text,
-    sides_line,
-)
 
 
 def render_comparison_table(comparison: Comparison, candidate: str, console: Console) -> None:
@@ -29,10 +16,10 @@ def render_comparison_table(comparison: Comparison, candidate: str, console: Con
     improved = [op for op in comparison.operations if op.verdict == "improved"]
     console.print(Text(f"Compared with the baseline: {len(regressed)} regressed", style="bold"))
     console.print(f"candidate: {candidate}")
-    console.print(f"baseline:  {side_text(comparison.baseline_source)}")
-    console.print(sides_line(comparison))
-    console.print(Text(criteria_line(comparison), style="dim"))
-    console.print(Text(counts_line(comparison), style="bold"))
+    console.print(f"baseline:  {compared.side_text(comparison.baseline_source)}")
+    console.print(compared.sides_line(comparison))
+    console.print(Text(compared.criteria_line(comparison), style="dim"))
+    console.print(Text(compared.counts_line(comparison), style="bold"))
     for title, group, style in (
         ("Regressed", regressed, "red"),
         ("Improved", improved, "green"),
@@ -40,8 +27,8 @@ def render_comparison_table(comparison: Comparison, candidate: str, console: Con
         if group:
             console.print()
             console.print(_changes_table(title, group, style))
-            console.print(Text(PATH_SELF_NOTE, style="dim"))
-            attributions = [(op, attribution_text(op)) for op in group]
+            console.print(Text(compared.PATH_SELF_NOTE, style="dim"))
+            attributions = [(op, compared.attribution_text(op)) for op in group]
             if any(text for _, text in attributions):
                 console.print(
                     Text("Where the time went: critical-path self time per request", style="bold")
@@ -58,14 +45,16 @@ def render_comparison_table(comparison: Comparison, candidate: str, console: Con
         if group:
             console.print()
             console.print(Text(f"{title}:", style="bold"))
-            for op in group[:MAX_LISTED]:
-                console.print(f"  {listed_text(op)}")
-            if len(group) > MAX_LISTED:
-                console.print(f"  ... and {len(group) - MAX_LISTED} more (--format json lists all)")
+            for op in group[: compared.MAX_LISTED]:
+                console.print(f"  {compared.listed_text(op)}")
+            if len(group) > compared.MAX_LISTED:
+                console.print(
+                    f"  ... and {len(group) - compared.MAX_LISTED} more (--format json lists all)"
+                )
     if comparison.new_errors:
         console.print()
         console.print(Text("Error messages seen only in the candidate:", style="bold"))
-        for error in comparison.new_errors[:MAX_LISTED]:
+        for error in comparison.new_errors[: compared.MAX_LISTED]:
             console.print(
                 f"  {error.service} {error.operation}: {error.message} ({error.count:,}x)"
             )
@@ -78,7 +67,7 @@ def _changes_table(title: str, group: list[OperationChange], style: str) -> Tabl
     table.add_column("operation")
     table.add_column("why", no_wrap=True)
     table.add_column("spans", justify="right", no_wrap=True)
-    for name, _ in STAT_COLUMNS:
+    for name, _ in compared.STAT_COLUMNS:
         table.add_column(name, justify="right")
     table.add_column("errors", justify="right")
     for op in group:
@@ -88,15 +77,15 @@ def _changes_table(title: str, group: list[OperationChange], style: str) -> Tabl
         name.append(f"\n{op.operation}")
         table.add_row(
             name,
-            reason_text(op),
+            compared.reason_text(op),
             f"{b.count:,} →\n{c.count:,}",
-            *(_cell(getattr(b, field), getattr(c, field)) for _, field in STAT_COLUMNS),
-            f"{errors_text(b)} →\n{errors_text(c)}",
+            *(_cell(getattr(b, field), getattr(c, field)) for _, field in compared.STAT_COLUMNS),
+            f"{compared.errors_text(b)} →\n{compared.errors_text(c)}",
         )
     return table
 
 
 def _cell(before: float, after: float) -> Text:
-    text = change_text(before, after)
+    text = compared.change_text(before, after)
     values, _, change = text.partition(" (")
     return Text(f"{values}\n({change}")

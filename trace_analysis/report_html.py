@@ -8,18 +8,8 @@ from __future__ import annotations
 
 from html import escape
 
+from trace_analysis import report_format as wording
 from trace_analysis.model import GroupStats, Report, TraceResult, WaterfallRow
-from trace_analysis.report_format import (
-    criteria_text,
-    culprit_text,
-    duration,
-    error_text,
-    faults_text,
-    headline,
-    percent,
-    source_text,
-    trace_link,
-)
 
 # colour-blind-safe palette (Okabe-Ito, without black); a service keeps its colour everywhere
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -82,15 +72,15 @@ def render_html(report: Report, top: int) -> str:
         f"<title>Trace analysis: {len(report.traces)} flagged</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Trace analysis: {len(report.traces)} flagged</h1>",
-        f'<div class="muted">Traces {escape(criteria_text(report))}: '
-        f"{escape(source_text(report))}. Generated {escape(report.generated_at)}.</div>",
+        f'<div class="muted">Traces {escape(wording.criteria_text(report))}: '
+        f"{escape(wording.source_text(report))}. Generated {escape(report.generated_at)}.</div>",
         _cards(report),
     ]
     if report.truncated:
         parts.append('<p class="muted">Stopped at --limit: more traces were there.</p>')
     parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in report.warnings]
     if not shown:
-        parts.append(f"<p><b>No trace {escape(criteria_text(report))}.</b></p>")
+        parts.append(f"<p><b>No trace {escape(wording.criteria_text(report))}.</b></p>")
     else:
         parts.append("<h2>Flagged traces, slowest first</h2>")
         parts.append(_flagged_table(report, shown))
@@ -116,17 +106,21 @@ def _cards(report: Report) -> str:
     s = report.summary
     cards = [
         ("", f"{s.traces:,}", f"traces ({s.spans:,} spans)"),
-        ("warn" if s.slow else "", f"{s.slow:,}", f"slow ({percent(s.slow, s.traces)})"),
-        ("bad" if s.errors else "", f"{s.errors:,}", f"failing ({percent(s.errors, s.traces)})"),
-        ("", duration(s.latency.p50_us), "latency p50"),
-        ("", duration(s.latency.p95_us), "latency p95"),
-        ("", duration(s.latency.p99_us), "latency p99"),
+        ("warn" if s.slow else "", f"{s.slow:,}", f"slow ({wording.percent(s.slow, s.traces)})"),
+        (
+            "bad" if s.errors else "",
+            f"{s.errors:,}",
+            f"failing ({wording.percent(s.errors, s.traces)})",
+        ),
+        ("", wording.duration(s.latency.p50_us), "latency p50"),
+        ("", wording.duration(s.latency.p95_us), "latency p95"),
+        ("", wording.duration(s.latency.p99_us), "latency p99"),
     ]
     body = "".join(
         f'<div class="card {cls}"><b>{escape(value)}</b>{escape(label)}</div>'
         for cls, value, label in cards
     )
-    return f'<div class="cards" title="{escape(headline(report))}">{body}</div>'
+    return f'<div class="cards" title="{escape(wording.headline(report))}">{body}</div>'
 
 
 def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
@@ -135,9 +129,9 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
         why = [
             f"<b>{label}</b> {escape(text)}"
             for label, text in (
-                ("culprit", culprit_text(trace)),
-                ("failed", error_text(trace)),
-                ("fault", faults_text(trace)),
+                ("culprit", wording.culprit_text(trace)),
+                ("failed", wording.error_text(trace)),
+                ("fault", wording.faults_text(trace)),
             )
             if text
         ]
@@ -145,8 +139,9 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
             "<tr>"
             f'<td><a class="mono" href="#trace-{escape(trace.trace_id)}">'
             f"{escape(trace.trace_id)}</a><br>"
-            f'<a href="{escape(trace_link(report, trace.trace_id))}">open in Jaeger</a></td>'
-            f'<td class="num">{duration(trace.latency_us)}</td>'
+            f'<a href="{escape(wording.trace_link(report, trace.trace_id))}">'
+            "open in Jaeger</a></td>"
+            f'<td class="num">{wording.duration(trace.latency_us)}</td>'
             f"<td>{_tags(trace)}</td>"
             f"<td>{'<br>'.join(why)}</td>"
             "</tr>"
@@ -165,22 +160,22 @@ def _tags(trace: TraceResult) -> str:
 
 def _trace_section(report: Report, trace: TraceResult, colours: dict[str, str]) -> str:
     facts = [
-        f"latency {duration(trace.latency_us)} (root span {escape(trace.root_service)} "
-        f"{escape(trace.root_operation)}), end to end {duration(trace.end_to_end_us)}, "
+        f"latency {wording.duration(trace.latency_us)} (root span {escape(trace.root_service)} "
+        f"{escape(trace.root_operation)}), end to end {wording.duration(trace.end_to_end_us)}, "
         f"{trace.span_count} spans"
     ]
     facts += [
         escape(f"{label}: {text}")
         for label, text in (
-            ("culprit", culprit_text(trace)),
-            ("first failure", error_text(trace, spans_after=True)),
-            ("faults", faults_text(trace)),
+            ("culprit", wording.culprit_text(trace)),
+            ("first failure", wording.error_text(trace, spans_after=True)),
+            ("faults", wording.faults_text(trace)),
         )
         if text
     ]
     facts += [escape(note) for note in trace.notes]
     items = "".join(f"<li>{fact}</li>" for fact in facts)
-    link = escape(trace_link(report, trace.trace_id))
+    link = escape(wording.trace_link(report, trace.trace_id))
     return (
         f'<section class="trace" id="trace-{escape(trace.trace_id)}">'
         f"<h3>{escape(trace.trace_id)} {_tags(trace)}</h3>"
@@ -198,7 +193,7 @@ def _waterfall(trace: TraceResult, colours: dict[str, str]) -> str:
     shift = {0: "0", 100: "-100%"}
     ticks = "".join(
         f'<span style="left:{pct}%;transform:translateX({shift.get(pct, "-50%")})">'
-        f"{duration(total * pct / 100)}</span>"
+        f"{wording.duration(total * pct / 100)}</span>"
         for pct in (0, 25, 50, 75, 100)
     )
     cells = ['<div class="label"></div>', f'<div class="axis">{ticks}</div>']
@@ -212,8 +207,8 @@ def _waterfall_row(row: WaterfallRow, total: int, colours: dict[str, str]) -> st
     width = 100 * row.duration_us / total
     classes = "bar" + (" cp" if row.on_critical_path else "") + (" err" if row.error else "")
     title = escape(
-        f"{row.service} {row.operation}: {duration(row.duration_us)} "
-        f"at +{duration(row.start_us)}"
+        f"{row.service} {row.operation}: {wording.duration(row.duration_us)} "
+        f"at +{wording.duration(row.start_us)}"
         + (", on the critical path" if row.on_critical_path else "")
         + (", failed" if row.error else "")
     )
@@ -231,7 +226,7 @@ def _waterfall_row(row: WaterfallRow, total: int, colours: dict[str, str]) -> st
         f'<div class="track" title="{title}">'
         f'<div class="{classes}" style="left:{left:.3f}%;width:{width:.3f}%;'
         f'background-color:{colours.get(row.service, "#888")}"></div>'
-        f'<span class="dur" style="{where}">{duration(row.duration_us)}</span></div>'
+        f'<span class="dur" style="{where}">{wording.duration(row.duration_us)}</span></div>'
     )
     return label + track
 
@@ -264,11 +259,11 @@ def _groups_table(groups: list[GroupStats], with_operation: bool) -> str:
             f'<td class="num">{value}</td>'
             for value in (
                 f"{p.count:,}",
-                duration(p.p50_us),
-                duration(p.p95_us),
-                duration(p.p99_us),
+                wording.duration(p.p50_us),
+                wording.duration(p.p95_us),
+                wording.duration(p.p99_us),
                 f"{group.errors:,}",
-                percent(group.errors, p.count),
+                wording.percent(group.errors, p.count),
             )
         )
         rows.append(f"<tr>{cells}</tr>")

@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
+from trace_analysis import report_format as wording
 from trace_analysis.model import GroupStats, Report
-from trace_analysis.report_format import (
-    criteria_text,
-    culprit_text,
-    duration,
-    error_text,
-    faults_text,
-    headline,
-    percent,
-    source_text,
-    trace_link,
-)
 
 
 def render_markdown(report: Report, top: int) -> str:
     lines = [
         f"## Trace analysis: {len(report.traces)} flagged",
         "",
-        f"Traces {_cell(criteria_text(report))}: {_cell(source_text(report))}.",
+        f"Traces {_cell(wording.criteria_text(report))}: {_cell(wording.source_text(report))}.",
         "",
-        f"**{headline(report)}**. Trace latency p50 {duration(report.summary.latency.p50_us)}, "
-        f"p95 {duration(report.summary.latency.p95_us)}, "
-        f"p99 {duration(report.summary.latency.p99_us)}.",
+        f"**{wording.headline(report)}**. "
+        f"Trace latency p50 {wording.duration(report.summary.latency.p50_us)}, "
+        f"p95 {wording.duration(report.summary.latency.p95_us)}, "
+        f"p99 {wording.duration(report.summary.latency.p99_us)}.",
     ]
     if report.truncated:
         lines += ["", "> Stopped at `--limit`: more traces were there."]
     lines += [""]
     if not report.traces:
-        lines += [f"No trace {criteria_text(report)}.", ""]
+        lines += [f"No trace {wording.criteria_text(report)}.", ""]
     else:
         lines += [
             "### Flagged traces, slowest first",
@@ -48,11 +39,12 @@ def render_markdown(report: Report, top: int) -> str:
                 )
                 if on
             )
-            notes = [text for text in (faults_text(trace), *trace.notes) if text]
+            notes = [text for text in (wording.faults_text(trace), *trace.notes) if text]
             lines.append(
-                f"| [`{trace.trace_id}`]({trace_link(report, trace.trace_id)}) "
-                f"| {duration(trace.latency_us)} | {flags} "
-                f"| {_cell(culprit_text(trace) or '')} | {_cell(error_text(trace) or '')} "
+                f"| [`{trace.trace_id}`]({wording.trace_link(report, trace.trace_id)}) "
+                f"| {wording.duration(trace.latency_us)} | {flags} "
+                f"| {_cell(wording.culprit_text(trace) or '')} "
+                f"| {_cell(wording.error_text(trace) or '')} "
                 f"| {_cell('; '.join(notes))} |"
             )
         if len(report.traces) > top:
@@ -60,7 +52,7 @@ def render_markdown(report: Report, top: int) -> str:
         lines += ["", "<details><summary>Critical paths</summary>", ""]
         for trace in report.traces[:top]:
             steps = " → ".join(
-                f"{step.service} {step.operation} ({duration(step.self_us)})"
+                f"{step.service} {step.operation} ({wording.duration(step.self_us)})"
                 for step in trace.critical_path
                 if step.self_us > 0
             )
@@ -96,11 +88,11 @@ def _group_row(group: GroupStats, with_operation: bool) -> str:
         cells.append(_cell(group.operation or ""))
     cells += [
         f"{p.count:,}",
-        duration(p.p50_us),
-        duration(p.p95_us),
-        duration(p.p99_us),
+        wording.duration(p.p50_us),
+        wording.duration(p.p95_us),
+        wording.duration(p.p99_us),
         f"{group.errors:,}",
-        percent(group.errors, p.count),
+        wording.percent(group.errors, p.count),
     ]
     return "| " + " | ".join(cells) + " |"
 

@@ -6,30 +6,23 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from trace_analysis import report_format as wording
 from trace_analysis.model import GroupStats, Report, TraceResult
-from trace_analysis.report_format import (
-    criteria_text,
-    culprit_text,
-    duration,
-    error_text,
-    faults_text,
-    headline,
-    percent,
-    source_text,
-)
 
 MAX_OPERATIONS = 8
 
 
 def render_table(report: Report, console: Console, top: int) -> None:
     """Print the report: headline, flagged traces (at most ``top``), services, operations."""
-    console.print(Text(f"Traces {criteria_text(report)}: {source_text(report)}", style="bold"))
-    console.print(headline(report))
+    console.print(
+        Text(f"Traces {wording.criteria_text(report)}: {wording.source_text(report)}", style="bold")
+    )
+    console.print(wording.headline(report))
     if report.truncated:
         console.print(Text("stopped at --limit: more traces were there", style="yellow"))
     console.print()
     if not report.traces:
-        console.print(Text(f"No trace {criteria_text(report)}.", style="green"))
+        console.print(Text(f"No trace {wording.criteria_text(report)}.", style="green"))
     else:
         console.print(_flagged_table(report, top))
         if len(report.traces) > top:
@@ -54,9 +47,9 @@ def _flagged_table(report: Report, top: int) -> Table:
     for trace in report.traces[:top]:
         trace_cell = Text(trace.trace_id)
         trace_cell.append(f"\n{trace.root_service} {trace.root_operation}", style="dim")
-        latency = Text(duration(trace.latency_us))
+        latency = Text(wording.duration(trace.latency_us))
         if trace.end_to_end_us > trace.latency_us:
-            latency.append(f"\ne2e {duration(trace.end_to_end_us)}", style="dim")
+            latency.append(f"\ne2e {wording.duration(trace.end_to_end_us)}", style="dim")
         table.add_row(trace_cell, latency, _flags(trace), _why(trace))
     return table
 
@@ -74,13 +67,13 @@ def _flags(trace: TraceResult) -> Text:
 
 def _why(trace: TraceResult) -> Group:
     lines: list[Text] = []
-    culprit = culprit_text(trace)
+    culprit = wording.culprit_text(trace)
     if culprit:
         lines.append(Text.assemble(("culprit ", "bold"), culprit))
-    error = error_text(trace)
+    error = wording.error_text(trace)
     if error:
         lines.append(Text.assemble(("failed ", "bold red"), error))
-    faults = faults_text(trace)
+    faults = wording.faults_text(trace)
     if faults:
         lines.append(Text(faults, style="cyan"))
     lines.extend(Text(note, style="dim") for note in trace.notes)
@@ -96,9 +89,9 @@ def _services_table(groups: list[GroupStats]) -> Table:
         table.add_row(
             group.service,
             f"{p.count:,}",
-            duration(p.p50_us),
-            duration(p.p95_us),
-            duration(p.p99_us),
+            wording.duration(p.p50_us),
+            wording.duration(p.p95_us),
+            wording.duration(p.p99_us),
             f"{group.errors:,}",
             _rate(group),
         )
@@ -119,14 +112,14 @@ def _operations_table(groups: list[GroupStats]) -> Table:
             group.service,
             group.operation or "",
             f"{p.count:,}",
-            duration(p.p50_us),
-            duration(p.p95_us),
-            duration(p.p99_us),
+            wording.duration(p.p50_us),
+            wording.duration(p.p95_us),
+            wording.duration(p.p99_us),
             _rate(group),
         )
     return table
 
 
 def _rate(group: GroupStats) -> Text:
-    text = percent(group.errors, group.latency.count)
+    text = wording.percent(group.errors, group.latency.count)
     return Text(text, style="red" if group.errors else "")
