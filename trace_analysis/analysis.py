@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from trace_analysis.critical_path import critical_path, culprit, path_steps
 from trace_analysis.jaeger_format import JaegerTrace, Span, decode_logs, decode_tags
@@ -17,6 +18,8 @@ from trace_analysis.model import (
     Criteria,
     ErrorOrigin,
     Fault,
+    Report,
+    Source,
     Summary,
     TraceResult,
     WaterfallRow,
@@ -37,6 +40,18 @@ class Outcome:
     summary: Summary
     warnings: list[str] = field(default_factory=list)
     truncated: bool = False  # the --limit was reached before the input ended
+
+    def report(self, source: Source, criteria: Criteria, warnings: list[str]) -> Report:
+        """The report of this outcome, read from ``source``; ``warnings`` come first."""
+        return Report(
+            source=source,
+            criteria=criteria,
+            summary=self.summary,
+            traces=self.traces,
+            warnings=warnings + self.warnings,
+            generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            truncated=self.truncated,
+        )
 
 
 class Analyzer:

@@ -286,15 +286,7 @@ def analyze(
                 limit or DEFAULT_LIMIT,
                 waterfall,
             )
-    report = Report(
-        source=source,
-        criteria=criteria,
-        summary=outcome.summary,
-        traces=outcome.traces,
-        warnings=warnings + outcome.warnings,
-        generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        truncated=outcome.truncated,
-    )
+    report = outcome.report(source, criteria, warnings)
     _emit(report, output_format, output, top)
     return _exit_status(report, fail_on)
 

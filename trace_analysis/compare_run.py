@@ -154,15 +154,7 @@ def run_comparison(request: CompareRequest) -> int:
         comparison.warnings.append("the baseline has no traces: every operation is new")
     if not candidate.traces:
         comparison.warnings.append("the candidate has no traces: every operation is gone")
-    report = Report(
-        source=source,
-        criteria=criteria,
-        summary=outcome.summary,
-        traces=outcome.traces,
-        warnings=warnings + outcome.warnings,
-        generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        truncated=outcome.truncated,
-    )
+    report = outcome.report(source, criteria, warnings)
     with_traces = request.threshold_us is not None or request.errors_only
     _emit(report, comparison, request, with_traces)
     if request.fail_on == "regression":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from trace_analysis.model import Report, TraceResult
+from trace_analysis.model import GroupStats, Report, TraceResult
 
 
 def ms(us: float) -> float:
@@ -109,3 +109,16 @@ def headline(report: Report) -> str:
         f"{s.traces:,} traces ({s.spans:,} spans): {s.slow:,} slow ({percent(s.slow, s.traces)}), "
         f"{s.errors:,} failing ({percent(s.errors, s.traces)}), {s.flagged:,} flagged"
     )
+
+
+def group_cells(group: GroupStats) -> list[str]:
+    """A service's or an operation's row after its name: count, p50, p95, p99, errors, rate."""
+    p = group.latency
+    return [
+        f"{p.count:,}",
+        duration(p.p50_us),
+        duration(p.p95_us),
+        duration(p.p99_us),
+        f"{group.errors:,}",
+        percent(group.errors, p.count),
+    ]

@@ -251,21 +251,10 @@ def _groups_table(groups: list[GroupStats], with_operation: bool) -> str:
     head += '<th class="num">error rate</th></tr>'
     rows = []
     for group in groups:
-        p = group.latency
         cells = f"<td>{escape(group.service)}</td>"
         if with_operation:
             cells += f"<td>{escape(group.operation or '')}</td>"
-        cells += "".join(
-            f'<td class="num">{value}</td>'
-            for value in (
-                f"{p.count:,}",
-                wording.duration(p.p50_us),
-                wording.duration(p.p95_us),
-                wording.duration(p.p99_us),
-                f"{group.errors:,}",
-                wording.percent(group.errors, p.count),
-            )
-        )
+        cells += "".join(f'<td class="num">{value}</td>' for value in wording.group_cells(group))
         rows.append(f"<tr>{cells}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 

@@ -82,18 +82,10 @@ def render_markdown(report: Report, top: int) -> str:
 
 
 def _group_row(group: GroupStats, with_operation: bool) -> str:
-    p = group.latency
     cells = [_cell(group.service)]
     if with_operation:
         cells.append(_cell(group.operation or ""))
-    cells += [
-        f"{p.count:,}",
-        wording.duration(p.p50_us),
-        wording.duration(p.p95_us),
-        wording.duration(p.p99_us),
-        f"{group.errors:,}",
-        wording.percent(group.errors, p.count),
-    ]
+    cells += wording.group_cells(group)
     return "| " + " | ".join(cells) + " |"
 
 
