@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, status
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -16,6 +18,7 @@ from inventory_service.models import (
 from inventory_service.store import SCHEMA, InsufficientStock, InventoryStore, UnknownSku
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import INVENTORY
+from servicekit.dependencies import from_state
 from servicekit.problems import ProblemError
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
@@ -28,8 +31,7 @@ class InventorySettings(ServiceSettings):
     faults: str = service_faults(INVENTORY)
 
 
-def _store(request: Request) -> InventoryStore:
-    return request.app.state.store
+Store = Annotated[InventoryStore, from_state("store")]
 
 
 def _reservation(reservation_id: str, state: str, lines: list) -> Reservation:
@@ -38,20 +40,20 @@ def _reservation(reservation_id: str, state: str, lines: list) -> Reservation:
 
 
 @router.get("/{sku}")
-def get_stock(sku: str, request: Request) -> StockLevel:
-    available = _store(request).available(sku)
+def get_stock(sku: str, store: Store) -> StockLevel:
+    available = store.available(sku)
     if available is None:
         raise ProblemError(404, "Unknown sku", f"No product with sku {sku}.", sku=sku)
     return StockLevel(sku=sku, available=available)
 
 
 @router.post("/reserve", status_code=status.HTTP_201_CREATED)
-def reserve(body: ReserveRequest, request: Request) -> Reservation:
+def reserve(body: ReserveRequest, store: Store) -> Reservation:
     """Reserve all lines or none. Out of stock is an error of this span (the domain says so)."""
     span = trace.get_current_span()
     span.set_attribute("inventory.reservation_id", body.reservationId)
     try:
-        state, lines = _store(request).reserve(
+        state, lines = store.reserve(
             body.reservationId, ((line.sku, line.quantity) for line in body.items)
         )
     except InsufficientStock as exc:
@@ -83,10 +85,10 @@ def reserve(body: ReserveRequest, request: Request) -> Reservation:
 
 
 @router.post("/release")
-def release(body: ReleaseRequest, request: Request) -> Reservation:
+def release(body: ReleaseRequest, store: Store) -> Reservation:
     """Compensation: return a reservation's stock. Idempotent, so it is always safe to retry."""
     trace.get_current_span().set_attribute("inventory.reservation_id", body.reservationId)
-    state, lines = _store(request).release(body.reservationId)
+    state, lines = store.release(body.reservationId)
     return _reservation(body.reservationId, state, lines)
 
 

@@ -11,8 +11,10 @@ import hashlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Request, status
+from fastapi import APIRouter, BackgroundTasks, status
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import NOTIFICATION
 from servicekit.db import Database
+from servicekit.dependencies import from_state
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
 SERVICE_NAME = NOTIFICATION.name
@@ -61,52 +64,51 @@ def recipient_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
 
 
-def send_notification(
-    request: Request, notification_id: str, order_id: str, recipient: str, parent: trace.Span
-) -> None:
-    app: ServiceApp = request.app
-    settings: NotificationSettings = app.state.settings
-    db: Database = app.state.db
-    ctx = trace.set_span_in_context(parent)
-    try:
-        _send(app, settings, db, ctx, notification_id, order_id, recipient)
-    except Exception:  # already on the span (ERROR + exception event); the order stands
-        log.warning("notification %s for order %s failed", notification_id, order_id)
+@dataclass
+class Notifier:
+    """Sends one notification, in the background, in a span of its own."""
 
+    tracer: trace.Tracer
+    db: Database
+    send_delay_ms: int
 
-def _send(
-    app: ServiceApp,
-    settings: NotificationSettings,
-    db: Database,
-    ctx: Context,
-    notification_id: str,
-    order_id: str,
-    recipient: str,
-) -> None:
-    with app.telemetry.tracer.start_as_current_span("send_notification", context=ctx) as span:
-        span.set_attributes(
-            {
-                "notification.id": notification_id,
-                "notification.channel": "email",
-                "notification.recipient_hash": recipient,
-                "order.id": order_id,
-            }
-        )
-        time.sleep(settings.notify_send_delay_ms / 1000)  # the mail relay round trip
-        with db.transaction() as conn:
-            conn.cursor().execute(
-                "INSERT INTO notifications (notification_id, order_id, recipient_hash, status)"
-                " VALUES (?, ?, ?, 'sent')",
-                (notification_id, order_id, recipient),
+    def send_notification(
+        self, notification_id: str, order_id: str, recipient: str, parent: trace.Span
+    ) -> None:
+        ctx = trace.set_span_in_context(parent)
+        try:
+            self._send(ctx, notification_id, order_id, recipient)
+        except Exception:  # already on the span (ERROR + exception event); the order stands
+            log.warning("notification %s for order %s failed", notification_id, order_id)
+
+    def _send(self, ctx: Context, notification_id: str, order_id: str, recipient: str) -> None:
+        with self.tracer.start_as_current_span("send_notification", context=ctx) as span:
+            span.set_attributes(
+                {
+                    "notification.id": notification_id,
+                    "notification.channel": "email",
+                    "notification.recipient_hash": recipient,
+                    "order.id": order_id,
+                }
             )
+            time.sleep(self.send_delay_ms / 1000)  # the mail relay round trip
+            with self.db.transaction() as conn:
+                conn.cursor().execute(
+                    "INSERT INTO notifications (notification_id, order_id, recipient_hash, status)"
+                    " VALUES (?, ?, ?, 'sent')",
+                    (notification_id, order_id, recipient),
+                )
 
 
 @router.post("/notify", status_code=status.HTTP_202_ACCEPTED)
-def notify(body: NotifyRequest, request: Request, background: BackgroundTasks) -> NotifyAccepted:
+def notify(
+    body: NotifyRequest,
+    background: BackgroundTasks,
+    notifier: Annotated[Notifier, from_state("notifier")],
+) -> NotifyAccepted:
     notification_id = uuid.uuid4().hex
     background.add_task(
-        send_notification,
-        request,
+        notifier.send_notification,
         notification_id,
         body.orderId,
         recipient_hash(str(body.email)),
@@ -120,7 +122,7 @@ def create_app(
 ) -> ServiceApp:
     settings = settings or NotificationSettings()
     app = create_service_app(SERVICE_NAME, settings, exporter)
-    app.state.settings = settings
-    app.state.db = app.open_database(settings.data_dir / "notifications.db", SCHEMA)
+    db = app.open_database(settings.data_dir / "notifications.db", SCHEMA)
+    app.state.notifier = Notifier(app.telemetry.tracer, db, settings.notify_send_delay_ms)
     app.include_router(router)
     return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Response, status
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -10,6 +12,7 @@ from order_service.models import CreateOrder, Order
 from order_service.store import SCHEMA, OrderStore, order_total
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import ORDER
+from servicekit.dependencies import ServiceTracer, from_state
 from servicekit.problems import ProblemError
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
@@ -22,14 +25,14 @@ class OrderSettings(ServiceSettings):
     faults: str = service_faults(ORDER)
 
 
-def _store(request: Request) -> OrderStore:
-    return request.app.state.store
+Store = Annotated[OrderStore, from_state("store")]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_order(body: CreateOrder, request: Request, response: Response) -> Order:
+def create_order(
+    body: CreateOrder, response: Response, store: Store, tracer: ServiceTracer
+) -> Order:
     """Price and store the order inside the ``process_order`` span (the business operation)."""
-    tracer = request.app.telemetry.tracer
     with tracer.start_as_current_span("process_order") as span:
         total = order_total(body.items)
         span.set_attributes(
@@ -41,7 +44,7 @@ def create_order(body: CreateOrder, request: Request, response: Response) -> Ord
                 "customer.id": str(body.userId),
             }
         )
-        order, created = _store(request).create(body, total)
+        order, created = store.create(body, total)
         span.set_attribute("order.created", created)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -49,15 +52,15 @@ def create_order(body: CreateOrder, request: Request, response: Response) -> Ord
 
 
 @router.delete("/{order_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_order(order_id: str, request: Request) -> None:
+def delete_order(order_id: str, store: Store) -> None:
     """Compensation from the gateway: an order whose creation it reported as failed (the
     connection broke after the request went out) must not stay stored. Idempotent."""
-    trace.get_current_span().set_attribute("order.deleted", _store(request).delete(order_id))
+    trace.get_current_span().set_attribute("order.deleted", store.delete(order_id))
 
 
 @router.get("/{order_id}")
-def get_order(order_id: str, request: Request) -> Order:
-    order = _store(request).get(order_id)
+def get_order(order_id: str, store: Store) -> Order:
+    order = store.get(order_id)
     if order is None:
         raise ProblemError(404, "Order not found", f"No order {order_id}.", orderId=order_id)
     return order

@@ -1,0 +1,29 @@
+"""Typed FastAPI dependencies for the services' routes (``Annotated[..., Depends]``).
+
+A route names what it uses (``store: Store``, ``tracer: ServiceTracer``) instead of reaching
+into ``request.app``; ``create_app`` puts each object on ``app.state`` once, under the name the
+route's annotation reads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from opentelemetry.trace import Tracer
+
+
+def from_state(name: str) -> Any:
+    """``Depends`` on ``request.app.state.<name>``, set by the service's ``create_app``."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return Depends(dependency)
+
+
+def _tracer(request: Request) -> Tracer:
+    return request.app.telemetry.tracer
+
+
+ServiceTracer = Annotated[Tracer, Depends(_tracer)]
