@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.admin import admin_router
 from servicekit.db import Database
 from servicekit.deadline import DeadlineMiddleware
+from servicekit.edge import HeadAsGetMiddleware, serve_edge
 from servicekit.faults import FaultInjector, FaultMiddleware, parse_faults
 from servicekit.guard import RequestGuardMiddleware
 from servicekit.health import HEALTH_PATHS, health_router
@@ -45,6 +46,10 @@ class ServiceApp(FastAPI):
     readiness_checks: list[Callable[[], None]]
     shutdown_hooks: list[ShutdownHook]
     fault_injector: FaultInjector
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Outside everything, the server span included: see :mod:`servicekit.edge`."""
+        await serve_edge(super().__call__, HEALTH_PATHS, scope, receive, send)
 
     def include_router(self, router: APIRouter, **kwargs: Any) -> None:  # type: ignore[override]
         """Document the problem+json answers every route can give (422, 413, 415, 503 ...)."""
@@ -92,7 +97,8 @@ def create_service_app(
         app.telemetry.shutdown()
         log.info("stopped, spans flushed")
 
-    app = ServiceApp(title=name, version=SERVICE_VERSION, lifespan=lifespan)
+    # No trailing-slash redirect: Starlette builds its Location from the client's Host header.
+    app = ServiceApp(title=name, version=SERVICE_VERSION, lifespan=lifespan, redirect_slashes=False)
     app.telemetry = Telemetry.create(
         name, SERVICE_VERSION, exporter=exporter, set_global=exporter is None
     )
@@ -108,16 +114,19 @@ def create_service_app(
     install_problem_handlers(app)
     app.include_router(health_router(name, app.readiness_checks, app.telemetry.counter))
     app.include_router(admin_router(app.fault_injector, settings.admin_token))
-    # Starlette runs the last added middleware first: limits, deadline, faults, then routes.
+    # Starlette runs the last added middleware first: limits, deadline, faults, HEAD, routes.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(FaultMiddleware, injector=app.fault_injector, skip_paths=HEALTH_PATHS)
     app.add_middleware(DeadlineMiddleware)
     app.add_middleware(
-        RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes, quiet_paths=HEALTH_PATHS
+        RequestGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        quiet_paths=HEALTH_PATHS,
     )
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=app.telemetry.provider,
-        excluded_urls=",".join(HEALTH_PATHS),
+        excluded_urls="",  # health routes are excluded by exact path in ServiceApp.__call__
         exclude_spans=["receive", "send"],
         server_request_hook=redact_server_span,
     )

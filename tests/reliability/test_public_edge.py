@@ -1,0 +1,267 @@
+"""The public edge against the real stack: what a client controls must not change what is traced,
+which faults fire, where an order is redirected, or how long a connection is held.
+
+One kind per section (the kinds of issue 14): health routes are excluded by exact path only;
+slow clients are cut off; fault members of an anonymous caller's baggage are dropped; 405 names
+the allowed methods and HEAD works wherever GET does; no redirect is built from ``Host``; a
+client that hangs up is recorded as a disconnect, not a 400; duplicated ``traceparent`` starts
+a new trace and several ``baggage`` lines combine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from stackctl.orders import order_body
+from stackctl.stack import Stack
+from stackctl.traces import JaegerTrace, fetch_trace
+from tests.reliability.conftest import ADMIN_TOKEN
+from tests.reliability.support import PROBLEM_JSON, SERVICES, wait_until
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@pytest.fixture(scope="module")
+def stack(shared_stack: Stack) -> Stack:
+    """Default edge settings (ADMIN_TOKEN set, client fault baggage not switched on)."""
+    return shared_stack
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
+        yield client
+
+
+def new_parent() -> tuple[str, str]:
+    """(traceparent, its trace id): a caller's context we can find the trace by."""
+    trace_id = secrets.token_hex(16)
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01", trace_id
+
+
+def server_spans(trace: JaegerTrace, service: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in trace.spans
+        if trace.service_of(s) == service and JaegerTrace.tags(s).get("span.kind") == "server"
+    ]
+
+
+def wait_for_spans(stack: Stack, trace_id: str, services: set[str]) -> JaegerTrace:
+    def seen() -> JaegerTrace | None:
+        trace = fetch_trace(stack.jaeger_url, trace_id)
+        return trace if trace is not None and services <= trace.services else None
+
+    return wait_until(seen, 30, f"trace {trace_id} from {sorted(services)} in Jaeger")
+
+
+def request_log(stack: Stack, service: str, trace_id: str) -> list[dict[str, Any]]:
+    """The ``request`` log lines a service wrote inside this trace."""
+    lines = (stack.run_dir / "logs" / f"{service}.log").read_text(errors="replace").splitlines()
+    records = []
+    for line in lines:
+        try:
+            record_ = json.loads(line)
+        except ValueError:
+            continue
+        if record_.get("message") == "request" and record_.get("trace_id") == trace_id:
+            records.append(record_)
+    return records
+
+
+def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as they are, read the answer until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+# --- 1. the health-route exclusion matches the path exactly --------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["shop.example/healthz", "shop.example/readyz", "healthz", "x/healthz?y", "/readyz"],
+)
+def test_a_health_route_name_in_host_does_not_hide_an_order(
+    stack: Stack, client: httpx.Client, host: str
+) -> None:
+    response = client.post("/api/orders", json=order_body(), headers={"Host": host})
+    assert response.status_code == 201, response.text
+    trace_id = response.json()["traceId"]
+    assert trace_id and TRACE_ID.match(trace_id)
+    assert response.headers["traceresponse"].split("-")[1] == trace_id
+    trace = wait_for_spans(stack, trace_id, set(SERVICES))
+    [root] = trace.roots
+    assert trace.service_of(root) == "api-gateway" and root["operationName"] == "POST /api/orders"
+    assert not trace.orphans
+    # the reserve, store and notify hops are in this one trace, not orphan traces of their own
+    assert {"process_order", "send_notification"} <= trace.operations
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/inventory/healthz", 404),
+        ("/api/inventory/readyz", 404),
+        ("/api/orders/readyz", 404),
+        ("/api/orders/healthz", 404),
+        ("/healthz/", 404),
+        ("/api/healthz", 404),
+    ],
+)
+def test_paths_that_only_contain_a_health_name_are_traced(
+    stack: Stack, client: httpx.Client, path: str, status: int
+) -> None:
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    trace_id = response.headers["traceresponse"].split("-")[1]
+    assert response.json()["traceId"] == trace_id
+    trace = wait_for_spans(stack, trace_id, {"api-gateway"})
+    assert server_spans(trace, "api-gateway")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/healthz?verbose=1"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_services_own_health_routes_stay_untraced(stack: Stack, path: str, method: str) -> None:
+    for service in SERVICES:
+        before = stack.spans_ended()[service]
+        response = httpx.request(method, f"{stack.service_url(service)}{path}", timeout=5)
+        assert response.status_code == 200, (service, response.text)
+        assert "traceresponse" not in response.headers
+        # spans_ended is read from /healthz itself: a traced probe would count one span
+        assert stack.spans_ended()[service] == before, service
+
+
+# --- 5. 405 names the allowed methods; HEAD answers wherever GET does ------------------------
+
+ALLOWED: dict[str, dict[str, set[str]]] = {
+    "api-gateway": {
+        "/api/orders": {"POST"},
+        "/api/orders/abc": {"GET", "HEAD"},
+        "/api/inventory/SKU123": {"GET", "HEAD"},
+        "/api/admin/faults/order-service": {"GET", "HEAD", "POST", "DELETE"},
+    },
+    "inventory-service": {
+        "/inventory/SKU123": {"GET", "HEAD"},
+        # GET /inventory/reserve is GET /inventory/{sku} with sku "reserve"
+        "/inventory/reserve": {"GET", "HEAD", "POST"},
+        "/inventory/release": {"GET", "HEAD", "POST"},
+    },
+    "order-service": {"/orders": {"POST"}, "/orders/abc": {"GET", "HEAD", "DELETE"}},
+    "notification-service": {"/notify": {"POST"}},
+}
+for _routes in ALLOWED.values():
+    _routes.update({"/healthz": {"GET", "HEAD"}, "/readyz": {"GET", "HEAD"}})
+    _routes["/admin/faults"] = {"GET", "HEAD", "POST", "DELETE"}
+
+
+def allow_header(response: httpx.Response) -> set[str]:
+    return {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_405_lists_the_allowed_methods(stack: Stack, service: str) -> None:
+    for path, allowed in ALLOWED[service].items():
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"} - allowed:
+            response = httpx.request(method, f"{stack.service_url(service)}{path}", timeout=5)
+            assert response.status_code == 405, (method, path, response.status_code)
+            assert allow_header(response) == allowed, (method, path, response.headers)
+            if method != "HEAD":
+                assert response.headers["content-type"] == PROBLEM_JSON
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_head_answers_like_get_without_a_body(stack: Stack, service: str) -> None:
+    paths = [p for p, allowed in ALLOWED[service].items() if "GET" in allowed]
+    for path in paths:
+        if "admin" in path:
+            continue  # needs the token; covered below
+        url = f"{stack.service_url(service)}{path}"
+        get, head = httpx.get(url, timeout=5), httpx.head(url, timeout=5)
+        assert head.status_code == get.status_code, (path, head.status_code, get.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+    head = httpx.head(f"{stack.service_url(service)}/admin/faults", headers=AUTH, timeout=5)
+    assert head.status_code == 200 and head.content == b""
+
+
+# --- 6. no redirect is built from the Host header ------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("path", ["/api/orders/", "/api/inventory/SKU123/", "/readyz/"])
+def test_no_redirect_to_the_host_a_client_names(
+    stack: Stack, client: httpx.Client, method: str, path: str
+) -> None:
+    for host in ("elsewhere.example", "elsewhere.example:8443"):
+        response = client.request(
+            method,
+            path,
+            json=order_body() if method == "POST" else None,
+            headers={"Host": host, "X-Forwarded-Host": host},
+        )
+        assert not response.is_redirect, (path, response.headers.get("location"))
+        assert "location" not in response.headers
+        assert response.status_code in (404, 405), response.status_code
+        assert response.headers["content-type"] == PROBLEM_JSON
+
+
+def test_no_service_redirects_a_trailing_slash(stack: Stack) -> None:
+    for service, routes in ALLOWED.items():
+        for path in routes:
+            response = httpx.get(f"{stack.service_url(service)}{path}/", timeout=5)
+            assert not response.is_redirect, (service, path, response.headers.get("location"))
+
+
+# --- 9. duplicated trace-context headers -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "parents",
+    [
+        [
+            "00-a1111111111111111111111111111111-1111111111111111-01",
+            "00-b2222222222222222222222222222222-2222222222222222-01",
+        ],
+        ["00-a1111111111111111111111111111111-1111111111111111-01"] * 2,
+        [
+            "00-a1111111111111111111111111111111-1111111111111111-01,"
+            "00-b2222222222222222222222222222222-2222222222222222-01"
+        ],
+    ],
+    ids=["two different", "the same twice", "two in one line"],
+)
+@pytest.mark.parametrize("path", ["/api/orders/dup-test", "/api/inventory/SKU123"])
+def test_two_traceparents_start_a_fresh_trace(stack: Stack, path: str, parents: list[str]) -> None:
+    headers = [("traceparent", p) for p in parents] + [("tracestate", "vendor=abc")]
+    response = httpx.get(f"{stack.gateway_url}{path}", headers=headers, timeout=10)
+    trace_id = response.headers["traceresponse"].split("-")[1]
+    assert trace_id not in {"a" + "1" * 31, "b" + "2" * 31}
+    trace = wait_for_spans(stack, trace_id, {"api-gateway"})
+    [root] = trace.roots
+    assert trace.service_of(root) == "api-gateway" and not root.get("references")
+
+
+def test_a_single_traceparent_is_still_continued(stack: Stack) -> None:
+    traceparent, trace_id = new_parent()
+    response = httpx.get(
+        f"{stack.gateway_url}/api/inventory/SKU123", headers={"traceparent": traceparent}
+    )
+    assert response.headers["traceresponse"].split("-")[1] == trace_id
