@@ -18,7 +18,7 @@ from api_gateway.compensation import pending_cancellations, pending_releases
 from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
 from api_gateway.models import OrderRequest, OrderResponse
 from api_gateway.orders import OrderFlow
-from servicekit.admin import require_admin_token
+from servicekit.admin import ClientFaultBaggageFilter, require_admin_token
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.faults import RuntimeFault
 from servicekit.http_client import Downstream
@@ -40,6 +40,11 @@ class GatewaySettings(ServiceSettings):
         5.0, gt=0, validation_alias="DOWNSTREAM_TIMEOUT_SECONDS"
     )
     notify_timeout_seconds: float = Field(1.0, gt=0, validation_alias="NOTIFY_TIMEOUT_SECONDS")
+    fault_baggage_anonymous: bool = Field(
+        False,
+        validation_alias="FAULT_BAGGAGE_ANONYMOUS",
+        description="true: any caller's fault baggage acts, not only the admin token holder's",
+    )
 
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderResponse)
@@ -161,4 +166,10 @@ def create_app(
     }
     app.include_router(router)
     app.include_router(admin, dependencies=[require_admin_token(settings.admin_token)])
+    # The public edge: outermost of the app's middleware, so before the gateway's own faults.
+    app.add_middleware(
+        ClientFaultBaggageFilter,
+        admin_token=settings.admin_token,
+        allow_anonymous=settings.fault_baggage_anonymous,
+    )
     return app

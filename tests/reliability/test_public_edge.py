@@ -149,6 +149,81 @@ def test_the_services_own_health_routes_stay_untraced(stack: Stack, path: str, m
         assert stack.spans_ended()[service] == before, service
 
 
+# --- 4. an anonymous caller's fault baggage is dropped at the gateway ------------------------
+
+FAULT = "fault.order-service=error:503"
+FAULT_BAGGAGES: dict[str, list[str]] = {
+    "alone": [FAULT],
+    "first": [FAULT + ",a=1,b=2"],
+    "middle": ["a=1," + FAULT + ",b=2"],
+    "last": ["a=1,b=2," + FAULT],
+    "with properties": [FAULT + ";p=1"],
+    "with spaces": ["a=1 , fault.order-service = error:503"],
+    "percent-encoded key": ["fault%2Eorder-service=error:503"],
+    "second header line": ["a=1", FAULT],
+    "first of two lines": [FAULT, "b=2"],
+    "two faults, two lines": ["fault.inventory-service=error:500", FAULT],
+}
+
+
+def with_baggage(lines: list[str], extra: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    return [*(("baggage", line) for line in lines), *(extra or {}).items()]
+
+
+def fault_fired(stack: Stack, trace_id: str, service: str) -> bool:
+    trace = wait_for_spans(stack, trace_id, {"api-gateway", service})
+    [span] = server_spans(trace, service)
+    return JaegerTrace.tags(span).get("fault.injected") is True
+
+
+@pytest.mark.parametrize("case", FAULT_BAGGAGES)
+def test_anonymous_fault_baggage_has_no_effect(
+    stack: Stack, client: httpx.Client, case: str
+) -> None:
+    response = client.post(
+        "/api/orders", json=order_body(), headers=with_baggage(FAULT_BAGGAGES[case])
+    )
+    assert response.status_code == 201, response.text
+    trace_id = response.json()["traceId"]
+    trace = wait_for_spans(stack, trace_id, set(SERVICES))
+    for service in SERVICES:
+        for span in server_spans(trace, service):
+            assert "fault.injected" not in JaegerTrace.tags(span), service
+
+
+@pytest.mark.parametrize(
+    "baggage",
+    [
+        "fault.api-gateway=latency:60000",
+        "fault.inventory-service=timeout:1",
+        "fault.api-gateway=timeout:1",
+    ],
+)
+def test_anonymous_latency_and_timeout_baggage_do_not_hold_a_request(
+    client: httpx.Client, baggage: str
+) -> None:
+    # client timeout 10 s: a held request (60 s latency, 30 s timeout fault) fails here
+    response = client.get("/api/inventory/SKU123", headers={"baggage": baggage})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("case", ["alone", "middle", "second header line"])
+def test_an_authorised_caller_still_injects_faults_through_baggage(
+    stack: Stack, client: httpx.Client, case: str
+) -> None:
+    response = client.post(
+        "/api/orders", json=order_body(), headers=with_baggage(FAULT_BAGGAGES[case], AUTH)
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["service"] == "order-service"
+    assert fault_fired(stack, response.json()["traceId"], "order-service")
+
+
+def test_a_wrong_token_does_not_authorise_fault_baggage(client: httpx.Client) -> None:
+    headers = with_baggage([FAULT], {"Authorization": f"Bearer {ADMIN_TOKEN}x"})
+    assert client.post("/api/orders", json=order_body(), headers=headers).status_code == 201
+
+
 # --- 5. 405 names the allowed methods; HEAD answers wherever GET does ------------------------
 
 ALLOWED: dict[str, dict[str, set[str]]] = {
@@ -265,3 +340,14 @@ def test_a_single_traceparent_is_still_continued(stack: Stack) -> None:
         f"{stack.gateway_url}/api/inventory/SKU123", headers={"traceparent": traceparent}
     )
     assert response.headers["traceresponse"].split("-")[1] == trace_id
+
+
+def test_baggage_lines_combine_and_the_fault_rule_holds_for_each(
+    stack: Stack, client: httpx.Client
+) -> None:
+    """An authorised fault in the second line fires (so the lines were combined); an
+    anonymous one in any line does not (test_anonymous_fault_baggage_has_no_effect)."""
+    lines = ["a=1", "fault.inventory-service=latency:1", "b=2"]
+    response = client.post("/api/orders", json=order_body(), headers=with_baggage(lines, AUTH))
+    assert response.status_code == 201
+    assert fault_fired(stack, response.json()["traceId"], "inventory-service")
