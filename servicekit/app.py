@@ -27,6 +27,7 @@ from servicekit.http_client import Downstream
 from servicekit.logs import configure_logging
 from servicekit.problems import PROBLEM_RESPONSES, install_problem_handlers
 from servicekit.redaction import redact_server_span
+from servicekit.server import bounded_protocol
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import Telemetry
 
@@ -122,6 +123,7 @@ def create_service_app(
         RequestGuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
         quiet_paths=HEALTH_PATHS,
+        body_timeout_seconds=settings.request_body_timeout_seconds,
     )
     FastAPIInstrumentor.instrument_app(
         app,
@@ -134,12 +136,16 @@ def create_service_app(
 
 
 def serve(name: str, app_factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:
-    """Run one service under uvicorn; SIGTERM triggers a graceful stop and the span flush."""
+    """Run one service under uvicorn; SIGTERM triggers a graceful stop and the span flush.
+
+    The HTTP protocol is uvicorn's httptools one with the slow-client bounds (see
+    :mod:`servicekit.server`)."""
     configure_logging(name, settings.log_level)
     uvicorn.run(
         app_factory(),
         host=settings.host,
         port=settings.port,
+        http=bounded_protocol(settings.request_head_timeout_seconds, settings.max_connections),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

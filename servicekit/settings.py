@@ -22,6 +22,24 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, validation_alias="MAX_BODY_BYTES", description="larger bodies get 413"
     )
+    request_head_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="REQUEST_HEAD_TIMEOUT_SECONDS",
+        description="a request head not received in this time: 408 and the connection closed",
+    )
+    request_body_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        validation_alias="REQUEST_BODY_TIMEOUT_SECONDS",
+        description="a request body not received in this time after its head: 408",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        validation_alias="MAX_CONNECTIONS",
+        description="connections one process holds; more are refused with 503",
+    )
     admin_token: str = Field(
         "", validation_alias="ADMIN_TOKEN", description="bearer token for /admin; empty: disabled"
     )
