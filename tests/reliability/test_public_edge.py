@@ -459,7 +459,11 @@ def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(edge_stack: S
     port = edge_stack.ports.gateway
     started = time.monotonic()
     heads = [open_slow(port, PARTIAL_HEAD) for _ in range(10)]
-    bodies = [open_slow(port, PARTIAL_BODY) for _ in range(10)]
+    traceparent, trace_id = new_parent()  # one of the bodies says which trace it is in
+    with_parent = PARTIAL_BODY.replace(
+        b"\r\n\r\n", f"\r\ntraceparent: {traceparent}\r\n\r\n".encode()
+    )
+    bodies = [open_slow(port, with_parent)] + [open_slow(port, PARTIAL_BODY) for _ in range(9)]
     answers: dict[int, bytes] = {}
     closed_at: dict[int, float] = {}
     try:
@@ -486,6 +490,9 @@ def test_slow_heads_and_bodies_are_cut_off_while_others_are_served(edge_stack: S
         assert status_of(answers[i]) == 408, answers[i][:200]
     body_answer = answers[len(heads)]
     assert b"application/problem+json" in body_answer
+    # the body-pending request's server span is ended, with the 408 it answered
+    [span] = server_spans(wait_for_spans(edge_stack, trace_id, {"api-gateway"}), "api-gateway")
+    assert JaegerTrace.tags(span)["http.response.status_code"] == 408
     record(
         "slow clients (head/body bound 2 s)",
         connections=len(closed_at),
