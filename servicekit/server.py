@@ -13,7 +13,9 @@ adds both:
 * ``MAX_CONNECTIONS``: a connection over the cap gets a 503 problem and is closed at once,
   before anything is read, so one process never holds more.
 * A response sent before its request body arrived (a route that ignores the body, a 413 or
-  415) closes the connection rather than wait for the rest of the body.
+  415) leaves the client the same head deadline to finish sending that body, then the
+  connection is closed. (Closing at once would reset a connection with unread bytes, and the
+  client could lose the answer.)
 
 The time to receive the body is bounded one layer up, inside the server span, where a 408 is a
 traced answer (:class:`servicekit.guard.RequestGuardMiddleware`). Where this server is not
@@ -73,6 +75,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._unread_body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -92,6 +95,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_unread_body_timer()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -103,11 +107,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_head_timer()
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        self._disarm_unread_body_timer()
+        super().on_message_complete()
+
     def on_response_complete(self) -> None:
         body_pending = not self.pipeline and self.cycle is not None and self.cycle.more_body
         super().on_response_complete()
         if body_pending and not self.transport.is_closing():
-            self.transport.close()  # answered before the body came: do not wait for the rest
+            # answered before the body came: the rest of it gets a deadline too
+            self._unread_body_timer = self.loop.call_later(
+                self.head_timeout_seconds, self._unread_body_timed_out
+            )
 
     def _arm_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_timed_out)
@@ -116,6 +127,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _disarm_unread_body_timer(self) -> None:
+        if self._unread_body_timer is not None:
+            self._unread_body_timer.cancel()
+            self._unread_body_timer = None
+
+    def _unread_body_timed_out(self) -> None:
+        self._unread_body_timer = None
+        if not self.transport.is_closing():
+            self.warnings.add("request body not received after the answer")
+            self.transport.close()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None

@@ -570,6 +570,38 @@ def test_a_body_the_route_never_reads_does_not_hold_the_connection(edge_stack: S
         sock.close()
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body, read off a kept-alive connection."""
+    data = b""
+
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection after {data!r}"
+        return chunk
+
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE)[1])  # type: ignore[index]
+    while len(body) < length:
+        body += more()
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_body_sent_after_an_early_answer_keeps_the_connection(edge_stack: Stack) -> None:
+    """A 415 goes out before the body; a client that then sends it promptly keeps its answer
+    and its connection (closing at once would reset it, and could lose the answer)."""
+    with socket.create_connection(("127.0.0.1", edge_stack.ports.gateway), timeout=5) as sock:
+        sock.sendall(
+            b"POST /api/orders HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 5\r\n\r\n"
+        )
+        assert status_of(read_response(sock)) == 415
+        sock.sendall(b"hello")
+        sock.sendall(b"GET /api/inventory/SKU123 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(read_response(sock)) == 200
+
+
 def test_connections_over_the_cap_are_refused_at_once(edge_stack: Stack) -> None:
     port = edge_stack.ports.gateway
     held = [open_slow(port, b"") for _ in range(MAX_CONNECTIONS + 10)]
