@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from servicekit.admin import admin_router
 from servicekit.db import Database
 from servicekit.deadline import DeadlineMiddleware
+from servicekit.edge import HeadAsGetMiddleware, serve_edge
 from servicekit.faults import FaultInjector, FaultMiddleware, parse_faults
 from servicekit.guard import RequestGuardMiddleware
 from servicekit.head_limits import RequestHeadLimitMiddleware
@@ -27,6 +28,7 @@ from servicekit.http_client import Downstream
 from servicekit.logs import configure_logging
 from servicekit.problems import PROBLEM_RESPONSES, install_problem_handlers
 from servicekit.redaction import redact_server_span
+from servicekit.server import bounded_protocol
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import Telemetry
 
@@ -46,6 +48,10 @@ class ServiceApp(FastAPI):
     readiness_checks: list[Callable[[], None]]
     shutdown_hooks: list[ShutdownHook]
     fault_injector: FaultInjector
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Outside everything, the server span included: see :mod:`servicekit.edge`."""
+        await serve_edge(super().__call__, HEALTH_PATHS, scope, receive, send)
 
     def include_router(self, router: APIRouter, **kwargs: Any) -> None:  # type: ignore[override]
         """Document the problem+json answers every route can give (422, 413, 415, 503 ...)."""
@@ -98,7 +104,8 @@ def create_service_app(
         delivered, outcome = app.telemetry.shutdown()
         log.log(logging.INFO if delivered else logging.ERROR, outcome)
 
-    app = ServiceApp(title=name, version=SERVICE_VERSION, lifespan=lifespan)
+    # No trailing-slash redirect: Starlette builds its Location from the client's Host header.
+    app = ServiceApp(title=name, version=SERVICE_VERSION, lifespan=lifespan, redirect_slashes=False)
     app.telemetry = Telemetry.create(
         name,
         SERVICE_VERSION,
@@ -119,7 +126,8 @@ def create_service_app(
     app.include_router(health_router(name, app.readiness_checks, app.telemetry))
     app.include_router(admin_router(app.fault_injector, settings.admin_token))
     # Starlette runs the last added middleware first: body limits and the request log, head
-    # limits, deadline, faults, then routes.
+    # limits, deadline, faults, HEAD, then routes.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(FaultMiddleware, injector=app.fault_injector, skip_paths=HEALTH_PATHS)
     app.add_middleware(DeadlineMiddleware)
     app.add_middleware(
@@ -128,12 +136,15 @@ def create_service_app(
         max_header_bytes=settings.max_header_bytes,
     )
     app.add_middleware(
-        RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes, quiet_paths=HEALTH_PATHS
+        RequestGuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        quiet_paths=HEALTH_PATHS,
+        body_timeout_seconds=settings.request_body_timeout_seconds,
     )
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=app.telemetry.provider,
-        excluded_urls=",".join(HEALTH_PATHS),
+        excluded_urls="",  # health routes are excluded by exact path in ServiceApp.__call__
         exclude_spans=["receive", "send"],
         server_request_hook=redact_server_span,
     )
@@ -141,12 +152,16 @@ def create_service_app(
 
 
 def serve(name: str, app_factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:
-    """Run one service under uvicorn; SIGTERM triggers a graceful stop and the span flush."""
+    """Run one service under uvicorn; SIGTERM triggers a graceful stop and the span flush.
+
+    The HTTP protocol is uvicorn's httptools one with the slow-client bounds (see
+    :mod:`servicekit.server`)."""
     configure_logging(name, settings.log_level)
     uvicorn.run(
         app_factory(),
         host=settings.host,
         port=settings.port,
+        http=bounded_protocol(settings.request_head_timeout_seconds, settings.max_connections),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

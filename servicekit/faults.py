@@ -6,7 +6,8 @@ by ``|``, e.g. ``latency:200-400:0.5|error:503:0.1``):
 * the environment: ``FAULTS`` (or ``<SERVICE>_FAULTS``), the service's standing faults;
 * a request's W3C baggage: member ``fault.<service-name>`` (``baggage:
   fault.inventory-service=latency:800``) makes only that request slow or failing in that
-  service, wherever it travels, because baggage is propagated on every hop;
+  service, wherever it travels, because baggage is propagated on every hop. The public gateway
+  drops such members from anonymous callers (:class:`servicekit.admin.ClientFaultBaggageFilter`);
 * run time: ``POST /admin/faults`` (bearer ``ADMIN_TOKEN``), cleared after
   ``duration_seconds`` or by ``DELETE``.
 
@@ -30,6 +31,7 @@ from servicekit.problems import problem_response
 
 FaultKind = Literal["latency", "error", "timeout"]
 MAX_LATENCY_MS = 60_000
+BAGGAGE_PREFIX = "fault."  # baggage member fault.<service-name>
 # Admin routes are never faulted: a fault must stay listable and clearable while it fires
 # (a service's own /admin/faults, and the gateway's /api/admin/faults/{service}).
 ADMIN_PREFIXES = ("/admin", "/api/admin")
@@ -129,7 +131,7 @@ class FaultInjector:
     def _from_baggage(self) -> list[ActiveFault]:
         if not self.allow_baggage:
             return []
-        value = baggage.get_baggage(f"fault.{self.service_name}")
+        value = baggage.get_baggage(f"{BAGGAGE_PREFIX}{self.service_name}")
         if not isinstance(value, str):
             return []
         try:

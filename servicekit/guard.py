@@ -6,9 +6,12 @@ request log line carries the trace id, and a rejected request is still a traced 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
+from opentelemetry import trace
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,26 +20,39 @@ from servicekit.redaction import redact
 
 log = logging.getLogger("servicekit.request")
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+# error.type (OpenTelemetry semantic conventions) of a request whose client hung up before its
+# body was complete: no response was sent, so there is no http.response.status_code.
+CLIENT_DISCONNECT = "client_disconnect"
 
 
 class RequestGuardMiddleware:
-    """415 for non-JSON bodies, 413 for bodies over ``max_body_bytes``, one log line per request."""
+    """415 for non-JSON bodies, 413 for bodies over ``max_body_bytes``, 408 for a body not
+    received within ``body_timeout_seconds``, one log line per request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, quiet_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        quiet_paths: tuple[str, ...],
+        body_timeout_seconds: float = 20.0,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.quiet_paths = quiet_paths
+        self.body_timeout_seconds = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        state = _Exchange()
 
         async def send_recording(message: Message) -> None:
+            if state.disconnected:
+                return  # the client is gone: whatever the app answers was never sent
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                state.status = message["status"]
             await send(message)
 
         rejection = self._reject(scope)
@@ -44,9 +60,11 @@ class RequestGuardMiddleware:
             if rejection is not None:
                 await rejection(scope, receive, send_recording)
             else:
-                await self.app(scope, self._limited(receive), send_recording)
+                await self.app(scope, self._limited(receive, state), send_recording)
         finally:
-            self._log(scope, status["code"], time.perf_counter() - started)
+            if state.disconnected:
+                _record_disconnect()
+            self._log(scope, state, time.perf_counter() - started)
 
     def _reject(self, scope: Scope):  # type: ignore[no-untyped-def]
         if scope["method"].encode() not in BODY_METHODS:
@@ -69,17 +87,33 @@ class RequestGuardMiddleware:
             )
         return None
 
-    def _limited(self, receive: Receive) -> Receive:
-        """Enforce the size limit on streamed bodies that declared no Content-Length."""
+    def _limited(self, receive: Receive, state: _Exchange) -> Receive:
+        """The body, bounded in size (also when no Content-Length was declared) and in time
+        (``body_timeout_seconds`` from the end of the head to the last byte); a client that
+        hangs up before its last byte is marked, not answered."""
         seen = 0
+        deadline = time.monotonic() + self.body_timeout_seconds
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
+            if state.body_complete:
+                return await receive()  # e.g. a wait for the disconnect after the body
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    message = await receive()
+            except TimeoutError:
+                # HTTPExceptions pass FastAPI's body reading; any other error becomes a 400.
+                raise HTTPException(
+                    408,
+                    f"The request body did not arrive within {self.body_timeout_seconds:g} s.",
+                    headers={"Connection": "close"},
+                ) from None
+            if message["type"] == "http.disconnect":
+                state.disconnected = True
+            elif message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                state.body_complete = not message.get("more_body", False)
                 if seen > self.max_body_bytes:
-                    # An HTTPException, as FastAPI turns any other error while reading into 400.
                     raise HTTPException(
                         413, f"Request body is larger than {self.max_body_bytes} bytes."
                     )
@@ -87,18 +121,39 @@ class RequestGuardMiddleware:
 
         return limited
 
-    def _log(self, scope: Scope, status: int, elapsed: float) -> None:
+    def _log(self, scope: Scope, state: _Exchange, elapsed: float) -> None:
         path = scope.get("path", "")
         if path in self.quiet_paths:
             return
         # The route template when one matched; else the path as the client sent it, redacted.
         route = getattr(scope.get("route"), "path", None) or redact(path)
+        outcome: dict[str, object] = (
+            {"error.type": CLIENT_DISCONNECT}
+            if state.disconnected
+            else {"http.response.status_code": state.status}
+        )
         log.info(
             "request",
             extra={
                 "http.request.method": scope.get("method"),
                 "http.route": route,
-                "http.response.status_code": status,
+                **outcome,
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
+
+
+@dataclass
+class _Exchange:
+    status: int = 500
+    body_complete: bool = False
+    disconnected: bool = False  # the client hung up before its body was complete
+
+
+def _record_disconnect() -> None:
+    """On the server span: no response status (none was sent), ``error.type`` and an event. The
+    span status stays unset: a client hanging up is not a server error (RFC 9110 has no status
+    for it; nginx logs its own 499)."""
+    span = trace.get_current_span()
+    span.set_attribute("error.type", CLIENT_DISCONNECT)
+    span.add_event("client.disconnect", {"message": "the client closed the connection early"})

@@ -19,7 +19,12 @@ from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
-HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
+HTTP_TITLES = {
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request timeout",
+    413: "Payload too large",
+}
 
 
 class ProblemError(Exception):
@@ -43,17 +48,24 @@ def current_trace_id() -> str | None:
     return format(ctx.trace_id, "032x") if ctx.is_valid and ctx.trace_flags.sampled else None
 
 
-def problem_response(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    body: dict[str, Any] = {
+def problem_document(
+    status: int, title: str, detail: str, trace_id: str | None, **extra: Any
+) -> dict[str, Any]:
+    """The problem+json body."""
+    return {
         "type": "about:blank",
         "title": title,
         "status": status,
         "detail": detail,
-        "traceId": current_trace_id(),
+        "traceId": trace_id,
         **extra,
     }
+
+
+def problem_response(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = problem_document(status, title, detail, current_trace_id(), **extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -83,14 +95,25 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "Invalid request", f"Invalid fields: {fields}", errors=errors)
 
 
+# The methods a route may serve (RFC 9110 9.3 and PATCH); HEAD goes wherever GET does.
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def allowed_methods(request: Request) -> str:
-    """Every method any route serves at this path (Starlette's 405 names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+    """Every method some route serves at this path, for the ``Allow`` header of a 405.
+
+    Asked of each top-level route with the method swapped in, since an included router answers
+    for its own routes (and Starlette's own 405 names only the first route's methods).
+    """
+    allowed = {
+        method
+        for method in METHODS
+        for route in request.app.router.routes
+        if route.matches({**request.scope, "method": method})[0] is Match.FULL
+    }
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(sorted(allowed))
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -130,5 +153,5 @@ class Problem(BaseModel):
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (400, 401, 404, 405, 409, 413, 415, 422, 502, 503, 504)
+    for code in (400, 401, 404, 405, 408, 409, 413, 415, 422, 502, 503, 504)
 }

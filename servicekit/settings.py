@@ -29,6 +29,15 @@ class ServiceSettings(BaseSettings):
     max_header_bytes: int = Field(
         16384, gt=0, description="larger header fields (in total) get 431"
     )
+    request_head_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request head not received in this time: 408 and close"
+    )
+    request_body_timeout_seconds: float = Field(
+        20.0, gt=0, description="a request body not received in this time after its head: 408"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="connections one process holds; more are refused with 503"
+    )
     admin_token: str = Field("", description="bearer token for /admin; empty: disabled")
     faults: str = Field("", description="standing faults, see faults.py; service_faults()")
     fault_seed: int | None = None

@@ -19,7 +19,7 @@ from api_gateway.compensation import cancellation_backlog, release_backlog
 from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
 from api_gateway.models import OrderRequest, OrderResponse
 from api_gateway.orders import OrderFlow
-from servicekit.admin import require_admin_token
+from servicekit.admin import ClientFaultBaggageFilter, require_admin_token
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER, SERVICE_NAMES
 from servicekit.faults import RuntimeFault
@@ -41,6 +41,10 @@ class GatewaySettings(ServiceSettings):
     notification_url: str = f"http://127.0.0.1:{NOTIFICATION.default_port}"
     downstream_timeout_seconds: float = Field(5.0, gt=0)
     notify_timeout_seconds: float = Field(1.0, gt=0)
+    fault_baggage_anonymous: bool = Field(
+        False,
+        description="true: any caller's fault baggage acts, not only the admin token holder's",
+    )
 
 
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderResponse)
@@ -162,4 +166,10 @@ def create_app(
     }
     app.include_router(router)
     app.include_router(admin, dependencies=[require_admin_token(settings.admin_token)])
+    # The public edge: outermost of the app's middleware, so before the gateway's own faults.
+    app.add_middleware(
+        ClientFaultBaggageFilter,
+        admin_token=settings.admin_token,
+        allow_anonymous=settings.fault_baggage_anonymous,
+    )
     return app

@@ -22,9 +22,14 @@ import pytest
 from stackctl.orders import order_body
 from stackctl.stack import ROOT, Stack
 from stackctl.traces import wait_for_trace
+from tests.e2e.conftest import ADMIN_TOKEN
 
 ALL = {"api-gateway", "inventory-service", "order-service", "notification-service"}
-SLOW_BAGGAGE = {"baggage": "fault.inventory-service=latency:400"}
+# Fault baggage acts only for a caller with the admin token (the gateway drops it otherwise).
+SLOW_BAGGAGE = {
+    "baggage": "fault.inventory-service=latency:400",
+    "authorization": f"Bearer {ADMIN_TOKEN}",
+}
 THRESHOLD_MS = 250
 
 

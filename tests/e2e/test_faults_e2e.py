@@ -123,8 +123,9 @@ def test_runtime_fault_clears_itself_after_its_duration(faults: httpx.Client) ->
 def test_baggage_fault_hits_only_that_request_in_that_service(
     stack: Stack, faults: httpx.Client
 ) -> None:
-    """The client asks for the fault in W3C baggage; the gateway propagates it downstream."""
-    baggage = {"baggage": "fault.order-service=latency:250"}
+    """The client asks for the fault in W3C baggage; the gateway propagates it downstream
+    (for a caller with the admin token: it drops an anonymous caller's fault members)."""
+    baggage = {"baggage": "fault.order-service=latency:250", **AUTH}
     slow = faults.post("/api/orders", json=order_body(), headers=baggage)
     normal = faults.post("/api/orders", json=order_body())
     assert slow.status_code == normal.status_code == 201

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, StatusCode
 
 from servicekit.faults import FaultInjector, FaultSpecError, parse_faults
@@ -60,9 +63,9 @@ async def test_standing_latency_fault_from_settings(tmp_path: Path) -> None:
 
 
 async def test_baggage_fault_hits_only_that_request(tmp_path: Path) -> None:
-    stack = build_stack(tmp_path)
+    stack = build_stack(tmp_path, overrides={"api-gateway": {"admin_token": TOKEN}})
     before = stack.available("SKU123")
-    headers = {"baggage": "fault.order-service=error:503"}
+    headers = {"baggage": "fault.order-service=error:503", "authorization": f"Bearer {TOKEN}"}
     failed = await stack.client.post("/api/orders", json=ORDER, headers=headers)
     assert failed.status_code == 503
     span = _server_span(stack, "order-service", failed.json()["traceId"])
@@ -70,8 +73,55 @@ async def test_baggage_fault_hits_only_that_request(tmp_path: Path) -> None:
     assert span.attributes["fault.kind"] == "error"
     assert stack.available("SKU123") == before, "reservation released"
     assert (await stack.client.post("/api/orders", json=ORDER)).status_code == 201
-    junk = {"baggage": "fault.order-service=" + "x" * 5000}
+    junk = {**headers, "baggage": "fault.order-service=" + "x" * 5000}
     assert (await stack.client.post("/api/orders", json=ORDER, headers=junk)).status_code == 201
+    await stack.client.aclose()
+
+
+class RecordingTransport(httpx.ASGITransport):
+    """Keeps the ``baggage`` header of every request the gateway sends to one service."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__(app=app)
+        self.baggage: list[str | None] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.baggage.append(request.headers.get("baggage"))
+        token = otel_context.attach(otel_context.Context())
+        try:
+            return await super().handle_async_request(request)
+        finally:
+            otel_context.detach(token)
+
+
+@pytest.mark.parametrize(
+    ("lines", "authorization", "forwarded"),
+    [
+        (["a=1,fault.order-service=error:503,b=2"], None, {"a=1", "b=2"}),
+        (["a=1", "fault%2Eorder-service=error:503;p=1", "b=2"], None, {"a=1", "b=2"}),
+        (["fault.inventory-service=latency:1"], None, None),
+        (["a=1", "fault.x=latency:1"], f"Bearer {TOKEN}", {"a=1", "fault.x=latency%3A1"}),
+        (["a=1", "fault.x=latency:1"], f"Bearer {TOKEN}-not", {"a=1"}),
+    ],
+    ids=["anonymous", "encoded key, two lines", "only faults", "authorised", "wrong token"],
+)
+async def test_the_gateway_forwards_baggage_without_anonymous_fault_members(
+    tmp_path: Path, lines: list[str], authorization: str | None, forwarded: set[str] | None
+) -> None:
+    transports: dict[str, RecordingTransport] = {}
+
+    def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
+        transports[name] = RecordingTransport(app)
+        return transports[name]
+
+    stack = build_stack(tmp_path, wrap=wrap, overrides={"api-gateway": {"admin_token": TOKEN}})
+    headers = [("baggage", line) for line in lines]
+    if authorization:
+        headers.append(("authorization", authorization))
+    response = await stack.client.post("/api/orders", json=ORDER, headers=headers)
+    assert response.status_code == 201, response.text
+    [sent] = transports["inventory-service"].baggage[:1]
+    assert (set(sent.split(",")) if sent else None) == forwarded
     await stack.client.aclose()
 
 
