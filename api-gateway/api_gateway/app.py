@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from enum import StrEnum
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi import APIRouter, Header, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from httpx import ASGITransport
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
 
+from api_gateway.admin_proxy import admin_proxy
+from api_gateway.clients import InventoryClient, OrderClient
 from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
 from api_gateway.compensation import cancellation_backlog, release_backlog
 from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
@@ -21,9 +21,8 @@ from api_gateway.models import OrderRequest, OrderResponse
 from api_gateway.orders import OrderFlow
 from servicekit.admin import ClientFaultBaggageFilter, require_admin_token
 from servicekit.app import ServiceApp, create_service_app
-from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER, SERVICE_NAMES
-from servicekit.faults import RuntimeFault
-from servicekit.http_client import Downstream
+from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER
+from servicekit.dependencies import from_state
 from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN
 from servicekit.problems import PROBLEM_RESPONSES, ProblemError
 from servicekit.settings import ServiceSettings, service_faults, service_port
@@ -47,17 +46,22 @@ class GatewaySettings(ServiceSettings):
     )
 
 
+Flow = Annotated[OrderFlow, from_state("flow")]
+Idempotency = Annotated[IdempotencyStore, from_state("idempotency")]
+Inventory = Annotated[InventoryClient, from_state("inventory")]
+Orders = Annotated[OrderClient, from_state("orders")]
+
+
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderResponse)
 async def create_order(
     body: OrderRequest,
-    request: Request,
     response: Response,
+    flow: Flow,
+    store: Idempotency,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> Any:
-    store: IdempotencyStore = request.app.state.idempotency
-    flow: OrderFlow = request.app.state.flow
     if idempotency_key is not None:
         fingerprint = request_fingerprint(body.model_dump(mode="json"))
         claim = await run_in_threadpool(store.claim, idempotency_key, fingerprint)
@@ -76,60 +80,19 @@ async def create_order(
 
 
 @router.get("/orders/{order_id}")
-async def get_order(order_id: Annotated[str, IdentifierPath], request: Request) -> Any:
-    flow: OrderFlow = request.app.state.flow
-    upstream = await flow.orders.request("GET", f"/orders/{order_id}")
-    if upstream.status_code == 404:
+async def get_order(order_id: Annotated[str, IdentifierPath], orders: Orders) -> Any:
+    order = await orders.order(order_id)
+    if order is None:
         raise ProblemError(404, "Order not found", f"No order {order_id}.", orderId=order_id)
-    return upstream.json()
+    return order
 
 
 @router.get("/inventory/{sku}")
-async def get_stock(sku: Annotated[str, IdentifierPath], request: Request) -> Any:
-    flow: OrderFlow = request.app.state.flow
-    upstream = await flow.inventory.request("GET", f"/inventory/{sku}")
-    if upstream.status_code == 404:
+async def get_stock(sku: Annotated[str, IdentifierPath], inventory: Inventory) -> Any:
+    stock = await inventory.stock(sku)
+    if stock is None:
         raise ProblemError(404, "Unknown sku", f"No product with sku {sku}.", sku=sku)
-    return upstream.json()
-
-
-admin = APIRouter(prefix="/api/admin", tags=["admin"])
-ServiceName = StrEnum("ServiceName", [(name, name) for name in SERVICE_NAMES])
-
-
-async def _forward_faults(service: str, request: Request) -> Any:
-    """The token was checked by the router dependency; the service checks it again."""
-    authorization = request.headers.get("authorization", "")
-    target: Downstream = request.app.state.admin_targets[service]
-    upstream = await target.request(
-        request.method,
-        "/admin/faults",
-        content=await request.body(),
-        headers={"authorization": authorization, "content-type": "application/json"},
-    )
-    return JSONResponse(upstream.json(), status_code=upstream.status_code)
-
-
-@admin.get("/faults/{service}")
-async def list_faults(service: ServiceName, request: Request) -> Any:
-    """A service's active faults (standing and run-time), from its ``/admin/faults``."""
-    return await _forward_faults(service, request)
-
-
-@admin.post("/faults/{service}", status_code=status.HTTP_201_CREATED)
-async def add_fault(
-    service: ServiceName,
-    fault: RuntimeFault,
-    request: Request,
-) -> Any:
-    """Inject a fault into a service for ``duration_seconds``."""
-    return await _forward_faults(service, request)
-
-
-@admin.delete("/faults/{service}")
-async def clear_faults(service: ServiceName, request: Request) -> Any:
-    """Clear a service's run-time faults."""
-    return await _forward_faults(service, request)
+    return stock
 
 
 def create_app(
@@ -147,25 +110,29 @@ def create_app(
         return app.downstream(name, url, timeout, transports.get(name))
 
     gateway_db = app.open_database(settings.data_dir / "gateway.db", SCHEMA + RELEASES_SCHEMA)
+    inventory = downstream(INVENTORY.name, settings.inventory_url)
+    orders = downstream(ORDER.name, settings.order_url)
+    notifications = downstream(NOTIFICATION.name, settings.notification_url)
     app.state.flow = OrderFlow(
-        inventory=downstream(INVENTORY.name, settings.inventory_url),
-        orders=downstream(ORDER.name, settings.order_url),
-        notifications=downstream(NOTIFICATION.name, settings.notification_url),
+        inventory=inventory,
+        orders=orders,
+        notifications=notifications,
         tracer=app.telemetry.tracer,
         notify_timeout_seconds=settings.notify_timeout_seconds,
         releases=release_backlog(gateway_db),
         cancellations=cancellation_backlog(gateway_db),
     )
     app.state.idempotency = IdempotencyStore(gateway_db)
-    app.state.settings = settings
+    app.state.inventory = InventoryClient(inventory)
+    app.state.orders = OrderClient(orders)
     app.state.admin_targets = {
         SERVICE_NAME: app.downstream(SERVICE_NAME, "http://self", timeout, ASGITransport(app)),
-        INVENTORY.name: app.state.flow.inventory,
-        ORDER.name: app.state.flow.orders,
-        NOTIFICATION.name: app.state.flow.notifications,
+        INVENTORY.name: inventory,
+        ORDER.name: orders,
+        NOTIFICATION.name: notifications,
     }
     app.include_router(router)
-    app.include_router(admin, dependencies=[require_admin_token(settings.admin_token)])
+    app.include_router(admin_proxy, dependencies=[require_admin_token(settings.admin_token)])
     # The public edge: outermost of the app's middleware, so before the gateway's own faults.
     app.add_middleware(
         ClientFaultBaggageFilter,
