@@ -109,7 +109,7 @@ def event(ts: int, name: str, **fields: Any) -> dict[str, Any]:
 
 
 @dataclass
-class Fault:
+class InjectedFault:
     kind: str
     value: str
     delay_us: int = 0
@@ -218,7 +218,7 @@ class TraceBuilder:
         return end, status
 
 
-def reserve(tb: TraceBuilder, out_of_stock: bool, fault: Fault | None) -> Any:
+def reserve(tb: TraceBuilder, out_of_stock: bool, fault: InjectedFault | None) -> Any:
     def server(parent: str, start: int) -> tuple[int, int]:
         span_id = tb.new_id()
         logs = [fault.log(start + 40)] if fault else []
@@ -281,7 +281,7 @@ def release(tb: TraceBuilder) -> Any:
     return server
 
 
-def store_order(tb: TraceBuilder, fault: Fault | None) -> Any:
+def store_order(tb: TraceBuilder, fault: InjectedFault | None) -> Any:
     def server(parent: str, start: int) -> tuple[int, int]:
         span_id = tb.new_id()
         logs = [fault.log(start + 40)] if fault else []
@@ -320,7 +320,7 @@ def store_order(tb: TraceBuilder, fault: Fault | None) -> Any:
     return server
 
 
-def notify(tb: TraceBuilder, fault: Fault | None) -> Any:
+def notify(tb: TraceBuilder, fault: InjectedFault | None) -> Any:
     def server(parent: str, start: int) -> tuple[int, int]:
         span_id = tb.new_id()
         logs = [fault.log(start + 40)] if fault else []
@@ -362,7 +362,7 @@ def place_order(tb: TraceBuilder, t0: int, scenario: str) -> None:
     root = tb.new_id()
     faulty = tb.rng.choice(("inventory", "order", "notify")) if scenario == "slow" else ""
     delay = tb.rng.randint(250, 900)
-    slow = Fault("latency", str(delay), delay * 1000)
+    slow = InjectedFault("latency", str(delay), delay * 1000)
     t = t0 + tb.gap(300, 1500)
     t, status = tb.call(
         root,
@@ -374,7 +374,7 @@ def place_order(tb: TraceBuilder, t0: int, scenario: str) -> None:
     )
     error = None
     if status < 400:
-        order_fault = Fault("error", "503") if scenario == "failing" else None
+        order_fault = InjectedFault("error", "503") if scenario == "failing" else None
         order_fault = slow if faulty == "order" else order_fault
         t, status = tb.call(
             root, t + tb.gap(), "order-service", "POST", "/orders", store_order(tb, order_fault)
