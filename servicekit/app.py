@@ -124,7 +124,8 @@ def create_service_app(
     )
     install_problem_handlers(app)
     app.include_router(health_router(name, app.readiness_checks, app.telemetry))
-    app.include_router(admin_router(app.fault_injector, settings.admin_token))
+    if settings.admin_token:  # without one the routes do not exist: 404 for every method
+        app.include_router(admin_router(app.fault_injector, settings.admin_token))
     # Starlette runs the last added middleware first: body limits and the request log, head
     # limits, deadline, faults, HEAD, then routes.
     app.add_middleware(HeadAsGetMiddleware)

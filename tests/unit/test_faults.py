@@ -126,9 +126,18 @@ async def test_the_gateway_forwards_baggage_without_anonymous_fault_members(
 
 
 async def test_admin_routes_are_disabled_without_a_token(tmp_path: Path) -> None:
+    """No token: the routes do not exist, so no method (not even an unserved one, which would
+    answer 405 with an ``Allow`` naming them) tells a caller they are there."""
     stack = build_stack(tmp_path)
-    response = await stack.client.get("/api/admin/faults/inventory-service")
-    assert response.status_code == 404
+    inventory = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=stack.apps["inventory-service"]), base_url="http://i"
+    )
+    for method in ("GET", "POST", "DELETE", "PATCH", "PUT", "HEAD"):
+        response = await stack.client.request(method, "/api/admin/faults/inventory-service")
+        assert response.status_code == 404, (method, response.headers)
+        response = await inventory.request(method, "/admin/faults")
+        assert response.status_code == 404, (method, response.headers)
+    await inventory.aclose()
     await stack.client.aclose()
 
 
