@@ -9,10 +9,12 @@ import sys
 try:
     from trace_analysis.cli import main
 except ImportError as exc:  # run with an interpreter that lacks the project's dependencies
-    sys.exit(
+    print(
         f"analyze_traces.py: error: {exc}; run it with the project's environment "
-        "(`uv run analyze_traces.py ...` or `.venv/bin/python analyze_traces.py ...`)"
+        "(`.venv/bin/python analyze_traces.py ...` after `make install`)",
+        file=sys.stderr,
     )
+    sys.exit(2)  # 1 means "flagged" (--fail-on); every error is 2
 
 if __name__ == "__main__":
     sys.exit(main())
