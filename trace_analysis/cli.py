@@ -468,7 +468,7 @@ def _emit(
     else:
         from trace_analysis.report_html import render_html
 
-        text = render_html(report, top)
+        text = render_html(report, top, explained)
     if output is None:
         sys.stdout.write(text)
         return
@@ -476,11 +476,12 @@ def _emit(
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise AnalyzerError(f"cannot write {output}: {exc.strerror or exc}") from None
-    print(
-        f"{PROG}: wrote {output_format.value} report to {output} "
-        f"({len(report.traces)} flagged of {report.summary.traces:,} traces)",
-        file=sys.stderr,
+    what = (
+        f"{len(report.traces)} trace(s) explained"
+        if explained
+        else f"{len(report.traces)} flagged of {report.summary.traces:,} traces"
     )
+    print(f"{PROG}: wrote {output_format.value} report to {output} ({what})", file=sys.stderr)
 
 
 def _plain_width() -> int:

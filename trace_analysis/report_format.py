@@ -49,6 +49,13 @@ def criteria_text(report: Report) -> str:
 
 def source_text(report: Report) -> str:
     source = report.source
+    if source.trace_ids:  # --trace: the traces asked for, not a window
+        where = (
+            f"file {source.input_path}"
+            if source.kind == "file"
+            else (f"Jaeger at {source.jaeger_url}" + (f" (API {source.api})" if source.api else ""))
+        )
+        return f"trace {', '.join(source.trace_ids)} from {where}"
     if source.kind == "file":
         where = f"file {source.input_path}"
         if source.service:

@@ -62,18 +62,25 @@ a { color: #0b57d0; }
 """
 
 
-def render_html(report: Report, top: int) -> str:
+def render_html(report: Report, top: int, explained: bool = False) -> str:
+    """The report as one page; ``explained``: the traces ``--trace`` asked for, whether or
+    not they are flagged."""
     colours = _colours(report)
     shown = report.traces[:top]
+    if explained:
+        title = f"Trace {', '.join(t.trace_id for t in report.traces)}"
+        scope = wording.source_text(report)
+    else:
+        title = f"Trace analysis: {len(report.traces)} flagged"
+        scope = f"Traces {wording.criteria_text(report)}: {wording.source_text(report)}"
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Trace analysis: {len(report.traces)} flagged</title>",
+        f"<title>{escape(title)}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>Trace analysis: {len(report.traces)} flagged</h1>",
-        f'<div class="muted">Traces {escape(wording.criteria_text(report))}: '
-        f"{escape(wording.source_text(report))}. Generated {escape(report.generated_at)}.</div>",
+        f"<h1>{escape(title)}</h1>",
+        f'<div class="muted">{escape(scope)}. Generated {escape(report.generated_at)}.</div>',
         _cards(report),
     ]
     if report.truncated:
@@ -82,7 +89,7 @@ def render_html(report: Report, top: int) -> str:
     if not shown:
         parts.append(f"<p><b>No trace {escape(wording.criteria_text(report))}.</b></p>")
     else:
-        parts.append("<h2>Flagged traces, slowest first</h2>")
+        parts.append("<h2>Traces</h2>" if explained else "<h2>Flagged traces, slowest first</h2>")
         parts.append(_flagged_table(report, shown))
         if len(report.traces) > len(shown):
             more = len(report.traces) - len(shown)

@@ -3,6 +3,8 @@ an unknown id (live fetching by id is in test_analyzer_live.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jsonschema
 import pytest
 
@@ -88,3 +90,22 @@ def test_unknown_or_malformed_id_is_exit_2_in_one_line(capsys: pytest.CaptureFix
         bad.err
         == "analyze_traces.py: error: --trace 'xyz' is not a trace id (up to 32 hex digits)\n"
     )
+
+
+def test_html_of_a_healthy_trace_names_it_not_a_flag_count(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--trace explains the traces asked for, flagged or not: the page is titled by the trace
+    and names its source, with no window or criteria that --trace does not have."""
+    healthy, trace_id = CASES / "float_microseconds.json", "0000000000000000000000000000c001"
+    page = tmp_path / "trace.html"
+    result = run_cli(
+        capsys, "--trace", trace_id, "--input", healthy, "--format", "html", "--output", page
+    )
+    assert result.code == 0, result.err
+    assert "(1 trace(s) explained)" in result.err
+    html = page.read_text()
+    assert f"<title>Trace {trace_id}</title>" in html
+    assert f"trace {trace_id} from file {healthy}" in html
+    assert "Trace analysis: 1 flagged" not in html and "Flagged traces" not in html
+    assert "None" not in html
