@@ -50,19 +50,29 @@ def _raw_problem(status: int, reason: str, title: str, detail: str) -> bytes:
 
 
 class _Warnings:
-    """Counts closed connections per reason; logs at most every ``WARN_EVERY_SECONDS``."""
+    """Counts closed connections per reason; logs at most every ``WARN_EVERY_SECONDS``, and
+    what a window counted at its end (not only when a later closure happens to come)."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.last = 0.0
+        self._pending: asyncio.TimerHandle | None = None
 
     def add(self, reason: str) -> None:
+        """Called on the event loop, from the protocol's callbacks."""
         self.counts[reason] = self.counts.get(reason, 0) + 1
-        now = time.monotonic()
-        if now - self.last >= WARN_EVERY_SECONDS:
+        wait = self.last + WARN_EVERY_SECONDS - time.monotonic()
+        if wait <= 0:
+            self.flush()
+        elif self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        self._pending = None
+        if self.counts:
             log.warning("connections closed at the edge", extra={"closed": dict(self.counts)})
             self.counts.clear()
-            self.last = now
+        self.last = time.monotonic()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

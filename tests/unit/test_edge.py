@@ -3,12 +3,15 @@ hangs up before its body (the real-stack tests are tests/reliability/test_public
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from servicekit import server
 from servicekit.edge import normalise_trace_headers
 from servicekit.guard import CLIENT_DISCONNECT
 from tests.unit.conftest import build_stack
@@ -102,3 +105,22 @@ async def test_a_client_gone_before_its_body_is_no_400(tmp_path: Path) -> None:
     assert span.status.status_code is StatusCode.UNSET
     assert [e.name for e in span.events] == ["client.disconnect"]
     await stack.client.aclose()
+
+
+@pytest.mark.anyio
+async def test_edge_closures_are_logged_when_their_window_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first closure is logged at once; those within the next window when it ends, not
+    only when another closure comes later."""
+    monkeypatch.setattr(server, "WARN_EVERY_SECONDS", 0.2)
+    warnings = server._Warnings()
+    with caplog.at_level(logging.WARNING, logger=server.log.name):
+        warnings.add("head timeout")
+        warnings.add("head timeout")
+        warnings.add("over MAX_CONNECTIONS")
+        logged = [r.closed for r in caplog.records]  # type: ignore[attr-defined]
+        assert logged == [{"head timeout": 1}]
+        await asyncio.sleep(0.4)
+    logged = [r.closed for r in caplog.records]  # type: ignore[attr-defined]
+    assert logged == [{"head timeout": 1}, {"head timeout": 1, "over MAX_CONNECTIONS": 1}]
