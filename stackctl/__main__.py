@@ -117,7 +117,15 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
     console.print(f"placing {ok} orders for SKU123 and {out_of_stock} for OUT-OF-STOCK")
     with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
         for sku, services, operations in orders:
-            response = client.post("/api/orders", json=order_body(sku))
+            try:
+                response = client.post("/api/orders", json=order_body(sku))
+            except httpx.TransportError as exc:
+                console.print(
+                    f"[red]error:[/red] the gateway at {stack.gateway_url} does not answer "
+                    f"({type(exc).__name__}: {exc}). If `make up` ran with other *_PORT "
+                    "values, give the same ones to this command (`make status` shows them)."
+                )
+                raise typer.Exit(2) from None
             answered = time.monotonic()
             trace_id = response.json()["traceId"]
             trace = wait_for_trace(stack.jaeger_url, trace_id, services, frozenset(operations))
