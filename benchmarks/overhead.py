@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from servicekit.telemetry import SDK_DEFAULTS  # noqa: E402
-from stackctl.metrics import scrape, total  # noqa: E402
+from stackctl.metrics import JAEGER_EXPORTER, scrape, total  # noqa: E402
 from stackctl.orders import order_body  # noqa: E402
 from stackctl.ports import Ports  # noqa: E402
 from stackctl.stack import Stack  # noqa: E402
@@ -144,7 +144,7 @@ class Bench:
             + total(collector, "otelcol_receiver_failed_spans")
             + total(collector, "otelcol_processor_memory_limiter_refused_spans"),
             "collector_sent": total(
-                collector, "otelcol_exporter_sent_spans", exporter="otlp/jaeger"
+                collector, "otelcol_exporter_sent_spans", exporter=JAEGER_EXPORTER
             ),
             "collector_send_failed": total(collector, "otelcol_exporter_send_failed_spans")
             + total(collector, "otelcol_exporter_enqueue_failed_spans"),

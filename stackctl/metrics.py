@@ -45,6 +45,10 @@ def total(samples: list[tuple[str, dict[str, str], float]], name: str, **labels:
 # Jaeger's own pipeline, on its metrics port: what its OTLP receiver accepted, and what its
 # storage exporter wrote to Badger or failed to. A span Badger refuses (an index key over 65,000
 # bytes, say) counts in ``store_failed`` and nowhere else: the collector has counted it as sent.
+# The collector's exporter to Jaeger (otel-collector/config.yaml): the `exporter` label of its
+# otelcol_exporter_* metrics.
+JAEGER_EXPORTER = "otlp_grpc/jaeger"
+
 JAEGER_SPAN_COUNTERS = {
     "accepted": ("otelcol_receiver_accepted_spans", {}),
     "stored": ("otelcol_exporter_sent_spans", {"exporter": "jaeger_storage_exporter"}),

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from stackctl.metrics import scrape, total
+from stackctl.metrics import JAEGER_EXPORTER, scrape, total
 from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import StoredTrace, wait_for_trace
@@ -91,7 +91,7 @@ def test_collector_refused_and_failed_nothing(stack: Stack, placed) -> None:
     while True:
         samples = scrape(stack.collector_metrics_url)
         accepted = total(samples, "otelcol_receiver_accepted_spans_total")
-        sent = total(samples, "otelcol_exporter_sent_spans_total", exporter="otlp/jaeger")
+        sent = total(samples, "otelcol_exporter_sent_spans_total", exporter=JAEGER_EXPORTER)
         if (accepted > 0 and sent == accepted) or time.monotonic() > deadline:
             break
         time.sleep(0.2)

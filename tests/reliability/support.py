@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 
 from servicekit.catalog import SERVICE_NAMES
-from stackctl.metrics import JAEGER_SPAN_COUNTERS, span_counts
+from stackctl.metrics import JAEGER_EXPORTER, JAEGER_SPAN_COUNTERS, span_counts
 from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import StoredTrace, fetch_trace
@@ -98,10 +98,10 @@ COUNTERS = {
     "accepted": ("otelcol_receiver_accepted_spans", {}),
     "refused": ("otelcol_receiver_refused_spans", {}),
     "failed": ("otelcol_receiver_failed_spans", {}),
-    "sent": ("otelcol_exporter_sent_spans", {"exporter": "otlp/jaeger"}),
-    "send_failed": ("otelcol_exporter_send_failed_spans", {"exporter": "otlp/jaeger"}),
-    "enqueue_failed": ("otelcol_exporter_enqueue_failed_spans", {"exporter": "otlp/jaeger"}),
-    "queue_size": ("otelcol_exporter_queue_size", {"exporter": "otlp/jaeger"}),
+    "sent": ("otelcol_exporter_sent_spans", {"exporter": JAEGER_EXPORTER}),
+    "send_failed": ("otelcol_exporter_send_failed_spans", {"exporter": JAEGER_EXPORTER}),
+    "enqueue_failed": ("otelcol_exporter_enqueue_failed_spans", {"exporter": JAEGER_EXPORTER}),
+    "queue_size": ("otelcol_exporter_queue_size", {"exporter": JAEGER_EXPORTER}),
     "memory_refused": ("otelcol_processor_memory_limiter_refused_spans", {}),
 }
 
