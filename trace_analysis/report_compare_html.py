@@ -9,7 +9,7 @@ from trace_analysis import report_compare as compared
 from trace_analysis.compare import Comparison, OperationChange
 from trace_analysis.model import Report
 from trace_analysis.report_format import source_text
-from trace_analysis.report_html import CSS, render_html
+from trace_analysis.report_html import page_head, render_html
 
 
 def render_comparison_html(report: Report, comparison: Comparison, top: int, traces: bool) -> str:
@@ -17,12 +17,7 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
     improved = [op for op in comparison.operations if op.verdict == "improved"]
     title = f"Compared with the baseline: {len(regressed)} regressed"
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
+        *page_head(title),
         f'<div class="muted">Candidate: {escape(source_text(report))}.<br>'
         f"Baseline: {escape(compared.side_text(comparison.baseline_source))}.<br>"
         f"{escape(compared.sides_line(comparison))}. "

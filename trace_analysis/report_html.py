@@ -62,6 +62,18 @@ a { color: #0b57d0; }
 """
 
 
+def page_head(title: str) -> list[str]:
+    """The page's opening, its styles and its title as the first heading."""
+    return [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+    ]
+
+
 def render_html(report: Report, top: int, explained: bool = False) -> str:
     """The report as one page; ``explained``: the traces ``--trace`` asked for, whether or
     not they are flagged."""
@@ -74,12 +86,7 @@ def render_html(report: Report, top: int, explained: bool = False) -> str:
         title = f"Trace analysis: {len(report.traces)} flagged"
         scope = f"Traces {wording.criteria_text(report)}: {wording.source_text(report)}"
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
+        *page_head(title),
         f'<div class="muted">{escape(scope)}. Generated {escape(report.generated_at)}.</div>',
         _cards(report),
     ]
