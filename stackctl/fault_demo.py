@@ -51,9 +51,10 @@ def token_file(stack: Stack) -> Path:
     return stack.run_dir / "admin-token"
 
 
-def resolve_token(stack: Stack, running: bool) -> str:
+def resolve_token(stack: Stack, running: bool, command: str = "demo-faults") -> str:
     """``ADMIN_TOKEN``, else the token saved when this command started the stack, else (only
-    when the stack is not running yet) a new random one, saved for the next run."""
+    when the stack is not running yet) a new random one, saved for the next run. ``command``
+    (the make target) is named in the error's advice."""
     if os.environ.get("ADMIN_TOKEN"):
         return os.environ["ADMIN_TOKEN"]
     saved = token_file(stack)
@@ -62,8 +63,8 @@ def resolve_token(stack: Stack, running: bool) -> str:
     if running:
         raise DemoError(
             "the stack is already running and no ADMIN_TOKEN is known for it. Run with the "
-            "token it was started with (ADMIN_TOKEN=... make demo-faults), or restart it: "
-            "`make down && make demo-faults`."
+            f"token it was started with (ADMIN_TOKEN=... make {command}), or restart it: "
+            f"`make down && make {command}`."
         )
     token = secrets.token_urlsafe(24)
     stack.run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,16 @@ def bring_up(stack: Stack, token: str) -> None:
     console.print(f"[green]stack up[/green] in {time.monotonic() - t0:.1f} s")
 
 
-def admin(client: httpx.Client, method: str, service: str, token: str, **kw: Any) -> httpx.Response:
+def admin(
+    client: httpx.Client,
+    method: str,
+    service: str,
+    token: str,
+    command: str = "demo-faults",
+    **kw: Any,
+) -> httpx.Response:
+    """One call to the gateway's fault admin; a refusal says how to get a usable stack
+    (``command``: the make target to name)."""
     response = client.request(
         method,
         f"/api/admin/faults/{service}",
@@ -90,14 +100,14 @@ def admin(client: httpx.Client, method: str, service: str, token: str, **kw: Any
     if response.status_code == 404:
         raise DemoError(
             "the running stack has its fault admin routes off: it was started without "
-            "ADMIN_TOKEN. Restart it with one: `make down && make demo-faults` (or "
+            f"ADMIN_TOKEN. Restart it with one: `make down && make {command}` (or "
             "`ADMIN_TOKEN=<token> make up`)."
         )
     if response.status_code == 401:
         raise DemoError(
             "the running stack was started with another ADMIN_TOKEN: run with that one "
-            "(ADMIN_TOKEN=<token> make demo-faults) or restart it: "
-            "`make down && make demo-faults`."
+            f"(ADMIN_TOKEN=<token> make {command}) or restart it: "
+            f"`make down && make {command}`."
         )
     if response.status_code >= 400:
         raise DemoError(f"{method} {response.url}: HTTP {response.status_code} {response.text}")

@@ -35,6 +35,7 @@ from stackctl.fault_demo import (
 from stackctl.process import StartError
 from stackctl.stack import Stack, local_stack
 
+COMMAND = "demo-regression"  # the make target, named in advice
 ROOT = ("api-gateway", "POST /api/orders")  # the requests the demo sends
 GAP_S = 3.0  # between the two windows, so neither reads the other's traces
 WARM_UP = 8  # orders before the baseline: first requests (connections, imports) are slower
@@ -53,8 +54,10 @@ def demo_regression(
     try:
         stack = local_stack()
         running = stack.process("api-gateway").pid() is not None
-        token = resolve_token(stack, running)
+        token = resolve_token(stack, running, COMMAND)
         bring_up(stack, token)
+        with httpx.Client(base_url=stack.gateway_url, timeout=15) as client:
+            admin(client, "GET", service, token, COMMAND)  # before any order: usable admin?
         table, report = compare_windows(stack, token, service, latency_ms, orders, concurrency)
     except (DemoError, StartError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -107,12 +110,12 @@ def compare_windows(
     with httpx.Client(base_url=stack.gateway_url, timeout=15) as client:
         candidate_start = time.time()
         try:
-            admin(client, "POST", service, token, json=fault)
+            admin(client, "POST", service, token, COMMAND, json=fault)
             say(f"injected into {service}: latency {latency_ms} ms")
             say(f"candidate: placing {count} orders, {concurrency} at a time")
             placed = place_orders(stack.gateway_url, count, concurrency)
         finally:
-            admin(client, "DELETE", service, token)
+            admin(client, "DELETE", service, token, COMMAND)
             say("fault cleared")
     _answers(placed, say)
     wait_for_traces(stack.jaeger_url, placed)
