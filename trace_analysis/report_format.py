@@ -47,15 +47,18 @@ def criteria_text(report: Report) -> str:
     return f"slower than {threshold / 1000:g} ms or failing"
 
 
+def origin_text(report: Report) -> str:
+    """Where ``--trace`` took its traces: ``file F`` or ``Jaeger at URL (API v3)``."""
+    source = report.source
+    if source.kind == "file":
+        return f"file {source.input_path}"
+    return f"Jaeger at {source.jaeger_url}" + (f" (API {source.api})" if source.api else "")
+
+
 def source_text(report: Report) -> str:
     source = report.source
     if source.trace_ids:  # --trace: the traces asked for, not a window
-        where = (
-            f"file {source.input_path}"
-            if source.kind == "file"
-            else (f"Jaeger at {source.jaeger_url}" + (f" (API {source.api})" if source.api else ""))
-        )
-        return f"trace {', '.join(source.trace_ids)} from {where}"
+        return f"trace {', '.join(source.trace_ids)} from {origin_text(report)}"
     if source.kind == "file":
         where = f"file {source.input_path}"
         if source.service:

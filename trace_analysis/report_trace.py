@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.text import Text
 
 from trace_analysis.model import Report, TraceResult, WaterfallRow
-from trace_analysis.report_format import duration, error_text, faults_text, iso, percent
+from trace_analysis.report_format import (
+    duration,
+    error_text,
+    faults_text,
+    iso,
+    origin_text,
+    percent,
+)
 
 BAR_WIDTH = 40  # characters for the whole trace's time
 LABEL_WIDTH = 52
@@ -74,11 +81,7 @@ def _header(trace: TraceResult) -> Text:
 
 
 def _where(report: Report) -> str:
-    source = report.source
-    trace_count = f"{len(report.traces)} trace(s)"
-    if source.kind == "file":
-        return f"{trace_count} from file {source.input_path}"
-    return f"{trace_count} from Jaeger at {source.jaeger_url} (API {source.api or '?'})"
+    return f"{len(report.traces)} trace(s) from {origin_text(report)}"
 
 
 def _row(row: WaterfallRow, total: int) -> Text:
