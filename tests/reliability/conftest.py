@@ -126,6 +126,13 @@ def shared_stack(stacks: StackFactory) -> Iterator[Stack]:
     stacks.stop(stack)
 
 
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    """A client of the gateway of the module's own ``stack`` fixture."""
+    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
+        yield client
+
+
 # --- measured numbers, printed at the end of the run (docs/reliability.md quotes them) ------
 
 RESULTS: list[tuple[str, dict[str, Any]]] = []

@@ -39,12 +39,6 @@ def stack(shared_stack: Stack) -> Stack:
     return shared_stack
 
 
-@pytest.fixture(scope="module")
-def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
-        yield client
-
-
 # --- schemathesis against the live gateway ----------------------------------------------------
 
 

@@ -37,12 +37,6 @@ def stack(shared_stack: Stack) -> Stack:
     return shared_stack
 
 
-@pytest.fixture(scope="module")
-def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=10) as client:
-        yield client
-
-
 def new_parent() -> tuple[str, str]:
     """(traceparent, its trace id): a caller's context we can find the trace by."""
     trace_id = secrets.token_hex(16)
