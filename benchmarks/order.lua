@@ -10,6 +10,15 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = assert(os.getenv("WRK_ORDER_BODY"), "set WRK_ORDER_BODY to the order's JSON")
 
+-- With WRK_DELAY_MS=<ms> set, each connection waits that long after a response before its next
+-- request, which holds the rate below saturation (benchmarks/overhead.py finds the value).
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if delay_ms ~= nil then
+  function delay()
+    return delay_ms
+  end
+end
+
 local ids_path = os.getenv("WRK_TRACE_IDS")
 if ids_path ~= nil and ids_path ~= "" then
   local threads = 0

@@ -1,7 +1,8 @@
 """What tracing costs the order stack, whether every span arrives, and how soon it is queryable.
 
     make bench                                   # the defaults below, ~7 min on 2 cores
-    python benchmarks/overhead.py --rounds 3 --duration 20 --sustain 60 [--profile]
+    python benchmarks/overhead.py --rounds 3 --duration 20 --sustain 60 [--no-profile]
+    python benchmarks/overhead.py --levers switch-1ms,gzip   # or --levers none
 
 Two real stacks (stackctl: Jaeger, the collector, the four services) run side by side on free
 loopback ports: one with tracing fully on (exporting through the collector to Jaeger), one with
@@ -43,12 +44,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import span_profile  # noqa: E402
+
 from servicekit.telemetry import SDK_DEFAULTS  # noqa: E402
 from stackctl.metrics import JAEGER_EXPORTER, scrape, total  # noqa: E402
 from stackctl.orders import order_body  # noqa: E402
 from stackctl.ports import Ports  # noqa: E402
 from stackctl.stack import Stack  # noqa: E402
-from stackctl.traces import fetch_trace  # noqa: E402
+from stackctl.traces import StoredTrace, fetch_trace  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 LUA = ROOT / "benchmarks" / "order.lua"
@@ -69,6 +72,35 @@ NO_FAULTS = {
     )
 }
 MODES = {"on": "tracing on", "off": "OTEL_SDK_DISABLED=true"}
+# The share of the traced stack's saturated throughput at which delivery and time to queryable
+# are measured (a service run near, not at, its limit).
+SUSTAIN_SHARE = 0.7
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A setting tried against the current one: a third (fourth ...) traced stack in the same
+    run, with ``env`` on top of the current settings."""
+
+    name: str
+    env: dict[str, str]
+    what: str
+
+
+LEVERS = (
+    Lever(
+        "switch-1ms", {"SWITCH_INTERVAL_MS": "1"}, "`SWITCH_INTERVAL_MS=1` (GIL switch interval)"
+    ),
+    Lever("delay-2s", {"OTEL_BSP_SCHEDULE_DELAY": "2000"}, "`OTEL_BSP_SCHEDULE_DELAY=2000`"),
+    Lever(
+        "batch-128",
+        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},
+        "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`",
+    ),
+    Lever(
+        "gzip", {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}, "`OTEL_EXPORTER_OTLP_COMPRESSION=gzip`"
+    ),
+)
 
 
 def say(line: str) -> None:
@@ -179,8 +211,8 @@ class Bench:
             time.sleep(0.5)
 
 
-def start(mode: str, base: Path) -> Bench:
-    env = {**NO_FAULTS, "OTEL_SDK_DISABLED": "true" if mode == "off" else "false"}
+def start(mode: str, base: Path, lever: dict[str, str] | None = None) -> Bench:
+    env = {**NO_FAULTS, "OTEL_SDK_DISABLED": "true" if mode == "off" else "false", **(lever or {})}
     stack = Stack(
         run_dir=base / mode / "run",
         data_dir=base / mode / "data",
@@ -190,7 +222,8 @@ def start(mode: str, base: Path) -> Bench:
     )
     t0 = time.monotonic()
     stack.up(timeout=120, report=lambda line: None)
-    say(f"stack '{mode}' ({MODES[mode]}) up in {time.monotonic() - t0:.1f} s, {stack.gateway_url}")
+    what = MODES.get(mode) or ", ".join(f"{k}={v}" for k, v in (lever or {}).items())
+    say(f"stack '{mode}' ({what}) up in {time.monotonic() - t0:.1f} s, {stack.gateway_url}")
     return Bench(mode, stack)
 
 
@@ -212,11 +245,19 @@ class Round:
         return self.wrk["requests"] / (self.wrk["duration_us"] / 1e6)
 
 
-def wrk(url: str, connections: int, seconds: float, ids_path: Path | None = None) -> dict:
+def wrk(
+    url: str,
+    connections: int,
+    seconds: float,
+    ids_path: Path | None = None,
+    delay_ms: float | None = None,
+) -> dict:
+    """One wrk run; ``delay_ms``: each connection waits that long between its requests."""
     env = {
         **os.environ,
         "WRK_ORDER_BODY": json.dumps(BENCH_ORDER, separators=(",", ":")),
         "WRK_TRACE_IDS": str(ids_path) if ids_path else "",
+        "WRK_DELAY_MS": "" if delay_ms is None else str(round(delay_ms)),
     }
     argv = [
         "wrk",
@@ -258,17 +299,21 @@ def alternate(
     benches: dict[str, Bench], rounds: int, connections: int, seconds: float
 ) -> list[Round]:
     results = []
+    modes = list(benches)
     for number in range(rounds):
-        order = ("on", "off") if number % 2 == 0 else ("off", "on")
+        # Each round shifts and reverses the order, so no stack always runs first or last.
+        order = modes[number % len(modes) :] + modes[: number % len(modes)]
+        order = order if number % 2 == 0 else order[::-1]
         for mode in order:
-            benches["on"].settle()  # no export backlog from a previous round burns CPU now
+            for traced in benches.values():  # no export backlog burns CPU during this run
+                traced.settle()
             others = [b for m, b in benches.items() if m != mode]
             r = measure(benches[mode], others, connections, seconds)
             r.number = number
             results.append(r)
             w = r.wrk
             say(
-                f"  round {number + 1}/{rounds} {mode:>3} c={connections}: {r.rps:7.1f} req/s  "
+                f"  round {number + 1}/{rounds} {mode:>10} c={connections}: {r.rps:7.1f} req/s  "
                 f"p50 {w['p50_ms']:.1f} p95 {w['p95_ms']:.1f} p99 {w['p99_ms']:.1f} ms  "
                 f"non-2xx {w['non_2xx']}  other load {r.foreign_cores:.2f} cores"
             )
@@ -327,14 +372,38 @@ class Probes:
                 future.result()
 
 
-def expected_spans(bench: Bench) -> int:
-    """Spans in one complete successful order, read back from Jaeger once it stopped growing."""
+def calibration_trace(bench: Bench) -> StoredTrace:
+    """One complete successful order's trace, read back from Jaeger once it stopped growing."""
     response = httpx.post(f"{bench.stack.gateway_url}/api/orders", json=ORDER, timeout=15)
     trace_id = response.json()["traceId"]
     bench.settle()
     trace = fetch_trace(bench.stack.jaeger_url, trace_id)
     assert trace is not None, f"calibration trace {trace_id} not in Jaeger"
-    return len(trace.spans)
+    return trace
+
+
+def span_floor(trace: StoredTrace, base: Path) -> dict[str, float]:
+    """The SDK floor for this order's spans (benchmarks/span_floor.py, its own interpreter)."""
+    path = base / "floor-trace.json"
+    path.write_text(json.dumps(trace.raw))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "span_floor.py"), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def paced_delay(bench: Bench, connections: int, target_rps: float, latency_ms: float) -> float:
+    """The per-connection pause (ms) that holds wrk near ``target_rps``, found by two short
+    runs (wrk is closed-loop: a connection's rate is 1 / (latency + pause))."""
+    delay = max(0.0, 1000 * connections / target_rps - latency_ms)
+    for _ in range(2):
+        result = wrk(bench.stack.gateway_url, connections, 4, delay_ms=delay)
+        rps = result["requests"] / (result["duration_us"] / 1e6)
+        delay = max(0.0, delay + 1000 * connections * (1 / target_rps - 1 / rps))
+    return delay
 
 
 def count_in_jaeger(jaeger_url: str, trace_ids: list[str], budget: float) -> tuple[int, int, int]:
@@ -387,22 +456,29 @@ def read_ids(prefix: Path) -> tuple[list[str], int]:
 
 
 def sustained(
-    bench: Bench, idle: list[Bench], base: Path, connections: int, seconds: float, every: float
+    bench: Bench,
+    idle: list[Bench],
+    base: Path,
+    connections: int,
+    seconds: float,
+    every: float,
+    spans_per_order: int,
+    delay_ms: float,
 ) -> dict[str, Any]:
-    spans_per_order = expected_spans(bench)
     before = bench.settle()
     healthz0 = bench.stack.spans_ended()
     probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, spans_per_order)
     ids_prefix = base / "trace-ids"
     say(
-        f"sustained load {seconds:.0f} s at c={connections} on the traced stack, an order timed "
-        f"to queryable every {every:g} s (a complete order is {spans_per_order} spans)"
+        f"sustained load {seconds:.0f} s at c={connections}, {delay_ms:.0f} ms between requests, "
+        f"on the traced stack, an order timed to queryable every {every:g} s (a complete order "
+        f"is {spans_per_order} spans)"
     )
     thread = threading.Thread(
         target=probes.run, args=(time.monotonic() + seconds, every), daemon=True
     )
     thread.start()
-    load = measure(bench, idle, connections, seconds, ids_path=ids_prefix)
+    load = measure(bench, idle, connections, seconds, ids_path=ids_prefix, delay_ms=delay_ms)
     load_ended = time.time()
     thread.join()
     say(f"  load: {load.rps:.1f} req/s, p50 {load.wrk['p50_ms']:.1f} ms; waiting for delivery")
@@ -438,100 +514,34 @@ def sustained(
 # --- profile (optional) ----------------------------------------------------------------------
 
 
-def profile(bench: Bench, connections: int, seconds: float) -> dict[str, dict[str, float]]:
-    """Sample each service with py-spy under load; share of samples in OpenTelemetry code."""
-    spy = shutil.which("py-spy")
-    if spy is None:
-        say("--profile: py-spy is not on PATH (pip install py-spy); skipped")
-        return {}
-    out = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+def profile(bench: Bench, connections: int, seconds: float) -> list[str]:
+    """py-spy each traced service under load (benchmarks/span_profile.py); the table lines."""
+    if span_profile.py_spy() is None:
+        say("--profile: py-spy is not on PATH (it is in the dev dependencies); skipped")
+        return []
+    result: dict[str, Any] = {}
     load = threading.Thread(
-        target=wrk, args=(bench.stack.gateway_url, connections, seconds + 4), daemon=True
+        target=lambda: result.update(wrk(bench.stack.gateway_url, connections, seconds + 4)),
+        daemon=True,
     )
+    cpu0 = bench.cpu()
     load.start()
     time.sleep(2)
-    spies = {
-        name: subprocess.Popen(
-            [
-                spy,
-                "record",
-                "--nonblocking",
-                "--full-filenames",
-                "-r",
-                "100",
-                "-d",
-                f"{seconds:g}",
-                "-f",
-                "raw",
-                "-o",
-                str(out / f"{name}.txt"),
-                "-p",
-                str(bench.stack.process(name).pid()),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name in SERVICES
-    }
-    for proc in spies.values():
-        proc.wait()
+    pids = {name: bench.stack.process(name).pid() for name in SERVICES}
+    found = span_profile.record({k: v for k, v in pids.items() if v is not None}, seconds)
     load.join()
-    return {
-        name: attribute(out / f"{name}.txt") for name in SERVICES if (out / f"{name}.txt").exists()
-    }
-
-
-OTEL_ROOTS = ("opentelemetry", "grpc", "google", "wrapt")
-
-
-def frame_kind(frame: str) -> tuple[str, str]:
-    """("otel" | "other" | "neutral", module path) of one py-spy frame ``func (file:line)``.
-    The standard library is neutral: it counts for whoever called it."""
-    filename = frame.rpartition(" (")[2]
-    if "/site-packages/" in filename:
-        module = filename.split("/site-packages/")[1]
-        return ("otel" if module.split("/")[0] in OTEL_ROOTS else "other"), module
-    if str(ROOT) in filename and "/.venv/" not in filename:
-        return "other", filename
-    return "neutral", filename
-
-
-def attribute(path: Path) -> dict[str, float]:
-    """Share of a process's busy samples spent in OpenTelemetry code itself (and the standard
-    library it calls), by the instrumentation that entered it: walking up from the innermost
-    frame, the last OpenTelemetry frame before application or framework code takes over.
-    Time in the application under a wrapping middleware is not counted."""
-    shares: dict[str, float] = {}
-    total_samples = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        total_samples += int(count)
-        entry = None
-        for frame in reversed(stack.split(";")):
-            kind, module = frame_kind(frame)
-            if kind == "other":
-                break
-            if kind == "otel":
-                entry = module
-        if entry is not None:
-            shares[entry_point(entry)] = shares.get(entry_point(entry), 0) + int(count)
-    return {k: v / total_samples for k, v in shares.items()} if total_samples else {}
-
-
-def entry_point(module: str) -> str:
-    for needle, name in (
-        ("sdk/_shared_internal", "export thread (batching, OTLP encoding, gRPC)"),
-        ("exporter/otlp", "export thread (batching, OTLP encoding, gRPC)"),
-        ("grpc", "export thread (batching, OTLP encoding, gRPC)"),
-        ("instrumentation/asgi", "server spans (ASGI middleware)"),
-        ("instrumentation/fastapi", "server spans (ASGI middleware)"),
-        ("instrumentation/httpx", "client spans (httpx)"),
-        ("instrumentation/dbapi", "db spans (sqlite3)"),
-        ("instrumentation/sqlite3", "db spans (sqlite3)"),
-    ):
-        if needle in module:
-            return name
-    return "manual spans, context, propagation"
+    cpu1 = bench.cpu()
+    if not found or not result.get("requests"):
+        say("--profile: py-spy could not sample the services (ptrace not permitted?); skipped")
+        return []
+    per_order = {k: 1000 * (cpu1[k] - cpu0.get(k, 0)) / result["requests"] for k in SERVICES}
+    return [
+        "",
+        f"#### Where the services spend it (py-spy, tracing on, {connections} connections, CPU ms "
+        "per order)",
+        "",
+        *span_profile.table(found, per_order),
+    ]
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -558,23 +568,39 @@ def summarise(rounds: list[Round], mode: str) -> dict[str, float]:
     }
 
 
-def paired(rounds: list[Round], value: Any) -> float:
-    """Median over the rounds of value(on) / value(off) - 1, each pair run back to back: drift
-    in the machine's other load mostly cancels within a pair."""
+def paired(rounds: list[Round], value: Any, a: str = "on", b: str = "off") -> float:
+    """Median over the rounds of value(a) / value(b) - 1, each pair run in the same round:
+    drift in the machine's other load mostly cancels within a pair."""
     ratios = []
     for number in sorted({r.number for r in rounds}):
         pair = {r.mode: r for r in rounds if r.number == number}
-        if "on" in pair and "off" in pair and value(pair["off"]):
-            ratios.append(value(pair["on"]) / value(pair["off"]) - 1)
+        if a in pair and b in pair and value(pair[b]):
+            ratios.append(value(pair[a]) / value(pair[b]) - 1)
     return statistics.median(ratios) if ratios else float("nan")
 
 
-def costs(rounds: list[Round]) -> dict[str, float]:
-    """What tracing costs, as the median of the per-round pairs (positive: worse)."""
-    result = {"rps": -paired(rounds, lambda r: r.rps)}
+def costs(rounds: list[Round], a: str = "on", b: str = "off") -> dict[str, float]:
+    """What ``a`` costs against ``b``, as the median of the per-round pairs (positive: worse)."""
+    result = {"rps": -paired(rounds, lambda r: r.rps, a, b)}
     for q in ("p50", "p95", "p99"):
-        result[q] = paired(rounds, lambda r, q=q: r.wrk[f"{q}_ms"])
+        result[q] = paired(rounds, lambda r, q=q: r.wrk[f"{q}_ms"], a, b)
     return result
+
+
+def services_cpu(round_: Round) -> float:
+    """CPU milliseconds per order of the four services in one round."""
+    return 1000 * sum(round_.cpu.get(name, 0) for name in SERVICES) / round_.wrk["requests"]
+
+
+def added_cpu(rounds: list[Round], mode: str = "on") -> float:
+    """The services' CPU per order that tracing adds (ms): the median over the rounds of
+    ``mode``'s minus the untraced stack's, each pair from the same round."""
+    diffs = []
+    for number in sorted({r.number for r in rounds}):
+        pair = {r.mode: r for r in rounds if r.number == number}
+        if mode in pair and "off" in pair:
+            diffs.append(services_cpu(pair[mode]) - services_cpu(pair["off"]))
+    return statistics.median(diffs) if diffs else float("nan")
 
 
 def comparison_table(rounds: list[Round]) -> list[str]:
@@ -637,6 +663,75 @@ def cpu_table(rounds: list[Round]) -> list[str]:
     return lines
 
 
+def goal_lines(
+    floor: dict[str, float], heavy: list[Round], light: list[Round], delivery: dict[str, Any]
+) -> list[str]:
+    """The three goals of the tracing-cost work, each with this run's figure."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    ratio = max(added_cpu(heavy), added_cpu(light)) / floor["floor_ms"]
+    p99 = costs(light)["p99"]
+    load: Round = delivery["load"]
+    seconds = delivery["probes"].seconds
+    p95 = quantile(seconds, 0.95) if seconds else float("inf")
+    share = load.rps / delivery["saturated"]
+    return [
+        "| goal | this run | |",
+        "| --- | --- | --- |",
+        f"| services' added CPU per order at most 1.5x the SDK floor | {ratio:.2f}x (the larger "
+        f"of saturation and one client) | {verdict(ratio <= 1.5)} |",
+        f"| tracing adds at most +50% to the single-client p99 | {100 * p99:+.1f}% | "
+        f"{verdict(p99 <= 0.5)} |",
+        f"| complete in Jaeger within 1 s at p95, at 70% of saturated throughput | p95 "
+        f"{p95:.2f} s at {load.rps:.0f} req/s ({share:.0%} of the {delivery['saturated']:.0f} "
+        f"req/s saturated) | {verdict(p95 <= 1.0)} |",
+    ]
+
+
+def floor_lines(floor: dict[str, float], heavy: list[Round], light: list[Round]) -> list[str]:
+    f = floor["floor_ms"]
+    sat, one = added_cpu(heavy), added_cpu(light)
+    return [
+        f"Measured in this run by `benchmarks/span_floor.py`: the {floor['spans']:.0f} spans of "
+        "one order placed on the traced stack (read back from Jaeger), replayed through the same "
+        "SDK with nothing else, and OTLP-encoded as the exporter does.",
+        "",
+        "| per order (CPU ms) | |",
+        "| --- | ---: |",
+        f"| SDK floor: create and end the spans | {floor['create_ms']:.2f} |",
+        f"| SDK floor: OTLP-encode them | {floor['encode_ms']:.2f} |",
+        f"| **SDK floor** | **{f:.2f}** |",
+        f"| services' added CPU at saturation (median of round pairs) | {sat:.2f} "
+        f"(**{sat / f:.2f}x** the floor) |",
+        f"| services' added CPU for a single client (median of round pairs) | {one:.2f} "
+        f"(**{one / f:.2f}x** the floor) |",
+    ]
+
+
+def levers_table(heavy: list[Round], light: list[Round], levers: list[Lever]) -> list[str]:
+    """Each lever's stack against the current settings' stack, pairs from the same rounds."""
+    lines = [
+        "| traced stack | added CPU per order, saturation (ms) | added CPU per order, 1 client "
+        "(ms) | throughput at saturation vs current | p99, 1 client, vs current | p99, 1 client, "
+        "vs untraced |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        f"| current settings | {added_cpu(heavy):.2f} | {added_cpu(light):.2f} | | | "
+        f"{100 * costs(light)['p99']:+.1f}% |",
+    ]
+    for lever in levers:
+        name = lever.name
+        rps = paired(heavy, lambda r: r.rps, name, "on")
+        p99 = paired(light, lambda r: r.wrk["p99_ms"], name, "on")
+        lines.append(
+            f"| {lever.what} | {added_cpu(heavy, name):.2f} | {added_cpu(light, name):.2f} | "
+            f"{100 * rps:+.1f}% | {100 * p99:+.1f}% | "
+            f"{100 * costs(light, name, 'off')['p99']:+.1f}% |"
+        )
+    return lines
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -648,7 +743,8 @@ def delivery_lines(result: dict[str, Any]) -> list[str]:
     lost = created - d["jaeger_stored"]
     load: Round = result["load"]
     lines = [
-        f"{load.seconds:.0f} s at {load.connections} connections: {load.wrk['requests']} orders "
+        f"{load.seconds:.0f} s at {load.connections} connections, paced to {SUSTAIN_SHARE:.0%} of "
+        f"the saturated throughput: {load.wrk['requests']} orders "
         f"by wrk ({load.rps:.1f} req/s, p50 {load.wrk['p50_ms']:.1f} ms, "
         f"{result['non_201']} not 201) plus {len(result['probes'].trace_ids)} timed orders; "
         f"a complete order is {result['spans_per_order']} spans. Counts are deltas over the run, "
@@ -660,7 +756,7 @@ def delivery_lines(result: dict[str, Any]) -> list[str]:
     for label, key in (
         ("created by the services (`/healthz` `spans_ended`)", "services_ended"),
         ("accepted by the collector", "collector_accepted"),
-        ("exported by the collector to Jaeger (`otlp/jaeger`)", "collector_sent"),
+        (f"exported by the collector to Jaeger (`{JAEGER_EXPORTER}`)", "collector_sent"),
         ("accepted by Jaeger's OTLP receiver", "jaeger_accepted"),
         ("written to Jaeger's storage (Badger)", "jaeger_stored"),
     ):
@@ -700,25 +796,6 @@ def queryable_lines(probes: Probes) -> list[str]:
     ]
 
 
-def profile_lines(shares: dict[str, dict[str, float]]) -> list[str]:
-    if not shares:
-        return []
-    kinds = sorted({k for v in shares.values() for k in v})
-    lines = [
-        "",
-        "#### Where the services spend it (py-spy, tracing on, share of each process's samples)",
-        "",
-        "| where OpenTelemetry code was entered | " + " | ".join(SERVICES) + " |",
-        "| --- |" + " ---: |" * len(SERVICES),
-    ]
-    for kind in kinds:
-        cells = " | ".join(f"{100 * shares.get(s, {}).get(kind, 0):.1f}%" for s in SERVICES)
-        lines.append(f"| {kind} | {cells} |")
-    cells = " | ".join(f"**{100 * sum(shares.get(s, {}).values()):.1f}%**" for s in SERVICES)
-    lines.append(f"| all OpenTelemetry code | {cells} |")
-    return lines
-
-
 def write_doc(section: list[str]) -> None:
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
@@ -746,9 +823,25 @@ def main() -> int:
     parser.add_argument("--light-rounds", type=int, default=4, help="rounds at 1 connection")
     parser.add_argument("--sustain", type=float, default=60, help="seconds of sustained load")
     parser.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
-    parser.add_argument("--profile", action="store_true", help="py-spy the services (traced)")
+    parser.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="py-spy the traced services: where their tracing CPU goes (default: on)",
+    )
+    parser.add_argument(
+        "--levers",
+        default=",".join(lever.name for lever in LEVERS),
+        help="settings tried against the current ones, comma-separated, or 'none' "
+        f"(default: all of {', '.join(lever.name for lever in LEVERS)})",
+    )
     parser.add_argument("--no-doc", action="store_true", help=f"do not update {DOC.name}")
     args = parser.parse_args()
+    by_name = {lever.name: lever for lever in LEVERS}
+    wanted = [] if args.levers == "none" else [n.strip() for n in args.levers.split(",") if n]
+    if unknown := [n for n in wanted if n not in by_name]:
+        parser.error(f"unknown lever(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    levers = [by_name[n] for n in wanted]
     if shutil.which("wrk") is None:
         print("wrk is not installed: scripts/install_backends.sh --bench-tools", file=sys.stderr)
         return 2
@@ -759,7 +852,8 @@ def main() -> int:
     load_before = loadavg()
     say(
         f"{info['nproc']} cores ({info['cpu_model']}), load average {load_before}; "
-        f"{args.rounds} rounds x {args.duration:g} s per stack at c={args.connections}"
+        f"{args.rounds} rounds x {args.duration:g} s per stack at c={args.connections}; "
+        f"{2 + len(levers)} stacks (on, off{''.join(', ' + lever.name for lever in levers)})"
     )
     started = datetime.now(UTC)
     base = Path(tempfile.mkdtemp(prefix="otel-bench-"))
@@ -767,17 +861,38 @@ def main() -> int:
     try:
         for mode in ("on", "off"):
             benches[mode] = start(mode, base)
+        for lever in levers:
+            benches[lever.name] = start(lever.name, base, lever.env)
+        calibration = calibration_trace(benches["on"])
+        floor = span_floor(calibration, base)
+        say(
+            f"SDK floor for the {floor['spans']} spans of one order: {floor['floor_ms']:.2f} ms "
+            f"of CPU (create {floor['create_ms']:.2f}, encode {floor['encode_ms']:.2f})"
+        )
         say("warm-up: 5 s per stack")
         for bench in benches.values():
             wrk(bench.stack.gateway_url, args.connections, 5)
         say(f"saturating load, c={args.connections}")
         heavy = alternate(benches, args.rounds, args.connections, args.duration)
         say("light load, c=1")
-        light = alternate(benches, args.light_rounds, 1, max(6.0, args.duration / 2))
+        light = alternate(benches, args.light_rounds, 1, max(8.0, args.duration * 2 / 3))
+        saturated = summarise(heavy, "on")["rps"]
+        target = SUSTAIN_SHARE * saturated
+        say(f"pacing wrk to {target:.0f} req/s ({SUSTAIN_SHARE:.0%} of {saturated:.0f})")
+        delay = paced_delay(benches["on"], args.connections, target, summarise(light, "on")["p50"])
+        idle = [b for mode, b in benches.items() if mode != "on"]
         delivery = sustained(
-            benches["on"], [benches["off"]], base, args.connections, args.sustain, args.probe_every
+            benches["on"],
+            idle,
+            base,
+            args.connections,
+            args.sustain,
+            args.probe_every,
+            len(calibration.spans),
+            delay,
         )
-        shares = profile(benches["on"], args.connections, 15) if args.profile else {}
+        delivery["saturated"] = saturated
+        profile_table = profile(benches["on"], args.connections, 15) if args.profile else []
     finally:
         for bench in benches.values():
             bench.stack.down(report=lambda line: None)
@@ -823,6 +938,21 @@ def main() -> int:
             else "n/a."
         ),
         "",
+        *goal_lines(floor, heavy, light, delivery),
+        "",
+        "### What tracing costs beyond the SDK: the floor",
+        "",
+        *floor_lines(floor, heavy, light),
+        "",
+        "### Levers, each against the current settings in the same run",
+        "",
+        "Each row is a traced stack of its own, up for the whole run and measured in the same "
+        "rounds as the others (rows: the setting changed on top of the current ones). Added CPU "
+        "is against the untraced stack of the same round; the comparisons are medians of the "
+        "per-round pairs.",
+        "",
+        *levers_table(heavy, light, levers),
+        "",
         f"### Throughput and latency at saturation ({args.connections} connections)",
         "",
         f"`POST /api/orders` (one SKU123 item) through the gateway, wrk with 1 thread and "
@@ -850,9 +980,10 @@ def main() -> int:
         "loop gets:",
         "",
         *cpu_table(light),
-        *profile_lines(shares),
+        *profile_table,
         "",
-        f"### Span delivery at sustained load ({args.sustain:g} s, tracing on)",
+        f"### Span delivery at sustained load ({args.sustain:g} s at {SUSTAIN_SHARE:.0%} of "
+        "saturation, tracing on)",
         "",
         *delivery_lines(delivery),
         "",

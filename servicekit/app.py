@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -158,6 +159,9 @@ def serve(name: str, app_factory: Callable[[], FastAPI], settings: ServiceSettin
     The HTTP protocol is uvicorn's httptools one with the slow-client bounds (see
     :mod:`servicekit.server`)."""
     configure_logging(name, settings.log_level)
+    # While the span export thread encodes a batch it holds the GIL; a request that arrives then
+    # waits up to one switch interval (docs/benchmarks.md measures the setting).
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     uvicorn.run(
         app_factory(),
         host=settings.host,

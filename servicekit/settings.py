@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     max_connections: int = Field(
         1000, ge=1, description="connections one process holds; more are refused with 503"
     )
+    switch_interval_ms: float = Field(
+        5.0, gt=0, description="how long a thread holds the GIL before another may run"
+    )
     admin_token: str = Field("", description="bearer token for /admin; empty: disabled")
     faults: str = Field("", description="standing faults, see faults.py; service_faults()")
     fault_seed: int | None = None
