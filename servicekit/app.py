@@ -16,6 +16,8 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Span
+from starlette.background import BackgroundTask
 
 from servicekit.admin import admin_router
 from servicekit.db import Database
@@ -29,6 +31,7 @@ from servicekit.http_client import Downstream
 from servicekit.logs import configure_logging
 from servicekit.problems import PROBLEM_RESPONSES, install_problem_handlers
 from servicekit.redaction import redact_server_span
+from servicekit.semconv import split_server_address
 from servicekit.server import bounded_protocol
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import Telemetry
@@ -148,9 +151,30 @@ def create_service_app(
         tracer_provider=app.telemetry.provider,
         excluded_urls="",  # health routes are excluded by exact path in ServiceApp.__call__
         exclude_spans=["receive", "send"],
-        server_request_hook=redact_server_span,
+        server_request_hook=_server_request_hook,
     )
+    _untrace_background_tasks()
     return app
+
+
+def _server_request_hook(span: Span, scope: dict[str, Any]) -> None:
+    redact_server_span(span, scope)
+    split_server_address(span, scope)
+
+
+def _untrace_background_tasks() -> None:
+    """Undo the FastAPI instrumentation's ``BackgroundTask {func}`` span.
+
+    It patches ``BackgroundTask.__call__`` once per process, with the tracer of the first app it
+    instruments, so with several apps in one process (the in-process tests) the span lands in
+    whichever service came first; and it only wraps the task's own span (``send_notification``
+    in notification-service, which has the attributes). The original ``__call__`` is put back
+    and the instrumentation's marker left in place, so no later app patches the class again.
+    tests/unit/test_span_names.py fails if the span comes back (a contrib upgrade).
+    """
+    original = getattr(BackgroundTask, "_otel_original_call", None)
+    if original is not None:
+        BackgroundTask.__call__ = original  # type: ignore[method-assign]
 
 
 def serve(name: str, app_factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:

@@ -4,12 +4,18 @@ Every call has a timeout, propagates W3C ``traceparent`` + ``baggage`` (httpx in
 and turns transport failures into problems the caller can return as-is: a service that is down
 becomes 503, one that is too slow becomes 504, one that breaks becomes 502. The failing client
 span is marked ERROR by the instrumentation, so the trace shows which hop failed.
+
+A call names the route template it calls (``/orders/{order_id}``) and the values of its
+parameters: the client span is named ``{method} {url.template}`` (``GET /orders/{order_id}``,
+see :mod:`servicekit.semconv`), one name per route whatever the ids.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from opentelemetry import trace
@@ -17,6 +23,7 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from servicekit.deadline import HEADER
 from servicekit.problems import ProblemError
+from servicekit.semconv import URL_TEMPLATE_EXTENSION, name_client_span
 
 DEADLINE_GRACE_SECONDS = 0.5
 
@@ -40,15 +47,27 @@ class Downstream:
             transport=transport,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
-        HTTPXClientInstrumentor.instrument_client(self.client, tracer_provider=tracer_provider)
+        HTTPXClientInstrumentor.instrument_client(
+            self.client, tracer_provider=tracer_provider, request_hook=name_client_span
+        )
 
     async def request(
-        self, method: str, path: str, timeout: float | None = None, **kwargs: Any
+        self,
+        method: str,
+        template: str,
+        path_params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
-        """Send a request; raise :class:`ProblemError` when the service cannot answer.
+        """Send ``method`` to the route ``template`` (``/orders/{order_id}``), its parameters
+        filled from ``path_params``, each percent-encoded whole (a ``/`` in a value stays in
+        that segment); ``kwargs`` go to ``httpx.AsyncClient.request``.
 
-        HTTP error statuses are returned, not raised: what a 4xx means is the caller's domain.
+        Raise :class:`ProblemError` when the service cannot answer (503, 504 or 502). HTTP error
+        statuses are returned, not raised: what a 4xx means is the caller's domain. A template
+        naming a parameter ``path_params`` lacks raises ``KeyError``.
         """
+        path = template.format_map({k: quote(v, safe="") for k, v in (path_params or {}).items()})
         budget = self.timeout_seconds if timeout is None else timeout
         try:
             # httpx times each phase (connect, each read ...) and its instrumentation marks the
@@ -57,7 +76,12 @@ class Downstream:
             async with asyncio.timeout(budget + DEADLINE_GRACE_SECONDS):
                 headers = {**kwargs.pop("headers", {}), HEADER: str(int(budget * 1000))}
                 response = await self.client.request(
-                    method, path, timeout=budget, headers=headers, **kwargs
+                    method,
+                    path,
+                    timeout=budget,
+                    headers=headers,
+                    extensions={URL_TEMPLATE_EXTENSION: template},
+                    **kwargs,
                 )
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise self._failed(

@@ -19,27 +19,28 @@ from opentelemetry.trace import StatusCode
 from servicekit.catalog import SERVICE_NAMES
 from stackctl.traces import StoredTrace
 
-# (span kind, span name) -> how many one order of one line makes: 16 spans in four services.
+# (span kind, span name) -> how many one order of one line makes: 15 spans in four services.
+# Client spans are named by the route they call (url.template), database spans by operation and
+# table (db.operation.name, db.collection.name).
 ORDER_SPANS: Counter[tuple[str, str]] = Counter(
     {
         ("server", "POST /api/orders"): 1,  # api-gateway, the root
-        ("client", "POST"): 3,  # the gateway's calls: reserve, store, notify
+        ("client", "POST /inventory/reserve"): 1,  # the gateway's calls
+        ("client", "POST /orders"): 1,
+        ("client", "POST /notify"): 1,
         ("server", "POST /inventory/reserve"): 1,
         ("server", "POST /orders"): 1,
         ("internal", "process_order"): 1,  # order-service
         ("server", "POST /notify"): 1,
-        ("internal", "BackgroundTask send_notification"): 1,
-        ("internal", "send_notification"): 1,  # notification-service
-        ("client", "SELECT"): 2,  # SQLite, one span per statement
-        ("client", "UPDATE"): 1,
-        ("client", "INSERT"): 3,
+        ("internal", "send_notification"): 1,  # notification-service, in the background
+        ("client", "SELECT reservations"): 1,  # SQLite, one span per statement
+        ("client", "UPDATE stock"): 1,
+        ("client", "INSERT reservations"): 1,
+        ("client", "INSERT orders"): 1,
+        ("client", "SELECT orders"): 1,
+        ("client", "INSERT notifications"): 1,
     }
 )
-# The FastAPI instrumentation wraps every BackgroundTask in a span, patching the class once per
-# process with the first instrumented app's tracer. One service per process (e2e) records it in
-# notification-service; four apps in one process (the unit tier) send it to whichever app was
-# instrumented first (when it is in this stack at all), so the in-process check leaves it out.
-PER_PROCESS_SPANS = {("internal", "BackgroundTask send_notification")}
 # The gateway's client spans, by the path they call.
 CALLED_PATHS = {"inventory/reserve", "orders", "notify"}
 # Services whose database statements show in the order's trace.
@@ -102,21 +103,13 @@ def from_jaeger(trace: StoredTrace) -> list[ContractSpan]:
     return out
 
 
-def check_order_trace(
-    spans: list[ContractSpan], order_id: str, item_count: int, in_process: bool = False
-) -> None:
+def check_order_trace(spans: list[ContractSpan], order_id: str, item_count: int) -> None:
     """One complete trace over the four services, with the spans and attributes an order makes.
 
     ``item_count`` is the order's total quantity; its total is checked by the caller.
-    ``in_process``: the four apps share one interpreter (see ``PER_PROCESS_SPANS``).
     """
-    expected = Counter(ORDER_SPANS)
-    if in_process:
-        for key in PER_PROCESS_SPANS:
-            del expected[key]
-        spans = [s for s in spans if (s.kind, s.name) not in PER_PROCESS_SPANS]
     made = Counter((s.kind, s.name) for s in spans)
-    assert made == expected, f"extra {made - expected}, missing {expected - made}"
+    assert made == ORDER_SPANS, f"extra {made - ORDER_SPANS}, missing {ORDER_SPANS - made}"
     assert {s.service for s in spans} == set(SERVICE_NAMES)
     assert len({s.span_id for s in spans}) == len(spans), "no duplicated span"
     ids = {s.span_id for s in spans}
@@ -133,21 +126,36 @@ def check_order_trace(
     assert process.attributes["customer.id"] == "1"
     [send] = [s for s in spans if s.name == "send_notification"]
     assert send.service == "notification-service"
+    [notify] = [s for s in spans if (s.kind, s.name) == ("server", "POST /notify")]
+    assert send.parent_id == notify.span_id
+    assert send.attributes["order.id"] == order_id
+    assert send.attributes["notification.channel"]
 
     servers = [s for s in spans if s.kind == "server"]
     assert {s.service for s in servers} == set(SERVICE_NAMES)
     for span in servers:
         assert span.attributes["http.request.method"] == "POST"
-        assert str(span.attributes["http.route"]).startswith("/")
+        assert span.name == f"POST {span.attributes['http.route']}"
         assert span.attributes["http.response.status_code"] in (201, 202)
-    calls = [s for s in spans if "url.full" in s.attributes]
+        assert ":" not in str(span.attributes["server.address"]), "the host alone, no port"
+    clients = [s for s in spans if s.kind == "client"]
+    calls = [s for s in clients if "url.full" in s.attributes]
     assert {str(s.attributes["url.full"]).split("/", 3)[3] for s in calls} == CALLED_PATHS
     for span in calls:
-        assert span.service == "api-gateway" and span.kind == "client"
-        assert "server.address" in span.attributes
+        assert span.service == "api-gateway"
+        assert span.name == f"POST {span.attributes['url.template']}"
         assert isinstance(span.attributes["http.response.status_code"], int)
-    db = [s for s in spans if s.attributes.get("db.system.name") == "sqlite"]
+        [callee] = [s for s in servers if s.parent_id == span.span_id]
+        assert callee.attributes["http.route"] == span.attributes["url.template"]
+        for key in ("server.address", "server.port"):
+            assert span.attributes[key] == callee.attributes[key], "both ends name one server"
+    db = [s for s in clients if s not in calls]
     assert {s.service for s in db} == DB_SERVICES
+    for span in db:
+        assert span.attributes["db.system.name"] == "sqlite"
+        operation = span.attributes["db.operation.name"]
+        assert span.name == f"{operation} {span.attributes['db.collection.name']}"
+        assert str(span.attributes["db.query.text"]).upper().startswith(str(operation))
 
 
 def check_out_of_stock_trace(spans: list[ContractSpan], sku: str) -> None:

@@ -19,7 +19,7 @@ class InventoryClient:
 
     async def stock(self, sku: str) -> dict[str, Any] | None:
         """``{"sku", "available"}``, or None for an unknown sku."""
-        response = await self.downstream.request("GET", f"/inventory/{sku}")
+        response = await self.downstream.request("GET", "/inventory/{sku}", {"sku": sku})
         return None if response.status_code == 404 else response.json()
 
 
@@ -29,5 +29,7 @@ class OrderClient:
 
     async def order(self, order_id: str) -> dict[str, Any] | None:
         """The stored order, or None when order-service has none with that id."""
-        response = await self.downstream.request("GET", f"/orders/{order_id}")
+        response = await self.downstream.request(
+            "GET", "/orders/{order_id}", {"order_id": order_id}
+        )
         return None if response.status_code == 404 else response.json()

@@ -147,7 +147,7 @@ class OrderFlow:
         """Compensation: delete an order its client was told failed. Idempotent."""
         with self.tracer.start_as_current_span("compensate_order") as span:
             span.set_attribute("order.id", order_id)
-            call = self.orders.request("DELETE", f"/orders/{order_id}")
+            call = self.orders.request("DELETE", "/orders/{order_id}", {"order_id": order_id})
             return await self._compensate(span, call, 204, self.cancellations, order_id, retry)
 
     async def _compensate(

@@ -190,6 +190,9 @@ def test_demo_shows_each_order_through_the_trace_view(
     out = capsys.readouterr().out
     assert out.startswith(f"Trace {failed}  api-gateway POST /api/orders")
     assert "first failure: inventory-service POST /inventory/reserve" in out
+    # Client spans by the route they call, statements by operation and table.
+    assert "api-gateway POST /inventory/reserve " in out
+    assert "inventory-service SELECT reservations " in out
 
 
 def test_fail_on_turns_findings_into_exit_code_1(stack: Stack, orders) -> None:
