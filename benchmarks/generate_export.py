@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from servicekit.semconv import summarize_sql
+
 Tags = list[dict[str, Any]]
 PORTS = {
     "api-gateway": 8080,
@@ -38,7 +40,7 @@ PORTS = {
 SCOPES = {
     "server": ("opentelemetry.instrumentation.fastapi", "0.59b0"),
     "client": ("opentelemetry.instrumentation.httpx", "0.59b0"),
-    "db": ("opentelemetry.instrumentation.sqlite3", "0.59b0"),
+    "db": ("servicekit.db", ""),
     "manual": ("servicekit", "0.1.0"),
 }
 START_US = 1_764_000_000_000_000  # 2025-11-24T16:00:00Z: a fixed epoch keeps the output stable
@@ -89,6 +91,7 @@ def client_tags(target: str, method: str, path: str, status: int) -> Tags:
         tag("span.kind", "client"),
         tag("http.request.method", method),
         tag("url.full", f"http://127.0.0.1:{port}{path}"),
+        tag("url.template", path),
         tag("server.address", "127.0.0.1"),
         tag("network.peer.address", "127.0.0.1"),
         tag("server.port", port),
@@ -189,13 +192,16 @@ class TraceBuilder:
         for statement in statements:
             t += self.gap(20, 120)
             end = t + self.gap(25, 400)
+            summary = summarize_sql(statement)
             tags = [
                 *scope("db"),
                 tag("span.kind", "client"),
                 tag("db.system.name", "sqlite"),
+                tag("db.operation.name", summary.operation),
+                tag("db.collection.name", summary.collection),
                 tag("db.query.text", statement),
             ]
-            self.add(self.new_id(), service, statement.split()[0], parent, t, end, tags)
+            self.add(self.new_id(), service, summary.span_name("sqlite"), parent, t, end, tags)
             t = end
         return t
 
@@ -214,7 +220,9 @@ class TraceBuilder:
         end += self.gap(150, 500)
         tags = client_tags(target, method, path, status)
         error = "" if status >= 400 else None
-        self.add(client_id, "api-gateway", method, parent, start, end, tags, error=error)
+        self.add(
+            client_id, "api-gateway", f"{method} {path}", parent, start, end, tags, error=error
+        )
         return end, status
 
 

@@ -8,7 +8,8 @@ busy threads only) under load, and every sample is put in one category:
   library decides: an instrumentation (server spans, client spans, db spans, their shared
   semantic-convention and propagation helpers), the OpenTelemetry API (context, propagation),
   the SDK (spans, attributes, processors, sampler), this project's own hooks (``servicekit``:
-  redaction, the sampler, the span counter, the retrying exporter), or none of them.
+  span names and ``server.address``, redaction, the sampler, the span counter) and its own
+  db spans (``servicekit/db.py``), or none of them (the application's own work).
 
 A category's share of a service's samples, times that service's CPU per order, gives
 milliseconds per order.
@@ -25,22 +26,23 @@ from pathlib import Path
 
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
 EXPORT = "export thread: "
-# (substring of the innermost deciding frame's file, category); the first match wins.
+# (substring of the innermost deciding frame, ``function (file:line)``, category); the first
+# match wins.
 CATEGORIES = (
+    ("statement_span (", "instrumentation: db spans (servicekit/db.py)"),
     ("instrumentation/asgi/", "instrumentation: server spans (ASGI, FastAPI)"),
     ("instrumentation/fastapi/", "instrumentation: server spans (ASGI, FastAPI)"),
     ("instrumentation/httpx/", "instrumentation: client spans (httpx)"),
-    ("instrumentation/dbapi/", "instrumentation: db spans"),
-    ("instrumentation/sqlite3/", "instrumentation: db spans"),
     ("opentelemetry/instrumentation/", "instrumentation: semconv, propagators, helpers"),
     ("opentelemetry/util/", "instrumentation: semconv, propagators, helpers"),
     ("wrapt/", "instrumentation: semconv, propagators, helpers"),
     ("opentelemetry/sdk/", "SDK: spans, attributes, processors, sampler"),
     ("opentelemetry/attributes/", "SDK: spans, attributes, processors, sampler"),
     ("opentelemetry/", "API: context, propagation, current span"),
-    ("servicekit/redaction.py", "our hooks (redaction, sampler, span counter)"),
-    ("servicekit/sampling.py", "our hooks (redaction, sampler, span counter)"),
-    ("servicekit/telemetry.py", "our hooks (redaction, sampler, span counter)"),
+    ("servicekit/semconv.py", "our hooks (span names, server.address, redaction, sampler)"),
+    ("servicekit/redaction.py", "our hooks (span names, server.address, redaction, sampler)"),
+    ("servicekit/sampling.py", "our hooks (span names, server.address, redaction, sampler)"),
+    ("SpanCounter.", "our hooks (span names, server.address, redaction, sampler)"),
 )
 
 
@@ -67,7 +69,7 @@ def category(stack: str) -> str | None:
         path = frame_file(frame)
         if is_library(path):
             continue
-        return next((name for needle, name in CATEGORIES if needle in path), None)
+        return next((name for needle, name in CATEGORIES if needle in frame), None)
     return None
 
 
