@@ -84,14 +84,14 @@ def server_tags(service: str, method: str, route: str, path: str, status: int) -
     ]
 
 
-def client_tags(target: str, method: str, path: str, status: int) -> Tags:
+def client_tags(target: str, method: str, path: str, template: str, status: int) -> Tags:
     port = PORTS[target]
     tags = [
         *scope("client"),
         tag("span.kind", "client"),
         tag("http.request.method", method),
         tag("url.full", f"http://127.0.0.1:{port}{path}"),
-        tag("url.template", path),
+        tag("url.template", template),
         tag("server.address", "127.0.0.1"),
         tag("network.peer.address", "127.0.0.1"),
         tag("server.port", port),
@@ -213,15 +213,18 @@ class TraceBuilder:
         method: str,
         path: str,
         server: Any,
+        template: str | None = None,
     ) -> tuple[int, int]:
-        """An httpx client span around ``server(span_id, start) -> (end, status)``."""
+        """An httpx client span around ``server(span_id, start) -> (end, status)``, named by
+        the route ``template`` of ``path`` (``path`` itself when it has no variable)."""
         client_id = self.new_id()
         end, status = server(client_id, start + self.gap(200, 600))
         end += self.gap(150, 500)
-        tags = client_tags(target, method, path, status)
+        template = template or path
+        tags = client_tags(target, method, path, template, status)
         error = "" if status >= 400 else None
         self.add(
-            client_id, "api-gateway", f"{method} {path}", parent, start, end, tags, error=error
+            client_id, "api-gateway", f"{method} {template}", parent, start, end, tags, error=error
         )
         return end, status
 
@@ -438,7 +441,13 @@ def read_order(tb: TraceBuilder, t0: int) -> None:
         return end, 200
 
     t, _ = tb.call(
-        root, t0 + tb.gap(200, 800), "order-service", "GET", f"/orders/{order_id}", server
+        root,
+        t0 + tb.gap(200, 800),
+        "order-service",
+        "GET",
+        f"/orders/{order_id}",
+        server,
+        template="/orders/{order_id}",
     )
     route = "/api/orders/{order_id}"
     tags = server_tags("api-gateway", "GET", route, f"/api/orders/{order_id}", 200)
