@@ -88,6 +88,7 @@ class Lever:
 
 
 LEVERS = (
+    Lever("gc-freeze", {"GC_FREEZE": "true"}, "`GC_FREEZE=true` (start-up objects frozen)"),
     Lever(
         "switch-1ms", {"SWITCH_INTERVAL_MS": "1"}, "`SWITCH_INTERVAL_MS=1` (GIL switch interval)"
     ),
