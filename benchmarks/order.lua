@@ -10,12 +10,27 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = assert(os.getenv("WRK_ORDER_BODY"), "set WRK_ORDER_BODY to the order's JSON")
 
--- With WRK_DELAY_MS=<ms> set, each connection waits that long after a response before its next
--- request, which holds the rate below saturation (benchmarks/overhead.py finds the value).
-local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "")
-if delay_ms ~= nil then
+-- With WRK_RATE=<requests per second> set (and WRK_CONNECTIONS, wrk's -c), each connection
+-- pauses between a response and its next request, starting at WRK_DELAY_MS; once a second the
+-- pause is corrected by half the gap between the rate of the last second and WRK_RATE (wrk is
+-- closed-loop: a connection's rate is 1 / (latency + pause)). Run wrk with one thread (-t1).
+local target = tonumber(os.getenv("WRK_RATE") or "")
+if target ~= nil then
+  local connections = assert(tonumber(os.getenv("WRK_CONNECTIONS") or ""), "set WRK_CONNECTIONS")
+  local pause = tonumber(os.getenv("WRK_DELAY_MS") or "") or 0
+  local second, sent = os.time(), 0
+
   function delay()
-    return delay_ms
+    local now = os.time()
+    if now ~= second then
+      local rate = sent / (now - second)
+      if rate > 0 then
+        pause = math.max(0, pause + 0.5 * connections * 1000 * (1 / target - 1 / rate))
+      end
+      second, sent = now, 0
+    end
+    sent = sent + 1
+    return math.floor(pause + 0.5)
   end
 end
 

@@ -85,21 +85,33 @@ class Lever:
     name: str
     env: dict[str, str]
     what: str
+    default: bool = True  # tried by a plain `make bench`; the others with --levers
 
 
 LEVERS = (
-    Lever("gc-freeze", {"GC_FREEZE": "true"}, "`GC_FREEZE=true` (start-up objects frozen)"),
+    Lever("control", {}, "the current settings again (A/A control: two identical stacks)"),
+    Lever("gc-no-freeze", {"GC_FREEZE": "false"}, "`GC_FREEZE=false` (the previous setting)"),
+    Lever(
+        "delay-500ms",
+        {"OTEL_BSP_SCHEDULE_DELAY": "500"},
+        "`OTEL_BSP_SCHEDULE_DELAY=500` (the previous setting)",
+    ),
+    Lever("delay-100ms", {"OTEL_BSP_SCHEDULE_DELAY": "100"}, "`OTEL_BSP_SCHEDULE_DELAY=100`"),
+    Lever("delay-2s", {"OTEL_BSP_SCHEDULE_DELAY": "2000"}, "`OTEL_BSP_SCHEDULE_DELAY=2000`"),
     Lever(
         "switch-1ms", {"SWITCH_INTERVAL_MS": "1"}, "`SWITCH_INTERVAL_MS=1` (GIL switch interval)"
     ),
-    Lever("delay-2s", {"OTEL_BSP_SCHEDULE_DELAY": "2000"}, "`OTEL_BSP_SCHEDULE_DELAY=2000`"),
     Lever(
         "batch-128",
         {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},
         "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`",
+        default=False,
     ),
     Lever(
-        "gzip", {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}, "`OTEL_EXPORTER_OTLP_COMPRESSION=gzip`"
+        "gzip",
+        {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"},
+        "`OTEL_EXPORTER_OTLP_COMPRESSION=gzip`",
+        default=False,
     ),
 )
 
@@ -251,14 +263,18 @@ def wrk(
     connections: int,
     seconds: float,
     ids_path: Path | None = None,
-    delay_ms: float | None = None,
+    rate: float | None = None,
+    delay_ms: float = 0.0,
 ) -> dict:
-    """One wrk run; ``delay_ms``: each connection waits that long between its requests."""
+    """One wrk run; with ``rate``, held near that many requests per second by pausing each
+    connection between its requests (``delay_ms`` the first pause; benchmarks/order.lua)."""
     env = {
         **os.environ,
         "WRK_ORDER_BODY": json.dumps(BENCH_ORDER, separators=(",", ":")),
         "WRK_TRACE_IDS": str(ids_path) if ids_path else "",
-        "WRK_DELAY_MS": "" if delay_ms is None else str(round(delay_ms)),
+        "WRK_RATE": "" if rate is None else f"{rate:.3f}",
+        "WRK_CONNECTIONS": str(connections),
+        "WRK_DELAY_MS": f"{delay_ms:.0f}",
     }
     argv = [
         "wrk",
@@ -397,14 +413,12 @@ def span_floor(trace: StoredTrace, base: Path) -> dict[str, float]:
 
 
 def paced_delay(bench: Bench, connections: int, target_rps: float, latency_ms: float) -> float:
-    """The per-connection pause (ms) that holds wrk near ``target_rps``, found by two short
-    runs (wrk is closed-loop: a connection's rate is 1 / (latency + pause))."""
+    """A first per-connection pause (ms) near ``target_rps``, from one short paced run, so the
+    sustained run starts close to its rate (wrk's script corrects it every second)."""
     delay = max(0.0, 1000 * connections / target_rps - latency_ms)
-    for _ in range(2):
-        result = wrk(bench.stack.gateway_url, connections, 4, delay_ms=delay)
-        rps = result["requests"] / (result["duration_us"] / 1e6)
-        delay = max(0.0, delay + 1000 * connections * (1 / target_rps - 1 / rps))
-    return delay
+    result = wrk(bench.stack.gateway_url, connections, 6, rate=target_rps, delay_ms=delay)
+    rps = result["requests"] / (result["duration_us"] / 1e6)
+    return max(0.0, delay + 1000 * connections * (1 / target_rps - 1 / rps))
 
 
 def count_in_jaeger(jaeger_url: str, trace_ids: list[str], budget: float) -> tuple[int, int, int]:
@@ -464,6 +478,7 @@ def sustained(
     seconds: float,
     every: float,
     spans_per_order: int,
+    rate: float,
     delay_ms: float,
 ) -> dict[str, Any]:
     before = bench.settle()
@@ -471,15 +486,17 @@ def sustained(
     probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, spans_per_order)
     ids_prefix = base / "trace-ids"
     say(
-        f"sustained load {seconds:.0f} s at c={connections}, {delay_ms:.0f} ms between requests, "
-        f"on the traced stack, an order timed to queryable every {every:g} s (a complete order "
-        f"is {spans_per_order} spans)"
+        f"sustained load {seconds:.0f} s at c={connections} paced to {rate:.0f} req/s (first pause "
+        f"{delay_ms:.0f} ms) on the traced stack, an order timed to queryable every {every:g} s "
+        f"(a complete order is {spans_per_order} spans)"
     )
     thread = threading.Thread(
         target=probes.run, args=(time.monotonic() + seconds, every), daemon=True
     )
     thread.start()
-    load = measure(bench, idle, connections, seconds, ids_path=ids_prefix, delay_ms=delay_ms)
+    load = measure(
+        bench, idle, connections, seconds, ids_path=ids_prefix, rate=rate, delay_ms=delay_ms
+    )
     load_ended = time.time()
     thread.join()
     say(f"  load: {load.rps:.1f} req/s, p50 {load.wrk['p50_ms']:.1f} ms; waiting for delivery")
@@ -515,33 +532,39 @@ def sustained(
 # --- profile (optional) ----------------------------------------------------------------------
 
 
-def profile(bench: Bench, connections: int, seconds: float) -> list[str]:
-    """py-spy each traced service under load (benchmarks/span_profile.py); the table lines."""
-    if span_profile.py_spy() is None:
-        say("--profile: py-spy is not on PATH (it is in the dev dependencies); skipped")
-        return []
+def sampled(bench: Bench, connections: int, seconds: float) -> tuple[Any, float]:
+    """py-spy samples of a stack's services under load, and the orders served meanwhile."""
     result: dict[str, Any] = {}
     load = threading.Thread(
         target=lambda: result.update(wrk(bench.stack.gateway_url, connections, seconds + 4)),
         daemon=True,
     )
-    cpu0 = bench.cpu()
     load.start()
     time.sleep(2)
     pids = {name: bench.stack.process(name).pid() for name in SERVICES}
     found = span_profile.record({k: v for k, v in pids.items() if v is not None}, seconds)
     load.join()
-    cpu1 = bench.cpu()
-    if not found or not result.get("requests"):
+    rate = result["requests"] / (result["duration_us"] / 1e6) if result.get("requests") else 0
+    return found, rate * seconds
+
+
+def profile(benches: dict[str, Bench], connections: int, seconds: float) -> list[str]:
+    """py-spy the services of the traced and the untraced stack (benchmarks/span_profile.py)."""
+    if span_profile.py_spy() is None:
+        say("--profile: py-spy is not on PATH (it is in the dev dependencies); skipped")
+        return []
+    say(f"profile: py-spy --gil on each service, {seconds:g} s per stack at c={connections}")
+    traced, on_orders = sampled(benches["on"], connections, seconds)
+    untraced, off_orders = sampled(benches["off"], connections, seconds)
+    if not traced or not untraced or not on_orders or not off_orders:
         say("--profile: py-spy could not sample the services (ptrace not permitted?); skipped")
         return []
-    per_order = {k: 1000 * (cpu1[k] - cpu0.get(k, 0)) / result["requests"] for k in SERVICES}
     return [
         "",
-        f"#### Where the services spend it (py-spy, tracing on, {connections} connections, CPU ms "
-        "per order)",
+        f"#### Where the services spend it (py-spy --gil, {connections} connections, GIL ms per "
+        "order)",
         "",
-        *span_profile.table(found, per_order),
+        *span_profile.table(traced, untraced, (on_orders, off_orders)),
     ]
 
 
@@ -593,15 +616,28 @@ def services_cpu(round_: Round) -> float:
     return 1000 * sum(round_.cpu.get(name, 0) for name in SERVICES) / round_.wrk["requests"]
 
 
-def added_cpu(rounds: list[Round], mode: str = "on") -> float:
-    """The services' CPU per order that tracing adds (ms): the median over the rounds of
-    ``mode``'s minus the untraced stack's, each pair from the same round."""
+def added_cpus(rounds: list[Round], mode: str = "on") -> list[float]:
+    """The services' CPU per order that tracing adds (ms) in each round: ``mode``'s minus the
+    untraced stack's, from the same round."""
     diffs = []
     for number in sorted({r.number for r in rounds}):
         pair = {r.mode: r for r in rounds if r.number == number}
         if mode in pair and "off" in pair:
             diffs.append(services_cpu(pair[mode]) - services_cpu(pair["off"]))
+    return diffs
+
+
+def added_cpu(rounds: list[Round], mode: str = "on") -> float:
+    """The median over the rounds of :func:`added_cpus`."""
+    diffs = added_cpus(rounds, mode)
     return statistics.median(diffs) if diffs else float("nan")
+
+
+def spread(values: list[float]) -> str:
+    """``median (min-max)`` of per-round figures: how much the rounds disagree."""
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.2f} ({min(values):.2f} to {max(values):.2f})"
 
 
 def comparison_table(rounds: list[Round]) -> list[str]:
@@ -677,7 +713,8 @@ def goal_lines(
     load: Round = delivery["load"]
     seconds = delivery["probes"].seconds
     p95 = quantile(seconds, 0.95) if seconds else float("inf")
-    share = load.rps / delivery["saturated"]
+    rate = (load.wrk["requests"] + len(delivery["probes"].trace_ids)) / load.seconds
+    share = rate / delivery["saturated"]
     return [
         "| goal | this run | |",
         "| --- | --- | --- |",
@@ -686,7 +723,7 @@ def goal_lines(
         f"| tracing adds at most +50% to the single-client p99 | {100 * p99:+.1f}% | "
         f"{verdict(p99 <= 0.5)} |",
         f"| complete in Jaeger within 1 s at p95, at 70% of saturated throughput | p95 "
-        f"{p95:.2f} s at {load.rps:.0f} req/s ({share:.0%} of the {delivery['saturated']:.0f} "
+        f"{p95:.2f} s at {rate:.0f} req/s ({share:.0%} of the {delivery['saturated']:.0f} "
         f"req/s saturated) | {verdict(p95 <= 1.0)} |",
     ]
 
@@ -714,11 +751,11 @@ def floor_lines(floor: dict[str, float], heavy: list[Round], light: list[Round])
 def levers_table(heavy: list[Round], light: list[Round], levers: list[Lever]) -> list[str]:
     """Each lever's stack against the current settings' stack, pairs from the same rounds."""
     lines = [
-        "| traced stack | added CPU per order, saturation (ms) | added CPU per order, 1 client "
-        "(ms) | throughput at saturation vs current | p99, 1 client, vs current | p99, 1 client, "
-        "vs untraced |",
+        "| traced stack | added CPU per order, saturation (ms; median, rounds' range) | added CPU "
+        "per order, 1 client (ms) | throughput at saturation vs current | p99, 1 client, vs "
+        "current | p99, 1 client, vs untraced |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
-        f"| current settings | {added_cpu(heavy):.2f} | {added_cpu(light):.2f} | | | "
+        f"| current settings | {spread(added_cpus(heavy))} | {spread(added_cpus(light))} | | | "
         f"{100 * costs(light)['p99']:+.1f}% |",
     ]
     for lever in levers:
@@ -726,7 +763,8 @@ def levers_table(heavy: list[Round], light: list[Round], levers: list[Lever]) ->
         rps = paired(heavy, lambda r: r.rps, name, "on")
         p99 = paired(light, lambda r: r.wrk["p99_ms"], name, "on")
         lines.append(
-            f"| {lever.what} | {added_cpu(heavy, name):.2f} | {added_cpu(light, name):.2f} | "
+            f"| {lever.what} | {spread(added_cpus(heavy, name))} | "
+            f"{spread(added_cpus(light, name))} | "
             f"{100 * rps:+.1f}% | {100 * p99:+.1f}% | "
             f"{100 * costs(light, name, 'off')['p99']:+.1f}% |"
         )
@@ -832,14 +870,15 @@ def main() -> int:
     )
     parser.add_argument(
         "--levers",
-        default=",".join(lever.name for lever in LEVERS),
-        help="settings tried against the current ones, comma-separated, or 'none' "
-        f"(default: all of {', '.join(lever.name for lever in LEVERS)})",
+        default=",".join(lever.name for lever in LEVERS if lever.default),
+        help="settings tried against the current ones, comma-separated, 'all' or 'none' "
+        f"(known: {', '.join(lever.name for lever in LEVERS)}; default: %(default)s)",
     )
     parser.add_argument("--no-doc", action="store_true", help=f"do not update {DOC.name}")
     args = parser.parse_args()
     by_name = {lever.name: lever for lever in LEVERS}
-    wanted = [] if args.levers == "none" else [n.strip() for n in args.levers.split(",") if n]
+    wanted = [n.strip() for n in args.levers.split(",") if n]
+    wanted = {"none": [], "all": list(by_name)}.get(args.levers, wanted)
     if unknown := [n for n in wanted if n not in by_name]:
         parser.error(f"unknown lever(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
     levers = [by_name[n] for n in wanted]
@@ -890,10 +929,11 @@ def main() -> int:
             args.sustain,
             args.probe_every,
             len(calibration.spans),
+            target - 1 / args.probe_every,  # the timed orders come on top of wrk's
             delay,
         )
         delivery["saturated"] = saturated
-        profile_table = profile(benches["on"], args.connections, 15) if args.profile else []
+        profile_table = profile(benches, args.connections, 15) if args.profile else []
     finally:
         for bench in benches.values():
             bench.stack.down(report=lambda line: None)

@@ -55,6 +55,27 @@ class SpanShape:
     error: bool
 
 
+def parent_of(span: dict[str, Any]) -> str | None:
+    return next(
+        (r["spanID"] for r in span.get("references", []) if r["refType"] == "CHILD_OF"), None
+    )
+
+
+def parents_first(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every span after its parent (by start time among siblings), whatever the clocks say."""
+    ids = {span["spanID"] for span in spans}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in sorted(spans, key=lambda s: s["startTime"]):
+        parent = parent_of(span)
+        children.setdefault(parent if parent in ids else None, []).append(span)
+    out, todo = [], list(reversed(children.get(None, [])))
+    while todo:
+        span = todo.pop()
+        out.append(span)
+        todo.extend(reversed(children.get(span["spanID"], [])))
+    return out
+
+
 def shapes(raw: dict[str, Any]) -> tuple[list[SpanShape], dict[str, Resource]]:
     """The spans of a Jaeger trace, parents before children, and each service's resource."""
     resources = {}
@@ -64,11 +85,8 @@ def shapes(raw: dict[str, Any]) -> tuple[list[SpanShape], dict[str, Resource]]:
             {"service.name": process["serviceName"]} | tags
         )
     out = []
-    for span in sorted(raw["spans"], key=lambda s: s["startTime"]):
+    for span in parents_first(raw["spans"]):
         tags = {t["key"]: t["value"] for t in span.get("tags", [])}
-        parent = next(
-            (r["spanID"] for r in span.get("references", []) if r["refType"] == "CHILD_OF"), None
-        )
         out.append(
             SpanShape(
                 service=raw["processes"][span["processID"]]["serviceName"],
@@ -79,17 +97,14 @@ def shapes(raw: dict[str, Any]) -> tuple[list[SpanShape], dict[str, Resource]]:
                 name=span["operationName"],
                 kind=KINDS.get(str(tags.get("span.kind", "internal")), SpanKind.INTERNAL),
                 span_id=span["spanID"],
-                parent_id=parent,
+                parent_id=parent_of(span),
                 attributes={
                     k: v
                     for k, v in tags.items()
                     if k not in NOT_ATTRIBUTES and not k.startswith("otel.")
                 },
                 events=[
-                    (
-                        str(fields.pop("event", "event")),
-                        fields,
-                    )
+                    (str(fields.pop("event", "event")), fields)
                     for fields in (
                         {f["key"]: f["value"] for f in log["fields"]}
                         for log in span.get("logs", [])

@@ -1,7 +1,9 @@
 """Where the traced services spend their CPU on tracing: py-spy samples, sorted by cause.
 
-Used by ``benchmarks/overhead.py --profile``: each service is sampled (``py-spy record``, 100 Hz,
-busy threads only) under load, and every sample is put in one category:
+Used by ``benchmarks/overhead.py --profile``: each service is sampled under load with
+``py-spy record --gil`` (100 Hz, the thread holding the GIL only: Python's CPU, without threads
+idling in a wait that py-spy would otherwise count as busy), on the traced and the untraced
+stack, and every sample is put in one category:
 
 - the span export thread (``BatchProcessor.worker``): OTLP encoding, the gRPC call, the rest;
 - otherwise, walking up from the innermost frame, the first frame that is not the standard
@@ -11,8 +13,9 @@ busy threads only) under load, and every sample is put in one category:
   span names and ``server.address``, redaction, the sampler, the span counter) and its own
   db spans (``servicekit/db.py``), or none of them (the application's own work).
 
-A category's share of a service's samples, times that service's CPU per order, gives
-milliseconds per order.
+A sample stands for 10 ms of the GIL held, so samples / orders gives milliseconds per order;
+the difference between the two stacks shows what tracing adds outside OpenTelemetry's own code
+too (the application and frameworks doing more work, or the same work more slowly).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from pathlib import Path
 
 SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
 EXPORT = "export thread: "
+RATE = 100  # samples per second
+REST = "application, frameworks, the rest"
 # (substring of the innermost deciding frame, ``function (file:line)``, category); the first
 # match wins.
 CATEGORIES = (
@@ -73,16 +78,13 @@ def category(stack: str) -> str | None:
     return None
 
 
-def shares(path: Path) -> dict[str, float]:
-    """Share of one service's samples per category."""
-    counts: Counter[str] = Counter()
-    total = 0
+def counts(path: Path) -> Counter[str]:
+    """Samples of one service per category (``REST`` for everything else)."""
+    found: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        total += int(count)
-        if (name := category(stack)) is not None:
-            counts[name] += int(count)
-    return {name: n / total for name, n in counts.items()} if total else {}
+        found[category(stack) or REST] += int(count)
+    return found
 
 
 def py_spy() -> str | None:
@@ -90,14 +92,24 @@ def py_spy() -> str | None:
     return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
-def record(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]:
-    """Sample each service for ``seconds`` (the caller keeps the load on); shares per service.
-    Empty when py-spy is missing or may not attach (ptrace)."""
+def record(pids: dict[str, int], seconds: float) -> Counter[str]:
+    """Sample each service for ``seconds`` (the caller keeps the load on); samples per category,
+    all services together. Empty when py-spy is missing or may not attach (ptrace)."""
     spy = py_spy()
     if spy is None:
         return {}
     out = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    argv = [spy, "record", "--nonblocking", "--full-filenames", "-r", "100", "-f", "raw"]
+    argv = [
+        spy,
+        "record",
+        "--gil",
+        "--nonblocking",
+        "--full-filenames",
+        "-r",
+        str(RATE),
+        "-f",
+        "raw",
+    ]
     spies = [
         subprocess.Popen(
             [*argv, "-d", f"{seconds:g}", "-o", str(out / f"{name}.txt"), "-p", str(pid)],
@@ -108,27 +120,30 @@ def record(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]:
     ]
     for proc in spies:
         proc.wait()
-    result = {name: shares(out / f"{name}.txt") for name in pids if (out / f"{name}.txt").exists()}
+    result: Counter[str] = Counter()
+    for name in pids:
+        if (out / f"{name}.txt").exists():
+            result.update(counts(out / f"{name}.txt"))
     shutil.rmtree(out, ignore_errors=True)
     return result
 
 
-def table(result: dict[str, dict[str, float]], cpu_ms: dict[str, float]) -> list[str]:
-    """Markdown: ms per order per category and service (share x the service's CPU per order)."""
-    names = sorted({k for v in result.values() for k in v}, key=lambda k: (k.startswith("our"), k))
+def table(traced: Counter[str], untraced: Counter[str], orders: tuple[float, float]) -> list[str]:
+    """Markdown: GIL milliseconds per order by category, traced and untraced stacks
+    (``orders``: the orders each stack served while it was sampled)."""
+
+    def ms(found: Counter[str], n: float, name: str) -> float:
+        return 1000 / RATE * found.get(name, 0) / n if n else 0.0
+
+    names = sorted(set(traced) | set(untraced), key=lambda k: (k == REST, k.startswith("our"), k))
     lines = [
-        "| where | " + " | ".join(SERVICES) + " | all four |",
-        "| --- |" + " ---: |" * (len(SERVICES) + 1),
+        "| where (the four services) | tracing on | `OTEL_SDK_DISABLED=true` | added |",
+        "| --- | ---: | ---: | ---: |",
     ]
     for name in names:
-        cells = [result.get(s, {}).get(name, 0) * cpu_ms.get(s, 0) for s in SERVICES]
-        lines.append(
-            f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {sum(cells):.2f} |"
-        )
-    cells = [sum(result.get(s, {}).values()) * cpu_ms.get(s, 0) for s in SERVICES]
-    lines.append(
-        "| **all OpenTelemetry code and hooks** | "
-        + " | ".join(f"**{c:.2f}**" for c in cells)
-        + f" | **{sum(cells):.2f}** |"
-    )
+        a, b = ms(traced, orders[0], name), ms(untraced, orders[1], name)
+        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {a - b:+.2f} |")
+    a = sum(ms(traced, orders[0], name) for name in names)
+    b = sum(ms(untraced, orders[1], name) for name in names)
+    lines.append(f"| **all** | **{a:.2f}** | **{b:.2f}** | **{a - b:+.2f}** |")
     return lines

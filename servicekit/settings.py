@@ -42,7 +42,7 @@ class ServiceSettings(BaseSettings):
         5.0, gt=0, description="how long a thread holds the GIL before another may run"
     )
     gc_freeze: bool = Field(
-        False, description="move the objects made at start-up out of the garbage collector's view"
+        True, description="move the objects made at start-up out of the garbage collector's view"
     )
     admin_token: str = Field("", description="bearer token for /admin; empty: disabled")
     faults: str = Field("", description="standing faults, see faults.py; service_faults()")

@@ -50,13 +50,13 @@ DEFAULT_ENVIRONMENT = "local"
 #   each (measured), so at most ~10 MiB per service.
 # - OTEL_BSP_EXPORT_TIMEOUT ("maximum time to export a batch"; the SDK 1.45 ignores it) is how
 #   long one batch is retried while the collector refuses it (servicekit/export.py).
-# - Spans are exported every 500 ms (SDK: 5000): with the collector's 200 ms batching a trace is
+# - Spans are exported every 200 ms (SDK: 5000): with the collector's 200 ms batching a trace is
 #   queryable in Jaeger within about a second of the response.
 SDK_DEFAULTS = {
     OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: 4096,
     OTEL_BSP_MAX_QUEUE_SIZE: 8192,
     OTEL_BSP_EXPORT_TIMEOUT: 60_000,
-    OTEL_BSP_SCHEDULE_DELAY: 500,
+    OTEL_BSP_SCHEDULE_DELAY: 200,
 }
 # The span flush at shutdown gives up after this long (compose's stop_grace_period of 20 s
 # covers uvicorn's 10 s graceful stop plus this).
