@@ -101,8 +101,8 @@ def reason_text(change: OperationChange) -> str:
 
 
 def attribution_text(change: OperationChange) -> str | None:
-    """``p50 +15.0 ms (mean +15.2 ms), of which stock SELECT +15.0 ms (98%), ...``: the
-    operations whose critical-path self time per request grew the most."""
+    """``p50 +15.0 ms (mean +15.2 ms), of which inventory-service SELECT stock +15.0 ms (98%),
+    ...``: the operations whose critical-path self time per request grew the most."""
     b, c, total = change.baseline, change.candidate, change.mean_change_us
     if not change.attribution or b is None or c is None or total is None:
         return None
