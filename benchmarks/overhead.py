@@ -86,18 +86,32 @@ class Lever:
     env: dict[str, str]
     what: str
     default: bool = True  # tried by a plain `make bench`; the others with --levers
+    timing: bool = False  # changes when spans leave: its time to queryable is measured too
 
 
 LEVERS = (
-    Lever("control", {}, "the current settings again (A/A control: two identical stacks)"),
+    Lever(
+        "control", {}, "the current settings again (A/A control: two identical stacks)", timing=True
+    ),
     Lever("gc-no-freeze", {"GC_FREEZE": "false"}, "`GC_FREEZE=false` (the previous setting)"),
     Lever(
         "delay-500ms",
         {"OTEL_BSP_SCHEDULE_DELAY": "500"},
         "`OTEL_BSP_SCHEDULE_DELAY=500` (the previous setting)",
+        timing=True,
     ),
-    Lever("delay-100ms", {"OTEL_BSP_SCHEDULE_DELAY": "100"}, "`OTEL_BSP_SCHEDULE_DELAY=100`"),
-    Lever("delay-2s", {"OTEL_BSP_SCHEDULE_DELAY": "2000"}, "`OTEL_BSP_SCHEDULE_DELAY=2000`"),
+    Lever(
+        "delay-100ms",
+        {"OTEL_BSP_SCHEDULE_DELAY": "100"},
+        "`OTEL_BSP_SCHEDULE_DELAY=100`",
+        timing=True,
+    ),
+    Lever(
+        "delay-2s",
+        {"OTEL_BSP_SCHEDULE_DELAY": "2000"},
+        "`OTEL_BSP_SCHEDULE_DELAY=2000`",
+        timing=True,
+    ),
     Lever(
         "switch-1ms", {"SWITCH_INTERVAL_MS": "1"}, "`SWITCH_INTERVAL_MS=1` (GIL switch interval)"
     ),
@@ -468,6 +482,50 @@ def read_ids(prefix: Path) -> tuple[list[str], int]:
             ids.append(trace_id)
             non_201 += status != "201"
     return ids, non_201
+
+
+def freshness(
+    bench: Bench,
+    idle: list[Bench],
+    connections: int,
+    seconds: float,
+    every: float,
+    spans_per_order: int,
+    rate: float,
+    delay_ms: float,
+) -> tuple[Probes, Round]:
+    """Time to queryable alone (no delivery count): timed orders during paced load."""
+    bench.settle()
+    probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, spans_per_order)
+    thread = threading.Thread(
+        target=probes.run, args=(time.monotonic() + seconds, every), daemon=True
+    )
+    thread.start()
+    load = measure(bench, idle, connections, seconds, rate=rate, delay_ms=delay_ms)
+    thread.join()
+    s = probes.seconds
+    say(
+        f"  {bench.mode}: {load.rps:.1f} req/s; queryable p50 {quantile(s, 0.5):.2f} s, "
+        f"p95 {quantile(s, 0.95):.2f} s"
+        if s
+        else f"  {bench.mode}: no timed order completed"
+    )
+    return probes, load
+
+
+def freshness_table(rows: list[tuple[str, Probes, Round]]) -> list[str]:
+    lines = [
+        "| traced stack | load (req/s, with the timed orders) | timed orders | p50 (s) | p95 (s) "
+        "| max (s) | not complete in 30 s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for what, probes, load in rows:
+        s = probes.seconds
+        rate = (load.wrk["requests"] + len(probes.trace_ids)) / load.seconds
+        cells = f"{quantile(s, 0.5):.2f} | {quantile(s, 0.95):.2f} | {max(s):.2f}" if s else "| |"
+        timed, stuck = len(probes.trace_ids), len(probes.incomplete)
+        lines.append(f"| {what} | {rate:.1f} | {timed} | {cells} | {stuck} |")
+    return lines
 
 
 def sustained(
@@ -863,6 +921,12 @@ def main() -> int:
     parser.add_argument("--sustain", type=float, default=60, help="seconds of sustained load")
     parser.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
     parser.add_argument(
+        "--freshness",
+        type=float,
+        default=30,
+        help="seconds of paced load per export-timing lever, for its time to queryable",
+    )
+    parser.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -933,6 +997,27 @@ def main() -> int:
             delay,
         )
         delivery["saturated"] = saturated
+        timing = [lever for lever in levers if lever.timing]
+        if timing:
+            say(f"time to queryable on the export-timing levers, {args.freshness:g} s each")
+        fresh = [("current settings", delivery["probes"], delivery["load"])]
+        for lever in timing:
+            others = [b for mode, b in benches.items() if mode != lever.name]
+            fresh.append(
+                (
+                    lever.what,
+                    *freshness(
+                        benches[lever.name],
+                        others,
+                        args.connections,
+                        args.freshness,
+                        args.probe_every,
+                        len(calibration.spans),
+                        target - 1 / args.probe_every,
+                        delay,
+                    ),
+                )
+            )
         profile_table = profile(benches, args.connections, 15) if args.profile else []
     finally:
         for bench in benches.values():
@@ -1031,6 +1116,11 @@ def main() -> int:
         "### Time to queryable",
         "",
         *queryable_lines(delivery["probes"]),
+        "",
+        "Per traced stack, at the same paced load (the current settings from the sustained run "
+        f"above, each export-timing lever for {args.freshness:g} s):",
+        "",
+        *freshness_table(fresh),
     ]
     if not args.no_doc:
         write_doc(section)
