@@ -65,7 +65,7 @@ load: install ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST
 	@$(PY) -m locust -f load/locustfile.py --headless --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 		--run-time $(RUN_TIME) --stop-timeout 10 --host $(LOAD_HOST)
 
-bench: install ## Tracing overhead, span delivery, time to queryable (wrk; ~7 min) -> docs/benchmarks.md
+bench: install ## Tracing cost, SDK floor, levers, profile, span delivery, time to queryable (wrk; ~30 min) -> docs/benchmarks.md
 	@$(INSTALL) --bench-tools
 	@$(PY) benchmarks/overhead.py $(BENCH_ARGS)
 

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -484,25 +484,44 @@ def read_ids(prefix: Path) -> tuple[list[str], int]:
     return ids, non_201
 
 
-def freshness(
-    bench: Bench,
-    idle: list[Bench],
-    connections: int,
-    seconds: float,
-    every: float,
-    spans_per_order: int,
-    rate: float,
-    delay_ms: float,
+@dataclass(frozen=True)
+class Pace:
+    """Paced load with timed orders: the sustained run and the export-timing levers."""
+
+    connections: int
+    seconds: float
+    every: float  # seconds between timed orders
+    spans_per_order: int
+    rate: float  # wrk's requests per second (the timed orders come on top)
+    delay_ms: float  # wrk's first pause between a connection's requests
+
+
+def timed_load(
+    bench: Bench, idle: list[Bench], pace: Pace, ids_path: Path | None = None
 ) -> tuple[Probes, Round]:
-    """Time to queryable alone (no delivery count): timed orders during paced load."""
-    bench.settle()
-    probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, spans_per_order)
+    """wrk at ``pace`` against ``bench``, with an order timed to queryable every ``every`` s."""
+    probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, pace.spans_per_order)
     thread = threading.Thread(
-        target=probes.run, args=(time.monotonic() + seconds, every), daemon=True
+        target=probes.run, args=(time.monotonic() + pace.seconds, pace.every), daemon=True
     )
     thread.start()
-    load = measure(bench, idle, connections, seconds, rate=rate, delay_ms=delay_ms)
+    load = measure(
+        bench,
+        idle,
+        pace.connections,
+        pace.seconds,
+        ids_path=ids_path,
+        rate=pace.rate,
+        delay_ms=pace.delay_ms,
+    )
     thread.join()
+    return probes, load
+
+
+def freshness(bench: Bench, idle: list[Bench], pace: Pace) -> tuple[Probes, Round]:
+    """Time to queryable alone (no delivery count)."""
+    bench.settle()
+    probes, load = timed_load(bench, idle, pace)
     s = probes.seconds
     say(
         f"  {bench.mode}: {load.rps:.1f} req/s; queryable p50 {quantile(s, 0.5):.2f} s, "
@@ -528,35 +547,17 @@ def freshness_table(rows: list[tuple[str, Probes, Round]]) -> list[str]:
     return lines
 
 
-def sustained(
-    bench: Bench,
-    idle: list[Bench],
-    base: Path,
-    connections: int,
-    seconds: float,
-    every: float,
-    spans_per_order: int,
-    rate: float,
-    delay_ms: float,
-) -> dict[str, Any]:
+def sustained(bench: Bench, idle: list[Bench], base: Path, pace: Pace) -> dict[str, Any]:
     before = bench.settle()
     healthz0 = bench.stack.spans_ended()
-    probes = Probes(bench.stack.jaeger_url, bench.stack.gateway_url, spans_per_order)
     ids_prefix = base / "trace-ids"
     say(
-        f"sustained load {seconds:.0f} s at c={connections} paced to {rate:.0f} req/s (first pause "
-        f"{delay_ms:.0f} ms) on the traced stack, an order timed to queryable every {every:g} s "
-        f"(a complete order is {spans_per_order} spans)"
+        f"sustained load {pace.seconds:.0f} s at c={pace.connections} paced to {pace.rate:.0f} "
+        f"req/s (first pause {pace.delay_ms:.0f} ms) on the traced stack, an order timed to "
+        f"queryable every {pace.every:g} s (a complete order is {pace.spans_per_order} spans)"
     )
-    thread = threading.Thread(
-        target=probes.run, args=(time.monotonic() + seconds, every), daemon=True
-    )
-    thread.start()
-    load = measure(
-        bench, idle, connections, seconds, ids_path=ids_prefix, rate=rate, delay_ms=delay_ms
-    )
+    probes, load = timed_load(bench, idle, pace, ids_path=ids_prefix)
     load_ended = time.time()
-    thread.join()
     say(f"  load: {load.rps:.1f} req/s, p50 {load.wrk['p50_ms']:.1f} ms; waiting for delivery")
     settle_started = time.monotonic()
     after = bench.settle(timeout=180)
@@ -573,7 +574,7 @@ def sustained(
     checked, in_jaeger, missing = count_in_jaeger(bench.stack.jaeger_url, trace_ids, budget=300)
     return {
         "load": load,
-        "spans_per_order": spans_per_order,
+        "spans_per_order": pace.spans_per_order,
         "delta": delta,
         "per_service": {k: healthz1[k] - healthz0[k] for k in SERVICES},
         "settled_in": settled_in,
@@ -923,7 +924,7 @@ def main() -> int:
     parser.add_argument(
         "--freshness",
         type=float,
-        default=30,
+        default=20,
         help="seconds of paced load per export-timing lever, for its time to queryable",
     )
     parser.add_argument(
@@ -985,10 +986,7 @@ def main() -> int:
         say(f"pacing wrk to {target:.0f} req/s ({SUSTAIN_SHARE:.0%} of {saturated:.0f})")
         delay = paced_delay(benches["on"], args.connections, target, summarise(light, "on")["p50"])
         idle = [b for mode, b in benches.items() if mode != "on"]
-        delivery = sustained(
-            benches["on"],
-            idle,
-            base,
+        pace = Pace(
             args.connections,
             args.sustain,
             args.probe_every,
@@ -996,28 +994,16 @@ def main() -> int:
             target - 1 / args.probe_every,  # the timed orders come on top of wrk's
             delay,
         )
+        delivery = sustained(benches["on"], idle, base, pace)
         delivery["saturated"] = saturated
         timing = [lever for lever in levers if lever.timing]
         if timing:
             say(f"time to queryable on the export-timing levers, {args.freshness:g} s each")
         fresh = [("current settings", delivery["probes"], delivery["load"])]
+        short = replace(pace, seconds=args.freshness)
         for lever in timing:
             others = [b for mode, b in benches.items() if mode != lever.name]
-            fresh.append(
-                (
-                    lever.what,
-                    *freshness(
-                        benches[lever.name],
-                        others,
-                        args.connections,
-                        args.freshness,
-                        args.probe_every,
-                        len(calibration.spans),
-                        target - 1 / args.probe_every,
-                        delay,
-                    ),
-                )
-            )
+            fresh.append((lever.what, *freshness(benches[lever.name], others, short)))
         profile_table = profile(benches, args.connections, 15) if args.profile else []
     finally:
         for bench in benches.values():
