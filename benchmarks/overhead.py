@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import span_profile  # noqa: E402
 
+from servicekit.catalog import SERVICE_NAMES as SERVICES  # noqa: E402
 from servicekit.telemetry import SDK_DEFAULTS  # noqa: E402
 from stackctl.metrics import JAEGER_EXPORTER, scrape, total  # noqa: E402
 from stackctl.orders import order_body  # noqa: E402
@@ -55,10 +56,8 @@ from stackctl.traces import StoredTrace, fetch_trace  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 LUA = ROOT / "benchmarks" / "order.lua"
-BENCH_ORDER = order_body(price=9.5, email="bench@example.com")  # what order.lua posts
+ORDER = order_body(price=9.5, email="bench@example.com")  # what order.lua and the probes post
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
-ORDER = order_body(price=9.5, email="bench@example.com")
 # No fault from the caller's shell may leak into a measurement.
 NO_FAULTS = {
     name: ""
@@ -269,7 +268,12 @@ class Round:
 
     @property
     def rps(self) -> float:
-        return self.wrk["requests"] / (self.wrk["duration_us"] / 1e6)
+        return requests_per_second(self.wrk)
+
+
+def requests_per_second(result: dict[str, Any]) -> float:
+    """A wrk run's throughput (0 when it made no request)."""
+    return result["requests"] / (result["duration_us"] / 1e6) if result.get("requests") else 0.0
 
 
 def wrk(
@@ -284,7 +288,7 @@ def wrk(
     connection between its requests (``delay_ms`` the first pause; benchmarks/order.lua)."""
     env = {
         **os.environ,
-        "WRK_ORDER_BODY": json.dumps(BENCH_ORDER, separators=(",", ":")),
+        "WRK_ORDER_BODY": json.dumps(ORDER, separators=(",", ":")),
         "WRK_TRACE_IDS": str(ids_path) if ids_path else "",
         "WRK_RATE": "" if rate is None else f"{rate:.3f}",
         "WRK_CONNECTIONS": str(connections),
@@ -431,7 +435,7 @@ def paced_delay(bench: Bench, connections: int, target_rps: float, latency_ms: f
     sustained run starts close to its rate (wrk's script corrects it every second)."""
     delay = max(0.0, 1000 * connections / target_rps - latency_ms)
     result = wrk(bench.stack.gateway_url, connections, 6, rate=target_rps, delay_ms=delay)
-    rps = result["requests"] / (result["duration_us"] / 1e6)
+    rps = requests_per_second(result)
     return max(0.0, delay + 1000 * connections * (1 / target_rps - 1 / rps))
 
 
@@ -532,6 +536,11 @@ def freshness(bench: Bench, idle: list[Bench], pace: Pace) -> tuple[Probes, Roun
     return probes, load
 
 
+def offered_rate(probes: Probes, load: Round) -> float:
+    """Orders per second during paced load: wrk's and the timed ones."""
+    return (load.wrk["requests"] + len(probes.trace_ids)) / load.seconds
+
+
 def freshness_table(rows: list[tuple[str, Probes, Round]]) -> list[str]:
     lines = [
         "| traced stack | load (req/s, with the timed orders) | timed orders | p50 (s) | p95 (s) "
@@ -540,7 +549,7 @@ def freshness_table(rows: list[tuple[str, Probes, Round]]) -> list[str]:
     ]
     for what, probes, load in rows:
         s = probes.seconds
-        rate = (load.wrk["requests"] + len(probes.trace_ids)) / load.seconds
+        rate = offered_rate(probes, load)
         cells = f"{quantile(s, 0.5):.2f} | {quantile(s, 0.95):.2f} | {max(s):.2f}" if s else "| |"
         timed, stuck = len(probes.trace_ids), len(probes.incomplete)
         lines.append(f"| {what} | {rate:.1f} | {timed} | {cells} | {stuck} |")
@@ -603,8 +612,7 @@ def sampled(bench: Bench, connections: int, seconds: float) -> tuple[Any, float]
     pids = {name: bench.stack.process(name).pid() for name in SERVICES}
     found = span_profile.record({k: v for k, v in pids.items() if v is not None}, seconds)
     load.join()
-    rate = result["requests"] / (result["duration_us"] / 1e6) if result.get("requests") else 0
-    return found, rate * seconds
+    return found, requests_per_second(result) * seconds
 
 
 def profile(benches: dict[str, Bench], connections: int, seconds: float) -> list[str]:
@@ -772,7 +780,7 @@ def goal_lines(
     load: Round = delivery["load"]
     seconds = delivery["probes"].seconds
     p95 = quantile(seconds, 0.95) if seconds else float("inf")
-    rate = (load.wrk["requests"] + len(delivery["probes"].trace_ids)) / load.seconds
+    rate = offered_rate(delivery["probes"], load)
     share = rate / delivery["saturated"]
     return [
         "| goal | this run | |",

@@ -34,6 +34,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from stackctl.traces import StoredTrace
+
 BATCH = 512  # the BatchSpanProcessor's default export batch size
 # Jaeger's renderings of span fields, not span attributes.
 NOT_ATTRIBUTES = {"span.kind", "error", "internal.span.format", "w3c.tracestate"}
@@ -55,18 +57,12 @@ class SpanShape:
     error: bool
 
 
-def parent_of(span: dict[str, Any]) -> str | None:
-    return next(
-        (r["spanID"] for r in span.get("references", []) if r["refType"] == "CHILD_OF"), None
-    )
-
-
 def parents_first(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every span after its parent (by start time among siblings), whatever the clocks say."""
     ids = {span["spanID"] for span in spans}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for span in sorted(spans, key=lambda s: s["startTime"]):
-        parent = parent_of(span)
+        parent = StoredTrace.parent_id(span)
         children.setdefault(parent if parent in ids else None, []).append(span)
     out, todo = [], list(reversed(children.get(None, [])))
     while todo:
@@ -80,13 +76,13 @@ def shapes(raw: dict[str, Any]) -> tuple[list[SpanShape], dict[str, Resource]]:
     """The spans of a Jaeger trace, parents before children, and each service's resource."""
     resources = {}
     for process in raw["processes"].values():
-        tags = {t["key"]: t["value"] for t in process.get("tags", [])}
+        tags = StoredTrace.tags(process)
         resources[process["serviceName"]] = Resource(
             {"service.name": process["serviceName"]} | tags
         )
     out = []
     for span in parents_first(raw["spans"]):
-        tags = {t["key"]: t["value"] for t in span.get("tags", [])}
+        tags = StoredTrace.tags(span)
         out.append(
             SpanShape(
                 service=raw["processes"][span["processID"]]["serviceName"],
@@ -97,7 +93,7 @@ def shapes(raw: dict[str, Any]) -> tuple[list[SpanShape], dict[str, Resource]]:
                 name=span["operationName"],
                 kind=KINDS.get(str(tags.get("span.kind", "internal")), SpanKind.INTERNAL),
                 span_id=span["spanID"],
-                parent_id=parent_of(span),
+                parent_id=StoredTrace.parent_id(span),
                 attributes={
                     k: v
                     for k, v in tags.items()

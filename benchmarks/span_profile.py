@@ -27,7 +27,6 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-SERVICES = ("api-gateway", "inventory-service", "order-service", "notification-service")
 EXPORT = "export thread: "
 RATE = 100  # samples per second
 REST = "application, frameworks, the rest"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.bench_modules import bench_module
 from tests.unit.test_analyzer_support import FIXTURES, run_cli
 
 CASES = FIXTURES / "cases"
@@ -480,15 +481,7 @@ def test_a_generated_export_as_jaeger_json_and_as_otlp_lines_analyzes_alike(
 ) -> None:
     """The benchmark's two files: the same traces, so the same report, though the OTLP lines
     spread traces over batches and group spans by resource."""
-    import importlib.util
-    import sys
-
-    location = Path(__file__).resolve().parents[2] / "benchmarks" / "generate_export.py"
-    spec = importlib.util.spec_from_file_location("generate_export", location)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("generate_export", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = bench_module("generate_export")
     jaeger, otlp = tmp_path / "export.json", tmp_path / "export.jsonl"
     with jaeger.open("w") as out, otlp.open("w") as otlp_out:
         module.write_export(out, 4000, seed=11, indent=None, otlp_out=otlp_out)

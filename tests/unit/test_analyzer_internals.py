@@ -3,11 +3,9 @@ and the tag pre-scan that lets most traces skip tag decoding (checked against fu
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import re
-import sys
 import time
 from array import array
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.bench_modules import bench_module
 from trace_analysis.analysis import analyze_traces
 from trace_analysis.cli import parse_lookback
 from trace_analysis.critical_path import critical_path, culprit, path_steps
@@ -138,12 +137,7 @@ def test_bad_lookback(text: str) -> None:
 
 
 def _generated_export(spans: int) -> bytes:
-    location = REPO / "benchmarks" / "generate_export.py"
-    spec = importlib.util.spec_from_file_location("generate_export", location)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("generate_export", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = bench_module("generate_export")
     out = io.StringIO()
     module.write_export(out, spans, seed=7, indent=None)
     return out.getvalue().encode()

@@ -3,25 +3,16 @@ profile puts each sample where its cost belongs (benchmarks/span_floor.py, span_
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.bench_modules import bench_module
+
 ROOT = Path(__file__).resolve().parents[2]
 ORDER_TRACE = ROOT / "tests" / "fixtures" / "traces" / "mixed.json"
-
-
-def bench_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
