@@ -19,8 +19,8 @@ set -euo pipefail
 # image tags agree. README "Moving to newer releases" says how to bump them.
 COLLECTOR_VERSION=0.165.0   # the otel/opentelemetry-collector-contrib tag in docker-compose.yml
 SCALE_OUT_COLLECTOR_VERSION=0.161.0  # see otel-collector/scale-out/builder-config.yaml
-JAEGER_VERSION=2.13.0       # the jaegertracing/jaeger tag in docker-compose.yml
-JAEGER_MODULE_VERSION=v1.76.0  # Jaeger v2.x is released from its module's v1.x tags
+JAEGER_VERSION=2.12.0       # the jaegertracing/jaeger tag in docker-compose.yml
+JAEGER_MODULE_VERSION=v1.75.0  # Jaeger v2.x is released from its module's v1.x tags
 UV_VERSION=0.13.9  # the same uv the Dockerfiles install
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
