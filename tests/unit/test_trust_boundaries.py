@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import httpx
 import pytest
+from opentelemetry import baggage
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.sdk.trace import TracerProvider
 
 from servicekit.forwarded import client_address, parse_trusted_proxies
+from servicekit.http_client import Downstream
 from servicekit.json_members import duplicate_member
 from servicekit.money import to_cents
+from servicekit.problems import ProblemError
 from servicekit.settings import ServiceSettings
 
 PROXIES = parse_trusted_proxies("10.0.0.0/8, ::1")
@@ -77,3 +83,29 @@ def test_money_is_exact_to_the_cent() -> None:
     assert to_cents(Decimal("0.10") * 3) == Decimal("0.30")
     assert to_cents(Decimal("0.005")) == Decimal("0.01")
     assert float(to_cents(Decimal("50.00") * 5)) == 250.0
+
+
+@pytest.mark.anyio
+async def test_a_callee_that_refuses_the_forwarded_head_is_not_blamed() -> None:
+    """A 431 from the next hop is answered as 431 to the client, naming no service."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(431))
+    downstream = Downstream("inventory-service", "http://inventory", 5, TracerProvider(), transport)
+    with pytest.raises(ProblemError) as raised:
+        await downstream.request("POST", "/inventory/reserve", json={})
+    await downstream.aclose()
+    assert raised.value.status == 431 and "service" not in raised.value.extra
+    assert "inventory-service" not in raised.value.detail
+
+
+def test_what_the_gateway_forwards_fits_what_the_next_hop_accepts() -> None:
+    """Forwarded trace headers: a traceparent, no tracestate (the edge keeps none), baggage
+    at most the propagator's 8192 bytes however the caller's was encoded; with the other
+    headers the gateway's client sends, well under every service's MAX_HEADER_BYTES."""
+    ctx = baggage.set_baggage("b", "!" * 4000)
+    for n in range(200):
+        ctx = baggage.set_baggage(f"k{n}", "!" * 40, ctx)
+    carrier: dict[str, str] = {}
+    W3CBaggagePropagator().inject(carrier, ctx)
+    forwarded = len(carrier["baggage"]) + len("baggage: \r\n") + len("traceparent: ") + 57
+    assert len(carrier["baggage"]) <= 8192
+    assert forwarded + 1024 < ServiceSettings().max_header_bytes
