@@ -173,5 +173,5 @@ class Problem(BaseModel):
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (400, 401, 404, 405, 408, 409, 413, 415, 422, 502, 503, 504)
+    for code in (400, 401, 404, 405, 408, 409, 413, 415, 422, 431, 502, 503, 504)
 }

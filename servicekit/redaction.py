@@ -53,6 +53,8 @@ CLIENT_SUPPLIED_ATTRIBUTES = {
 def redact(text: str, pattern: re.Pattern[str] = EMAIL) -> str:
     """``text`` with every email-shaped substring replaced by ``[redacted-email]``; ``pattern``
     :data:`URL_EMAIL` for a URL's path or query."""
+    if "@" not in text and "%40" not in text:  # most values: no scan at all
+        return text
     return pattern.sub(REDACTED, text)
 
 
@@ -64,5 +66,5 @@ def redact_server_span(span: Span, scope: dict[str, Any]) -> None:
     attributes = getattr(span, "attributes", None) or {}
     for key, pattern in CLIENT_SUPPLIED_ATTRIBUTES.items():
         value = attributes.get(key)
-        if isinstance(value, str) and pattern.search(value):
-            span.set_attribute(key, redact(value, pattern))
+        if isinstance(value, str) and (redacted := redact(value, pattern)) != value:
+            span.set_attribute(key, redacted)
