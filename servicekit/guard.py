@@ -93,9 +93,11 @@ class RequestGuardMiddleware:
                 "Unsupported media type",
                 "Request bodies must be application/json.",
             )
-        codings = [
+        codings = [  # every Content-Encoding field, not only the last one dict() kept
             c.strip().lower()
-            for c in headers.get(b"content-encoding", b"").decode("latin-1").split(",")
+            for name, value in scope["headers"]
+            if name == b"content-encoding"
+            for c in value.decode("latin-1").split(",")
         ]
         refused = [c for c in codings if c and c not in ACCEPTED_CODINGS]
         if has_body and refused:

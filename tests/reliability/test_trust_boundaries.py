@@ -409,6 +409,19 @@ def test_a_content_coding_is_refused_with_415_and_accept_encoding(
     assert "gzip" in problem["detail"] or coding in problem["detail"]
 
 
+def test_every_content_encoding_field_counts(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/orders",
+        content=gzip.compress(json.dumps(order_body()).encode()),
+        headers=[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+            ("Content-Encoding", "identity"),
+        ],
+    )
+    assert_problem(response, 415)
+
+
 def test_identity_is_accepted(client: httpx.Client) -> None:
     response = client.post(
         "/api/orders",
