@@ -318,7 +318,7 @@ def _explain(
     """``--trace``: the traces asked for, each with its waterfall and findings."""
     from trace_analysis.analyses.explain import check_ids, explain, from_jaeger, from_traces
 
-    wanted = check_ids(trace_ids)
+    wanted = check_ids(trace_ids, from_file=input_path is not None)
     criteria = Criteria(threshold_us)
     if input_path is not None:
         source = Source("file", jaeger_url, input_path, trace_ids=wanted)

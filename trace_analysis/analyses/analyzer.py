@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 from trace_analysis.analyses.critical_path import critical_path, culprit, path_steps
 from trace_analysis.analyses.summary import SummaryBuilder
-from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_logs, decode_tags
+from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_logs
+from trace_analysis.formats.status import BY_ERROR_TAG, BY_HTTP_STATUS, BY_STATUS
 from trace_analysis.model.results import (
     Criteria,
     ErrorOrigin,
@@ -29,6 +30,7 @@ from trace_analysis.model.spans import build_spans, read_statuses
 from trace_analysis.model.tree import SpanTree, build_tree
 
 MAX_WATERFALL_ROWS = 400
+_EVIDENCE_TEXT = {BY_STATUS: "status ERROR", BY_ERROR_TAG: "error tag set"}
 _LOG_MESSAGE_KEYS = ("error.message", "message", "error.object")  # OpenTracing-era logs
 
 
@@ -248,7 +250,8 @@ def error_origin(tree: SpanTree) -> ErrorOrigin | None:
 
 
 def error_message(span: Span) -> str:
-    """The status message, else the recorded exception, else what the span's status says."""
+    """The status message, else the recorded exception, else the evidence the span failed on
+    (HTTP status, status ERROR, error tag): only what it carried."""
     if span.status_message:
         return span.status_message
     if span.event_message:
@@ -263,12 +266,11 @@ def error_message(span: Span) -> str:
         for key in _LOG_MESSAGE_KEYS:
             if fields.get(key):
                 return str(fields[key])
-    if span.http_status is not None and span.http_status >= 400:
+    if span.error_evidence == BY_HTTP_STATUS or (span.http_status or 0) >= 400:
         return f"HTTP {span.http_status}"
-    keys = {tag.key: tag.value for tag in decode_tags(span.tags)}
-    if keys.get("otel.status_code") == "ERROR":
-        return "status ERROR, no message recorded"
-    return "error tag set, no message recorded"
+    if span.error_evidence in (BY_STATUS, BY_ERROR_TAG):
+        return f"{_EVIDENCE_TEXT[span.error_evidence]}, no message recorded"
+    return "no message recorded"
 
 
 def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[WaterfallRow]:

@@ -70,6 +70,7 @@ class Span(msgspec.Struct):
     follows: bool = False  # the parent reference is FOLLOWS_FROM: the parent does not wait
     timed: bool = True  # False: no start time was recorded, the tree placed it
     error: bool = False
+    error_evidence: str | None = None  # what showed it failed (trace_analysis.formats.status)
     status_message: str | None = None
     event_message: str | None = None  # "type: message" of a recorded exception (OTLP events)
     http_status: int | None = None
