@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from trace_analysis.model.results import GroupStats, Report, TraceResult
@@ -19,6 +20,26 @@ def duration(us: float) -> str:
     if us >= 1_000_000:
         return f"{us / 1000:,.0f} ms"
     return f"{us / 1000:.1f} ms"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """The unit one view (a table, a waterfall) writes its durations in, chosen once for the
+    view so that its numbers compare: µs when all it shows is under 1 ms (a 30 µs trace must
+    not read "0.0 ms"), else :func:`duration`'s ms and s."""
+
+    micro: bool
+
+    def __call__(self, us: float) -> str:
+        return f"{us:,.0f} µs" if self.micro else duration(us)
+
+
+MS = Unit(micro=False)
+
+
+def unit_for(*largest_us: float) -> Unit:
+    """The unit of a view whose largest durations (µs) are ``largest_us``."""
+    return Unit(micro=max(largest_us, default=0) < 1000)
 
 
 def percent(part: float, whole: float = 1.0) -> str:
@@ -83,13 +104,13 @@ def flags(trace: TraceResult) -> list[str]:
     return result
 
 
-def culprit_text(trace: TraceResult) -> str | None:
+def culprit_text(trace: TraceResult, unit: Unit = MS) -> str | None:
     """Where the time went; said of slow traces only (in a fast failing trace it is noise)."""
     culprit = trace.culprit
     if culprit is None or not trace.slow:
         return None
     return (
-        f"{culprit.service} {culprit.operation}: {duration(culprit.self_us)}, "
+        f"{culprit.service} {culprit.operation}: {unit(culprit.self_us)}, "
         f"{percent(culprit.share)} of the latency"
     )
 
