@@ -37,6 +37,7 @@ from trace_analysis.cli_common import (
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.jaeger import JaegerTrace
 from trace_analysis.model.results import Criteria, Report, Source
+from trace_analysis.reports.comparison import side_text
 from trace_analysis.sources.files import iter_file_traces
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
@@ -162,9 +163,18 @@ def run_comparison(request: CompareRequest) -> int:
         comparison.warnings.append("the baseline has no traces: every operation is new")
     if not candidate.traces:
         comparison.warnings.append("the candidate has no traces: every operation is gone")
+    problem = comparison.unjudged()
+    if problem and baseline.traces and candidate.traces:
+        comparison.warnings.insert(0, f"{problem}: nothing was judged")
     report = outcome.report(source, criteria, warnings)
     with_traces = request.threshold_us is not None or request.errors_only
     _emit(report, comparison, request, with_traces)
+    if problem and request.fail_on:
+        # a CI gate must not pass by comparing against nothing
+        raise AnalyzerError(
+            f"--fail-on {request.fail_on}: nothing was judged, {problem} (baseline "
+            f"{side_text(baseline_source)}); check the baseline window, offset or file"
+        )
     if request.fail_on == "regression":
         return 1 if comparison.count("regressed") else 0
     return exit_status(report, FailOn(request.fail_on) if request.fail_on else None)

@@ -41,6 +41,15 @@ def side_text(source: Source) -> str:
     return f"{where}, {iso(source.start_us)}..{iso(source.end_us)}"
 
 
+def headline(comparison: Comparison) -> str:
+    """``Compared with the baseline: 2 regressed``; when nothing could be judged, that first:
+    "0 regressed" against an empty baseline would read as a pass."""
+    problem = comparison.unjudged()
+    if problem:
+        return f"Compared with the baseline: NOTHING JUDGED, {problem}"
+    return f"Compared with the baseline: {comparison.count('regressed')} regressed"
+
+
 def criteria_line(comparison: Comparison) -> str:
     c = comparison.criteria
     return (
@@ -102,16 +111,21 @@ def reason_text(change: OperationChange) -> str:
 
 def attribution_text(change: OperationChange) -> str | None:
     """``p50 +15.0 ms (mean +15.2 ms), of which inventory-service SELECT stock +15.0 ms (98%),
-    ...``: the operations whose critical-path self time per request grew the most."""
-    b, c, total = change.baseline, change.candidate, change.mean_change_us
-    if not change.attribution or b is None or c is None or total is None:
+    ...``: the operations whose critical-path self time per request grew the most, each with
+    its share of the growth (what grew, summed; never over 100%). When other operations got
+    faster, the mean says so: ``(mean +15.2 ms: +16.0 ms grown, -0.8 ms shrunk)``."""
+    b, c, total, growth = change.baseline, change.candidate, change.mean_change_us, change.growth_us
+    if not change.attribution or b is None or c is None or total is None or growth is None:
         return None
-    parts = [_contribution_text(change, x, total) for x in change.attribution]
-    return f"p50 {signed(c.p50_us - b.p50_us)} (mean {signed(total)}), of which " + ", ".join(parts)
+    mean = f"mean {signed(total)}"
+    if signed(growth) != signed(total):  # shrinkage that shows in the numbers
+        mean += f": {signed(growth)} grown, {signed(total - growth)} shrunk"
+    parts = [_contribution_text(change, x, growth) for x in change.attribution]
+    return f"p50 {signed(c.p50_us - b.p50_us)} ({mean}), of which " + ", ".join(parts)
 
 
-def _contribution_text(change: OperationChange, contribution: Contribution, total: float) -> str:
-    share = f" ({percent(contribution.change_us, total)})" if total > 0 else ""
+def _contribution_text(change: OperationChange, contribution: Contribution, growth: float) -> str:
+    share = f" ({percent(contribution.change_us, growth)})" if growth > 0 else ""
     own = (contribution.service, contribution.operation) == (change.service, change.operation)
     name = "its own time" if own else f"{contribution.service} {contribution.operation}"
     return f"{name} {signed(contribution.change_us)}{share}"
@@ -251,7 +265,7 @@ def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
     regressed = [op for op in comparison.operations if op.verdict == "regressed"]
     improved = [op for op in comparison.operations if op.verdict == "improved"]
     lines = [
-        f"## Compared with the baseline: {len(regressed)} regressed",
+        f"## {headline(comparison)}",
         "",
         f"Candidate: {_cell(candidate)}. Baseline: {_cell(side_text(comparison.baseline_source))}.",
         "",

@@ -15,7 +15,7 @@ from trace_analysis.reports.wording import source_text
 def render_comparison_html(report: Report, comparison: Comparison, top: int, traces: bool) -> str:
     regressed = [op for op in comparison.operations if op.verdict == "regressed"]
     improved = [op for op in comparison.operations if op.verdict == "improved"]
-    title = f"Compared with the baseline: {len(regressed)} regressed"
+    title = compared.headline(comparison)
     parts = [
         *page_head(title),
         f'<div class="muted">Candidate: {escape(source_text(report))}.<br>'

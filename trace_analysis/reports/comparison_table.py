@@ -14,7 +14,8 @@ from trace_analysis.reports import comparison as compared
 def render_comparison_table(comparison: Comparison, candidate: str, console: Console) -> None:
     regressed = [op for op in comparison.operations if op.verdict == "regressed"]
     improved = [op for op in comparison.operations if op.verdict == "improved"]
-    console.print(Text(f"Compared with the baseline: {len(regressed)} regressed", style="bold"))
+    problem = comparison.unjudged()
+    console.print(Text(compared.headline(comparison), style="bold yellow" if problem else "bold"))
     console.print(f"candidate: {candidate}")
     console.print(f"baseline:  {compared.side_text(comparison.baseline_source)}")
     console.print(compared.sides_line(comparison))
@@ -67,9 +68,11 @@ def _changes_table(title: str, group: list[OperationChange], style: str) -> Tabl
     table.add_column("operation")
     table.add_column("why", no_wrap=True)
     table.add_column("spans", justify="right", no_wrap=True)
+    # a change is one line of values and one of deltas: wrapping would strand a long
+    # percentage on a line of its own, so the operation column gives way instead
     for name, _ in compared.STAT_COLUMNS:
-        table.add_column(name, justify="right")
-    table.add_column("errors", justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("errors", justify="right", no_wrap=True)
     for op in group:
         b, c = op.baseline, op.candidate
         assert b is not None and c is not None

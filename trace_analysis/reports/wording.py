@@ -46,7 +46,7 @@ def percent(part: float, whole: float = 1.0) -> str:
     if not whole:
         return "0%"
     value = 100 * part / whole
-    return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+    return f"{value:,.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
 
 
 def iso(us: int | None) -> str | None:
