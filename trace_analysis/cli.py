@@ -30,15 +30,19 @@ from trace_analysis.cli_common import (
     DEFAULT_JAEGER_URL,
     DEFAULT_LIMIT,
     DEFAULT_SERVICE,
+    DEFAULT_TOP,
+    DEFAULT_TOP_TABLE,
     PROG,
     Api,
     FailOn,
     Format,
     ProgressBar,
+    SlowBy,
     exit_status,
     parse_lookback,
     plain_width,
 )
+from trace_analysis.cli_common import criteria as make_criteria
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.model.results import Criteria, Report, Source
 from trace_analysis.sources.files import iter_file_traces
@@ -129,9 +133,15 @@ def analyze(
         ),
     ] = None,
     top: Annotated[
-        int,
-        typer.Option("--top", min=1, help="flagged traces shown in table/markdown/html"),
-    ] = 50,
+        int | None,
+        typer.Option(
+            "--top",
+            min=1,
+            help=f"flagged traces shown in table/markdown/html [default: {DEFAULT_TOP_TABLE} "
+            f"in the table, so that its summary stays on screen; {DEFAULT_TOP} otherwise]",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="seconds to wait for each Jaeger query")
     ] = 10.0,
@@ -139,6 +149,13 @@ def analyze(
         Api,
         typer.Option("--api", help="Jaeger query API: auto (v3, else v1 where v3 is absent)"),
     ] = Api.auto,
+    slow_by: Annotated[
+        SlowBy,
+        typer.Option(
+            "--slow-by",
+            help="judge slow on the root span, or on the longest span of --service/--operation",
+        ),
+    ] = SlowBy.root,
     trace_ids: Annotated[
         list[str] | None,
         typer.Option(
@@ -188,6 +205,8 @@ def analyze(
         ),
     ] = DEFAULT_MIN_SAMPLES,
 ) -> int:
+    if top is None:
+        top = DEFAULT_TOP_TABLE if output_format is Format.table else DEFAULT_TOP
     if trace_ids:
         return _explain(
             trace_ids,
@@ -215,6 +234,7 @@ def analyze(
                 if flagging
                 else None,
                 errors_only=errors_only,
+                slow_by=slow_by,
                 jaeger_url=jaeger_url,
                 api=api.value,
                 service=service,
@@ -237,7 +257,7 @@ def analyze(
     window_us = parse_lookback(lookback)  # checked even when --input makes it moot
     if not re.match(r"^https?://[^/\s]+", jaeger_url):
         raise AnalyzerError(f"invalid --jaeger-url {jaeger_url!r}: expected http(s)://host:port")
-    criteria = Criteria(threshold_us, errors_only)
+    criteria = make_criteria(threshold_us, errors_only, service, operation, slow_by)
     waterfall = output_format is Format.html
     warnings: list[str] = []
     if input_path is not None:

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.model.results import Report
+from trace_analysis.model.results import Criteria, Report
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -22,6 +22,10 @@ PROG = "analyze_traces.py"
 DEFAULT_JAEGER_URL = "http://localhost:16686"
 DEFAULT_SERVICE = "api-gateway"
 DEFAULT_LIMIT = 20_000  # live mode: the newest traces of the window
+# flagged traces listed: a terminal table of 10 (about 40 lines) leaves its headline and
+# summary on a screen; a file (Markdown, HTML) can hold more
+DEFAULT_TOP_TABLE = 10
+DEFAULT_TOP = 50
 _LOOKBACK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 _UNIT_US |= {"d": 24 * _UNIT_US["h"], "w": 7 * 24 * _UNIT_US["h"]}
@@ -38,6 +42,28 @@ class Api(StrEnum):
     auto = "auto"
     v3 = "v3"
     v1 = "v1"
+
+
+class SlowBy(StrEnum):
+    root = "root"  # the trace's root span: what its caller waited for
+    span = "span"  # the longest span of --service / --operation
+
+
+def criteria(
+    threshold_us: int | None,
+    errors_only: bool,
+    service: str | None,
+    operation: str | None,
+    slow_by: SlowBy,
+) -> Criteria:
+    """What flags a trace, from the options; ``--slow-by span`` needs a span to judge."""
+    if slow_by is SlowBy.span:
+        if service is None and operation is None:
+            raise AnalyzerError("--slow-by span judges the span of --service/--operation: give one")
+        return Criteria(threshold_us, errors_only, service, operation, selected=True)
+    return Criteria(
+        threshold_us, errors_only, selected=service is not None or operation is not None
+    )
 
 
 class FailOn(StrEnum):

@@ -30,13 +30,15 @@ from trace_analysis.cli_common import (
     PROG,
     FailOn,
     ProgressBar,
+    SlowBy,
     exit_status,
     parse_lookback,
     plain_width,
 )
+from trace_analysis.cli_common import criteria as make_criteria
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.jaeger import JaegerTrace
-from trace_analysis.model.results import Criteria, Report, Source
+from trace_analysis.model.results import Report, Source
 from trace_analysis.reports.comparison import side_text
 from trace_analysis.sources.files import iter_file_traces
 
@@ -53,6 +55,7 @@ class CompareRequest:
     criteria: CompareCriteria
     threshold_us: int | None  # also flag the candidate's traces, as without a baseline
     errors_only: bool
+    slow_by: SlowBy
     jaeger_url: str
     api: str  # auto, v3 or v1 (see trace_analysis.sources.jaeger_api)
     service: str | None
@@ -141,7 +144,13 @@ def run_comparison(request: CompareRequest) -> int:
         baseline_warnings.append(f"stopped at --limit ({limit:,} traces): more were there")
 
     candidate = SideCollector(service, request.operation)
-    criteria = Criteria(request.threshold_us, request.errors_only)
+    criteria = make_criteria(
+        request.threshold_us,
+        request.errors_only,
+        request.service,
+        request.operation,
+        request.slow_by,
+    )
     limit = request.limit or (None if source.kind == "file" else DEFAULT_LIMIT)
     analyzer = Analyzer(
         criteria,

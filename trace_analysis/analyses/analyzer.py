@@ -136,7 +136,7 @@ class Analyzer:
             warnings.append(f"{self.duplicates} trace(s) appeared more than once; analyzed once")
         if self.empty:
             warnings.append(f"{self.empty} trace(s) without spans skipped")
-        flagged = sorted(self.flagged, key=lambda r: (-r.latency_us, r.trace_id))
+        flagged = sorted(self.flagged, key=lambda r: (-(r.judged_us or r.latency_us), r.trace_id))
         return Outcome(flagged, self.builder.finish(), warnings, self.truncated)
 
 
@@ -175,7 +175,11 @@ def analyze_tree(
         if span.error:
             error = True
             break
-    slow = criteria.threshold_us is not None and latency > criteria.threshold_us
+    judged = _judged_us(spans, criteria) if criteria.by_span else None
+    slow = (
+        criteria.threshold_us is not None
+        and (latency if judged is None else judged) > criteria.threshold_us
+    )
     flagged = error or (slow and not criteria.errors_only)
     if not flagged and not keep:
         builder.add_trace(spans, latency, slow, error, flagged, tree.incomplete)
@@ -195,6 +199,7 @@ def analyze_tree(
         root_service=root.service,
         root_operation=root.operation,
         latency_us=latency,
+        judged_us=judged,
         end_to_end_us=last_end - first_start,
         span_count=len(spans),
         services=sorted({span.service for span in spans}),
@@ -294,6 +299,20 @@ def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[Wa
             )
         )
     return rows
+
+
+def _judged_us(spans: list[Span], criteria: Criteria) -> int:
+    """The longest span of the selected service/operation (0 if the trace has none)."""
+    service, operation = criteria.span_service, criteria.span_operation
+    return max(
+        (
+            span.duration
+            for span in spans
+            if (service is None or span.service == service)
+            and (operation is None or span.operation == operation)
+        ),
+        default=0,
+    )
 
 
 def _matches(spans: list[Span], service: str | None, operation: str | None) -> bool:

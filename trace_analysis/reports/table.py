@@ -45,11 +45,13 @@ def _flagged_table(report: Report, top: int) -> Table:
     table.add_column("flags", no_wrap=True)
     table.add_column("why")
     shown = report.traces[:top]
-    unit = wording.unit_for(*(max(t.latency_us, t.end_to_end_us) for t in shown))
+    unit = wording.unit_for(*(max(t.latency_us, t.end_to_end_us, t.judged_us or 0) for t in shown))
     for trace in shown:
         trace_cell = Text(trace.trace_id)
         trace_cell.append(f"\n{trace.root_service} {trace.root_operation}", style="dim")
         latency = Text(unit(trace.latency_us))
+        if trace.judged_us is not None:  # --slow-by span: what slow was judged on
+            latency.append(f"\nspan {unit(trace.judged_us)}", style="bold")
         if trace.end_to_end_us > trace.latency_us:
             latency.append(f"\ne2e {unit(trace.end_to_end_us)}", style="dim")
         table.add_row(trace_cell, latency, _flags(trace), _why(trace, unit))
