@@ -56,6 +56,11 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
+def _count_option(name: str, help: str) -> typer.models.OptionInfo:
+    """A count (1 or more) whose default depends on the mode, so the help states it."""
+    return typer.Option(name, min=1, help=help, show_default=False)
+
+
 @app.command(
     help="Find traces slower than THRESHOLD_MS or failing, and say why: the critical path, "
     "the service and operation that took the time, the first failing span and its message, "
@@ -94,12 +99,10 @@ def analyze(
     ] = "1h",
     limit: Annotated[
         int | None,
-        typer.Option(
+        _count_option(
             "--limit",
-            min=1,
-            help=f"analyze at most this many traces (the newest) [default: {DEFAULT_LIMIT:,}; "
+            f"analyze at most this many traces (the newest) [default: {DEFAULT_LIMIT:,}; "
             "with --input: all]",
-            show_default=False,
         ),
     ] = None,
     page_size: Annotated[
@@ -134,12 +137,10 @@ def analyze(
     ] = None,
     top: Annotated[
         int | None,
-        typer.Option(
+        _count_option(
             "--top",
-            min=1,
-            help=f"flagged traces shown in table/markdown/html [default: {DEFAULT_TOP_TABLE} "
-            f"in the table, so that its summary stays on screen; {DEFAULT_TOP} otherwise]",
-            show_default=False,
+            f"flagged traces shown in table/markdown/html [default: {DEFAULT_TOP_TABLE} in the "
+            f"table, so that its summary stays on screen; {DEFAULT_TOP} otherwise]",
         ),
     ] = None,
     timeout: Annotated[

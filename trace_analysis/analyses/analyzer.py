@@ -56,35 +56,29 @@ class Outcome:
         )
 
 
+@dataclass(slots=True)
 class Analyzer:
-    """One pass over a stream of traces, keeping only findings and summary counts."""
+    """One pass over a stream of traces, keeping only findings and summary counts.
 
-    def __init__(
-        self,
-        criteria: Criteria,
-        service: str | None = None,
-        operation: str | None = None,
-        limit: int | None = None,
-        waterfall: bool = False,
-        keep_all: bool = False,
-    ) -> None:
-        """``service``/``operation`` keep only traces with a span of that service (and
-        operation), as Jaeger's search does; ``limit`` stops after that many traces;
-        ``waterfall`` keeps the per-span rows a waterfall draws; ``keep_all`` reports every
-        trace, flagged or not (``--trace``)."""
-        self.criteria = criteria
-        self.service = service
-        self.operation = operation
-        self.limit = limit
-        self.waterfall = waterfall
-        self.keep_all = keep_all
-        self.builder = SummaryBuilder()
-        self.flagged: list[TraceResult] = []
-        self.seen: set[str] = set()
-        self.duplicates = 0  # traces given again after they were analyzed (live paging)
-        self.merged = 0  # traces whose spans came in several entries of the input
-        self.empty = 0
-        self.truncated = False
+    ``service``/``operation`` keep only traces with a span of that service (and operation),
+    as Jaeger's search does; ``limit`` stops after that many traces; ``waterfall`` keeps the
+    per-span rows a waterfall draws; ``keep_all`` reports every trace, flagged or not
+    (``--trace``).
+    """
+
+    criteria: Criteria
+    service: str | None = None
+    operation: str | None = None
+    limit: int | None = None
+    waterfall: bool = False
+    keep_all: bool = False
+    builder: SummaryBuilder = field(default_factory=SummaryBuilder)
+    flagged: list[TraceResult] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    duplicates: int = 0  # traces given again after they were analyzed (live paging)
+    merged: int = 0  # traces whose spans came in several entries of the input
+    empty: int = 0
+    truncated: bool = False
 
     def feed(self, traces: Iterable[JaegerTrace]) -> None:
         """Analyze ``traces`` as they come (stopping at the limit)."""

@@ -303,18 +303,10 @@ def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
             if text:
                 lines.append(f"- **{_cell(op.service)} {_cell(op.operation)}**: {_cell(text)}")
         lines.append("")
-    for verdict, title in (
-        ("new", "New operations"),
-        ("gone", "Gone operations"),
-        ("too_few_samples", "Not judged: too few samples"),
-    ):
-        group = [op for op in comparison.operations if op.verdict == verdict]
-        if group:
-            lines += [f"### {title}", ""]
-            lines += [f"- {_cell(listed_text(op))}" for op in group[:MAX_LISTED]]
-            if len(group) > MAX_LISTED:
-                lines.append(f"- ... and {len(group) - MAX_LISTED} more")
-            lines.append("")
+    for title, items in listed_groups(comparison):
+        lines += [f"### {title}", ""]
+        lines += [f"- {_cell(item)}" for item in items]
+        lines.append("")
     if comparison.new_errors:
         lines += ["### Error messages seen only in the candidate", ""]
         lines += [
@@ -325,6 +317,27 @@ def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
     for warning in comparison.warnings:
         lines.append(f"> **warning**: {_cell(warning)}")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+LISTED = (
+    ("new", "New operations (not in the baseline)"),
+    ("gone", "Gone operations (not in the candidate)"),
+    ("too_few_samples", "Not judged, too few samples"),
+)
+
+
+def listed_groups(comparison: Comparison) -> list[tuple[str, list[str]]]:
+    """The operations listed, not tabled (new, gone, not judged): a title and at most
+    :data:`MAX_LISTED` lines per group that has any, then how many more there are."""
+    groups = []
+    for verdict, title in LISTED:
+        group = [op for op in comparison.operations if op.verdict == verdict]
+        if group:
+            items = [listed_text(op) for op in group[:MAX_LISTED]]
+            if len(group) > MAX_LISTED:
+                items.append(f"... and {len(group) - MAX_LISTED} more (--format json lists all)")
+            groups.append((title, items))
+    return groups
 
 
 def listed_text(op: OperationChange) -> str:

@@ -37,21 +37,11 @@ def render_comparison_table(comparison: Comparison, candidate: str, console: Con
             for op, text in attributions:
                 if text:
                     console.print(f"  {op.service} {op.operation}: {text}")
-    for verdict, title in (
-        ("new", "New operations (not in the baseline)"),
-        ("gone", "Gone operations (not in the candidate)"),
-        ("too_few_samples", "Not judged, too few samples"),
-    ):
-        group = [op for op in comparison.operations if op.verdict == verdict]
-        if group:
-            console.print()
-            console.print(Text(f"{title}:", style="bold"))
-            for op in group[: compared.MAX_LISTED]:
-                console.print(f"  {compared.listed_text(op)}")
-            if len(group) > compared.MAX_LISTED:
-                console.print(
-                    f"  ... and {len(group) - compared.MAX_LISTED} more (--format json lists all)"
-                )
+    for title, items in compared.listed_groups(comparison):
+        console.print()
+        console.print(Text(f"{title}:", style="bold"))
+        for item in items:
+            console.print(f"  {item}")
     if comparison.new_errors:
         console.print()
         console.print(Text("Error messages seen only in the candidate:", style="bold"))

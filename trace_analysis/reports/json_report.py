@@ -6,6 +6,7 @@ are milliseconds (to the microsecond), instants are ISO 8601 UTC.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import msgspec
@@ -105,16 +106,7 @@ def _findings(report: Report, trace: TraceResult) -> dict[str, Any]:
         "error": trace.error,
         "incomplete": trace.incomplete,
         "notes": trace.notes,
-        "error_origin": None
-        if origin is None
-        else {
-            "span_id": origin.span_id,
-            "service": origin.service,
-            "operation": origin.operation,
-            "message": origin.message,
-            "http_status": origin.http_status,
-            "error_spans": origin.error_spans,
-        },
+        "error_origin": None if origin is None else asdict(origin),  # its fields, as named
         "culprit": None
         if culprit is None
         else {

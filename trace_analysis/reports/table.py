@@ -54,18 +54,19 @@ def _flagged_table(report: Report, top: int) -> Table:
             latency.append(f"\nspan {unit(trace.judged_us)}", style="bold")
         if trace.end_to_end_us > trace.latency_us:
             latency.append(f"\ne2e {unit(trace.end_to_end_us)}", style="dim")
-        table.add_row(trace_cell, latency, _flags(trace), _why(trace, unit))
+        table.add_row(trace_cell, latency, flags_text(trace, "\n"), _why(trace, unit))
     return table
 
 
-def _flags(trace: TraceResult) -> Text:
+FLAG_STYLES = {"slow": "bold yellow", "error": "bold red", "incomplete": "magenta"}
+
+
+def flags_text(trace: TraceResult, separator: str) -> Text:
+    """``SLOW ERROR incomplete``, styled, each word after ``separator`` but the first."""
     text = Text()
-    if trace.slow:
-        text.append("SLOW ", style="bold yellow")
-    if trace.error:
-        text.append("ERROR ", style="bold red")
-    if trace.incomplete:
-        text.append("\nincomplete", style="magenta")
+    for index, flag in enumerate(wording.flags(trace)):
+        word = flag if flag == "incomplete" else flag.upper()
+        text.append((separator if index else "") + word, style=FLAG_STYLES[flag])
     return text
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from trace_analysis.model.results import Report, TraceResult, WaterfallRow
+from trace_analysis.reports.table import flags_text
 from trace_analysis.reports.wording import (
     Unit,
     error_text,
@@ -75,12 +76,10 @@ def trace_lines(report: Report, trace: TraceResult) -> list[Text]:
 def _header(trace: TraceResult, unit: Unit) -> Text:
     text = Text(f"Trace {trace.trace_id}", style="bold")
     text.append(f"  {trace.root_service} {trace.root_operation}  {unit(trace.latency_us)}")
-    if trace.slow:
-        text.append("  SLOW", style="bold yellow")
-    if trace.error:
-        text.append("  ERROR", style="bold red")
-    if trace.incomplete:
-        text.append("  incomplete", style="magenta")
+    flags = flags_text(trace, "  ")
+    if flags:
+        text.append("  ")
+        text.append_text(flags)
     return text
 
 

@@ -22,7 +22,7 @@ import mmap
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,17 +182,9 @@ class Collected:
     def _add_zipkin(self, items: list[msgspec.Raw], where: str, nested: bool) -> None:
         self.shapes.add("Zipkin v2 JSON")
         encoded = msgspec.json.encode(items)
-        try:
-            if nested:
-                spans = _flatten(zipkin.ZIPKIN_TRACES.decode(encoded))
-            else:
-                spans = zipkin.ZIPKIN_SPANS.decode(encoded)
-        except msgspec.DecodeError as exc:
-            problem = describe_error(exc, "the list")
-            raise AnalyzerError(f"{where}: Zipkin v2 JSON: {problem}") from None
-        by_trace: dict[str, list[Span]] = {}
-        zipkin.collect_spans(spans, by_trace)
-        self.add_spans(by_trace, converted=True)
+        decoder = zipkin.ZIPKIN_TRACES if nested else zipkin.ZIPKIN_SPANS
+        spans = _decoded(decoder, encoded, f"{where}: Zipkin v2 JSON", "the list")
+        self._add_converted(_flatten(spans) if nested else spans, zipkin.collect_spans)
 
     def _add_otlp_object(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         document = _decode_top(raw, where)
@@ -202,13 +194,15 @@ class Collected:
 
     def _add_otlp(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         self.shapes.add(shape)
-        try:
-            blocks = otlp.RESOURCE_SPANS.decode(raw)
-        except msgspec.DecodeError as exc:
-            problem = describe_error(exc, "resourceSpans")
-            raise AnalyzerError(f"{where}: {shape}: {problem}") from None
+        blocks = _decoded(otlp.RESOURCE_SPANS, raw, f"{where}: {shape}", "resourceSpans")
+        self._add_converted(blocks, otlp.collect_spans)
+
+    def _add_converted(
+        self, items: Any, collect: Callable[[Any, dict[str, list[Span]]], object]
+    ) -> None:
+        """OTLP or Zipkin spans, converted by ``collect``, added trace by trace."""
         by_trace: dict[str, list[Span]] = {}
-        otlp.collect_spans(blocks, by_trace)
+        collect(items, by_trace)
         self.add_spans(by_trace, converted=True)
 
     def traces(self) -> Iterator[JaegerTrace]:
@@ -348,10 +342,15 @@ def _iter_lines(buffer: Any, source: str) -> Iterator[JaegerTrace]:
 
 
 def _decode_top(raw: Any, where: str) -> Any:
+    return _decoded(_TOP, raw, where, "the document")
+
+
+def _decoded(decoder: msgspec.json.Decoder, raw: Any, where: str, whole: str) -> Any:
+    """``raw`` decoded; a mismatch is one line naming where it is and what was expected."""
     try:
-        return _TOP.decode(raw)
+        return decoder.decode(raw)
     except msgspec.DecodeError as exc:
-        raise AnalyzerError(f"{where}: {describe_error(exc, 'the document')}") from None
+        raise AnalyzerError(f"{where}: {describe_error(exc, whole)}") from None
 
 
 def _flatten(lists: list[list[Any]]) -> list[Any]:
