@@ -4,7 +4,6 @@ is not, and too few samples are said, not guessed."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 - fixture
-from tests.unit.test_analyzer_support import FIXTURES, run_cli, write
+from tests.unit.test_analyzer_support import FIXTURES, SCHEMA, run_cli, write
 from trace_analysis.analyses.compare import (
     CompareCriteria,
     Comparison,
@@ -31,9 +30,6 @@ from trace_analysis.model.results import Source
 from trace_analysis.reports.comparison import attribution_text
 from trace_analysis.reports.comparison_table import render_comparison_table
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[2] / "trace_analysis" / "report.schema.json").read_text()
-)
 ROOT = ("storefront", "GET /checkout")
 STOCK = ("stock", "GET /stock")
 SELECT = ("stock", "SELECT stock")
@@ -124,6 +120,17 @@ def checkout_traces(
     return {"data": traces}
 
 
+def sides(tmp_path: Path, count: int = 400, **after: float) -> tuple[Path, Path]:
+    """A baseline and a candidate of ``count`` checkouts each (different seeds); ``after``
+    changes the candidate (see :func:`checkout_traces`)."""
+    before = write(tmp_path, "before.json", checkout_traces(1, count))
+    return before, write(tmp_path, "after.json", checkout_traces(2, count, **after))
+
+
+def by_operation(comparison: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(op["service"], op["operation"]): op for op in comparison["operations"]}
+
+
 def compare(
     capsys: pytest.CaptureFixture[str], baseline: Path, candidate: Path, *extra: object
 ) -> dict[str, Any]:
@@ -165,12 +172,11 @@ def test_two_samples_of_one_distribution_flag_nothing(
 def test_one_operation_made_slower_is_named_with_the_roots_above_it_not_its_siblings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=2.5))
+    before, after = sides(tmp_path, select_factor=2.5)
     comparison = compare(capsys, before, after)
     assert named(comparison) == {ROOT: "latency", STOCK: "latency", SELECT: "latency"}
     assert named(comparison, "improved") == {}
-    ops = {(op["service"], op["operation"]): op for op in comparison["operations"]}
+    ops = by_operation(comparison)
     select = ops[SELECT]
     assert 1.3 < select["change"]["p50_relative"] < 1.7  # 2.5 times: +150%
     assert select["latency_p_value"] < 1e-6
@@ -192,12 +198,11 @@ def test_one_operation_made_slower_is_named_with_the_roots_above_it_not_its_sibl
 def test_an_operation_that_starts_failing_is_named_for_its_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, price_failing=0.1))
+    before, after = sides(tmp_path, price_failing=0.1)
     comparison = compare(capsys, before, after)
     # the root fails with it (it answers an error when pricing does)
     assert named(comparison) == {PRICE: "errors", ROOT: "errors"}
-    ops = {(op["service"], op["operation"]): op for op in comparison["operations"]}
+    ops = by_operation(comparison)
     price = ops[PRICE]
     assert price["baseline"]["errors"] == 0
     assert 0.05 < price["candidate"]["error_rate"] < 0.15
@@ -210,8 +215,7 @@ def test_an_operation_that_starts_failing_is_named_for_its_errors(
 def test_too_few_samples_are_said_not_guessed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 12))
-    after = write(tmp_path, "after.json", checkout_traces(2, 12, select_factor=3))
+    before, after = sides(tmp_path, 12, select_factor=3)
     comparison = compare(capsys, before, after)
     assert comparison["counts"]["too_few_samples"] == 5
     assert comparison["counts"]["regressed"] == 0
@@ -233,8 +237,7 @@ def test_too_few_samples_are_said_not_guessed(
 def test_min_change_is_applied_and_printed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=1.3))
+    before, after = sides(tmp_path, select_factor=1.3)
     assert SELECT in named(compare(capsys, before, after))
     strict = compare(capsys, before, after, "--min-change", "50%")
     assert named(strict) == {}
@@ -261,8 +264,7 @@ def test_fail_on_regression_exit_codes(tmp_path: Path, capsys: pytest.CaptureFix
 def test_markdown_and_html_name_the_regression(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=2.5))
+    before, after = sides(tmp_path, select_factor=2.5)
     markdown = run_cli(capsys, "-i", after, "--baseline", before, "-f", "markdown")
     assert markdown.code == 0, markdown.err
     assert markdown.out.startswith("## Compared with the baseline: 3 regressed")
@@ -317,8 +319,7 @@ def test_live_baseline_offset_reads_the_same_window_a_day_earlier(
 def test_scipy_is_imported_only_when_comparing(tmp_path: Path) -> None:
     """scipy.stats costs seconds of start-up (docs/analyzer.md): a run without a baseline
     must not load it."""
-    before = write(tmp_path, "before.json", checkout_traces(1, 40))
-    after = write(tmp_path, "after.json", checkout_traces(2, 40))
+    before, after = sides(tmp_path, 40)
     probe = (
         "import sys; from trace_analysis.cli import main; code = main(sys.argv[1:]); "
         "print('scipy' in sys.modules, code)"

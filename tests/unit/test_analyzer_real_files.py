@@ -42,15 +42,25 @@ def failure(capsys: Capsys, path: Path) -> tuple[bool, str | None]:
 # -- 1. status as the OpenTelemetry->Zipkin and ->Jaeger mappings write it --------------------
 
 
-def test_zipkin_otel_status(capsys: Capsys) -> None:
-    trace = only(report(capsys, CASES / "zipkin_otel_status.json"))
-    assert summary_line(trace)[:4] == (
-        "unknown service get",
-        207.0,
-        True,
-        "unknown service get: Something failed",
-    )
-    assert trace["incomplete"]  # its parent is not in the file
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # Zipkin from the OpenTelemetry exporter: otel.status_code and otel.status_description;
+        # its parent is not in the file
+        ("zipkin_otel_status.json", ("unknown service get", 207.0, True, "Something failed", True)),
+        # 3. OTLP status ERROR without a description, and no error tag: the reason says so
+        (
+            "otlp_status_error_no_message.json",
+            ("unknown service foobar", 0.0, True, "status ERROR, no message recorded", False),
+        ),
+    ],
+)
+def test_a_failure_is_read_and_worded_from_what_the_span_carries(
+    capsys: Capsys, name: str, expected: tuple[Any, ...]
+) -> None:
+    trace = only(report(capsys, CASES / name, threshold_ms="0"))
+    line = summary_line(trace)
+    assert (*line[:3], trace["error_origin"]["message"], trace["incomplete"]) == expected
     assert trace["span_count"] == 1
 
 
@@ -177,16 +187,6 @@ def test_a_callee_that_only_ends_after_its_caller_is_left_alone(
 
 
 # -- 3. a reason names only the evidence seen --------------------------------------------------
-
-
-def test_otlp_status_error_without_message(capsys: Capsys) -> None:
-    trace = only(report(capsys, CASES / "otlp_status_error_no_message.json"))
-    assert summary_line(trace)[:4] == (
-        "unknown service foobar",
-        0.0,
-        True,
-        "unknown service foobar: status ERROR, no message recorded",
-    )
 
 
 def test_otlp_legacy_error_attribute_is_named_as_such(capsys: Capsys, tmp_path: Path) -> None:

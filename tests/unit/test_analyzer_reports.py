@@ -12,6 +12,7 @@ import pytest
 
 from tests.unit.test_analyzer_support import (
     FIXTURES,
+    SCHEMA,
     jaeger_export,
     jaeger_span,
     only,
@@ -20,9 +21,6 @@ from tests.unit.test_analyzer_support import (
     write,
 )
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[2] / "trace_analysis" / "report.schema.json").read_text()
-)
 MIXED = FIXTURES / "mixed.json"
 FLAGGED = [  # slowest first
     "b0000000000000000000000000000003",

@@ -18,6 +18,10 @@ from trace_analysis.sources.files import iter_file_traces
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 MALFORMED = FIXTURES / "malformed"
 CASES = FIXTURES / "cases"  # real-world shapes, each with its stated answer
+# the published schema of the JSON report
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "trace_analysis" / "report.schema.json").read_text()
+)
 
 
 @dataclass

@@ -8,8 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.unit.test_analyzer_reports import SCHEMA
-from tests.unit.test_analyzer_support import FIXTURES, run_cli
+from tests.unit.test_analyzer_support import FIXTURES, SCHEMA, run_cli
 
 CASES = FIXTURES / "cases"
 OTLP = CASES / "otlp_v3_get_trace.json"
