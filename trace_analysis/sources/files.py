@@ -22,15 +22,15 @@ import mmap
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from trace_analysis import otlp_format, zipkin_format
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import (
+from trace_analysis.formats import otlp, zipkin
+from trace_analysis.formats.jaeger import (
     JaegerError,
     JaegerTrace,
     Span,
@@ -38,7 +38,7 @@ from trace_analysis.jaeger_format import (
     decode_trace,
     describe_error,
 )
-from trace_analysis.spans import merge_entries
+from trace_analysis.model.spans import merge_entries
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -116,7 +116,7 @@ class Collected:
         elif document.trace is not _ABSENT:
             self._add_otlp_object(document.trace, where, "Tempo (OTLP JSON)")
         elif document.error is not _ABSENT:
-            message = otlp_format.v3_error_message(b'{"error":' + bytes(document.error) + b"}")
+            message = otlp.v3_error_message(b'{"error":' + bytes(document.error) + b"}")
             raise AnalyzerError(
                 f"{where}: this is an error answer, not traces: {message or 'no message'}"
             )
@@ -182,17 +182,9 @@ class Collected:
     def _add_zipkin(self, items: list[msgspec.Raw], where: str, nested: bool) -> None:
         self.shapes.add("Zipkin v2 JSON")
         encoded = msgspec.json.encode(items)
-        try:
-            if nested:
-                spans = _flatten(zipkin_format.ZIPKIN_TRACES.decode(encoded))
-            else:
-                spans = zipkin_format.ZIPKIN_SPANS.decode(encoded)
-        except msgspec.DecodeError as exc:
-            problem = describe_error(exc, "the list")
-            raise AnalyzerError(f"{where}: Zipkin v2 JSON: {problem}") from None
-        by_trace: dict[str, list[Span]] = {}
-        zipkin_format.collect_spans(spans, by_trace)
-        self.add_spans(by_trace, converted=True)
+        decoder = zipkin.ZIPKIN_TRACES if nested else zipkin.ZIPKIN_SPANS
+        spans = _decoded(decoder, encoded, f"{where}: Zipkin v2 JSON", "the list")
+        self._add_converted(_flatten(spans) if nested else spans, zipkin.collect_spans)
 
     def _add_otlp_object(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         document = _decode_top(raw, where)
@@ -202,13 +194,15 @@ class Collected:
 
     def _add_otlp(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         self.shapes.add(shape)
-        try:
-            blocks = otlp_format.RESOURCE_SPANS.decode(raw)
-        except msgspec.DecodeError as exc:
-            problem = describe_error(exc, "resourceSpans")
-            raise AnalyzerError(f"{where}: {shape}: {problem}") from None
+        blocks = _decoded(otlp.RESOURCE_SPANS, raw, f"{where}: {shape}", "resourceSpans")
+        self._add_converted(blocks, otlp.collect_spans)
+
+    def _add_converted(
+        self, items: Any, collect: Callable[[Any, dict[str, list[Span]]], object]
+    ) -> None:
+        """OTLP or Zipkin spans, converted by ``collect``, added trace by trace."""
         by_trace: dict[str, list[Span]] = {}
-        otlp_format.collect_spans(blocks, by_trace)
+        collect(items, by_trace)
         self.add_spans(by_trace, converted=True)
 
     def traces(self) -> Iterator[JaegerTrace]:
@@ -328,7 +322,7 @@ def _iter_lines(buffer: Any, source: str) -> Iterator[JaegerTrace]:
     last_line: dict[str, int] = {}
     for index, (start, end) in enumerate(lines):
         for found in set(_SPAN_TRACE_ID.findall(buffer, start, end)):
-            last_line[otlp_format.hex_id(found.decode())] = index
+            last_line[otlp.hex_id(found.decode())] = index
     collected = Collected(source)
     for index, (start, end) in enumerate(lines):
         line = view[start:end]
@@ -348,10 +342,15 @@ def _iter_lines(buffer: Any, source: str) -> Iterator[JaegerTrace]:
 
 
 def _decode_top(raw: Any, where: str) -> Any:
+    return _decoded(_TOP, raw, where, "the document")
+
+
+def _decoded(decoder: msgspec.json.Decoder, raw: Any, where: str, whole: str) -> Any:
+    """``raw`` decoded; a mismatch is one line naming where it is and what was expected."""
     try:
-        return _TOP.decode(raw)
+        return decoder.decode(raw)
     except msgspec.DecodeError as exc:
-        raise AnalyzerError(f"{where}: {describe_error(exc, 'the document')}") from None
+        raise AnalyzerError(f"{where}: {describe_error(exc, whole)}") from None
 
 
 def _flatten(lists: list[list[Any]]) -> list[Any]:

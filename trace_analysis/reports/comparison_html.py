@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from html import escape
 
-from trace_analysis import report_compare as compared
-from trace_analysis.compare import Comparison, OperationChange
-from trace_analysis.model import Report
-from trace_analysis.report_format import source_text
-from trace_analysis.report_html import page_head, render_html
+from trace_analysis.analyses.compare import Comparison, OperationChange
+from trace_analysis.model.results import Report
+from trace_analysis.reports import comparison as compared
+from trace_analysis.reports.html_report import page_head, render_html
+from trace_analysis.reports.wording import source_text
 
 
 def render_comparison_html(report: Report, comparison: Comparison, top: int, traces: bool) -> str:
     regressed = [op for op in comparison.operations if op.verdict == "regressed"]
     improved = [op for op in comparison.operations if op.verdict == "improved"]
-    title = f"Compared with the baseline: {len(regressed)} regressed"
+    title = compared.headline(comparison)
     parts = [
         *page_head(title),
         f'<div class="muted">Candidate: {escape(source_text(report))}.<br>'
@@ -41,21 +41,9 @@ def render_comparison_html(report: Report, comparison: Comparison, top: int, tra
                     "<p><b>Where the time went</b>: critical-path self time per request</p>"
                     f"<ul>{''.join(where)}</ul>"
                 )
-    for verdict, heading in (
-        ("new", "New operations (not in the baseline)"),
-        ("gone", "Gone operations (not in the candidate)"),
-        ("too_few_samples", "Not judged, too few samples"),
-    ):
-        group = [op for op in comparison.operations if op.verdict == verdict]
-        if group:
-            items = "".join(
-                f"<li>{escape(compared.listed_text(op))}</li>"
-                for op in group[: compared.MAX_LISTED]
-            )
-            more = len(group) - compared.MAX_LISTED
-            if more > 0:
-                items += f"<li>... and {more} more (--format json lists all)</li>"
-            parts.append(f"<h2>{heading}</h2><ul>{items}</ul>")
+    for heading, listed in compared.listed_groups(comparison):
+        items = "".join(f"<li>{escape(item)}</li>" for item in listed)
+        parts.append(f"<h2>{heading}</h2><ul>{items}</ul>")
     if comparison.new_errors:
         items = "".join(
             f"<li>{escape(e.service)} {escape(e.operation)}: <code>{escape(e.message)}</code> "

@@ -4,14 +4,24 @@ source) turned into the analysis's spans.
 A Zipkin span: ``traceId``, ``id``, ``parentId``, ``name``, ``kind`` (CLIENT, SERVER,
 PRODUCER, CONSUMER), ``timestamp`` and ``duration`` in µs, ``localEndpoint.serviceName``,
 ``tags`` (strings), ``shared`` (the server half of a call whose client half has the same id).
-Its ``error`` tag holds the error message (any value means failed).
+Status: see :mod:`trace_analysis.formats.status` (``otel.status_code``, ``error`` holding the
+message, or the older ``otel.status_description``).
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from trace_analysis.jaeger_format import UNKNOWN_SERVICE, Span
+from trace_analysis.formats.jaeger import UNKNOWN_SERVICE, Span
+from trace_analysis.formats.status import (
+    ERROR_TAG,
+    STATUS_CODE,
+    STATUS_DESCRIPTION,
+    error_tag,
+    evidence,
+    is_error_code,
+    server_error,
+)
 
 
 class Endpoint(msgspec.Struct, gc=False):
@@ -64,13 +74,12 @@ def convert(item: ZipkinSpan) -> Span:
     tags = item.tags
     http_status = _int(tags.get("http.response.status_code") or tags.get("http.status_code"))
     span.http_status = http_status
-    error = tags.get("error")
-    if error is not None:
-        span.error = True
-        if error and error.lower() != "true":
-            span.status_message = error
-    elif span.kind == "server" and http_status is not None and http_status >= 500:
-        span.error = True
+    tagged, message = error_tag(tags.get(ERROR_TAG, False))
+    span.error_evidence = evidence(
+        is_error_code(tags.get(STATUS_CODE)), tagged, server_error(span.kind, http_status)
+    )
+    span.error = span.error_evidence is not None
+    span.status_message = message or tags.get(STATUS_DESCRIPTION) or None
     if "fault.kind" in tags or tags.get("fault.injected") == "true":
         span.fault_kind = tags.get("fault.kind", "")
         span.fault_value = tags.get("fault.value")

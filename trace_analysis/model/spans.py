@@ -16,7 +16,7 @@ import re
 import msgspec
 
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import (
+from trace_analysis.formats.jaeger import (
     UNKNOWN_SERVICE,
     JaegerTrace,
     Process,
@@ -25,6 +25,15 @@ from trace_analysis.jaeger_format import (
     decode_tags,
     describe_error,
 )
+from trace_analysis.formats.status import (
+    ERROR_TAG,
+    STATUS_CODE,
+    STATUS_DESCRIPTION,
+    evidence,
+    is_error_code,
+    server_error,
+)
+from trace_analysis.formats.status import error_tag as read_error_tag
 
 _NULL = Span.__struct_defaults__[Span.__struct_fields__.index("tags")]
 # One pass over the trace's JSON finds a tag that can matter: an ``error`` tag, a ``fault.*``
@@ -35,12 +44,20 @@ _NULL = Span.__struct_defaults__[Span.__struct_fields__.index("tags")]
 # indented traces or spans is judged right.
 _MATTERS = (
     rb'(?:error"|fault\.[^"]*"'
-    rb'|otel\.status_code"(?=[^}]*"value"\s*:\s*"ERROR")'
+    rb'|otel\.status_code"(?=[^}]*"value"\s*:\s*(?:"(?i:error)"|2\b))'
     rb'|http\.(?:response\.)?status_code"(?=[^}]*"value"\s*:\s*"?5\d\d(?:\.\d*)?"?\s*[,}]))'
 )
 _CAN_MATTER = re.compile(rb'"key"\s*:\s*"' + _MATTERS)
 _FIRST_TAG_FIELD = re.compile(rb'\{\s*"(key|type|value)"\s*:')
 _KIND_RANK = {"client": 0, "producer": 0, "server": 2, "consumer": 2}  # caller halves first
+# the two halves of one call: caller then callee; a caller whose kind was not recorded
+# (Zipkin's client half, when only the server half says ``shared``) still pairs with a callee
+_HALVES = {
+    ("client", "server"),
+    ("producer", "consumer"),
+    ("internal", "server"),
+    ("internal", "consumer"),
+}
 
 
 def prepare(trace: JaegerTrace, source: str = "input") -> None:
@@ -116,7 +133,9 @@ def build_spans(
     exports: the fuller copy is kept) or the client and server halves of one call that B3
     instrumentation (Zipkin, Envoy, Istio) reports under one id: both are kept, the server
     half as the child of the client half and the parent of the id's children, as Jaeger's
-    span-id de-duplication does. Neither depends on the order of the spans.
+    span-id de-duplication does. Only a client and a server (or a producer and a consumer) are
+    two halves: other spans sharing an id are kept with their own parents. None of this
+    depends on the order of the spans.
     """
     prepare(trace, source)
     spans = trace.spans
@@ -152,7 +171,7 @@ def _resolve_clashes(
     source: str,
 ) -> list[Span]:
     dropped: set[int] = set()
-    duplicates = shared = 0
+    duplicates = shared = unpaired = 0
     for span_id, group in clashes.items():
         read_statuses(trace, group, source)
         kept: dict[tuple[object, ...], Span] = {}
@@ -170,22 +189,32 @@ def _resolve_clashes(
                 dropped.add(id(span))
         halves = sorted(
             kept.values(),
-            key=lambda s: (_KIND_RANK.get(s.kind, 1), s.start, -s.duration, s.service),
+            key=lambda s: (_KIND_RANK.get(s.kind, 1), s.start, -s.duration, s.service, s.operation),
         )
-        # the id's children belong to the (last) server half; each half is the child of the
-        # one before it
-        by_id[span_id] = halves[-1]
-        shared += len(halves) - 1
+        # a caller half followed by its callee half (client then server, producer then
+        # consumer) is one call: the callee is the child of the caller, and the id's children
+        # belong to the last callee; other spans sharing the id (two clients, say) are not
+        # halves of anything and keep their own parents
+        by_id[span_id] = halves[0]
         for index, half in enumerate(halves):
             by_id[f"{span_id}\x00{index}"] = half
-            if index:
+            if index and (halves[index - 1].kind, half.kind) in _HALVES:
                 half.parent_id = f"{span_id}\x00{index - 1}"
+                by_id[span_id] = half
+                shared += 1
+            elif index:
+                unpaired += 1
     if duplicates:
         notes.append(f"{duplicates} duplicate span(s) ignored")
     if shared:
         notes.append(
             f"{shared} span(s) share their span id with another (client and server halves of "
             "one call): each server half is shown as the child of its client half"
+        )
+    if unpaired:
+        notes.append(
+            f"{unpaired} span(s) share their span id with another span that is not the other "
+            "half of its call (only client/server or producer/consumer are): kept side by side"
         )
     return [span for span in spans if id(span) not in dropped] if dropped else spans
 
@@ -214,9 +243,8 @@ def may_carry_status(encoded: bytes | msgspec.Raw | None) -> bool:
 def read_status(span: Span, trace_id: str, source: str) -> None:
     """Decode the span's tags and set kind, error, status message, HTTP status and faults.
 
-    A span fails on status ERROR (``otel.status_code``), the legacy ``error=true`` tag, or a
-    server span answering HTTP 5xx (``http.response.status_code``, or the older
-    ``http.status_code``).
+    The status rule is :mod:`trace_analysis.formats.status`'s; the HTTP status is
+    ``http.response.status_code``, or the older ``http.status_code``.
     """
     try:
         tags = decode_tags(span.tags)
@@ -224,20 +252,20 @@ def read_status(span: Span, trace_id: str, source: str) -> None:
         where = f"span {span.span_id} tags"
         problem = describe_error(exc, where)
         raise AnalyzerError(f"{source}: trace {trace_id}: {problem}") from None
-    status = None
-    error_tag = False
+    status_error = error_tag = False
+    tag_message = None
     http_status = legacy_http_status = None
     for tag in tags:
         key = tag.key
         value = tag.value
         if key == "span.kind":
             span.kind = str(value)
-        elif key == "otel.status_code":
-            status = value
-        elif key == "error":
-            error_tag = value is True or (isinstance(value, str) and value.lower() == "true")
-        elif key == "otel.status_description":
-            span.status_message = str(value)
+        elif key == STATUS_CODE:
+            status_error = is_error_code(value)
+        elif key == ERROR_TAG:
+            error_tag, tag_message = read_error_tag(value)
+        elif key == STATUS_DESCRIPTION:
+            span.status_message = str(value) or None
         elif key == "http.response.status_code":
             http_status = _int(value)
         elif key == "http.status_code":
@@ -251,11 +279,10 @@ def read_status(span: Span, trace_id: str, source: str) -> None:
     if http_status is None:
         http_status = legacy_http_status
     span.http_status = http_status
-    span.error = (
-        status == "ERROR"
-        or error_tag
-        or (span.kind == "server" and http_status is not None and http_status >= 500)
-    )
+    span.error_evidence = evidence(status_error, error_tag, server_error(span.kind, http_status))
+    span.error = span.error_evidence is not None
+    if span.status_message is None:
+        span.status_message = tag_message
 
 
 def _parent_id(refs: list[Reference], trace_id: str) -> tuple[str | None, bool]:

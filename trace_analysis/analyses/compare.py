@@ -26,13 +26,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trace_analysis.analysis import error_message
-from trace_analysis.critical_path import critical_path
-from trace_analysis.jaeger_format import JaegerTrace, Span
-from trace_analysis.model import Source
-from trace_analysis.spans import build_spans
-from trace_analysis.summary import percentiles
-from trace_analysis.tree import build_tree
+from trace_analysis.analyses.analyzer import error_message
+from trace_analysis.analyses.critical_path import critical_path
+from trace_analysis.analyses.summary import percentiles
+from trace_analysis.formats.jaeger import JaegerTrace, Span
+from trace_analysis.model.results import Source
+from trace_analysis.model.spans import build_spans
+from trace_analysis.model.tree import build_tree
 
 DEFAULT_MIN_CHANGE = 0.20  # relative change of p50 or p95 that counts
 DEFAULT_MIN_CHANGE_TEXT = f"{DEFAULT_MIN_CHANGE:.0%}"  # the same, as --min-change takes it
@@ -213,6 +213,7 @@ class OperationChange:
     errors_p: float | None = None  # Fisher's exact test, two-sided
     attribution: list[Contribution] = field(default_factory=list)  # grown the most, first
     mean_change_us: float | None = None  # of the requests' latency: every contribution summed
+    growth_us: float | None = None  # the positive contributions summed: what shares are of
 
     @property
     def regressed(self) -> bool:
@@ -252,6 +253,18 @@ class Comparison:
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for op in self.operations if op.verdict == verdict)
+
+    def unjudged(self) -> str | None:
+        """Why this comparison supports no verdict at all (None when some operation was
+        judged): a baseline or candidate with no traces (a mistyped window, a new stack), or
+        no operation with enough spans on both sides."""
+        if not self.baseline_traces:
+            return "the baseline has no traces"
+        if not self.candidate_traces:
+            return "the candidate has no traces"
+        if not any(op.verdict in ("regressed", "improved", "unchanged") for op in self.operations):
+            return f"no operation has {self.criteria.min_samples} spans on both sides"
+        return None
 
 
 def compare(
@@ -304,7 +317,9 @@ def compare(
         if "regressed" in (change.latency, change.errors):
             change.verdict = "regressed"
             if change.entry and before.requests and after.requests:
-                change.attribution, change.mean_change_us = _attribution(before, after)
+                change.attribution, change.mean_change_us, change.growth_us = _attribution(
+                    before, after
+                )
         elif "improved" in (change.latency, change.errors):
             change.verdict = "improved"
     order = {"regressed": 0, "improved": 1, "new": 2, "gone": 3, "too_few_samples": 4}
@@ -361,9 +376,11 @@ def relative(before: float, after: float) -> float | None:
     return (after - before) / before if before else None
 
 
-def _attribution(before: _Operation, after: _Operation) -> tuple[list[Contribution], float]:
-    """The operations whose critical-path self time per request grew, most first; and the
-    change of the requests' mean latency (the sum of every operation's change)."""
+def _attribution(before: _Operation, after: _Operation) -> tuple[list[Contribution], float, float]:
+    """The operations whose critical-path self time per request grew, most first; the change
+    of the requests' mean latency (the sum of every operation's change, shrinkage included);
+    and the growth (the sum of the changes that grew), which each contribution is a share of:
+    a share of the net change could pass 100% when other operations got faster."""
     contributions = [
         Contribution(
             service,
@@ -374,11 +391,12 @@ def _attribution(before: _Operation, after: _Operation) -> tuple[list[Contributi
         for service, operation in before.request_path_us.keys() | after.request_path_us.keys()
     ]
     total = sum(c.change_us for c in contributions)
+    growth = sum(c.change_us for c in contributions if c.change_us > 0)
     grown = sorted(contributions, key=lambda c: (-c.change_us, c.service, c.operation))
     if not grown or grown[0].change_us <= 0:
-        return [], total
+        return [], total, growth
     floor = MIN_SHARE * grown[0].change_us
-    return [c for c in grown[:MAX_ATTRIBUTION] if c.change_us >= floor], total
+    return [c for c in grown[:MAX_ATTRIBUTION] if c.change_us >= floor], total, growth
 
 
 def _weight(change: OperationChange) -> float:

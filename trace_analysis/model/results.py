@@ -15,6 +15,16 @@ class Criteria:
 
     threshold_us: int | None  # slow when root span duration > this; None: latency not judged
     errors_only: bool = False
+    # --slow-by span: slow is judged on the longest span of this service and/or operation
+    # instead of the root; ``selected``: the user picked a service/operation (so the report
+    # says what slow was judged on)
+    span_service: str | None = None
+    span_operation: str | None = None
+    selected: bool = False
+
+    @property
+    def by_span(self) -> bool:
+        return self.span_service is not None or self.span_operation is not None
 
 
 @dataclass(slots=True)
@@ -94,6 +104,7 @@ class TraceResult:
     root_service: str
     root_operation: str
     latency_us: int  # root span duration: what the caller waited for
+    judged_us: int | None  # --slow-by span: the longest selected span, what slow was judged on
     end_to_end_us: int  # first span start to last span end, async work included
     span_count: int
     services: list[str]

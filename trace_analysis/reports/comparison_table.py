@@ -7,14 +7,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from trace_analysis import report_compare as compared
-from trace_analysis.compare import Comparison, OperationChange
+from trace_analysis.analyses.compare import Comparison, OperationChange
+from trace_analysis.reports import comparison as compared
 
 
 def render_comparison_table(comparison: Comparison, candidate: str, console: Console) -> None:
     regressed = [op for op in comparison.operations if op.verdict == "regressed"]
     improved = [op for op in comparison.operations if op.verdict == "improved"]
-    console.print(Text(f"Compared with the baseline: {len(regressed)} regressed", style="bold"))
+    problem = comparison.unjudged()
+    console.print(Text(compared.headline(comparison), style="bold yellow" if problem else "bold"))
     console.print(f"candidate: {candidate}")
     console.print(f"baseline:  {compared.side_text(comparison.baseline_source)}")
     console.print(compared.sides_line(comparison))
@@ -36,21 +37,11 @@ def render_comparison_table(comparison: Comparison, candidate: str, console: Con
             for op, text in attributions:
                 if text:
                     console.print(f"  {op.service} {op.operation}: {text}")
-    for verdict, title in (
-        ("new", "New operations (not in the baseline)"),
-        ("gone", "Gone operations (not in the candidate)"),
-        ("too_few_samples", "Not judged, too few samples"),
-    ):
-        group = [op for op in comparison.operations if op.verdict == verdict]
-        if group:
-            console.print()
-            console.print(Text(f"{title}:", style="bold"))
-            for op in group[: compared.MAX_LISTED]:
-                console.print(f"  {compared.listed_text(op)}")
-            if len(group) > compared.MAX_LISTED:
-                console.print(
-                    f"  ... and {len(group) - compared.MAX_LISTED} more (--format json lists all)"
-                )
+    for title, items in compared.listed_groups(comparison):
+        console.print()
+        console.print(Text(f"{title}:", style="bold"))
+        for item in items:
+            console.print(f"  {item}")
     if comparison.new_errors:
         console.print()
         console.print(Text("Error messages seen only in the candidate:", style="bold"))
@@ -67,9 +58,11 @@ def _changes_table(title: str, group: list[OperationChange], style: str) -> Tabl
     table.add_column("operation")
     table.add_column("why", no_wrap=True)
     table.add_column("spans", justify="right", no_wrap=True)
+    # a change is one line of values and one of deltas: wrapping would strand a long
+    # percentage on a line of its own, so the operation column gives way instead
     for name, _ in compared.STAT_COLUMNS:
-        table.add_column(name, justify="right")
-    table.add_column("errors", justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("errors", justify="right", no_wrap=True)
     for op in group:
         b, c = op.baseline, op.candidate
         assert b is not None and c is not None

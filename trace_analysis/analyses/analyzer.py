@@ -12,9 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from trace_analysis.critical_path import critical_path, culprit, path_steps
-from trace_analysis.jaeger_format import JaegerTrace, Span, decode_logs, decode_tags
-from trace_analysis.model import (
+from trace_analysis.analyses.critical_path import critical_path, culprit, path_steps
+from trace_analysis.analyses.summary import SummaryBuilder
+from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_logs
+from trace_analysis.formats.status import BY_ERROR_TAG, BY_HTTP_STATUS, BY_STATUS
+from trace_analysis.model.results import (
     Criteria,
     ErrorOrigin,
     Fault,
@@ -24,11 +26,11 @@ from trace_analysis.model import (
     TraceResult,
     WaterfallRow,
 )
-from trace_analysis.spans import build_spans, read_statuses
-from trace_analysis.summary import SummaryBuilder
-from trace_analysis.tree import SpanTree, build_tree
+from trace_analysis.model.spans import build_spans, read_statuses
+from trace_analysis.model.tree import SpanTree, build_tree
 
 MAX_WATERFALL_ROWS = 400
+_EVIDENCE_TEXT = {BY_STATUS: "status ERROR", BY_ERROR_TAG: "error tag set"}
 _LOG_MESSAGE_KEYS = ("error.message", "message", "error.object")  # OpenTracing-era logs
 
 
@@ -54,35 +56,29 @@ class Outcome:
         )
 
 
+@dataclass(slots=True)
 class Analyzer:
-    """One pass over a stream of traces, keeping only findings and summary counts."""
+    """One pass over a stream of traces, keeping only findings and summary counts.
 
-    def __init__(
-        self,
-        criteria: Criteria,
-        service: str | None = None,
-        operation: str | None = None,
-        limit: int | None = None,
-        waterfall: bool = False,
-        keep_all: bool = False,
-    ) -> None:
-        """``service``/``operation`` keep only traces with a span of that service (and
-        operation), as Jaeger's search does; ``limit`` stops after that many traces;
-        ``waterfall`` keeps the per-span rows a waterfall draws; ``keep_all`` reports every
-        trace, flagged or not (``--trace``)."""
-        self.criteria = criteria
-        self.service = service
-        self.operation = operation
-        self.limit = limit
-        self.waterfall = waterfall
-        self.keep_all = keep_all
-        self.builder = SummaryBuilder()
-        self.flagged: list[TraceResult] = []
-        self.seen: set[str] = set()
-        self.duplicates = 0  # traces given again after they were analyzed (live paging)
-        self.merged = 0  # traces whose spans came in several entries of the input
-        self.empty = 0
-        self.truncated = False
+    ``service``/``operation`` keep only traces with a span of that service (and operation),
+    as Jaeger's search does; ``limit`` stops after that many traces; ``waterfall`` keeps the
+    per-span rows a waterfall draws; ``keep_all`` reports every trace, flagged or not
+    (``--trace``).
+    """
+
+    criteria: Criteria
+    service: str | None = None
+    operation: str | None = None
+    limit: int | None = None
+    waterfall: bool = False
+    keep_all: bool = False
+    builder: SummaryBuilder = field(default_factory=SummaryBuilder)
+    flagged: list[TraceResult] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    duplicates: int = 0  # traces given again after they were analyzed (live paging)
+    merged: int = 0  # traces whose spans came in several entries of the input
+    empty: int = 0
+    truncated: bool = False
 
     def feed(self, traces: Iterable[JaegerTrace]) -> None:
         """Analyze ``traces`` as they come (stopping at the limit)."""
@@ -134,7 +130,7 @@ class Analyzer:
             warnings.append(f"{self.duplicates} trace(s) appeared more than once; analyzed once")
         if self.empty:
             warnings.append(f"{self.empty} trace(s) without spans skipped")
-        flagged = sorted(self.flagged, key=lambda r: (-r.latency_us, r.trace_id))
+        flagged = sorted(self.flagged, key=lambda r: (-(r.judged_us or r.latency_us), r.trace_id))
         return Outcome(flagged, self.builder.finish(), warnings, self.truncated)
 
 
@@ -173,7 +169,11 @@ def analyze_tree(
         if span.error:
             error = True
             break
-    slow = criteria.threshold_us is not None and latency > criteria.threshold_us
+    judged = _judged_us(spans, criteria) if criteria.by_span else None
+    slow = (
+        criteria.threshold_us is not None
+        and (latency if judged is None else judged) > criteria.threshold_us
+    )
     flagged = error or (slow and not criteria.errors_only)
     if not flagged and not keep:
         builder.add_trace(spans, latency, slow, error, flagged, tree.incomplete)
@@ -193,6 +193,7 @@ def analyze_tree(
         root_service=root.service,
         root_operation=root.operation,
         latency_us=latency,
+        judged_us=judged,
         end_to_end_us=last_end - first_start,
         span_count=len(spans),
         services=sorted({span.service for span in spans}),
@@ -248,7 +249,8 @@ def error_origin(tree: SpanTree) -> ErrorOrigin | None:
 
 
 def error_message(span: Span) -> str:
-    """The status message, else the recorded exception, else what the span's status says."""
+    """The status message, else the recorded exception, else the evidence the span failed on
+    (HTTP status, status ERROR, error tag): only what it carried."""
     if span.status_message:
         return span.status_message
     if span.event_message:
@@ -263,12 +265,11 @@ def error_message(span: Span) -> str:
         for key in _LOG_MESSAGE_KEYS:
             if fields.get(key):
                 return str(fields[key])
-    if span.http_status is not None and span.http_status >= 400:
+    if span.error_evidence == BY_HTTP_STATUS or (span.http_status or 0) >= 400:
         return f"HTTP {span.http_status}"
-    keys = {tag.key: tag.value for tag in decode_tags(span.tags)}
-    if keys.get("otel.status_code") == "ERROR":
-        return "status ERROR, no message recorded"
-    return "error tag set, no message recorded"
+    if span.error_evidence in (BY_STATUS, BY_ERROR_TAG):
+        return f"{_EVIDENCE_TEXT[span.error_evidence]}, no message recorded"
+    return "no message recorded"
 
 
 def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[WaterfallRow]:
@@ -292,6 +293,20 @@ def waterfall_rows(tree: SpanTree, origin_us: int, on_path: set[int]) -> list[Wa
             )
         )
     return rows
+
+
+def _judged_us(spans: list[Span], criteria: Criteria) -> int:
+    """The longest span of the selected service/operation (0 if the trace has none)."""
+    service, operation = criteria.span_service, criteria.span_operation
+    return max(
+        (
+            span.duration
+            for span in spans
+            if (service is None or span.service == service)
+            and (operation is None or span.operation == operation)
+        ),
+        default=0,
+    )
 
 
 def _matches(spans: list[Span], service: str | None, operation: str | None) -> bool:

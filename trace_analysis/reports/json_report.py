@@ -6,12 +6,13 @@ are milliseconds (to the microsecond), instants are ISO 8601 UTC.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import msgspec
 
-from trace_analysis.model import GroupStats, Percentiles, Report, TraceResult
-from trace_analysis.report_format import iso, ms, trace_link
+from trace_analysis.model.results import Criteria, GroupStats, Percentiles, Report, TraceResult
+from trace_analysis.reports.wording import iso, ms, trace_link
 
 SCHEMA_VERSION = 1
 
@@ -47,6 +48,7 @@ def report_dict(report: Report) -> dict[str, Any]:
                 None if report.criteria.threshold_us is None else ms(report.criteria.threshold_us)
             ),
             "errors_only": report.criteria.errors_only,
+            "slow_by": _slow_by(report.criteria),
         },
         "truncated": report.truncated,
         "summary": {
@@ -96,6 +98,7 @@ def _findings(report: Report, trace: TraceResult) -> dict[str, Any]:
         "start": iso(trace.start_us),
         "root": {"service": trace.root_service, "operation": trace.root_operation},
         "latency_ms": ms(trace.latency_us),
+        "judged_ms": None if trace.judged_us is None else ms(trace.judged_us),
         "end_to_end_ms": ms(trace.end_to_end_us),
         "span_count": trace.span_count,
         "services": trace.services,
@@ -103,16 +106,7 @@ def _findings(report: Report, trace: TraceResult) -> dict[str, Any]:
         "error": trace.error,
         "incomplete": trace.incomplete,
         "notes": trace.notes,
-        "error_origin": None
-        if origin is None
-        else {
-            "span_id": origin.span_id,
-            "service": origin.service,
-            "operation": origin.operation,
-            "message": origin.message,
-            "http_status": origin.http_status,
-            "error_spans": origin.error_spans,
-        },
+        "error_origin": None if origin is None else asdict(origin),  # its fields, as named
         "culprit": None
         if culprit is None
         else {
@@ -174,6 +168,13 @@ def _group(group: GroupStats, count_name: str) -> dict[str, Any]:
         }
     )
     return result
+
+
+def _slow_by(criteria: Criteria) -> dict[str, Any] | None:
+    """What slow was judged on: None for the root span, else the span selected."""
+    if not criteria.by_span:
+        return None
+    return {"service": criteria.span_service, "operation": criteria.span_operation}
 
 
 def _rate(part: int, whole: int) -> float:

@@ -9,14 +9,16 @@ import math
 from rich.console import Console
 from rich.text import Text
 
-from trace_analysis.model import Report, TraceResult, WaterfallRow
-from trace_analysis.report_format import (
-    duration,
+from trace_analysis.model.results import Report, TraceResult, WaterfallRow
+from trace_analysis.reports.table import flags_text
+from trace_analysis.reports.wording import (
+    Unit,
     error_text,
     faults_text,
     iso,
     origin_text,
     percent,
+    unit_for,
 )
 
 BAR_WIDTH = 40  # characters for the whole trace's time
@@ -47,10 +49,13 @@ def render_trace_markdown(report: Report) -> str:
 
 def trace_lines(report: Report, trace: TraceResult) -> list[Text]:
     """The lines of one trace's view: header, waterfall, findings."""
-    lines = [_header(trace), Text(_where(report), style="dim"), Text()]
     rows = trace.waterfall or []
-    total = max([trace.end_to_end_us, 1] + [r.start_us + r.duration_us for r in rows])
-    axis = f"0 {'.' * (BAR_WIDTH - 2 - len(duration(total)))} {duration(total)}"
+    total = max(
+        [trace.end_to_end_us, trace.latency_us, 1] + [r.start_us + r.duration_us for r in rows]
+    )
+    unit = unit_for(total)  # one unit for the whole view, so its numbers compare
+    axis = f"0 {'.' * (BAR_WIDTH - 2 - len(unit(total)))} {unit(total)}"
+    lines = [_header(trace, unit), Text(_where(report), style="dim"), Text()]
     lines.append(
         Text(
             f"  {'span (service operation)':<{LABEL_WIDTH}} {'start':>10} {'duration':>10}  "
@@ -59,24 +64,22 @@ def trace_lines(report: Report, trace: TraceResult) -> list[Text]:
         )
     )
     for row in rows:
-        lines.append(_row(row, total))
+        lines.append(_row(row, total, unit))
     if len(rows) < trace.span_count:
         lines.append(Text(f"  ... {trace.span_count - len(rows)} more spans not drawn", "dim"))
     lines.append(Text(f"  {ON_PATH} on the critical path (*)   {OFF_PATH} other spans", "dim"))
     lines.append(Text())
-    lines.extend(_findings(trace))
+    lines.extend(_findings(trace, unit))
     return lines
 
 
-def _header(trace: TraceResult) -> Text:
+def _header(trace: TraceResult, unit: Unit) -> Text:
     text = Text(f"Trace {trace.trace_id}", style="bold")
-    text.append(f"  {trace.root_service} {trace.root_operation}  {duration(trace.latency_us)}")
-    if trace.slow:
-        text.append("  SLOW", style="bold yellow")
-    if trace.error:
-        text.append("  ERROR", style="bold red")
-    if trace.incomplete:
-        text.append("  incomplete", style="magenta")
+    text.append(f"  {trace.root_service} {trace.root_operation}  {unit(trace.latency_us)}")
+    flags = flags_text(trace, "  ")
+    if flags:
+        text.append("  ")
+        text.append_text(flags)
     return text
 
 
@@ -84,7 +87,7 @@ def _where(report: Report) -> str:
     return f"{len(report.traces)} trace(s) from {origin_text(report)}"
 
 
-def _row(row: WaterfallRow, total: int) -> Text:
+def _row(row: WaterfallRow, total: int, unit: Unit) -> Text:
     mark = "*" if row.on_critical_path else " "
     label = f"{'  ' * min(row.depth, 12)}{row.service} {row.operation}"
     if len(label) > LABEL_WIDTH:
@@ -98,20 +101,20 @@ def _row(row: WaterfallRow, total: int) -> Text:
         status += f" {row.http_status}"
     text = Text(f"{mark} ")
     text.append(f"{label:<{LABEL_WIDTH}}", style="bold" if row.on_critical_path else "")
-    text.append(f" {'+' + duration(row.start_us):>10} {duration(row.duration_us):>10}  ")
+    text.append(f" {'+' + unit(row.start_us):>10} {unit(row.duration_us):>10}  ")
     text.append(f"{bar:<{BAR_WIDTH}}", style="red" if row.error else "cyan")
     text.append(f"  {status}", style="bold red" if row.error else "green")
     return text
 
 
-def _findings(trace: TraceResult) -> list[Text]:
+def _findings(trace: TraceResult, unit: Unit) -> list[Text]:
     lines = []
     culprit = trace.culprit
     if culprit is not None:
         lines.append(
             Text.assemble(
                 ("culprit: ", "bold"),
-                f"{culprit.service} {culprit.operation}: {duration(culprit.self_us)} of "
+                f"{culprit.service} {culprit.operation}: {unit(culprit.self_us)} of "
                 f"self time on the critical path, {percent(culprit.share)} of the latency",
             )
         )
@@ -132,7 +135,7 @@ def _findings(trace: TraceResult) -> list[Text]:
         Text(
             f"{trace.span_count} spans, {len(trace.services)} services "
             f"({', '.join(trace.services)}), started {iso(trace.start_us)}, end to end "
-            f"{duration(trace.end_to_end_us)}",
+            f"{unit(trace.end_to_end_us)}",
             style="dim",
         )
     )

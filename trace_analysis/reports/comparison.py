@@ -1,20 +1,20 @@
 """The comparison against a baseline in every report format: JSON (``comparison`` in the
 report, see ``report.schema.json``), the terminal table and Markdown. HTML is
-:mod:`trace_analysis.report_compare_html`. The wording is shared from here."""
+:mod:`trace_analysis.reports.comparison_html`. The wording is shared from here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from trace_analysis.compare import (
+from trace_analysis.analyses.compare import (
     Comparison,
     Contribution,
     OperationChange,
     SideStats,
     relative,
 )
-from trace_analysis.model import Source
-from trace_analysis.report_format import duration, iso, ms, percent
+from trace_analysis.model.results import Source
+from trace_analysis.reports.wording import duration, iso, ms, percent
 
 # the columns of a change, (header, SideStats field): "path self" is the mean self time per call
 # on the trace's critical path
@@ -39,6 +39,15 @@ def side_text(source: Source) -> str:
         return f"file {source.input_path}"
     where = f"{source.service} in Jaeger at {source.jaeger_url}"
     return f"{where}, {iso(source.start_us)}..{iso(source.end_us)}"
+
+
+def headline(comparison: Comparison) -> str:
+    """``Compared with the baseline: 2 regressed``; when nothing could be judged, that first:
+    "0 regressed" against an empty baseline would read as a pass."""
+    problem = comparison.unjudged()
+    if problem:
+        return f"Compared with the baseline: NOTHING JUDGED, {problem}"
+    return f"Compared with the baseline: {comparison.count('regressed')} regressed"
 
 
 def criteria_line(comparison: Comparison) -> str:
@@ -102,16 +111,21 @@ def reason_text(change: OperationChange) -> str:
 
 def attribution_text(change: OperationChange) -> str | None:
     """``p50 +15.0 ms (mean +15.2 ms), of which inventory-service SELECT stock +15.0 ms (98%),
-    ...``: the operations whose critical-path self time per request grew the most."""
-    b, c, total = change.baseline, change.candidate, change.mean_change_us
-    if not change.attribution or b is None or c is None or total is None:
+    ...``: the operations whose critical-path self time per request grew the most, each with
+    its share of the growth (what grew, summed; never over 100%). When other operations got
+    faster, the mean says so: ``(mean +15.2 ms: +16.0 ms grown, -0.8 ms shrunk)``."""
+    b, c, total, growth = change.baseline, change.candidate, change.mean_change_us, change.growth_us
+    if not change.attribution or b is None or c is None or total is None or growth is None:
         return None
-    parts = [_contribution_text(change, x, total) for x in change.attribution]
-    return f"p50 {signed(c.p50_us - b.p50_us)} (mean {signed(total)}), of which " + ", ".join(parts)
+    mean = f"mean {signed(total)}"
+    if signed(growth) != signed(total):  # shrinkage that shows in the numbers
+        mean += f": {signed(growth)} grown, {signed(total - growth)} shrunk"
+    parts = [_contribution_text(change, x, growth) for x in change.attribution]
+    return f"p50 {signed(c.p50_us - b.p50_us)} ({mean}), of which " + ", ".join(parts)
 
 
-def _contribution_text(change: OperationChange, contribution: Contribution, total: float) -> str:
-    share = f" ({percent(contribution.change_us, total)})" if total > 0 else ""
+def _contribution_text(change: OperationChange, contribution: Contribution, growth: float) -> str:
+    share = f" ({percent(contribution.change_us, growth)})" if growth > 0 else ""
     own = (contribution.service, contribution.operation) == (change.service, change.operation)
     name = "its own time" if own else f"{contribution.service} {contribution.operation}"
     return f"{name} {signed(contribution.change_us)}{share}"
@@ -246,12 +260,12 @@ def _p(value: float | None) -> float | None:
 
 
 def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
-    from trace_analysis.report_markdown import _cell
+    from trace_analysis.reports.markdown import _cell
 
     regressed = [op for op in comparison.operations if op.verdict == "regressed"]
     improved = [op for op in comparison.operations if op.verdict == "improved"]
     lines = [
-        f"## Compared with the baseline: {len(regressed)} regressed",
+        f"## {headline(comparison)}",
         "",
         f"Candidate: {_cell(candidate)}. Baseline: {_cell(side_text(comparison.baseline_source))}.",
         "",
@@ -289,18 +303,10 @@ def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
             if text:
                 lines.append(f"- **{_cell(op.service)} {_cell(op.operation)}**: {_cell(text)}")
         lines.append("")
-    for verdict, title in (
-        ("new", "New operations"),
-        ("gone", "Gone operations"),
-        ("too_few_samples", "Not judged: too few samples"),
-    ):
-        group = [op for op in comparison.operations if op.verdict == verdict]
-        if group:
-            lines += [f"### {title}", ""]
-            lines += [f"- {_cell(listed_text(op))}" for op in group[:MAX_LISTED]]
-            if len(group) > MAX_LISTED:
-                lines.append(f"- ... and {len(group) - MAX_LISTED} more")
-            lines.append("")
+    for title, items in listed_groups(comparison):
+        lines += [f"### {title}", ""]
+        lines += [f"- {_cell(item)}" for item in items]
+        lines.append("")
     if comparison.new_errors:
         lines += ["### Error messages seen only in the candidate", ""]
         lines += [
@@ -311,6 +317,27 @@ def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
     for warning in comparison.warnings:
         lines.append(f"> **warning**: {_cell(warning)}")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+LISTED = (
+    ("new", "New operations (not in the baseline)"),
+    ("gone", "Gone operations (not in the candidate)"),
+    ("too_few_samples", "Not judged, too few samples"),
+)
+
+
+def listed_groups(comparison: Comparison) -> list[tuple[str, list[str]]]:
+    """The operations listed, not tabled (new, gone, not judged): a title and at most
+    :data:`MAX_LISTED` lines per group that has any, then how many more there are."""
+    groups = []
+    for verdict, title in LISTED:
+        group = [op for op in comparison.operations if op.verdict == verdict]
+        if group:
+            items = [listed_text(op) for op in group[:MAX_LISTED]]
+            if len(group) > MAX_LISTED:
+                items.append(f"... and {len(group) - MAX_LISTED} more (--format json lists all)")
+            groups.append((title, items))
+    return groups
 
 
 def listed_text(op: OperationChange) -> str:

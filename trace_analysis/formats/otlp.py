@@ -9,7 +9,7 @@ names. Times are converted from ns to µs. Links are not parents.
 
 A span's attributes stay encoded unless they can matter (the span failed, or an ``error``,
 ``fault.*`` or 5xx HTTP status code attribute is there): the span's kind and status are fields
-of their own in OTLP.
+of their own in OTLP. Status: see :mod:`trace_analysis.formats.status`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,21 @@ from typing import Any
 
 import msgspec
 
-from trace_analysis.jaeger_format import UNKNOWN_SERVICE, Span
+from trace_analysis.formats.jaeger import UNKNOWN_SERVICE, Span
+from trace_analysis.formats.status import (
+    BY_STATUS,
+    ERROR_TAG,
+    error_tag,
+    evidence,
+    is_error_code,
+    server_error,
+)
 
 _NULL = msgspec.Raw(b"null")
 # Jaeger's span.kind words, which the rest of the analysis speaks
 _KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _KIND_NAMES = {f"SPAN_KIND_{word.upper()}": word for word in _KINDS.values()}
 _KIND_NAMES["SPAN_KIND_UNSPECIFIED"] = "internal"
-_STATUS_ERROR = (2, "STATUS_CODE_ERROR", "ERROR")
 _HEX_LENGTHS = (16, 32)  # hex ids; base64 ones are 12 or 24 characters long
 # attributes that can make a span fail or carry a fault: an ``error`` or ``fault.*`` key, or an
 # HTTP status code of 5xx; every alternative starts with the literal ``"key"``, which keeps the
@@ -159,7 +166,8 @@ def convert(otlp: OtlpSpan, service: str, clock: str, full: bool = False) -> Spa
         start_ns = end_ns = 0  # not a time: the span is placed by the tree, with a note
     kind = otlp.kind
     status = otlp.status
-    error = status is not None and status.code in _STATUS_ERROR
+    code = status.code if status is not None else 0
+    error = code == 2 or (code != 0 and is_error_code(code))
     parent = otlp.parent_span_id
     span_id = otlp.span_id
     span = Span(
@@ -174,11 +182,12 @@ def convert(otlp: OtlpSpan, service: str, clock: str, full: bool = False) -> Spa
         clock=clock,
         kind=_KINDS.get(kind, "internal") if kind.__class__ is int else _kind_name(kind),  # type: ignore[arg-type]
         error=error,
+        error_evidence=BY_STATUS if error else None,
         status_message=(status.message or None) if status is not None else None,
     )
     attributes = otlp.attributes
     if attributes is not _NULL and (full or error or _attributes_matter(attributes)):
-        span.error = _read_attributes(span, attributes) or error
+        _read_attributes(span, attributes)
     if span.error and otlp.events is not _NULL:
         span.event_message = exception_message(otlp.events)
     return span
@@ -190,12 +199,12 @@ def _attributes_matter(raw: msgspec.Raw) -> bool:
     return _ATTRIBUTES_MATTER.search(raw) is not None  # type: ignore[call-overload]
 
 
-def _read_attributes(span: Span, raw: msgspec.Raw) -> bool:
-    """HTTP status, faults and a legacy ``error`` attribute; whether that makes it fail."""
+def _read_attributes(span: Span, raw: msgspec.Raw) -> None:
+    """HTTP status, faults and a legacy ``error`` attribute, and whether they make it fail."""
     try:
         attributes = _ATTRIBUTES.decode(raw) or []
     except msgspec.DecodeError:
-        return False  # attributes only add detail here; the span is still analyzed
+        return  # attributes only add detail here; the span is still analyzed
     http_status = legacy = None
     error = False
     for attribute in attributes:
@@ -204,9 +213,9 @@ def _read_attributes(span: Span, raw: msgspec.Raw) -> bool:
             http_status = _int(attribute.value.plain())
         elif key == "http.status_code":
             legacy = _int(attribute.value.plain())
-        elif key == "error":
-            value = attribute.value.plain()
-            error = value is True or (isinstance(value, str) and value.lower() == "true")
+        elif key == ERROR_TAG:
+            error, message = error_tag(attribute.value.plain())
+            span.status_message = span.status_message or message
         elif key == "fault.kind":
             span.fault_kind = str(attribute.value.plain())
         elif key == "fault.value":
@@ -215,8 +224,8 @@ def _read_attributes(span: Span, raw: msgspec.Raw) -> bool:
             injected = attribute.value.plain() in (True, "true")
             span.fault_kind = span.fault_kind or ("" if injected else None)
     span.http_status = http_status if http_status is not None else legacy
-    server_error = span.kind == "server" and (span.http_status or 0) >= 500
-    return error or server_error
+    span.error_evidence = evidence(span.error, error, server_error(span.kind, span.http_status))
+    span.error = span.error_evidence is not None
 
 
 def exception_message(raw: msgspec.Raw) -> str | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from trace_analysis.model import GroupStats, Report, TraceResult
+from trace_analysis.model.results import Criteria, GroupStats, Report, TraceResult
 
 
 def ms(us: float) -> float:
@@ -21,11 +23,31 @@ def duration(us: float) -> str:
     return f"{us / 1000:.1f} ms"
 
 
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """The unit one view (a table, a waterfall) writes its durations in, chosen once for the
+    view so that its numbers compare: µs when all it shows is under 1 ms (a 30 µs trace must
+    not read "0.0 ms"), else :func:`duration`'s ms and s."""
+
+    micro: bool
+
+    def __call__(self, us: float) -> str:
+        return f"{us:,.0f} µs" if self.micro else duration(us)
+
+
+MS = Unit(micro=False)
+
+
+def unit_for(*largest_us: float) -> Unit:
+    """The unit of a view whose largest durations (µs) are ``largest_us``."""
+    return Unit(micro=max(largest_us, default=0) < 1000)
+
+
 def percent(part: float, whole: float = 1.0) -> str:
     if not whole:
         return "0%"
     value = 100 * part / whole
-    return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+    return f"{value:,.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
 
 
 def iso(us: int | None) -> str | None:
@@ -40,11 +62,28 @@ def trace_link(report: Report, trace_id: str) -> str:
 
 
 def criteria_text(report: Report) -> str:
-    """``slower than 200 ms or failing`` / ``failing``."""
-    threshold = report.criteria.threshold_us
-    if report.criteria.errors_only or threshold is None:
+    """``slower than 200 ms or failing`` / ``failing``; with a service or operation selected,
+    what slow was judged on: ``slower than 200 ms (root span) or failing`` or ``whose
+    order-service 'POST /orders' span is slower than 200 ms, or failing``."""
+    criteria = report.criteria
+    threshold = criteria.threshold_us
+    if criteria.errors_only or threshold is None:
         return "failing"
-    return f"slower than {threshold / 1000:g} ms or failing"
+    if criteria.by_span:
+        return (
+            f"whose {judged_span_text(criteria)} is slower than {threshold / 1000:g} ms, or failing"
+        )
+    judged = " (root span)" if criteria.selected else ""
+    return f"slower than {threshold / 1000:g} ms{judged} or failing"
+
+
+def judged_span_text(criteria: Criteria) -> str:
+    """``order-service 'POST /orders' span``: the span --slow-by span judges."""
+    names = [
+        criteria.span_service or "",
+        repr(criteria.span_operation) if criteria.span_operation else "",
+    ]
+    return " ".join(name for name in names if name) + " span"
 
 
 def origin_text(report: Report) -> str:
@@ -83,13 +122,13 @@ def flags(trace: TraceResult) -> list[str]:
     return result
 
 
-def culprit_text(trace: TraceResult) -> str | None:
+def culprit_text(trace: TraceResult, unit: Unit = MS) -> str | None:
     """Where the time went; said of slow traces only (in a fast failing trace it is noise)."""
     culprit = trace.culprit
     if culprit is None or not trace.slow:
         return None
     return (
-        f"{culprit.service} {culprit.operation}: {duration(culprit.self_us)}, "
+        f"{culprit.service} {culprit.operation}: {unit(culprit.self_us)}, "
         f"{percent(culprit.share)} of the latency"
     )
 
@@ -107,9 +146,14 @@ def error_text(trace: TraceResult, spans_after: bool = False) -> str | None:
 
 
 def faults_text(trace: TraceResult) -> str | None:
+    """``injected latency 500ms in order-service (3 spans), error 503 in inventory-service``:
+    each fault once, however many spans carried it."""
     if not trace.faults:
         return None
-    parts = [f"{f.kind or 'fault'} {f.value}".strip() + f" in {f.service}" for f in trace.faults]
+    counts = Counter(
+        f"{f.kind or 'fault'} {f.value}".strip() + f" in {f.service}" for f in trace.faults
+    )
+    parts = [text + (f" ({n} spans)" if n > 1 else "") for text, n in counts.items()]
     return "injected " + ", ".join(parts)
 
 

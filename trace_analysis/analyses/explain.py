@@ -12,29 +12,45 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from trace_analysis.analysis import Analyzer, Outcome
+from trace_analysis.analyses.analyzer import Analyzer, Outcome
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import JaegerTrace
-from trace_analysis.model import Criteria
+from trace_analysis.formats.jaeger import JaegerTrace
+from trace_analysis.model.results import Criteria
 
 if TYPE_CHECKING:
-    from trace_analysis.jaeger_client import JaegerClient
+    from trace_analysis.sources.jaeger_api import JaegerClient
 
-_TRACE_ID = re.compile(r"^[0-9a-fA-F]{1,32}$")
+_HEX_ID = re.compile(r"^[0-9a-fA-F]{1,32}$")
+_ANY_ID = re.compile(r"^[^\s\x00-\x1f/?#]+$")  # what a file or a URL path can hold as one id
 
 
 def trace_key(trace_id: str) -> str:
-    """A trace id as compared: lower-case hex without leading zeros (Jaeger v1 writes 16 or
-    32 digits, OTLP always 32)."""
-    return trace_id.strip().lower().lstrip("0") or "0"
+    """A trace id as compared: hex ids lower-case without leading zeros (Jaeger v1 writes 16
+    or 32 digits, OTLP always 32); any other id (jaeger-ui's test traces use words) as
+    written, as the file reads it."""
+    trace_id = trace_id.strip()
+    if _HEX_ID.match(trace_id):
+        return trace_id.lower().lstrip("0") or "0"
+    return trace_id
 
 
-def check_ids(trace_ids: list[str]) -> list[str]:
-    """The ids as given, each checked to be a trace id (1 to 32 hex digits)."""
+def check_ids(trace_ids: list[str], from_file: bool) -> list[str]:
+    """The ids as given, each checked to be one the source can hold: Jaeger's are hex (1 to
+    32 digits); a file's may be any word (jaeger-ui's test traces use such ids), as the
+    list of flagged traces shows them (no spaces, no ``/``)."""
+    pattern, what = (_ANY_ID, "the id as the file writes it") if from_file else (_HEX_ID, "")
     for trace_id in trace_ids:
-        if not _TRACE_ID.match(trace_id.strip()):
-            raise AnalyzerError(f"--trace {trace_id!r} is not a trace id (up to 32 hex digits)")
-    return [trace_id.strip().lower() for trace_id in trace_ids]
+        if not pattern.match(trace_id.strip()):
+            raise AnalyzerError(
+                f"--trace {trace_id!r} is not a trace id "
+                + (f"({what}, without spaces or '/')" if from_file else "(up to 32 hex digits)")
+            )
+    return [_written(trace_id) for trace_id in trace_ids]
+
+
+def _written(trace_id: str) -> str:
+    trace_id = trace_id.strip()
+    return trace_id.lower() if _HEX_ID.match(trace_id) else trace_id
 
 
 def from_traces(
@@ -55,7 +71,8 @@ def from_traces(
 def from_jaeger(client: JaegerClient, trace_ids: list[str]) -> Iterator[JaegerTrace]:
     """Fetch each trace by id, as they are analyzed."""
     for trace_id in trace_ids:
-        trace = client.trace(trace_id.zfill(32))
+        padded = trace_id.zfill(32) if _HEX_ID.match(trace_id) else trace_id
+        trace = client.trace(padded)
         yield _found(trace, trace_id, f"{client.source} (API {client.used})")
 
 

@@ -6,8 +6,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from trace_analysis import report_format as wording
-from trace_analysis.model import GroupStats, Report, TraceResult
+from trace_analysis.model.results import GroupStats, Report, TraceResult
+from trace_analysis.reports import wording
 
 MAX_OPERATIONS = 8
 
@@ -44,30 +44,35 @@ def _flagged_table(report: Report, top: int) -> Table:
     table.add_column("latency", justify="right", no_wrap=True)
     table.add_column("flags", no_wrap=True)
     table.add_column("why")
-    for trace in report.traces[:top]:
+    shown = report.traces[:top]
+    unit = wording.unit_for(*(max(t.latency_us, t.end_to_end_us, t.judged_us or 0) for t in shown))
+    for trace in shown:
         trace_cell = Text(trace.trace_id)
         trace_cell.append(f"\n{trace.root_service} {trace.root_operation}", style="dim")
-        latency = Text(wording.duration(trace.latency_us))
+        latency = Text(unit(trace.latency_us))
+        if trace.judged_us is not None:  # --slow-by span: what slow was judged on
+            latency.append(f"\nspan {unit(trace.judged_us)}", style="bold")
         if trace.end_to_end_us > trace.latency_us:
-            latency.append(f"\ne2e {wording.duration(trace.end_to_end_us)}", style="dim")
-        table.add_row(trace_cell, latency, _flags(trace), _why(trace))
+            latency.append(f"\ne2e {unit(trace.end_to_end_us)}", style="dim")
+        table.add_row(trace_cell, latency, flags_text(trace, "\n"), _why(trace, unit))
     return table
 
 
-def _flags(trace: TraceResult) -> Text:
+FLAG_STYLES = {"slow": "bold yellow", "error": "bold red", "incomplete": "magenta"}
+
+
+def flags_text(trace: TraceResult, separator: str) -> Text:
+    """``SLOW ERROR incomplete``, styled, each word after ``separator`` but the first."""
     text = Text()
-    if trace.slow:
-        text.append("SLOW ", style="bold yellow")
-    if trace.error:
-        text.append("ERROR ", style="bold red")
-    if trace.incomplete:
-        text.append("\nincomplete", style="magenta")
+    for index, flag in enumerate(wording.flags(trace)):
+        word = flag if flag == "incomplete" else flag.upper()
+        text.append((separator if index else "") + word, style=FLAG_STYLES[flag])
     return text
 
 
-def _why(trace: TraceResult) -> Group:
+def _why(trace: TraceResult, unit: wording.Unit) -> Group:
     lines: list[Text] = []
-    culprit = wording.culprit_text(trace)
+    culprit = wording.culprit_text(trace, unit)
     if culprit:
         lines.append(Text.assemble(("culprit ", "bold"), culprit))
     error = wording.error_text(trace)
@@ -84,14 +89,15 @@ def _services_table(groups: list[GroupStats]) -> Table:
     table = Table(title="Per service (requests served)", title_justify="left")
     for name in ("service", "requests", "p50", "p95", "p99", "errors", "error rate"):
         table.add_column(name, justify="left" if name == "service" else "right")
+    unit = wording.unit_for(*(group.latency.p99_us for group in groups))
     for group in groups:
         p = group.latency
         table.add_row(
             group.service,
             f"{p.count:,}",
-            wording.duration(p.p50_us),
-            wording.duration(p.p95_us),
-            wording.duration(p.p99_us),
+            unit(p.p50_us),
+            unit(p.p95_us),
+            unit(p.p99_us),
             f"{group.errors:,}",
             _rate(group),
         )
@@ -106,15 +112,16 @@ def _operations_table(groups: list[GroupStats]) -> Table:
     table = Table(title=title, title_justify="left")
     for name in ("service", "operation", "spans", "p50", "p95", "p99", "error rate"):
         table.add_column(name, justify="left" if name in ("service", "operation") else "right")
+    unit = wording.unit_for(*(group.latency.p99_us for group in ranked))
     for group in ranked:
         p = group.latency
         table.add_row(
             group.service,
             group.operation or "",
             f"{p.count:,}",
-            wording.duration(p.p50_us),
-            wording.duration(p.p95_us),
-            wording.duration(p.p99_us),
+            unit(p.p50_us),
+            unit(p.p95_us),
+            unit(p.p99_us),
             _rate(group),
         )
     return table
