@@ -40,7 +40,7 @@ from stackctl.traces import wait_for_trace
 
 console = Console(highlight=False, soft_wrap=True)
 ANALYZER = ROOT / "analyze_traces.py"
-ORDER = order_body(price=12.5, email="fault-demo@example.com", user_id=7)
+ORDER = order_body(email="fault-demo@example.com", user_id=7)
 
 
 class DemoError(RuntimeError):

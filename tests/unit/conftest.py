@@ -62,9 +62,9 @@ class InProcessStack:
 
     def available(self, sku: str) -> int:
         store = self.apps["inventory-service"].state.store
-        value = store.available(sku)
+        value = store.stock(sku)
         assert value is not None
-        return value
+        return value[0]
 
 
 def build_stack(
