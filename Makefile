@@ -9,7 +9,7 @@ ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
 .PHONY: lint format
-.PHONY: load bench demo-faults demo-regression
+.PHONY: load bench demo-faults demo-regression test-times
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Ch
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability
+
+test-times: install ## Time make test and make test-unit; write the figures to docs/operations.md and README.md
+	@$(PY) benchmarks/tier_times.py
 
 lint: install ## ruff check and ruff format --check
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
