@@ -62,14 +62,16 @@ def up() -> None:
     stack = _stack(starts=True)
     _up(stack)
     console.print(
-        f"  gateway      {stack.gateway_url}/api/orders\n"
-        f"  Jaeger API   {stack.jaeger_url}/api/traces/<traceId>  (and /api/services)\n"
-        f"  collector    {stack.collector_metrics_url}  (its own metrics)\n"
-        f"  logs         make logs P=<process>  ({stack.run_dir / 'logs'}/)"
+        f"  gateway        {stack.gateway_url}/api/orders\n"
+        f"  trace browser  {stack.browser_url}/  (recent and flagged traces; search; "
+        "each trace's waterfall at /trace/<traceId>)\n"
+        f"  Jaeger API     {stack.jaeger_url}/api/traces/<traceId>  (and /api/services)\n"
+        f"  collector      {stack.collector_metrics_url}  (its own metrics)\n"
+        f"  logs           make logs P=<process>  ({stack.run_dir / 'logs'}/)"
     )
     if not stack.prometheus_missing:
         console.print(
-            f"  Prometheus   http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
+            f"  Prometheus     http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
             f"Jaeger's Monitor API: {stack.jaeger_url}/api/metrics/calls?service=api-gateway)"
         )
 
@@ -170,6 +172,7 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
                 f"\n{response.status_code} {sku:<12} trace {trace_id}: {len(trace.spans)} spans "
                 f"from {', '.join(sorted(trace.services))}; "
                 f"in Jaeger {time.monotonic() - answered:.2f} s after the response\n"
+                f"  in a browser: {stack.browser_url}/trace/{trace_id}\n"
                 f"$ python analyze_traces.py --trace {trace_id} --jaeger-url {stack.jaeger_url}"
             )
             show_trace(stack.jaeger_url, trace_id)

@@ -33,6 +33,7 @@ class Ports:
     jaeger_health: int = 13134
     jaeger_metrics: int = 8898
     prometheus: int = 9090
+    trace_browser: int = 16680
 
     @staticmethod
     def variable(name: str) -> str:

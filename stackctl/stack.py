@@ -63,6 +63,7 @@ class Stack:
     ports: Ports = field(default_factory=Ports)
     env: dict[str, str] = field(default_factory=dict)
     with_prometheus: bool = True
+    with_browser: bool = True  # the trace browser (trace_analysis.browser)
     moved: list[str] = field(default_factory=list)  # *_PORT values that a running stack ignores
 
     def __post_init__(self) -> None:
@@ -75,6 +76,8 @@ class Stack:
         if prometheus:
             self.processes.append(self._prometheus(prometheus))
         self.processes += [self._service(spec) for spec in SERVICES]
+        if self.with_browser:
+            self.processes.append(self._browser())
 
     # --- URLs -----------------------------------------------------------------------------
 
@@ -85,6 +88,11 @@ class Stack:
     @property
     def jaeger_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.jaeger_query}"
+
+    @property
+    def browser_url(self) -> str:
+        """The trace browser: recent and flagged traces, and each trace at ``/trace/<id>``."""
+        return f"http://127.0.0.1:{self.ports.trace_browser}"
 
     @property
     def collector_metrics_url(self) -> str:
@@ -204,6 +212,18 @@ class Stack:
         health = f"http://127.0.0.1:{port}/readyz"
         argv = [sys.executable, "-m", spec.package]
         return self._managed(spec.name, argv, health, env, [spec.env_prefix.lower()])
+
+    def _browser(self) -> ManagedProcess:
+        """The trace browser, reading this stack's Jaeger; loopback only."""
+        p = self.ports
+        env = {
+            "JAEGER_URL": self.jaeger_url,
+            "TRACE_BROWSER_HOST": "127.0.0.1",
+            "TRACE_BROWSER_PORT": str(p.trace_browser),
+        }
+        argv = [sys.executable, "-m", "trace_analysis.browser"]
+        health = f"{self.browser_url}/healthz"
+        return self._managed("trace-browser", argv, health, env, ["trace_browser"])
 
     # --- lifecycle --------------------------------------------------------------------------
 
