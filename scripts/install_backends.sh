@@ -131,7 +131,8 @@ install_collector() {
   cp "$manifest" "$work/manifest.yaml"
   say "$name $version: building from ${manifest#"$ROOT"/} (1-2 min cold)"
   run_long "building the collector" bash -c "cd '$work' && ./builder --config manifest.yaml"
-  install -m 0755 "$work/dist/$name" "$target.tmp" && mv "$target.tmp" "$target"
+  # A temporary name of this run's own: two checkouts building at once each finish their move.
+  install -m 0755 "$work/dist/$name" "$target.tmp.$$" && mv -f "$target.tmp.$$" "$target"
   rm -rf "$work"
   say "$name $version: installed $target"
 }
@@ -146,8 +147,8 @@ install_jaeger() {
   mkdir -p "$BIN_DIR"
   say "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): building cmd/jaeger from jaeger/build (about 3 min cold)"
   run_long "building Jaeger" bash -c "cd '$ROOT/jaeger/build' && go build -mod=readonly -trimpath \
-    -o '$target.tmp' github.com/jaegertracing/jaeger/cmd/jaeger"
-  mv "$target.tmp" "$target"
+    -o '$target.tmp.$$' github.com/jaegertracing/jaeger/cmd/jaeger"
+  mv -f "$target.tmp.$$" "$target"
   say "jaeger: installed $target"
 }
 
