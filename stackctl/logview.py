@@ -13,7 +13,9 @@ LEVEL_KEYS = ("level", "severity")
 MESSAGE_KEYS = ("message", "msg")
 # Fields every line of a process carries, or that only locate the code: noise when reading.
 QUIET_KEYS = {"service", "logger", "caller", "resource", "otelcol.component.id", "otelcol.signal"}
-QUIET_KEYS |= {"otelcol.component.kind", "otelcol.pipeline.id", "stacktrace"}
+QUIET_KEYS |= {"otelcol.component.kind", "otelcol.pipeline.id", "stacktrace", "span_id"}
+# A service's request line (servicekit's middleware) says its request in these fields.
+REQUEST_KEYS = ("http.request.method", "http.route", "http.response.status_code", "duration_ms")
 
 
 def _clock(value: Any) -> str:
@@ -44,6 +46,10 @@ def readable(line: str) -> str:
     clock = _clock(_first(record, TIME_KEYS))
     level = str(_first(record, LEVEL_KEYS)).upper()
     message = _first(record, MESSAGE_KEYS)
+    if "http.request.method" in record:  # "POST /api/orders 201 in 420.8 ms"
+        method, route, status, took = (record.pop(key, None) for key in REQUEST_KEYS)
+        message = f"{method} {route or record.pop('url.path', '')} {status or '-'}"
+        message += f" in {took:.1f} ms" if isinstance(took, int | float) else ""
     fields = " ".join(
         f"{key}={value if isinstance(value, str) else json.dumps(value)}"
         for key, value in record.items()

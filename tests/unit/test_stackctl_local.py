@@ -207,16 +207,20 @@ def test_service_log_lines_are_readable() -> None:
             "time": "2026-12-05 22:13:04,123",
             "level": "INFO",
             "logger": "servicekit.app",
-            "message": "POST /api/orders 201",
+            "message": "request",
             "service": "api-gateway",
             "trace_id": "4c0bda1cc6ab3ce6978383f7ba0c0e31",
-            "span_id": None,
+            "span_id": "6b26f0cbedd5a08d",
+            "http.request.method": "POST",
+            "http.route": "/api/orders",
             "http.response.status_code": 201,
+            "duration_ms": 420.78,
+            "error.type": None,
         }
     )
     assert readable(line) == (
-        "22:13:04.123 INFO  POST /api/orders 201  trace_id=4c0bda1cc6ab3ce6978383f7ba0c0e31 "
-        "http.response.status_code=201"
+        "22:13:04.123 INFO  POST /api/orders 201 in 420.8 ms  "
+        "trace_id=4c0bda1cc6ab3ce6978383f7ba0c0e31"
     )
 
 
