@@ -14,59 +14,40 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trace_analysis.analysis import Outcome, analyze_traces
-from trace_analysis.compare import (
+from trace_analysis.analyses.analyzer import Outcome, analyze_traces
+from trace_analysis.analyses.compare import (
     DEFAULT_MIN_CHANGE_TEXT,
     DEFAULT_MIN_CHANGE_US,
     DEFAULT_MIN_SAMPLES,
     CompareCriteria,
 )
+from trace_analysis.cli_common import (
+    DEFAULT_JAEGER_URL,
+    DEFAULT_LIMIT,
+    DEFAULT_SERVICE,
+    PROG,
+    Api,
+    FailOn,
+    Format,
+    ProgressBar,
+    exit_status,
+    parse_lookback,
+    plain_width,
+)
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.loading import iter_file_traces
-from trace_analysis.model import Criteria, Report, Source
+from trace_analysis.model.results import Criteria, Report, Source
+from trace_analysis.sources.files import iter_file_traces
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from trace_analysis.jaeger_client import Progress as ProgressCallback
+    from trace_analysis.sources.jaeger_api import Progress as ProgressCallback
 
 # requests, rich and the renderers are imported where used: a run from a file in CI should
 # not pay for the HTTP stack, and start-up is a visible part of a short run
-
-PROG = "analyze_traces.py"
-DEFAULT_JAEGER_URL = "http://localhost:16686"
-DEFAULT_SERVICE = "api-gateway"
-DEFAULT_LIMIT = 20_000  # live mode: the newest traces of the window
-_LOOKBACK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-_UNIT_US |= {"d": 24 * _UNIT_US["h"], "w": 7 * 24 * _UNIT_US["h"]}
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
-    html = "html"
-
-
-class Api(StrEnum):
-    auto = "auto"
-    v3 = "v3"
-    v1 = "v1"
-
-
-class FailOn(StrEnum):
-    slow = "slow"
-    error = "error"
-    any = "any"
-    regression = "regression"  # with a baseline: something regressed
-
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -275,7 +256,7 @@ def analyze(
             end_us=end_us,
             api=api.value,
         )
-        with _ProgressBar() as progress:
+        with ProgressBar() as progress:
             outcome = _read_jaeger(
                 source,
                 page_size,
@@ -288,7 +269,7 @@ def analyze(
             )
     report = outcome.report(source, criteria, warnings)
     _emit(report, output_format, output, top)
-    return _exit_status(report, fail_on)
+    return exit_status(report, fail_on)
 
 
 def _read_jaeger(
@@ -302,7 +283,7 @@ def _read_jaeger(
     waterfall: bool,
 ) -> Outcome:
     """Analyze the traces of ``source``'s window, read from Jaeger page by page."""
-    from trace_analysis.jaeger_client import JaegerClient, iter_window
+    from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 
     assert source.service is not None and source.start_us is not None
     assert source.end_us is not None
@@ -335,7 +316,7 @@ def _explain(
     output: Path | None,
 ) -> int:
     """``--trace``: the traces asked for, each with its waterfall and findings."""
-    from trace_analysis.explain import check_ids, explain, from_jaeger, from_traces
+    from trace_analysis.analyses.explain import check_ids, explain, from_jaeger, from_traces
 
     wanted = check_ids(trace_ids)
     criteria = Criteria(threshold_us)
@@ -344,7 +325,7 @@ def _explain(
         traces = from_traces(iter_file_traces(input_path), wanted, input_path)
         outcome = explain(traces, criteria, wanted)
     else:
-        from trace_analysis.jaeger_client import JaegerClient
+        from trace_analysis.sources.jaeger_api import JaegerClient
 
         source = Source("jaeger", jaeger_url, trace_ids=wanted)
         client = JaegerClient(jaeger_url, timeout, api.value)
@@ -363,55 +344,6 @@ def _explain(
     )
     _emit(report, output_format, output, len(report.traces), explained=True)
     return 0
-
-
-class _ProgressBar:
-    """A progress bar on stderr while Jaeger is read, only if stderr is a terminal."""
-
-    def __init__(self) -> None:
-        self._bar: Progress | None = None
-        self._task = None
-
-    def __enter__(self) -> ProgressCallback | None:
-        if not sys.stderr.isatty():
-            return None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._bar = Progress(
-            SpinnerColumn(),
-            TextColumn("reading Jaeger"),
-            BarColumn(),
-            TextColumn("{task.fields[traces]:,} traces"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task("read", total=1, traces=0)
-        return self._update
-
-    def _update(self, done_us: int, total_us: int, traces: int) -> None:
-        assert self._bar is not None and self._task is not None
-        self._bar.update(self._task, completed=done_us, total=total_us, traces=traces)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def parse_lookback(text: str) -> int:
-    """``15m``, ``1h``, ``2d``, ``1.5h``, ``90s``, ``1w`` to microseconds."""
-    match = _LOOKBACK.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise AnalyzerError(f"invalid --lookback {text!r}: use e.g. 15m, 1h, 2d")
-    return int(float(match.group(1)) * _UNIT_US[match.group(2)])
 
 
 def _threshold_us(positional: float | None, option: float | None, errors_only: bool) -> int | None:
@@ -437,36 +369,36 @@ def _emit(
         from rich.console import Console
 
         if explained:
-            from trace_analysis.report_trace import render_trace_table as render
+            from trace_analysis.reports.trace_view import render_trace_table as render
 
             def draw(console: Console) -> None:
                 render(report, console)
         else:
-            from trace_analysis.report_table import render_table
+            from trace_analysis.reports.table import render_table
 
             def draw(console: Console) -> None:
                 render_table(report, console, top)
 
         if output is None:
-            draw(Console(width=None if sys.stdout.isatty() else _plain_width()))
+            draw(Console(width=None if sys.stdout.isatty() else plain_width()))
             return
-        console = Console(record=True, width=_plain_width(), file=io.StringIO())
+        console = Console(record=True, width=plain_width(), file=io.StringIO())
         draw(console)
         text = console.export_text()
     elif output_format is Format.json:
-        from trace_analysis.report_json import render_json
+        from trace_analysis.reports.json_report import render_json
 
         text = render_json(report)
     elif output_format is Format.markdown and explained:
-        from trace_analysis.report_trace import render_trace_markdown
+        from trace_analysis.reports.trace_view import render_trace_markdown
 
         text = render_trace_markdown(report)
     elif output_format is Format.markdown:
-        from trace_analysis.report_markdown import render_markdown
+        from trace_analysis.reports.markdown import render_markdown
 
         text = render_markdown(report, top)
     else:
-        from trace_analysis.report_html import render_html
+        from trace_analysis.reports.html_report import render_html
 
         text = render_html(report, top, explained)
     if output is None:
@@ -482,27 +414,6 @@ def _emit(
         else f"{len(report.traces)} flagged of {report.summary.traces:,} traces"
     )
     print(f"{PROG}: wrote {output_format.value} report to {output} ({what})", file=sys.stderr)
-
-
-def _plain_width() -> int:
-    """Width when not writing to a terminal: $COLUMNS if set, else wide enough for a table."""
-    try:
-        return max(80, int(os.environ["COLUMNS"]))
-    except (KeyError, ValueError):
-        return 140
-
-
-def _exit_status(report: Report, fail_on: FailOn | None) -> int:
-    if fail_on is None:
-        return 0
-    for trace in report.traces:
-        if (
-            fail_on is FailOn.any
-            or (fail_on is FailOn.slow and trace.slow)
-            or (fail_on is FailOn.error and trace.error)
-        ):
-            return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,15 +14,15 @@ import msgspec
 import pytest
 
 from tests.bench_modules import bench_module
-from trace_analysis.analysis import analyze_traces
-from trace_analysis.cli import parse_lookback
-from trace_analysis.critical_path import critical_path, culprit, path_steps
+from trace_analysis.analyses.analyzer import analyze_traces
+from trace_analysis.analyses.critical_path import critical_path, culprit, path_steps
+from trace_analysis.analyses.summary import percentiles
+from trace_analysis.cli_common import parse_lookback
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import JaegerTrace, Span, decode_envelope, decode_trace
-from trace_analysis.model import Criteria
-from trace_analysis.spans import build_spans, may_carry_status, read_status
-from trace_analysis.summary import percentiles
-from trace_analysis.tree import build_tree
+from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_envelope, decode_trace
+from trace_analysis.model.results import Criteria
+from trace_analysis.model.spans import build_spans, may_carry_status, read_status
+from trace_analysis.model.tree import build_tree
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCH = 1_700_000_000_000_000  # µs; times below are offsets from it (0 means "not recorded")
@@ -189,7 +189,7 @@ def test_streams_a_large_export_in_bounded_memory(tmp_path: Path) -> None:
     """The analysis keeps the findings, not the traces: flagged results only."""
     path = tmp_path / "export.json"
     path.write_bytes(_generated_export(30_000))
-    from trace_analysis.loading import iter_file_traces
+    from trace_analysis.sources.files import iter_file_traces
 
     outcome = analyze_traces(iter_file_traces(path), Criteria(200_000))
     assert outcome.summary.spans >= 30_000

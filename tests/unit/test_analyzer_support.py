@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from trace_analysis.analysis import Outcome, analyze_traces
+from trace_analysis.analyses.analyzer import Outcome, analyze_traces
 from trace_analysis.cli import main
-from trace_analysis.loading import iter_file_traces
-from trace_analysis.model import Criteria
+from trace_analysis.model.results import Criteria
+from trace_analysis.sources.files import iter_file_traces
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 MALFORMED = FIXTURES / "malformed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from trace_analysis.model import GroupStats, Report, TraceResult
+from trace_analysis.model.results import GroupStats, Report, TraceResult
 
 
 def ms(us: float) -> float:

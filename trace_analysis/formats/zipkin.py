@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from trace_analysis.jaeger_format import UNKNOWN_SERVICE, Span
+from trace_analysis.formats.jaeger import UNKNOWN_SERVICE, Span
 
 
 class Endpoint(msgspec.Struct, gc=False):

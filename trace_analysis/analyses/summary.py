@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from array import array
 
-from trace_analysis.jaeger_format import Span
-from trace_analysis.model import GroupStats, Percentiles, Summary
+from trace_analysis.formats.jaeger import Span
+from trace_analysis.model.results import GroupStats, Percentiles, Summary
 
 
 class SummaryBuilder:

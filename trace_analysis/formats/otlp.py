@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from trace_analysis.jaeger_format import UNKNOWN_SERVICE, Span
+from trace_analysis.formats.jaeger import UNKNOWN_SERVICE, Span
 
 _NULL = msgspec.Raw(b"null")
 # Jaeger's span.kind words, which the rest of the analysis speaks

@@ -6,8 +6,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from trace_analysis import report_format as wording
-from trace_analysis.model import GroupStats, Report, TraceResult
+from trace_analysis.model.results import GroupStats, Report, TraceResult
+from trace_analysis.reports import wording
 
 MAX_OPERATIONS = 8
 

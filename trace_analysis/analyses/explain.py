@@ -12,13 +12,13 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from trace_analysis.analysis import Analyzer, Outcome
+from trace_analysis.analyses.analyzer import Analyzer, Outcome
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import JaegerTrace
-from trace_analysis.model import Criteria
+from trace_analysis.formats.jaeger import JaegerTrace
+from trace_analysis.model.results import Criteria
 
 if TYPE_CHECKING:
-    from trace_analysis.jaeger_client import JaegerClient
+    from trace_analysis.sources.jaeger_api import JaegerClient
 
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{1,32}$")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trace_analysis.jaeger_format import Span
-from trace_analysis.model import SkewFix
+from trace_analysis.formats.jaeger import Span
+from trace_analysis.model.results import SkewFix
+from trace_analysis.model.skew import skew_note, skew_shift
 
 
 @dataclass(slots=True)
@@ -64,12 +65,7 @@ class SpanTree:
                 reached.update(id(s) for s in extra)
                 order.extend(extra)
         if self.skew:
-            shifted = sorted({fix.service for fix in self.skew})
-            worst = max(self.skew, key=lambda fix: abs(fix.shift_us))
-            self.notes.append(
-                f"clock skew: {', '.join(shifted)} shifted to fit inside the calling span "
-                f"(largest shift {worst.shift_us / 1000:+.1f} ms)"
-            )
+            self.notes.append(skew_note(self.skew))
         return order
 
 
@@ -172,17 +168,9 @@ def _root_rank(span: Span) -> tuple[int, int]:
 
 
 def _walk(tops: list[Span], fixes: list[SkewFix]) -> list[Span]:
-    """Every span under ``tops``, parents first (depth first), correcting clock skew on the way.
-
-    A callee cannot start before its caller sent the request, whatever it does later. So a
-    child timed by another process's clock that starts before its (already corrected) parent,
-    and is shorter than it, is centred in the parent as Jaeger's clock-skew adjuster does
-    (network latency assumed equal both ways); the spans of its process below it move with
-    it. A child that merely ends after its parent is left alone: a server often finishes its
-    span after the response left, and a caller may give up first (a timeout); the critical
-    path clips such overhangs anyway. One process's spans share one clock and never move
-    relative to each other.
-    """
+    """Every span under ``tops``, parents first (depth first), with clock skew corrected on the
+    way (:func:`trace_analysis.model.skew.skew_shift`); a span moves with its process's
+    parent, so one process's spans never move relative to each other."""
     order: list[Span] = []
     shift: dict[int, int] = {}
     stack = list(reversed(tops))
@@ -194,14 +182,9 @@ def _walk(tops: list[Span], fixes: list[SkewFix]) -> list[Span]:
             if parent.clock == span.clock or not span.timed:
                 delta = shift.get(id(parent), 0) if span.timed else 0
             else:
-                delta = 0
-                p_start = parent.start
-                p_dur = parent.duration
-                start = span.start
-                if start < p_start and span.duration <= p_dur:
-                    delta = p_start + (p_dur - span.duration) // 2 - start
-                    if delta:
-                        fixes.append(SkewFix(span.span_id, span.service, delta))
+                delta = skew_shift(span, parent)
+                if delta:
+                    fixes.append(SkewFix(span.span_id, span.service, delta))
             if delta:
                 shift[id(span)] = delta
                 span.start += delta

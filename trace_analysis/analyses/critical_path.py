@@ -10,8 +10,8 @@ its caller, or residual clock skew, never makes the path longer than the root sp
 
 from __future__ import annotations
 
-from trace_analysis.jaeger_format import Span
-from trace_analysis.model import Culprit, PathStep
+from trace_analysis.formats.jaeger import Span
+from trace_analysis.model.results import Culprit, PathStep
 
 
 def critical_path(root: Span) -> list[tuple[Span, int, int]]:

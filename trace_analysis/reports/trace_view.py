@@ -9,8 +9,8 @@ import math
 from rich.console import Console
 from rich.text import Text
 
-from trace_analysis.model import Report, TraceResult, WaterfallRow
-from trace_analysis.report_format import (
+from trace_analysis.model.results import Report, TraceResult, WaterfallRow
+from trace_analysis.reports.wording import (
     duration,
     error_text,
     faults_text,

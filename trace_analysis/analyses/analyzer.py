@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from trace_analysis.critical_path import critical_path, culprit, path_steps
-from trace_analysis.jaeger_format import JaegerTrace, Span, decode_logs, decode_tags
-from trace_analysis.model import (
+from trace_analysis.analyses.critical_path import critical_path, culprit, path_steps
+from trace_analysis.analyses.summary import SummaryBuilder
+from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_logs, decode_tags
+from trace_analysis.model.results import (
     Criteria,
     ErrorOrigin,
     Fault,
@@ -24,9 +25,8 @@ from trace_analysis.model import (
     TraceResult,
     WaterfallRow,
 )
-from trace_analysis.spans import build_spans, read_statuses
-from trace_analysis.summary import SummaryBuilder
-from trace_analysis.tree import SpanTree, build_tree
+from trace_analysis.model.spans import build_spans, read_statuses
+from trace_analysis.model.tree import SpanTree, build_tree
 
 MAX_WATERFALL_ROWS = 400
 _LOG_MESSAGE_KEYS = ("error.message", "message", "error.object")  # OpenTracing-era logs

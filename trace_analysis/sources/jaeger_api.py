@@ -28,9 +28,9 @@ from urllib.parse import quote
 import msgspec
 import requests
 
-from trace_analysis import otlp_format
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import JaegerTrace, Span, decode_envelope, decode_trace
+from trace_analysis.formats import otlp
+from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_envelope, decode_trace
 
 MIN_SLICE_US = 1_000  # below 1 ms, a full page is accepted as it is (and reported)
 APIS = ("auto", "v3", "v1")
@@ -44,7 +44,7 @@ class _ServiceList(msgspec.Struct):
 
 
 class _V3Result(msgspec.Struct):
-    resource_spans: list[otlp_format.ResourceSpans] | None = msgspec.field(
+    resource_spans: list[otlp.ResourceSpans] | None = msgspec.field(
         default=None, name="resourceSpans"
     )
 
@@ -138,7 +138,7 @@ class JaegerClient:
         v3 API and ``--api`` allows falling back to v1."""
         response = self._request(path, params)
         content_type = response.headers.get("content-type", "")
-        error = otlp_format.v3_error_message(response.content)
+        error = otlp.v3_error_message(response.content)
         absent = response.status_code == 404 and error is None
         if absent or (response.status_code == 200 and "html" in content_type):
             if self.api == "v3":
@@ -160,7 +160,7 @@ class JaegerClient:
         if answer.result is not None:
             # one trace by id is shown whole (--trace): every span's HTTP status
             full = label.endswith("{id}")
-            otlp_format.collect_spans(answer.result.resource_spans, by_trace, full)
+            otlp.collect_spans(answer.result.resource_spans, by_trace, full)
         traces = {}
         for trace_id, spans in by_trace.items():
             trace = JaegerTrace(trace_id=trace_id, spans=spans)

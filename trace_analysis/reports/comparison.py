@@ -1,20 +1,20 @@
 """The comparison against a baseline in every report format: JSON (``comparison`` in the
 report, see ``report.schema.json``), the terminal table and Markdown. HTML is
-:mod:`trace_analysis.report_compare_html`. The wording is shared from here."""
+:mod:`trace_analysis.reports.comparison_html`. The wording is shared from here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from trace_analysis.compare import (
+from trace_analysis.analyses.compare import (
     Comparison,
     Contribution,
     OperationChange,
     SideStats,
     relative,
 )
-from trace_analysis.model import Source
-from trace_analysis.report_format import duration, iso, ms, percent
+from trace_analysis.model.results import Source
+from trace_analysis.reports.wording import duration, iso, ms, percent
 
 # the columns of a change, (header, SideStats field): "path self" is the mean self time per call
 # on the trace's critical path
@@ -246,7 +246,7 @@ def _p(value: float | None) -> float | None:
 
 
 def render_comparison_markdown(comparison: Comparison, candidate: str) -> str:
-    from trace_analysis.report_markdown import _cell
+    from trace_analysis.reports.markdown import _cell
 
     regressed = [op for op in comparison.operations if op.verdict == "regressed"]
     improved = [op for op in comparison.operations if op.verdict == "improved"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from html import escape
 
-from trace_analysis import report_format as wording
-from trace_analysis.model import GroupStats, Report, TraceResult, WaterfallRow
+from trace_analysis.model.results import GroupStats, Report, TraceResult, WaterfallRow
+from trace_analysis.reports import wording
 
 # colour-blind-safe palette (Okabe-Ito, without black); a service keeps its colour everywhere
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")

@@ -8,7 +8,7 @@ stdlib ``json`` module. Three things keep the analyzer fast and its memory flat:
   trace's spans are decoded at a time;
 * a span's tags and logs stay encoded until needed: decoding ``{key, type, value}`` tags is
   most of the cost of a span, and only a trace that can contain an error or a fault needs
-  them (see :mod:`trace_analysis.spans`);
+  them (see :mod:`trace_analysis.model.spans`);
 * the decoded :class:`Span` is also the analysis's span, with room for what the analysis
   derives, so no second object is built per span.
 """
@@ -53,7 +53,7 @@ class Span(msgspec.Struct):
     """
 
     span_id: str = msgspec.field(name="spanID")
-    # µs since the epoch (0: not recorded, see trace_analysis.tree); skew-corrected later
+    # µs since the epoch (0: not recorded, see trace_analysis.model.tree); skew-corrected later
     start: int = msgspec.field(default=0, name="startTime")
     duration: int = msgspec.field(default=0, name="duration")  # µs
     operation: str = msgspec.field(default="", name="operationName")
@@ -62,7 +62,7 @@ class Span(msgspec.Struct):
     logs: msgspec.Raw = _NULL  # still encoded: see decode_logs
     process_id: str = msgspec.field(default="", name="processID")
     inline_process: Process | None = msgspec.field(default=None, name="process")
-    # derived by trace_analysis.spans and trace_analysis.tree
+    # derived by trace_analysis.model.spans and trace_analysis.model.tree
     parent_id: str | None = None
     service: str = ""
     clock: str = ""  # the process that timed this span: spans of one clock cannot skew
@@ -88,9 +88,9 @@ class JaegerTrace(msgspec.Struct):
     spans: list[Span] = msgspec.field(name="spans")
     processes: dict[str, Process] = {}
     encoded: msgspec.Raw | None = None  # the trace's own JSON (set by decode_trace), scanned
-    # by trace_analysis.spans before any tag is decoded
+    # by trace_analysis.model.spans before any tag is decoded
     # set when the spans already carry service, parent and status (converted from OTLP or
-    # Zipkin, or merged from several entries): trace_analysis.spans then only links them
+    # Zipkin, or merged from several entries): trace_analysis.model.spans then only links them
     prepared: bool = False
     status_read: bool = False  # every span's tags were decoded (kind, status are known)
     entries: int = 1  # Jaeger entries of the input that held this trace (merged by span id)

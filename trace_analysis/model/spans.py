@@ -16,7 +16,7 @@ import re
 import msgspec
 
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import (
+from trace_analysis.formats.jaeger import (
     UNKNOWN_SERVICE,
     JaegerTrace,
     Process,

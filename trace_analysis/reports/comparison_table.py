@@ -7,8 +7,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from trace_analysis import report_compare as compared
-from trace_analysis.compare import Comparison, OperationChange
+from trace_analysis.analyses.compare import Comparison, OperationChange
+from trace_analysis.reports import comparison as compared
 
 
 def render_comparison_table(comparison: Comparison, candidate: str, console: Console) -> None:

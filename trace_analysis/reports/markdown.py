@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from trace_analysis import report_format as wording
-from trace_analysis.model import GroupStats, Report
+from trace_analysis.model.results import GroupStats, Report
+from trace_analysis.reports import wording
 
 
 def render_markdown(report: Report, top: int) -> str:

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from trace_analysis.model import GroupStats, Percentiles, Report, TraceResult
-from trace_analysis.report_format import iso, ms, trace_link
+from trace_analysis.model.results import GroupStats, Percentiles, Report, TraceResult
+from trace_analysis.reports.wording import iso, ms, trace_link
 
 SCHEMA_VERSION = 1
 

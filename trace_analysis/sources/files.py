@@ -28,9 +28,9 @@ from typing import Any
 
 import msgspec
 
-from trace_analysis import otlp_format, zipkin_format
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import (
+from trace_analysis.formats import otlp, zipkin
+from trace_analysis.formats.jaeger import (
     JaegerError,
     JaegerTrace,
     Span,
@@ -38,7 +38,7 @@ from trace_analysis.jaeger_format import (
     decode_trace,
     describe_error,
 )
-from trace_analysis.spans import merge_entries
+from trace_analysis.model.spans import merge_entries
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -116,7 +116,7 @@ class Collected:
         elif document.trace is not _ABSENT:
             self._add_otlp_object(document.trace, where, "Tempo (OTLP JSON)")
         elif document.error is not _ABSENT:
-            message = otlp_format.v3_error_message(b'{"error":' + bytes(document.error) + b"}")
+            message = otlp.v3_error_message(b'{"error":' + bytes(document.error) + b"}")
             raise AnalyzerError(
                 f"{where}: this is an error answer, not traces: {message or 'no message'}"
             )
@@ -184,14 +184,14 @@ class Collected:
         encoded = msgspec.json.encode(items)
         try:
             if nested:
-                spans = _flatten(zipkin_format.ZIPKIN_TRACES.decode(encoded))
+                spans = _flatten(zipkin.ZIPKIN_TRACES.decode(encoded))
             else:
-                spans = zipkin_format.ZIPKIN_SPANS.decode(encoded)
+                spans = zipkin.ZIPKIN_SPANS.decode(encoded)
         except msgspec.DecodeError as exc:
             problem = describe_error(exc, "the list")
             raise AnalyzerError(f"{where}: Zipkin v2 JSON: {problem}") from None
         by_trace: dict[str, list[Span]] = {}
-        zipkin_format.collect_spans(spans, by_trace)
+        zipkin.collect_spans(spans, by_trace)
         self.add_spans(by_trace, converted=True)
 
     def _add_otlp_object(self, raw: msgspec.Raw, where: str, shape: str) -> None:
@@ -203,12 +203,12 @@ class Collected:
     def _add_otlp(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         self.shapes.add(shape)
         try:
-            blocks = otlp_format.RESOURCE_SPANS.decode(raw)
+            blocks = otlp.RESOURCE_SPANS.decode(raw)
         except msgspec.DecodeError as exc:
             problem = describe_error(exc, "resourceSpans")
             raise AnalyzerError(f"{where}: {shape}: {problem}") from None
         by_trace: dict[str, list[Span]] = {}
-        otlp_format.collect_spans(blocks, by_trace)
+        otlp.collect_spans(blocks, by_trace)
         self.add_spans(by_trace, converted=True)
 
     def traces(self) -> Iterator[JaegerTrace]:
@@ -328,7 +328,7 @@ def _iter_lines(buffer: Any, source: str) -> Iterator[JaegerTrace]:
     last_line: dict[str, int] = {}
     for index, (start, end) in enumerate(lines):
         for found in set(_SPAN_TRACE_ID.findall(buffer, start, end)):
-            last_line[otlp_format.hex_id(found.decode())] = index
+            last_line[otlp.hex_id(found.decode())] = index
     collected = Collected(source)
     for index, (start, end) in enumerate(lines):
         line = view[start:end]

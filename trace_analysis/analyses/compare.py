@@ -26,13 +26,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trace_analysis.analysis import error_message
-from trace_analysis.critical_path import critical_path
-from trace_analysis.jaeger_format import JaegerTrace, Span
-from trace_analysis.model import Source
-from trace_analysis.spans import build_spans
-from trace_analysis.summary import percentiles
-from trace_analysis.tree import build_tree
+from trace_analysis.analyses.analyzer import error_message
+from trace_analysis.analyses.critical_path import critical_path
+from trace_analysis.analyses.summary import percentiles
+from trace_analysis.formats.jaeger import JaegerTrace, Span
+from trace_analysis.model.results import Source
+from trace_analysis.model.spans import build_spans
+from trace_analysis.model.tree import build_tree
 
 DEFAULT_MIN_CHANGE = 0.20  # relative change of p50 or p95 that counts
 DEFAULT_MIN_CHANGE_TEXT = f"{DEFAULT_MIN_CHANGE:.0%}"  # the same, as --min-change takes it

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from html import escape
 
-from trace_analysis import report_compare as compared
-from trace_analysis.compare import Comparison, OperationChange
-from trace_analysis.model import Report
-from trace_analysis.report_format import source_text
-from trace_analysis.report_html import page_head, render_html
+from trace_analysis.analyses.compare import Comparison, OperationChange
+from trace_analysis.model.results import Report
+from trace_analysis.reports import comparison as compared
+from trace_analysis.reports.html_report import page_head, render_html
+from trace_analysis.reports.wording import source_text
 
 
 def render_comparison_html(report: Report, comparison: Comparison, top: int, traces: bool) -> str:
