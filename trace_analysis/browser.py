@@ -38,14 +38,14 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from trace_analysis import report_format as wording
-from trace_analysis.analysis import Analyzer
-from trace_analysis.cli import DEFAULT_SERVICE, parse_lookback
+from trace_analysis.analyses.analyzer import Analyzer
+from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
+from trace_analysis.cli_common import DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.explain import check_ids, explain, from_jaeger
-from trace_analysis.jaeger_client import JaegerClient, iter_window
-from trace_analysis.model import Criteria, Source, TraceResult
-from trace_analysis.report_html import page_head, render_html
+from trace_analysis.model.results import Criteria, Source, TraceResult
+from trace_analysis.reports import wording
+from trace_analysis.reports.html_report import page_head, render_html
+from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 
 LOOKBACKS = ("15m", "1h", "6h", "1d", "2d")
 SECURITY_HEADERS = {

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from tests.unit.test_analyzer_support import FIXTURES
 from trace_analysis import browser
-from trace_analysis.analysis import Analyzer
-from trace_analysis.loading import iter_file_traces
+from trace_analysis.analyses.analyzer import Analyzer
+from trace_analysis.sources.files import iter_file_traces
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
 
