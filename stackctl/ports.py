@@ -7,10 +7,14 @@ import json
 import os
 import random
 import socket
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER, ServiceSpec
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,29 @@ def _ephemeral_start() -> int:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
+
+
+def run_dir(env: Mapping[str, str]) -> Path:
+    """Where ``make up`` keeps pid files, logs and the record of its ports: ``RUN_DIR``, by
+    default run/ in the checkout."""
+    return Path(env.get("RUN_DIR", ROOT / "run")).resolve()
+
+
+def record_of(run: Path) -> Path:
+    """The record of the ports the running stack's ``up`` used (removed by ``down``)."""
+    return run / "ports.json"
+
+
+def local_browser(jaeger_url: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The trace browser's URL of the local stack (``make up``) whose Jaeger query API is at
+    ``jaeger_url``, from the ports its ``up`` recorded; None when no such stack runs."""
+    address = urlsplit(jaeger_url)
+    recorded = Ports.load(record_of(run_dir(os.environ if env is None else env)))
+    if recorded is None or address.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return None
+    if address.port != recorded.jaeger_query:
+        return None
+    return f"http://127.0.0.1:{recorded.trace_browser}"
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

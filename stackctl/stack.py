@@ -26,11 +26,8 @@ import httpx
 
 from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
 from stackctl.admin_token import admin_token
-from stackctl.ports import Ports, port_in_use, port_owner
+from stackctl.ports import ROOT, Ports, port_in_use, port_owner, record_of, run_dir
 from stackctl.process import ManagedProcess, StartError, live_pid
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # The shell's own values win over these.
 LOCAL_DEFAULTS = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local"}
@@ -125,7 +122,7 @@ class Stack:
     @property
     def ports_file(self) -> Path:
         """Where ``up`` records the ports it used."""
-        return self.run_dir / "ports.json"
+        return record_of(self.run_dir)
 
     # --- process definitions ----------------------------------------------------------------
 
@@ -313,14 +310,14 @@ def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stac
     :func:`stackctl.admin_token.admin_token`.
     """
     env = dict(os.environ) if env is None else env
-    run_dir = Path(env.get("RUN_DIR", ROOT / "run")).resolve()
+    run = run_dir(env)
     asked = Ports.from_env(env)
-    up = running(run_dir)
-    recorded = Ports.load(run_dir / "ports.json") if up else None
+    up = running(run)
+    recorded = Ports.load(record_of(run)) if up else None
     ports = recorded or asked
-    token = admin_token(run_dir, env, create=starts and not up)
+    token = admin_token(run, env, create=starts and not up)
     stack = Stack(
-        run_dir=run_dir,
+        run_dir=run,
         data_dir=Path(env.get("DATA_DIR", ROOT / "data")),
         ports=ports,
         env={"ADMIN_TOKEN": token} if token else {},

@@ -163,7 +163,7 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         return HTMLResponse(_list_page(search, services, found, warnings, settings))
 
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
-    def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
+    def trace(trace_id: str, jaeger: Jaeger, request: Request) -> HTMLResponse:
         try:
             wanted = check_ids([trace_id])
             outcome = explain(from_jaeger(jaeger, wanted), settings.criteria, wanted)
@@ -171,9 +171,9 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
             message = str(exc)
             status = 404 if "not found" in message else 400 if "not a trace id" in message else 502
             return _error_page(message, status)
-        # The page's own links ("open in Jaeger") go to a Jaeger UI where there is one.
-        source = Source("jaeger", settings.jaeger_ui or settings.jaeger_url, trace_ids=wanted)
-        source.api = jaeger.used
+        # The page's own links go to a Jaeger UI where there is one, else to this page.
+        source = Source("jaeger", settings.jaeger_url, trace_ids=wanted, api=jaeger.used)
+        source.link_base = settings.jaeger_ui or str(request.base_url)
         report = outcome.report(source, settings.criteria, [])
         page = render_html(report, top=1, explained=True)
         return HTMLResponse(page.replace("<body>", "<body>" + _nav(), 1))

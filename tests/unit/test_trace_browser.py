@@ -5,11 +5,13 @@ browser, stack and search are in tests/e2e/test_trace_browser.py."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.test_analyzer_support import FIXTURES
+from stackctl.ports import Ports
+from tests.unit.test_analyzer_support import FIXTURES, run_cli
 from trace_analysis import browser
 from trace_analysis.analyses.analyzer import Analyzer
 from trace_analysis.sources.files import iter_file_traces
@@ -66,3 +68,38 @@ def test_only_get_is_served_and_scripts_are_refused() -> None:
         assert down.status_code == 502 and "cannot reach Jaeger" in down.text
         assert "default-src 'none'" in down.headers["content-security-policy"]
         assert client.get("/trace/xyz").status_code == 400
+
+
+# --- where reports link each trace ------------------------------------------------------------
+
+
+def json_links(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    result = run_cli(capsys, "200", "-i", FIXTURES / "mixed.json", "-f", "json", *args)
+    assert result.code == 0, result.err
+    return [trace["jaeger_url"] for trace in result.json()["traces"]]
+
+
+def test_reports_link_to_jaeger_by_default_and_to_a_given_base(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    links = json_links(capsys, "--jaeger-url", "http://localhost:16686")
+    assert links and all(link.startswith("http://localhost:16686/trace/") for link in links)
+    links = json_links(capsys, "--link-base", "https://jaeger.example/ui/")
+    assert all(link.startswith("https://jaeger.example/ui/trace/") for link in links)
+    monkeypatch.setenv("TRACE_LINK_BASE", "http://10.0.0.5:16686")
+    assert json_links(capsys)[0].startswith("http://10.0.0.5:16686/trace/")
+
+
+def test_in_local_mode_reports_link_to_the_trace_browser(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`make up` recorded its ports: a report on its Jaeger links to its trace browser."""
+    ports = dataclasses.replace(Ports(), jaeger_query=17686, trace_browser=17680)
+    ports.save(tmp_path / "run" / "ports.json")
+    monkeypatch.setenv("RUN_DIR", str(tmp_path / "run"))
+    links = json_links(capsys, "--jaeger-url", "http://localhost:17686")
+    assert all(link.startswith("http://127.0.0.1:17680/trace/") for link in links)
+    other = json_links(capsys, "--jaeger-url", "http://localhost:16686")
+    assert other[0].startswith("http://localhost:16686/trace/"), "another Jaeger: its own UI"
+    remote = json_links(capsys, "--jaeger-url", "http://jaeger.example:17686")
+    assert remote[0].startswith("http://jaeger.example:17686/trace/")

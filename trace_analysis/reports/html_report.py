@@ -154,7 +154,7 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
             f'<td><a class="mono" href="#trace-{escape(trace.trace_id)}">'
             f"{escape(trace.trace_id)}</a><br>"
             f'<a href="{escape(wording.trace_link(report, trace.trace_id))}">'
-            "open in Jaeger</a></td>"
+            "open the trace</a></td>"
             f'<td class="num">{wording.duration(trace.latency_us)}</td>'
             f"<td>{_tags(trace)}</td>"
             f"<td>{'<br>'.join(why)}</td>"
