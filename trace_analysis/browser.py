@@ -44,7 +44,7 @@ from trace_analysis.cli_common import DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.model.results import Criteria, Source, TraceResult
 from trace_analysis.reports import wording
-from trace_analysis.reports.html_report import page_head, render_html
+from trace_analysis.reports.html_report import page_head, render_html, tags, why
 from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 
 LOOKBACKS = ("15m", "1h", "6h", "1d", "2d")
@@ -273,18 +273,6 @@ def _form(search: Search, services: list[str]) -> str:
 def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
     rows = []
     for trace in traces:
-        status = '<span class="tag error">error</span>' if trace.error else "ok"
-        if trace.slow:
-            status += ' <span class="tag slow">slow</span>'
-        why = [
-            f"<b>{label}</b> {escape(text)}"
-            for label, text in (
-                ("culprit", wording.culprit_text(trace)),
-                ("failed", wording.error_text(trace)),
-                ("fault", wording.faults_text(trace)),
-            )
-            if text
-        ]
         link = f"/trace/{quote(trace.trace_id, safe='')}"
         jaeger = ""
         if settings.jaeger_ui:
@@ -298,8 +286,8 @@ def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
             f'<span class="muted">{trace.span_count} spans, '
             f"{escape(', '.join(trace.services))}</span></td>"
             f'<td class="num">{wording.duration(trace.latency_us)}</td>'
-            f"<td>{status}</td>"
-            f"<td>{'<br>'.join(why) or '-'}</td>"
+            f"<td>{tags(trace) or 'ok'}</td>"
+            f"<td>{why(trace) or '-'}</td>"
             "</tr>"
         )
     head = (
