@@ -17,7 +17,7 @@ help: ## List the targets
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
 
-up: ## Start Jaeger, the collector and the four services; wait until healthy
+up: ## Start Jaeger, the collector, the four services and the trace browser; wait until healthy
 	@$(ENSURE)
 	@$(PY) -m stackctl up
 
