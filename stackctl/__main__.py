@@ -58,7 +58,8 @@ def _up(stack: Stack) -> None:
 
 @app.command()
 def up() -> None:
-    """Start Jaeger, the collector and the four services (what is not running yet)."""
+    """Start Jaeger, the collector, the four services and the trace browser (what is not
+    running yet)."""
     stack = _stack(starts=True)
     _up(stack)
     console.print(
@@ -86,11 +87,12 @@ def down() -> None:
 
 @app.command()
 def url(
-    what: Annotated[str, typer.Argument(help="gateway or jaeger")] = "gateway",
+    what: Annotated[str, typer.Argument(help="gateway, jaeger or browser")] = "gateway",
 ) -> None:
-    """The base URL of the gateway or Jaeger's query API, on the ports the stack runs on."""
+    """The base URL of the gateway, Jaeger's query API or the trace browser, on the ports the
+    stack runs on."""
     stack = _stack()
-    urls = {"gateway": stack.gateway_url, "jaeger": stack.jaeger_url}
+    urls = {"gateway": stack.gateway_url, "jaeger": stack.jaeger_url, "browser": stack.browser_url}
     if what not in urls:
         console.print(f"[red]error:[/red] {what!r} is not one of {', '.join(urls)}")
         raise typer.Exit(2)
