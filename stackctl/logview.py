@@ -13,6 +13,7 @@ LEVEL_KEYS = ("level", "severity")
 MESSAGE_KEYS = ("message", "msg")
 # Fields every line of a process carries, or that only locate the code: noise when reading.
 QUIET_KEYS = {"service", "logger", "caller", "resource", "otelcol.component.id", "otelcol.signal"}
+QUIET_KEYS |= {"color_message"}  # uvicorn repeats its message with terminal escapes
 QUIET_KEYS |= {"otelcol.component.kind", "otelcol.pipeline.id", "stacktrace", "span_id"}
 # A service's request line (servicekit's middleware) says its request in these fields.
 REQUEST_KEYS = ("http.request.method", "http.route", "http.response.status_code", "duration_ms")

@@ -228,4 +228,6 @@ def test_zap_lines_and_plain_lines() -> None:
     zap = json.dumps({"level": "warn", "ts": 1764972784.5, "msg": "retrying", "error": "EOF"})
     assert readable(zap) == "22:13:04.500 WARN  retrying  error=EOF"
     assert readable("Traceback (most recent call last):") == "Traceback (most recent call last):"
+    uvicorn = json.dumps({"message": "Uvicorn running", "color_message": "\x1b[1mUvicorn\x1b[0m"})
+    assert "\x1b" not in readable(uvicorn)
     assert readable("[1, 2]") == "[1, 2]"
