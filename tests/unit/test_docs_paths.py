@@ -77,3 +77,11 @@ def test_pointers_to_doc_sections_resolve() -> None:
         for doc, section in re.findall(r"((?:docs/)?[\w-]+\.md) \"([^\"]+)\"", path.read_text()):
             headings = anchors(ROOT / doc)
             assert slug(section) in headings, f"{path.name}: no section {section!r} in {doc}"
+
+
+def test_the_go_the_readme_asks_for_is_the_one_the_installer_checks() -> None:
+    """The installer requires the `go` line of the Jaeger build module; the README says so."""
+    go_mod = (ROOT / "jaeger" / "build" / "go.mod").read_text()
+    needed = re.search(r"^go (\S+)$", go_mod, re.MULTILINE)
+    assert needed is not None
+    assert f"Go {needed[1]} or newer" in README.read_text()
