@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page (inline CSS, no script, nothing fetched).
 
-Besides the summary it draws a waterfall per flagged trace, so it doubles as the trace view
-of local mode, whose go-installed Jaeger serves no UI; each trace also links to the Jaeger UI.
+Besides the summary it draws a waterfall per flagged trace; the trace browser
+(``trace_analysis.browser``) shows each trace with it. Each trace also links to its page at the
+report's link base (:func:`~trace_analysis.reports.wording.trace_link`).
 """
 
 from __future__ import annotations
