@@ -160,7 +160,9 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
             found, warnings = _search(jaeger, search, settings) if search.service else ([], [])
         except AnalyzerError as exc:
             return _error_page(str(exc), 502)
-        return HTMLResponse(_list_page(search, services, found, warnings, settings))
+        operations = _operations(jaeger, search.service)
+        page = _list_page(search, services, operations, found, warnings, settings)
+        return HTMLResponse(page)
 
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
     def trace(trace_id: str, jaeger: Jaeger, request: Request) -> HTMLResponse:
@@ -207,6 +209,14 @@ def _search(
     return found, warnings
 
 
+def _operations(jaeger: JaegerClient, service: str) -> list[str]:
+    """The service's operations, offered in the search form; a hint only, so never an error."""
+    try:
+        return jaeger.operations(service) if service else []
+    except AnalyzerError:
+        return []
+
+
 def _nav() -> str:
     return '<nav class="browser"><a href="/">&larr; all traces</a></nav>'
 
@@ -219,6 +229,7 @@ def _error_page(message: str, status: int) -> HTMLResponse:
 def _list_page(
     search: Search,
     services: list[str],
+    operations: list[str],
     found: list[TraceResult],
     warnings: list[str],
     settings: BrowserSettings,
@@ -231,7 +242,7 @@ def _list_page(
         f'<div class="muted">{escape(where)}, last {escape(search.lookback)}: '
         f"{len(found)} trace(s), {len(flagged)} flagged (slower than "
         f"{settings.slow_ms:g} ms or failing).</div>",
-        _form(search, services),
+        _form(search, services, operations),
     ]
     parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
     if not services:
@@ -244,12 +255,13 @@ def _list_page(
     return "\n".join(parts)
 
 
-def _form(search: Search, services: list[str]) -> str:
+def _form(search: Search, services: list[str], operations: list[str]) -> str:
     options = "".join(
         f'<option value="{escape(s)}"{" selected" if s == search.service else ""}>'
         f"{escape(s)}</option>"
         for s in services or [search.service]
     )
+    known = "".join(f'<option value="{escape(name)}"></option>' for name in operations)
     lookbacks = "".join(
         f"<option{' selected' if value == search.lookback else ''}>{value}</option>"
         for value in LOOKBACKS
@@ -257,8 +269,9 @@ def _form(search: Search, services: list[str]) -> str:
     return (
         '<form class="search" method="get" action="/">'
         f'<label>service<select name="service">{options}</select></label>'
-        '<label>operation<input name="operation" placeholder="any" '
+        '<label>operation<input name="operation" placeholder="any" list="operations" '
         f'value="{escape(search.operation)}"></label>'
+        f'<datalist id="operations">{known}</datalist>'
         '<label>min duration (ms)<input name="min_ms" type="number" min="0" step="any" '
         f'value="{search.min_ms:g}"></label>'
         f'<label>window<select name="lookback">{lookbacks}</select></label>'

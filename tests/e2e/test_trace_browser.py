@@ -58,6 +58,8 @@ def test_navigate_search_and_open_a_trace(stack: Stack, traces: dict[str, str], 
     page.open(f"{stack.browser_url}/")
     assert page.evaluate("document.title") == "Trace browser"
     assert page.evaluate("document.querySelector('select[name=service]').value") == "api-gateway"
+    known = page.evaluate("[...document.querySelectorAll('#operations option')].map(o => o.value)")
+    assert "POST /api/orders" in known, "the service's operations are offered"
     recent, flagged = rows_of(page, "Recent"), rows_of(page, "Flagged")
     assert all(trace_id in recent for trace_id in traces.values())
     assert traces["slow"] in flagged and traces["failed"] in flagged

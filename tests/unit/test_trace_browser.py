@@ -38,7 +38,10 @@ def test_it_listens_on_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> N
 def test_the_list_shows_status_culprit_and_failure() -> None:
     traces = analyzed()
     search = browser.Search("api-gateway", "", 0, False, "1h", 100)
-    page = browser._list_page(search, ["api-gateway"], traces, [], browser.BrowserSettings())
+    page = browser._list_page(
+        search, ["api-gateway"], ["POST /api/orders"], traces, [], browser.BrowserSettings()
+    )
+    assert '<option value="POST /api/orders"></option>' in page
     flagged = [t for t in traces if t.slow or t.error]
     assert f"<h2>Flagged ({len(flagged)})</h2>" in page
     assert f"<h2>Recent ({len(traces)})</h2>" in page
@@ -53,7 +56,7 @@ def test_every_value_from_a_trace_or_a_search_is_escaped() -> None:
     )
     search = browser.Search(HOSTILE, HOSTILE, 0, True, "1h", 10)
     settings = browser.BrowserSettings(jaeger_ui=f"http://ui.example/{HOSTILE}")
-    page = browser._list_page(search, [HOSTILE], [trace], [HOSTILE], settings)
+    page = browser._list_page(search, [HOSTILE], [HOSTILE], [trace], [HOSTILE], settings)
     assert "<img" not in page and "<script>" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert browser._error_page(HOSTILE, 502).body.count(b"<img") == 0
