@@ -41,6 +41,7 @@ from trace_analysis.cli_common import (
     exit_status,
     parse_lookback,
     plain_width,
+    trace_link_base,
 )
 from trace_analysis.cli_common import criteria as make_criteria
 from trace_analysis.errors import AnalyzerError
@@ -157,6 +158,16 @@ def analyze(
             help="judge slow on the root span, or on the longest span of --service/--operation",
         ),
     ] = SlowBy.root,
+    link_base: Annotated[
+        str | None,
+        typer.Option(
+            "--link-base",
+            envvar="TRACE_LINK_BASE",
+            help="where reports link each trace (<base>/trace/<id>) [default: the trace "
+            "browser of the local stack (make up) reading --jaeger-url, else Jaeger's UI "
+            "there]",
+        ),
+    ] = None,
     trace_ids: Annotated[
         list[str] | None,
         typer.Option(
@@ -218,6 +229,7 @@ def analyze(
             timeout,
             output_format,
             output,
+            link_base,
         )
     if baseline is not None or baseline_offset is not None or baseline_window is not None:
         from trace_analysis.compare_run import CompareRequest, parse_min_change, run_comparison
@@ -288,6 +300,7 @@ def analyze(
                 limit or DEFAULT_LIMIT,
                 waterfall,
             )
+    source.link_base = trace_link_base(jaeger_url, link_base)
     report = outcome.report(source, criteria, warnings)
     _emit(report, output_format, output, top)
     return exit_status(report, fail_on)
@@ -335,6 +348,7 @@ def _explain(
     timeout: float,
     output_format: Format,
     output: Path | None,
+    link_base: str | None = None,
 ) -> int:
     """``--trace``: the traces asked for, each with its waterfall and findings."""
     from trace_analysis.analyses.explain import check_ids, explain, from_jaeger, from_traces
@@ -355,6 +369,7 @@ def _explain(
         finally:
             source.queries = client.queries
             source.api = client.used
+    source.link_base = trace_link_base(jaeger_url, link_base)
     report = Report(
         source=source,
         criteria=criteria,

@@ -31,6 +31,18 @@ _UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
 _UNIT_US |= {"d": 24 * _UNIT_US["h"], "w": 7 * 24 * _UNIT_US["h"]}
 
 
+def trace_link_base(jaeger_url: str, given: str | None) -> str | None:
+    """Where reports link each trace (``<base>/trace/<id>``): ``given`` (``--link-base``,
+    ``TRACE_LINK_BASE``); else, when ``jaeger_url`` is the Jaeger of the local stack that
+    ``make up`` runs from this checkout, its trace browser, since that Jaeger has no UI; else
+    None: Jaeger's own UI at ``jaeger_url``."""
+    if given:
+        return given.rstrip("/")
+    from stackctl.ports import local_browser
+
+    return local_browser(jaeger_url)
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"

@@ -171,6 +171,8 @@ class Source:
     queries: int = 0
     api: str | None = None  # the Jaeger query API that answered: "v3" or "v1"
     trace_ids: list[str] | None = None  # --trace: the traces asked for
+    # where reports link each trace, <link_base>/trace/<id>; None: Jaeger's UI at jaeger_url
+    link_base: str | None = None
 
 
 @dataclass(slots=True)

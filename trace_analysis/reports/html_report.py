@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page (inline CSS, no script, nothing fetched).
 
-Besides the summary it draws a waterfall per flagged trace, so it doubles as the trace view
-of local mode, whose go-installed Jaeger serves no UI; each trace also links to the Jaeger UI.
+Besides the summary it draws a waterfall per flagged trace; the trace browser
+(``trace_analysis.browser``) shows each trace with it. Each trace also links to its page at the
+report's link base (:func:`~trace_analysis.reports.wording.trace_link`).
 """
 
 from __future__ import annotations
@@ -140,24 +141,15 @@ def _cards(report: Report) -> str:
 def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
     rows = []
     for trace in traces:
-        why = [
-            f"<b>{label}</b> {escape(text)}"
-            for label, text in (
-                ("culprit", wording.culprit_text(trace)),
-                ("failed", wording.error_text(trace)),
-                ("fault", wording.faults_text(trace)),
-            )
-            if text
-        ]
         rows.append(
             "<tr>"
             f'<td><a class="mono" href="#trace-{escape(trace.trace_id)}">'
             f"{escape(trace.trace_id)}</a><br>"
             f'<a href="{escape(wording.trace_link(report, trace.trace_id))}">'
-            "open in Jaeger</a></td>"
+            "open the trace</a></td>"
             f'<td class="num">{wording.duration(trace.latency_us)}</td>'
-            f"<td>{_tags(trace)}</td>"
-            f"<td>{'<br>'.join(why)}</td>"
+            f"<td>{tags(trace)}</td>"
+            f"<td>{why(trace)}</td>"
             "</tr>"
         )
     return (
@@ -167,7 +159,21 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
     )
 
 
-def _tags(trace: TraceResult) -> str:
+def why(trace: TraceResult) -> str:
+    """Why a trace is flagged, one line each: its culprit, first failure and faults."""
+    return "<br>".join(
+        f"<b>{label}</b> {escape(text)}"
+        for label, text in (
+            ("culprit", wording.culprit_text(trace)),
+            ("failed", wording.error_text(trace)),
+            ("fault", wording.faults_text(trace)),
+        )
+        if text
+    )
+
+
+def tags(trace: TraceResult) -> str:
+    """The trace's flags (slow, error, incomplete) as tags."""
     names = [("slow", trace.slow), ("error", trace.error), ("incomplete", trace.incomplete)]
     return "".join(f'<span class="tag {name}">{name}</span>' for name, on in names if on)
 
@@ -192,7 +198,7 @@ def _trace_section(report: Report, trace: TraceResult, colours: dict[str, str]) 
     link = escape(wording.trace_link(report, trace.trace_id))
     return (
         f'<section class="trace" id="trace-{escape(trace.trace_id)}">'
-        f"<h3>{escape(trace.trace_id)} {_tags(trace)}</h3>"
+        f"<h3>{escape(trace.trace_id)} {tags(trace)}</h3>"
         f'<a href="{link}">{link}</a>'
         f'<ul class="facts">{items}</ul>'
         f"{_waterfall(trace, colours)}</section>"

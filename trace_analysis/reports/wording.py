@@ -58,7 +58,10 @@ def iso(us: int | None) -> str | None:
 
 
 def trace_link(report: Report, trace_id: str) -> str:
-    return f"{report.source.jaeger_url.rstrip('/')}/trace/{trace_id}"
+    """The trace's page: in the trace browser or Jaeger UI at the source's link base, else in
+    Jaeger's UI at its query URL."""
+    base = report.source.link_base or report.source.jaeger_url
+    return f"{base.rstrip('/')}/trace/{trace_id}"
 
 
 def criteria_text(report: Report) -> str:

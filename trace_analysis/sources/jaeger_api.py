@@ -43,6 +43,15 @@ class _ServiceList(msgspec.Struct):
     services: list[str] | None = None  # v3
 
 
+class _Operation(msgspec.Struct):
+    name: str
+
+
+class _OperationList(msgspec.Struct):
+    data: list[str] | None = None  # v1
+    operations: list[_Operation] | None = None  # v3
+
+
 class _V3Result(msgspec.Struct):
     resource_spans: list[otlp.ResourceSpans] | None = msgspec.field(
         default=None, name="resourceSpans"
@@ -130,6 +139,19 @@ class JaegerClient:
         except msgspec.DecodeError:
             return []
         return sorted(answer.services or answer.data or [])
+
+    def operations(self, service: str) -> list[str]:
+        """The operation names Jaeger knows for ``service``, sorted (v3, else v1)."""
+        if self.used == "v1":
+            path, params = f"/api/services/{quote(service, safe='')}/operations", {}
+        else:
+            path, params = "/api/v3/operations", {"service": service}
+        try:
+            answer = msgspec.json.decode(self._get(path, params), type=_OperationList)
+        except msgspec.DecodeError:
+            return []
+        names = answer.data or [operation.name for operation in answer.operations or []]
+        return sorted(names)
 
     def _v3(
         self, path: str, params: dict[str, str | int], label: str
