@@ -167,7 +167,7 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
     def trace(trace_id: str, jaeger: Jaeger, request: Request) -> HTMLResponse:
         try:
-            wanted = check_ids([trace_id])
+            wanted = check_ids([trace_id], from_file=False)
             outcome = explain(from_jaeger(jaeger, wanted), settings.criteria, wanted)
         except AnalyzerError as exc:
             message = str(exc)
