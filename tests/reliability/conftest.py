@@ -55,6 +55,7 @@ class StackFactory:
             ports=Ports.free(),
             env={"FAULT_SEED": "7", **(env or {})},
             with_prometheus=False,
+            with_browser=False,
         )
         self.stacks.append(stack)
         try:

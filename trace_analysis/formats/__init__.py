@@ -1,0 +1,2 @@
+"""Trace file and API formats, decoded into one span type (:class:`formats.jaeger.Span`):
+Jaeger JSON (``jaeger``), OTLP JSON (``otlp``) and Zipkin v2 JSON (``zipkin``)."""
