@@ -286,9 +286,8 @@ def test_forwarding_headers_from_an_untrusted_peer_are_ignored(
 @pytest.fixture(scope="module")
 def proxied_stack(stacks: StackFactory) -> Iterator[Stack]:
     """A stack behind a trusted proxy on 127.0.0.1 (the tests play that proxy)."""
-    stack = stacks.start("trusted-proxy", env={"TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"})
-    yield stack
-    stacks.stop(stack)
+    with stacks.running("trusted-proxy", env={"TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"}) as stack:
+        yield stack
 
 
 @pytest.mark.parametrize(
