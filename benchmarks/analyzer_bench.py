@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     if ratios:
         lines += [
             "",
-            f"This analyzer against {args.against_label} ({args.against}), run alternately:",
+            f"This analyzer against {args.against_label}, run alternately:",
         ]
         lines += [f"- {ratio}" for ratio in ratios]
     same = found[0][5]["traces"] == found[1][5]["traces"]
