@@ -39,11 +39,11 @@ from trace_analysis.cli_common import (
     ProgressBar,
     SlowBy,
     exit_status,
+    flag_criteria,
     parse_lookback,
     plain_width,
     trace_link_base,
 )
-from trace_analysis.cli_common import criteria as make_criteria
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.model.results import Criteria, Report, Source
 from trace_analysis.sources.files import iter_file_traces
@@ -270,7 +270,7 @@ def analyze(
     window_us = parse_lookback(lookback)  # checked even when --input makes it moot
     if not re.match(r"^https?://[^/\s]+", jaeger_url):
         raise AnalyzerError(f"invalid --jaeger-url {jaeger_url!r}: expected http(s)://host:port")
-    criteria = make_criteria(threshold_us, errors_only, service, operation, slow_by)
+    criteria = flag_criteria(threshold_us, errors_only, service, operation, slow_by)
     waterfall = output_format is Format.html
     warnings: list[str] = []
     if input_path is not None:

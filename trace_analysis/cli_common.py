@@ -61,7 +61,7 @@ class SlowBy(StrEnum):
     span = "span"  # the longest span of --service / --operation
 
 
-def criteria(
+def flag_criteria(
     threshold_us: int | None,
     errors_only: bool,
     service: str | None,

@@ -32,10 +32,10 @@ from trace_analysis.cli_common import (
     ProgressBar,
     SlowBy,
     exit_status,
+    flag_criteria,
     parse_lookback,
     plain_width,
 )
-from trace_analysis.cli_common import criteria as make_criteria
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.jaeger import JaegerTrace
 from trace_analysis.model.results import Report, Source
@@ -144,7 +144,7 @@ def run_comparison(request: CompareRequest) -> int:
         baseline_warnings.append(f"stopped at --limit ({limit:,} traces): more were there")
 
     candidate = SideCollector(service, request.operation)
-    criteria = make_criteria(
+    criteria = flag_criteria(
         request.threshold_us,
         request.errors_only,
         request.service,

@@ -182,9 +182,10 @@ def convert(otlp: OtlpSpan, service: str, clock: str, full: bool = False) -> Spa
         clock=clock,
         kind=_KINDS.get(kind, "internal") if kind.__class__ is int else _kind_name(kind),  # type: ignore[arg-type]
         error=error,
-        error_evidence=BY_STATUS if error else None,
         status_message=(status.message or None) if status is not None else None,
     )
+    if error:
+        span.error_evidence = BY_STATUS
     attributes = otlp.attributes
     if attributes is not _NULL and (full or error or _attributes_matter(attributes)):
         _read_attributes(span, attributes)

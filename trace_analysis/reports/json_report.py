@@ -6,15 +6,23 @@ are milliseconds (to the microsecond), instants are ISO 8601 UTC.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 import msgspec
 
-from trace_analysis.model.results import Criteria, GroupStats, Percentiles, Report, TraceResult
+from trace_analysis.model.results import (
+    Criteria,
+    ErrorOrigin,
+    GroupStats,
+    Percentiles,
+    Report,
+    TraceResult,
+)
 from trace_analysis.reports.wording import iso, ms, trace_link
 
 SCHEMA_VERSION = 1
+_ORIGIN_FIELDS = tuple(f.name for f in fields(ErrorOrigin))  # named in JSON as in the model
 
 
 def render_json(report: Report) -> str:
@@ -106,7 +114,9 @@ def _findings(report: Report, trace: TraceResult) -> dict[str, Any]:
         "error": trace.error,
         "incomplete": trace.incomplete,
         "notes": trace.notes,
-        "error_origin": None if origin is None else asdict(origin),  # its fields, as named
+        "error_origin": None
+        if origin is None
+        else {name: getattr(origin, name) for name in _ORIGIN_FIELDS},
         "culprit": None
         if culprit is None
         else {
