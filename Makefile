@@ -6,6 +6,7 @@ PY := .venv/bin/python
 INSTALL := scripts/install_backends.sh
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
+.PHONY: test-compose
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression
 
@@ -32,8 +33,9 @@ logs: install ## Last lines of every process's log (run/logs/)
 demo: install ## Bring the stack up if needed, place orders, show their traces from Jaeger
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, end-to-end and reliability tests (real binaries)
+test: install lint ## Lint, then unit, end-to-end, reliability and compose tests (real binaries, real Docker)
 	@$(INSTALL) --test-tools
+	@$(INSTALL) --docker
 	@$(PY) -m pytest tests
 
 test-unit: ## Unit tests only: in process, no collector, Jaeger or browser needed
@@ -46,6 +48,10 @@ test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Ch
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability
+
+test-compose: install ## Compose tests only: docker compose up as the README says, on a real engine (~N min)
+	@$(INSTALL) --docker
+	@$(PY) -m pytest tests/compose
 
 lint: install ## ruff check and ruff format --check
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -107,7 +107,7 @@ install_collector() {
   cp "$manifest" "$work/manifest.yaml"
   say "$name $version: building from ${manifest#"$ROOT"/} (1-2 min cold)"
   run_long "building the collector" bash -c "cd '$work' && ./builder --config manifest.yaml"
-  install -m 0755 "$work/dist/$name" "$target.tmp" && mv "$target.tmp" "$target"
+  install -m 0755 "$work/dist/$name" "$target.tmp.$$" && mv "$target.tmp.$$" "$target"
   rm -rf "$work"
   say "$name $version: installed $target"
 }
@@ -122,8 +122,8 @@ install_jaeger() {
   mkdir -p "$BIN_DIR"
   say "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): building cmd/jaeger from jaeger/build (about 3 min cold)"
   run_long "building Jaeger" bash -c "cd '$ROOT/jaeger/build' && go build -mod=readonly -trimpath \
-    -o '$target.tmp' github.com/jaegertracing/jaeger/cmd/jaeger"
-  mv "$target.tmp" "$target"
+    -o '$target.tmp.$$' github.com/jaegertracing/jaeger/cmd/jaeger"
+  mv "$target.tmp.$$" "$target"
   say "jaeger: installed $target"
 }
 
@@ -155,8 +155,8 @@ install_docker_plugin() {
     cp -r "$dir" "$work/src" && chmod -R u+w "$work/src"
     say "docker $name $version: building $main (a few minutes cold)"
     run_long "building docker $name" bash -c "cd '$work/src' && go build -mod=readonly \
-      -trimpath -ldflags '-s -w -X $var=$version' -o '$target.tmp' $main"
-    mv "$target.tmp" "$target"
+      -trimpath -ldflags '-s -w -X $var=$version' -o '$target.tmp.$$' $main"
+    mv "$target.tmp.$$" "$target"
     rm -rf "$work"
     say "docker $name $version: built $target"
   else
