@@ -120,7 +120,7 @@ class ComposeProject:
         result = subprocess.run(
             argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
-        self.timings[" ".join(argv[2:4])] = time.monotonic() - started
+        self.timings.setdefault(" ".join(argv[2:]), time.monotonic() - started)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout[-4000:]}\n"
