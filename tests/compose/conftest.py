@@ -63,7 +63,11 @@ def stack(engine: DockerEngine) -> Iterator[ComposeProject]:
     subprocess.run([str(ROOT / "docker" / "stand-ins" / "build.sh")], check=True, timeout=900)
     project.timings["stand-ins"] = time.monotonic() - started
     try:
-        project.run(shlex.split(readme_command("docker compose up")), timeout=1200)
+        try:
+            project.run(shlex.split(readme_command("docker compose up")), timeout=1200)
+        except AssertionError as exc:  # name the cause: what the containers said
+            logs = project.compose("logs", "--no-color", "--tail", "10", check=False)
+            raise AssertionError(f"{exc}\n--- docker compose logs --tail 10 ---\n{logs}") from None
         yield project
     finally:
         project.compose("down", "-v", "--remove-orphans", timeout=180, check=False)
