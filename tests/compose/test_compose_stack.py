@@ -27,6 +27,8 @@ from tests.compose_model import PUBLISHED, memory_bytes, services
 from tests.order_trace_contract import check_order_trace, from_jaeger
 from tests.reliability.support import Load, wait_for_traces, wait_until
 
+# The first test also waits for the stack: stand-ins and a cold image build take minutes.
+pytestmark = pytest.mark.timeout(1500)
 SPANS_PER_ORDER = Counter({"api-gateway": 4, "inventory-service": 4, "order-service": 4,
                            "notification-service": 3})  # fmt: skip
 EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
