@@ -104,15 +104,15 @@ class ComposeProject:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.gateway}"
+        return self.ports.url("gateway")
 
     @property
     def jaeger_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.jaeger_query}"
+        return self.ports.url("jaeger_query")
 
     @property
     def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.prometheus}"
+        return self.ports.url("prometheus")
 
     def run(self, argv: list[str], timeout: float = 300, check: bool = True) -> str:
         """Run ``argv`` (a ``docker compose ...`` command) in the repository root, timed."""
