@@ -31,13 +31,16 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 #    hatch builds the packages listed in pyproject.toml that are present, and only these two
 #    are copied in. Installing it, rather than pointing PYTHONPATH at the sources, gives
 #    importlib.metadata the project's version, which is the spans' service.version.
+#    Built without uv's cache (--no-cache, no cache mount): uv keys a local project's built
+#    wheel on its pyproject.toml, the same file in the four builds, so a shared cache hands the
+#    first service's wheel to the other three, whose images then hold the wrong package. Only
+#    the project is built here (the dependencies are in the layer above), so nothing is lost.
 ARG SERVICE
 ARG SERVICE_MODULE
 COPY README.md ./
 COPY servicekit ./servicekit
 COPY ${SERVICE}/${SERVICE_MODULE} ./${SERVICE}/${SERVICE_MODULE}
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+RUN uv sync --locked --no-dev --no-editable --no-cache
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the same slim Python, the venv, no uv, no pip cache, no sources, no build tools

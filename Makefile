@@ -8,6 +8,7 @@ INSTALL := scripts/install_backends.sh
 ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
+.PHONY: test-compose
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
 
@@ -39,8 +40,9 @@ demo: ## Bring the stack up if needed, place orders, show their traces from Jaeg
 	@$(ENSURE)
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, end-to-end and reliability tests (real binaries)
+test: install lint ## Lint, then unit, end-to-end, reliability and compose tests (real binaries, real Docker)
 	@$(INSTALL) --test-tools
+	@$(INSTALL) --docker
 	@$(PY) -m pytest tests
 
 test-unit: ## Unit tests only: in process, no collector, Jaeger or browser needed
@@ -56,6 +58,10 @@ test-reliability: install ## Reliability tests only (backends and services kille
 
 test-times: install ## Time make test and make test-unit; write the figures to docs/operations.md and README.md
 	@$(PY) benchmarks/tier_times.py
+
+test-compose: install ## Compose tests only: docker compose up as the README says, on a real engine (~N min)
+	@$(INSTALL) --docker
+	@$(PY) -m pytest tests/compose
 
 lint: install ## ruff check and ruff format --check
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -12,6 +12,8 @@
 #   scripts/install_backends.sh --test-tools   # + Debian's chromium and the scale-out collector
 #   scripts/install_backends.sh --bench-tools  # + Debian's wrk, for make bench
 #   scripts/install_backends.sh --quiet ...    # say nothing about what is already installed
+#   scripts/install_backends.sh --docker   # Debian's Docker Engine and debootstrap, and the
+#                                          # compose and buildx CLI plugins built with Go
 #
 # Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin).
 # What it puts on the machine, and how to remove it: docs/troubleshooting.md.
@@ -25,6 +27,8 @@ SCALE_OUT_COLLECTOR_VERSION=0.161.0  # see otel-collector/scale-out/builder-conf
 JAEGER_VERSION=2.12.0       # the jaegertracing/jaeger tag in docker-compose.yml
 JAEGER_MODULE_VERSION=v1.75.0  # Jaeger v2.x is released from its module's v1.x tags
 UV_VERSION=0.13.9  # the same uv the Dockerfiles install
+COMPOSE_VERSION=v5.6.0   # github.com/docker/compose/v5, the `docker compose` CLI plugin
+BUILDX_VERSION=v0.38.2   # github.com/docker/buildx (compose builds through it; >= v0.17)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN_DIR="${OTEL_STACK_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-order-stack/bin}"
@@ -152,6 +156,55 @@ install_jaeger() {
   say "jaeger: installed $target"
 }
 
+# docker_plugin_bin <compose|buildx>: the cached build of a CLI plugin at its pinned version.
+docker_plugin_bin() {
+  case "$1" in
+    compose) echo "$BIN_DIR/docker-compose-$COMPOSE_VERSION" ;;
+    buildx) echo "$BIN_DIR/docker-buildx-$BUILDX_VERSION" ;;
+  esac
+}
+DOCKER_PLUGIN_DIR="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+
+# install_docker_plugin <name> <module> <version> <main package> <version variable>: `go install`
+# refuses these modules (their go.mod has replace and exclude directives), so the module is
+# downloaded from the Go module proxy, copied somewhere writable and built there with `go build`.
+# The version is linked in: compose refuses a buildx that reports a version below 0.17.
+install_docker_plugin() {
+  local name="$1" module="$2" version="$3" main="$4" var="$5"
+  local target; target="$(docker_plugin_bin "$name")"
+  if [[ ! -x "$target" ]]; then
+    require_go
+    mkdir -p "$BIN_DIR"
+    local work; work="$(mktemp -d)"
+    say "docker $name $version: downloading $module@$version (Go module proxy)"
+    local dir
+    dir="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$module@$version" \
+      | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$dir" ]] || die "go mod download $module@$version gave no module directory"
+    cp -r "$dir" "$work/src" && chmod -R u+w "$work/src"
+    say "docker $name $version: building $main (a few minutes cold)"
+    run_long "building docker $name" bash -c "cd '$work/src' && go build -mod=readonly \
+      -trimpath -ldflags '-s -w -X $var=$version' -o '$target.tmp.$$' $main"
+    mv "$target.tmp.$$" "$target"
+    rm -rf "$work"
+    say "docker $name $version: built $target"
+  else
+    say "docker $name $version: cached at $target"
+  fi
+  mkdir -p "$DOCKER_PLUGIN_DIR"
+  cmp -s "$target" "$DOCKER_PLUGIN_DIR/docker-$name" \
+    || install -m 0755 "$target" "$DOCKER_PLUGIN_DIR/docker-$name"
+}
+
+install_docker() {
+  install_debian_package /usr/sbin/dockerd docker.io "the Docker Engine the compose tier runs on"
+  install_debian_package /usr/sbin/debootstrap debootstrap "the root filesystem of the stand-in images"
+  install_docker_plugin buildx github.com/docker/buildx "$BUILDX_VERSION" ./cmd/buildx \
+    github.com/docker/buildx/version.Version
+  install_docker_plugin compose github.com/docker/compose/v5 "$COMPOSE_VERSION" ./cmd \
+    github.com/docker/compose/v5/internal.Version
+}
+
 # install_debian_package <command path> <package> <why>: apt-get, only when it is missing.
 install_debian_package() {
   [[ -x "$1" ]] && return
@@ -167,6 +220,8 @@ case "${1:-}" in
     echo "OTELCOL=$(collector_bin)"
     echo "JAEGER=$(jaeger_bin)"
     echo "OTELCOL_SCALE_OUT=$(collector_bin "${SCALE_OUT[@]}")"
+    echo "DOCKER_COMPOSE=$(docker_plugin_bin compose)"
+    echo "DOCKER_BUILDX=$(docker_plugin_bin buildx)"
     ;;
   --python) install_python ;;
   --check-go) require_go; note "Go $(go env GOVERSION) can build the collector and Jaeger" ;;
@@ -175,7 +230,8 @@ case "${1:-}" in
     install_collector "${SCALE_OUT[@]}"
     ;;
   --bench-tools) install_debian_package /usr/bin/wrk wrk "drives the benchmark" ;;
+  --docker) install_docker ;;
   "") install_python; install_collector; install_jaeger ;;
-  *) die "unknown argument '$1' (use --paths, --python, --check-go, --test-tools, --bench-tools \
-or nothing, after --quiet or not)" ;;
+  *) die "unknown argument '$1' (use --paths, --python, --check-go, --test-tools, --bench-tools, \
+--docker or nothing, after --quiet or not)" ;;
 esac

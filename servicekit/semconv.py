@@ -5,8 +5,10 @@ OpenTelemetry semantic conventions (HTTP and database spans).
   route it calls, so :class:`~servicekit.http_client.Downstream` passes the template in the
   request's extensions and :func:`name_client_span` sets ``url.template`` and names the span
   ``{method} {url.template}`` (``POST /inventory/reserve``).
-- HTTP server spans: the ASGI instrumentation writes ``host:port`` into ``server.address``;
-  :func:`split_server_address` keeps the host there and the port in ``server.port``.
+- HTTP server spans: the ASGI instrumentation writes the listening socket's ``host:port`` into
+  ``server.address``; :func:`split_server_address` puts the name the client used there (the
+  ``Host`` header, as the conventions say: ``inventory-service`` in compose, not the
+  container's address) and the port in ``server.port``, so both ends of a call name one server.
 - Database spans: :func:`summarize_sql` gives ``db.operation.name`` and ``db.collection.name``,
   which name the span ``{db.operation.name} {db.collection.name}`` (``SELECT reservations``);
   servicekit/db.py traces the statements with it.
@@ -38,11 +40,13 @@ async def name_client_span(span: Span, request: RequestInfo) -> None:
 
 
 def split_server_address(span: Span, scope: dict[str, Any]) -> None:
-    """``server.address`` is the host alone (``127.0.0.1``, ``::1``), ``server.port`` an int.
+    """``server.address`` is the host alone (``inventory-service``, ``127.0.0.1``, ``::1``),
+    ``server.port`` an int.
 
-    The ASGI instrumentation joins the listening socket's host and port (``127.0.0.1:8080``,
-    unbracketed for IPv6), so the socket's own pair in ``scope["server"]`` is used when there is
-    one; otherwise the recorded value is split (``[::1]:8080``, ``host:8080``, ``host``).
+    Taken from the request's ``Host`` header (RFC 9110 7.2; the conventions' first source for
+    servers) when it has one; its port, or failing that the listening socket's, is the port.
+    Without a ``Host`` header the socket's own pair in ``scope["server"]`` is used, else the
+    value the ASGI instrumentation recorded is split (``[::1]:8080``, ``host:8080``, ``host``).
     """
     if not span.is_recording():
         return
@@ -51,8 +55,16 @@ def split_server_address(span: Span, scope: dict[str, Any]) -> None:
     if not isinstance(recorded, str):
         return
     server = scope.get("server")  # (host, port), the port None when it is the default
-    if server and isinstance(server[0], str):
-        host, port = server[0], server[1] if isinstance(server[1], int) else None
+    socket_port = server[1] if server and isinstance(server[1], int) else None
+    host_header = next(
+        (value.decode("latin-1") for key, value in scope.get("headers") or () if key == b"host"),
+        "",
+    )
+    if host_header:
+        host, port = host_and_port(host_header)
+        port = port if port is not None else socket_port
+    elif server and isinstance(server[0], str):
+        host, port = server[0], socket_port
     else:
         host, port = host_and_port(recorded)
     span.set_attribute("server.address", host)

@@ -48,6 +48,10 @@ class Ports:
         """The port of a service of the catalog."""
         return int(getattr(self, spec.env_prefix.lower()))
 
+    def url(self, name: str, path: str = "") -> str:
+        """``http://127.0.0.1:<port><path>`` for the port field ``name`` (``"gateway"``...)."""
+        return f"http://127.0.0.1:{getattr(self, name)}{path}"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Ports:
         """Defaults overridden by ``<NAME>_PORT`` (e.g. ``GATEWAY_PORT``, ``JAEGER_QUERY_PORT``)."""

@@ -80,11 +80,11 @@ class Stack:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.gateway}"
+        return self.ports.url("gateway")
 
     @property
     def jaeger_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.jaeger_query}"
+        return self.ports.url("jaeger_query")
 
     @property
     def browser_url(self) -> str:
@@ -93,16 +93,16 @@ class Stack:
 
     @property
     def collector_metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.collector_metrics}/metrics"
+        return self.ports.url("collector_metrics", "/metrics")
 
     @property
     def jaeger_metrics_url(self) -> str:
         """Jaeger's own metrics: its receiver's and its storage exporter's span counts."""
-        return f"http://127.0.0.1:{self.ports.jaeger_metrics}/metrics"
+        return self.ports.url("jaeger_metrics", "/metrics")
 
     @property
     def spanmetrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.spanmetrics}/metrics"
+        return self.ports.url("spanmetrics", "/metrics")
 
     def spans_ended(self) -> dict[str, int]:
         """Spans each service process has finished since it started (its ``/healthz``)."""

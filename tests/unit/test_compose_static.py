@@ -610,6 +610,10 @@ def test_dockerfile(name: str) -> None:
     # silently install the stale pins)
     assert all("--locked" in s and "--no-dev" in s and "--frozen" not in s for s in syncs), syncs
     assert "--no-install-project" in syncs[0]
+    # the project's own wheel is never taken from uv's cache: it is keyed on pyproject.toml,
+    # the same in every service's build (tests/compose/ runs the images this guards)
+    project_sync = next(rest for rest in runs if "--no-install-project" not in rest)
+    assert "--no-cache" in syncs[1] and "type=cache" not in project_sync, project_sync
     dep_layer = builder.index("--no-install-project")
     assert builder.index(f"COPY {svc.directory}/{svc.module}") > dep_layer
     assert builder.index("COPY servicekit") > dep_layer

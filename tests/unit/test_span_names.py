@@ -168,6 +168,19 @@ class RecordingSpan:
         ("[::1]:8080", {}, ("::1", 8080)),
         ("example.com:8443", {"server": None}, ("example.com", 8443)),
         ("example.com", {}, ("example.com", None)),
+        # The Host header names the server as the client called it (a container's socket is
+        # its own address, the caller used the service's name).
+        (
+            "172.20.0.5:8081",
+            {"server": ("172.20.0.5", 8081), "headers": [(b"host", b"inventory-service:8081")]},
+            ("inventory-service", 8081),
+        ),
+        (
+            "127.0.0.1:8080",
+            {"server": ("127.0.0.1", 8080), "headers": [(b"host", b"localhost")]},
+            ("localhost", 8080),
+        ),
+        ("0.0.0.0:8080", {"headers": [(b"host", b"[::1]:8443")]}, ("::1", 8443)),
     ],
 )
 def test_server_address_is_the_host_and_the_port_is_an_int(
