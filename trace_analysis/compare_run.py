@@ -17,24 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from trace_analysis import cli_common as common
 from trace_analysis.analyses.analyzer import Analyzer
 from trace_analysis.analyses.compare import (
     CompareCriteria,
     Comparison,
     SideCollector,
     compare,
-)
-from trace_analysis.cli_common import (
-    DEFAULT_LIMIT,
-    DEFAULT_SERVICE,
-    PROG,
-    FailOn,
-    ProgressBar,
-    SlowBy,
-    exit_status,
-    flag_criteria,
-    parse_lookback,
-    plain_width,
 )
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.jaeger import JaegerTrace
@@ -55,7 +44,7 @@ class CompareRequest:
     criteria: CompareCriteria
     threshold_us: int | None  # also flag the candidate's traces, as without a baseline
     errors_only: bool
-    slow_by: SlowBy
+    slow_by: common.SlowBy
     jaeger_url: str
     api: str  # auto, v3 or v1 (see trace_analysis.sources.jaeger_api)
     service: str | None
@@ -131,12 +120,12 @@ def run_comparison(request: CompareRequest) -> int:
     # a live side reads the traces of one service (default api-gateway): a file on the other
     # side is held to the same, so that both sides hold the same kind of traces
     live = "jaeger" in (baseline_source.kind, source.kind)
-    service = request.service or (DEFAULT_SERVICE if live else None)
+    service = request.service or (common.DEFAULT_SERVICE if live else None)
     for side in (baseline_source, source):
         side.service = service if side.kind == "file" else side.service
     baseline = SideCollector(service, request.operation)
     baseline_warnings: list[str] = []
-    limit = request.limit or (None if baseline_source.kind == "file" else DEFAULT_LIMIT)
+    limit = request.limit or (None if baseline_source.kind == "file" else common.DEFAULT_LIMIT)
     stopped: list[bool] = []
     with _reading(baseline_source, request, baseline_warnings) as traces:
         baseline.feed(_limited(traces, limit, stopped))
@@ -144,14 +133,14 @@ def run_comparison(request: CompareRequest) -> int:
         baseline_warnings.append(f"stopped at --limit ({limit:,} traces): more were there")
 
     candidate = SideCollector(service, request.operation)
-    criteria = flag_criteria(
+    criteria = common.flag_criteria(
         request.threshold_us,
         request.errors_only,
         request.service,
         request.operation,
         request.slow_by,
     )
-    limit = request.limit or (None if source.kind == "file" else DEFAULT_LIMIT)
+    limit = request.limit or (None if source.kind == "file" else common.DEFAULT_LIMIT)
     analyzer = Analyzer(
         criteria,
         service if source.kind == "file" else None,
@@ -186,13 +175,13 @@ def run_comparison(request: CompareRequest) -> int:
         )
     if request.fail_on == "regression":
         return 1 if comparison.count("regressed") else 0
-    return exit_status(report, FailOn(request.fail_on) if request.fail_on else None)
+    return common.exit_status(report, common.FailOn(request.fail_on) if request.fail_on else None)
 
 
 def _sources(request: CompareRequest) -> tuple[Source, Source]:
     """Where the baseline and the candidate come from."""
-    window_us = parse_lookback(request.lookback)
-    live_service = request.service or DEFAULT_SERVICE
+    window_us = common.parse_lookback(request.lookback)
+    live_service = request.service or common.DEFAULT_SERVICE
     now_us = time.time_ns() // 1000
 
     if request.baseline is not None:
@@ -242,7 +231,7 @@ def _overlap(one: Source, other: Source) -> bool:
 
 def _offset(text: str) -> int:
     try:
-        return parse_lookback(text)
+        return common.parse_lookback(text)
     except AnalyzerError:
         raise AnalyzerError(f"invalid --baseline-offset {text!r}: use e.g. 1h, 1d, 1w") from None
 
@@ -279,7 +268,7 @@ class _reading:  # a context manager, named like open()
         assert source.service is not None and source.start_us is not None
         assert source.end_us is not None
         self._client = JaegerClient(source.jaeger_url, self.request.timeout, self.request.api)
-        self._bar = ProgressBar()
+        self._bar = common.ProgressBar()
         progress = self._bar.__enter__()
         return iter_window(
             self._client,
@@ -314,9 +303,9 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
         from trace_analysis.reports.table import render_table
 
         if request.output is None:
-            console = Console(width=None if sys.stdout.isatty() else plain_width())
+            console = Console(width=None if sys.stdout.isatty() else common.plain_width())
         else:
-            console = Console(record=True, width=plain_width(), file=io.StringIO())
+            console = Console(record=True, width=common.plain_width(), file=io.StringIO())
         render_comparison_table(comparison, candidate, console)
         if traces:
             console.print()
@@ -351,7 +340,7 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
     except OSError as exc:
         raise AnalyzerError(f"cannot write {request.output}: {exc.strerror or exc}") from None
     print(
-        f"{PROG}: wrote {fmt} comparison to {request.output} "
+        f"{common.PROG}: wrote {fmt} comparison to {request.output} "
         f"({comparison.count('regressed')} regressed of {len(comparison.operations)} operations)",
         file=sys.stderr,
     )

@@ -91,8 +91,12 @@ def signed(us: float) -> str:
 
 
 def signed_percent(rel: float | None) -> str:
+    """``+37%``, ``-12%``; growth of tenfold or more as a factor, ``113x`` (``+11,187%`` is long
+    to read and to fit in a table cell)."""
     if rel is None:
         return "new"
+    if rel >= 9:
+        return f"{1 + rel:,.0f}x"
     text = percent(abs(rel))
     return ("-" if rel < 0 and any(d in "123456789" for d in text) else "+") + text
 

@@ -55,7 +55,7 @@ def render_comparison_table(comparison: Comparison, candidate: str, console: Con
 
 def _changes_table(title: str, group: list[OperationChange], style: str) -> Table:
     table = Table(title=title, title_justify="left", title_style=f"bold {style}", show_lines=True)
-    table.add_column("operation")
+    table.add_column("operation", overflow="fold")  # never cut: it names what regressed
     table.add_column("why", no_wrap=True)
     table.add_column("spans", justify="right", no_wrap=True)
     # a change is one line of values and one of deltas: wrapping would strand a long
