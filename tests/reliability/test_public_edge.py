@@ -433,6 +433,28 @@ def open_slow(port: int, data: bytes) -> socket.socket:
     return sock
 
 
+def trickle(sock: socket.socket, byte: bytes, seconds: float) -> bytes | None:
+    """Send ``byte`` every 0.5 s until the server closes the connection; what it answered
+    meanwhile, or None if the connection was still open after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    answer = b""
+    while time.monotonic() < deadline:
+        try:
+            sock.sendall(byte)
+        except OSError:
+            return answer
+        sock.settimeout(0.5)
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer  # closed by the server
+        except TimeoutError:
+            continue
+        except OSError:
+            return answer
+    return None
+
+
 def closed_by_server(sock: socket.socket) -> tuple[bool, bytes]:
     """(closed, what the server wrote before closing), without blocking."""
     data = b""
@@ -498,27 +520,11 @@ def test_a_trickling_head_is_cut_off_by_the_total_bound(edge_stack: Stack) -> No
     sock = socket.create_connection(("127.0.0.1", edge_stack.ports.gateway), timeout=5)
     try:
         sock.sendall(b"GET /api/inventory/SKU123 HTTP/1.1\r\nHost: x\r\n")
-        deadline = time.monotonic() + HEAD_TIMEOUT + 10
-        answer = b""
-        while time.monotonic() < deadline:
-            try:
-                sock.sendall(b"X")
-            except OSError:
-                break
-            sock.settimeout(0.5)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            answer += chunk
-            if not chunk:
-                break
-        else:
-            pytest.fail("a head trickled in for longer than the bound and stayed open")
+        answer = trickle(sock, b"X", HEAD_TIMEOUT + 10)
     finally:
         sock.close()
+    if answer is None:
+        pytest.fail("a head trickled in for longer than the bound and stayed open")
     assert answer == b"" or status_of(answer) == 408
 
 
@@ -543,24 +549,11 @@ def test_a_body_the_route_never_reads_does_not_hold_the_connection(edge_stack: S
         sock.sendall(
             b"GET /api/inventory/SKU123 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
         )
-        deadline = time.monotonic() + BODY_TIMEOUT + 10
-        while time.monotonic() < deadline:
-            try:
-                sock.sendall(b" ")
-            except OSError:
-                return
-            sock.settimeout(0.5)
-            try:
-                while sock.recv(65536):
-                    pass
-                return  # closed by the server
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-        pytest.fail("a body trickled in after the answer and kept the connection open")
+        answer = trickle(sock, b" ", BODY_TIMEOUT + 10)
     finally:
         sock.close()
+    if answer is None:
+        pytest.fail("a body trickled in after the answer and kept the connection open")
 
 
 def read_response(sock: socket.socket) -> bytes:

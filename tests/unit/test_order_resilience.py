@@ -171,19 +171,26 @@ class CrashAfterCommitTransport(ProcessBoundaryTransport):
         return response
 
 
+def _crash_after_commit(target: str, path: str):  # type: ignore[no-untyped-def]
+    """(a transport factory for ``build_stack`` in which ``target`` crashes after committing
+    ``path``, the list that will hold that service's transport)."""
+    crashing: list[CrashAfterCommitTransport] = []
+
+    def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
+        if name != target:
+            return ProcessBoundaryTransport(app=app)
+        crashing.append(CrashAfterCommitTransport(app, path))
+        return crashing[0]
+
+    return wrap, crashing
+
+
 async def test_a_reservation_lost_in_a_crash_is_released_once_inventory_is_back(
     tmp_path: Path,
 ) -> None:
     """The reply to a committed reservation is lost and inventory stays down: the gateway keeps
     the release pending in its own database and does it before the next order."""
-    inventory: list[CrashAfterCommitTransport] = []
-
-    def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
-        if name != "inventory-service":
-            return ProcessBoundaryTransport(app=app)
-        inventory.append(CrashAfterCommitTransport(app, "/inventory/reserve"))
-        return inventory[0]
-
+    wrap, inventory = _crash_after_commit("inventory-service", "/inventory/reserve")
     stack = build_stack(tmp_path, wrap)
     before = stack.available("SKU123")
     response = await stack.client.post("/api/orders", json=ORDER)
@@ -211,14 +218,7 @@ async def test_an_order_stored_before_a_crash_is_deleted_once_order_service_is_b
 ) -> None:
     """order-service stores the order, then its connection breaks: the client gets 503 and its
     stock back at once, and the stored order is deleted before the next order."""
-    orders: list[CrashAfterCommitTransport] = []
-
-    def wrap(name: str, app: FastAPI) -> httpx.AsyncBaseTransport:
-        if name != "order-service":
-            return ProcessBoundaryTransport(app=app)
-        orders.append(CrashAfterCommitTransport(app, "/orders"))
-        return orders[0]
-
+    wrap, orders = _crash_after_commit("order-service", "/orders")
     stack = build_stack(tmp_path, wrap)
     store = stack.apps["order-service"].state.store
     before = stack.available("SKU123")
