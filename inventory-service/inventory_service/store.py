@@ -114,10 +114,7 @@ class InventoryStore:
             wanted[sku] = wanted.get(sku, 0) + quantity
         with self.db.transaction() as conn:
             cur = conn.cursor()
-            existing = cur.execute(
-                "SELECT sku, quantity, status FROM reservations WHERE reservation_id = ?",
-                (reservation_id,),
-            ).fetchall()
+            existing = _reservation_lines(cur, reservation_id)
             if existing:
                 rows = [(r["sku"], r["quantity"]) for r in existing]
                 return existing[0]["status"], _priced(rows, _prices(cur, dict(rows)))
@@ -161,10 +158,7 @@ class InventoryStore:
         """Give the stock of a reservation back, once; releasing twice changes nothing."""
         with self.db.transaction() as conn:
             cur = conn.cursor()
-            rows = cur.execute(
-                "SELECT sku, quantity, status FROM reservations WHERE reservation_id = ?",
-                (reservation_id,),
-            ).fetchall()
+            rows = _reservation_lines(cur, reservation_id)
             if not rows:
                 return "unknown", []
             if rows[0]["status"] == "reserved":
@@ -191,3 +185,11 @@ def _prices(cur: Any, skus: Iterable[str]) -> dict[str, Decimal]:
 
 def _priced(lines: Iterable[tuple[str, int]], prices: dict[str, Decimal]) -> list[ReservedLine]:
     return [(sku, quantity, prices[sku]) for sku, quantity in lines]
+
+
+def _reservation_lines(cur: Any, reservation_id: str) -> list[Any]:
+    """The reservation's lines (``sku``, ``quantity``, ``status``); none for an unknown id."""
+    return cur.execute(
+        "SELECT sku, quantity, status FROM reservations WHERE reservation_id = ?",
+        (reservation_id,),
+    ).fetchall()
