@@ -9,6 +9,7 @@ last lines of every container's log in its report.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -43,6 +44,11 @@ def readme_docker_commands() -> list[str]:
 def readme_command(prefix: str) -> str:
     [command] = [c for c in readme_docker_commands() if c.startswith(prefix)]
     return command
+
+
+def readme_order() -> dict[str, Any]:
+    """The order body the README's curl sends."""
+    return json.loads(readme_command("curl ").split(" -d ", 1)[1].strip("'"))
 
 
 @pytest.fixture(scope="session")
