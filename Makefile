@@ -49,7 +49,7 @@ test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Ch
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability
 
-test-compose: install ## Compose tests only: docker compose up as the README says, on a real engine (~N min)
+test-compose: install ## Compose tests only: docker compose up as the README says, on a real engine (3-4 min warm)
 	@$(INSTALL) --docker
 	@$(PY) -m pytest tests/compose
 
