@@ -4,11 +4,13 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 INSTALL := scripts/install_backends.sh
+# For the everyday targets: installs what is missing, says nothing about what is already there.
+ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
 .PHONY: test-compose
 .PHONY: lint format
-.PHONY: load bench demo-faults demo-regression
+.PHONY: load bench demo-faults demo-regression test-times
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -16,7 +18,8 @@ help: ## List the targets
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
 
-up: install ## Start Jaeger, the collector and the four services; wait until healthy
+up: ## Start Jaeger, the collector, the four services and the trace browser; wait until healthy
+	@$(ENSURE)
 	@$(PY) -m stackctl up
 
 down: ## Stop what `make up` started
@@ -24,13 +27,17 @@ down: ## Stop what `make up` started
 
 restart: down up ## Stop, then start again (data and traces are kept)
 
-status: install ## Pid and health of every process
+status: ## Pid and health of every process
+	@$(ENSURE) --python
 	@$(PY) -m stackctl status
 
-logs: install ## Last lines of every process's log (run/logs/)
-	@$(PY) -m stackctl logs
+# `make logs P=api-gateway N=50`; RAW=1 for the JSON lines as written.
+logs: ## Last lines of each process's log, readable (P=<process> for one, N=<lines>)
+	@$(ENSURE) --python
+	@$(PY) -m stackctl logs $(P) $(if $(N),--lines $(N)) $(if $(RAW),--raw)
 
-demo: install ## Bring the stack up if needed, place orders, show their traces from Jaeger
+demo: ## Bring the stack up if needed, place orders, show their traces from Jaeger
+	@$(ENSURE)
 	@$(PY) -m stackctl demo
 
 test: install lint ## Lint, then unit, end-to-end, reliability and compose tests (real binaries, real Docker)
@@ -49,6 +56,9 @@ test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Ch
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability
 
+test-times: install ## Time make test and make test-unit; write the figures to docs/operations.md and README.md
+	@$(PY) benchmarks/tier_times.py
+
 test-compose: install ## Compose tests only: docker compose up as the README says, on a real engine (3-4 min warm)
 	@$(INSTALL) --docker
 	@$(PY) -m pytest tests/compose
@@ -59,24 +69,26 @@ lint: install ## ruff check and ruff format --check
 format: install ## ruff format and the safe fixes
 	@.venv/bin/ruff check --fix . && .venv/bin/ruff format .
 
-# `make load USERS=20 SPAWN_RATE=5 RUN_TIME=1m`; LOAD_HOST must be loopback unless
-# LOAD_ALLOW_REMOTE=1 (load/locustfile.py refuses anything else).
+# `make load USERS=20 SPAWN_RATE=5 RUN_TIME=1m`; LOAD_HOST (default: the running stack's
+# gateway) must be loopback unless LOAD_ALLOW_REMOTE=1 (load/locustfile.py refuses anything else).
 USERS ?= 10
 SPAWN_RATE ?= 5
 RUN_TIME ?= 30s
-LOAD_HOST ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 
-load: install ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST (starts the stack if needed)
+load: ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST (starts the stack if needed)
+	@$(ENSURE)
 	@$(PY) -m stackctl up
 	@$(PY) -m locust -f load/locustfile.py --headless --users $(USERS) --spawn-rate $(SPAWN_RATE) \
-		--run-time $(RUN_TIME) --stop-timeout 10 --host $(LOAD_HOST)
+		--run-time $(RUN_TIME) --stop-timeout 10 --host $(or $(LOAD_HOST),$$($(PY) -m stackctl url gateway))
 
 bench: install ## Tracing cost, SDK floor, levers, profile, span delivery, time to queryable (wrk; ~30 min) -> docs/benchmarks.md
 	@$(INSTALL) --bench-tools
 	@$(PY) benchmarks/overhead.py $(BENCH_ARGS)
 
-demo-faults: install ## Inject a latency and an error fault, send orders, let the analyzer name the culprits
+demo-faults: ## Inject a latency and an error fault, send orders, let the analyzer name the culprits
+	@$(ENSURE)
 	@$(PY) -m stackctl demo-faults
 
-demo-regression: install ## Orders, then orders with a latency fault; the analyzer compares the two windows live
+demo-regression: ## Orders, then orders with a latency fault; the analyzer compares the two windows live
+	@$(ENSURE)
 	@$(PY) -m stackctl demo-regression

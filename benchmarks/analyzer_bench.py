@@ -9,6 +9,11 @@ rusage for that process alone.
 
     python benchmarks/analyzer_bench.py                 # print the results
     python benchmarks/analyzer_bench.py --write-docs    # and put them in docs/analyzer.md
+
+Before and after a change, on the same machine: ``--against DIR`` also runs the analyzer of
+another checkout (``git archive REV analyze_traces.py trace_analysis | tar -x -C DIR``), with
+the same interpreter, alternating with this one run by run, so that a busy machine slows both
+alike; the table gains its rows and the CPU-time ratio.
 """
 
 from __future__ import annotations
@@ -78,8 +83,21 @@ def measure(command: list[str]) -> Run:
 
 
 def best_of(command: list[str], repeat: int) -> tuple[Run, float]:
-    runs = [measure(command) for _ in range(repeat)]
-    return min(runs, key=lambda r: r.wall_s), statistics.median(r.wall_s for r in runs)
+    return best_of_each([command], repeat)[0]
+
+
+def best_of_each(commands: list[list[str]], repeat: int) -> list[tuple[Run, float]]:
+    """Each command's best run (by wall time) and median wall time over ``repeat`` rounds,
+    the commands alternating within each round (the order reversed every other round)."""
+    runs: list[list[Run]] = [[] for _ in commands]
+    for round_ in range(repeat):
+        order = list(range(len(commands)))
+        for index in order if round_ % 2 == 0 else order[::-1]:
+            runs[index].append(measure(commands[index]))
+    return [
+        (min(each, key=lambda r: r.wall_s), statistics.median(r.wall_s for r in each))
+        for each in runs
+    ]
 
 
 def machine() -> str:
@@ -108,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--otlp-export", type=Path, default=REPO / "bench" / "analyzer-export.otlp.jsonl"
     )
+    parser.add_argument(
+        "--against", type=Path, help="another checkout whose analyzer is measured alongside"
+    )
+    parser.add_argument("--against-label", default="before", help="its name in the table")
     parser.add_argument("--write-docs", action="store_true", help=f"update {DOC.name}")
     args = parser.parse_args(argv)
     if shutil.which("jq") is None:
@@ -132,7 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     # each tool's fixed cost (interpreter and library start-up) on an export of no traces
     empty = REPO / "tests" / "fixtures" / "traces" / "empty.json"
     ours_base = [sys.executable, str(REPO / "analyze_traces.py"), str(n), "--format", "json"]
-    ours_idle = best_of([*ours_base, "--input", str(empty)], args.repeat)[0]
+    other_base = (
+        [sys.executable, str(args.against / "analyze_traces.py"), *ours_base[2:]]
+        if args.against
+        else None
+    )
+    bases = [ours_base] + ([other_base] if other_base else [])
+    idles = [
+        run for run, _ in best_of_each([[*b, "--input", str(empty)] for b in bases], args.repeat)
+    ]
+    ours_idle = idles[0]
     theirs_idle = best_of(["jq", "-c", ".", str(empty)], args.repeat)[0]
 
     table = [
@@ -142,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     found = []
     sizes = []
+    ratios: list[str] = []
     for label, path, jq_cmd in formats:
-        ours, ours_median = best_of([*ours_base, "--input", str(path)], args.repeat)
+        measured = best_of_each([[*b, "--input", str(path)] for b in bases], args.repeat)
+        (ours, ours_median), others = measured[0], measured[1:]
         theirs, theirs_median = best_of([*jq_cmd, str(path)], args.repeat)
         report = json.loads(ours.stdout)
         spans, traces = report["summary"]["spans"], report["summary"]["traces"]
@@ -155,6 +188,16 @@ def main(argv: list[str] | None = None) -> int:
             ("analyze_traces.py: full analysis", ours, ours_median, ours_idle),
             ("jq: duration > N only", theirs, theirs_median, theirs_idle),
         ]
+        for other, other_median in others:
+            rows.insert(
+                1, (f"analyze_traces.py {args.against_label}", other, other_median, idles[1])
+            )
+            ratios.append(
+                f"{label}: CPU {ours.cpu_s:.2f} s against {other.cpu_s:.2f} s {args.against_label} "
+                f"({ours.cpu_s / other.cpu_s - 1:+.0%}), wall (best) {ours.wall_s:.2f} s against "
+                f"{other.wall_s:.2f} s ({ours.wall_s / other.wall_s - 1:+.0%}), own memory "
+                f"{ours.max_anon_mib:,.0f} against {other.max_anon_mib:,.0f} MiB."
+            )
         for name, run, median, idle in rows:
             table.append(
                 f"| {label} | {name} | {run.wall_s:.2f} s | {median:.2f} s | {run.cpu_s:.2f} s "
@@ -179,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             f"span), {len(our_slow & jq_slow)} in both; the analyzer also flagged "
             f"{report['summary']['errors']:,} failing traces that jq cannot see."
         )
+    if ratios:
+        lines += [
+            "",
+            f"This analyzer against {args.against_label}, run alternately:",
+        ]
+        lines += [f"- {ratio}" for ratio in ratios]
     same = found[0][5]["traces"] == found[1][5]["traces"]
     lines += [
         "",

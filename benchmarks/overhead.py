@@ -245,6 +245,7 @@ def start(mode: str, base: Path, lever: dict[str, str] | None = None) -> Bench:
         ports=Ports.free(),
         env=env,
         with_prometheus=False,
+        with_browser=False,
     )
     t0 = time.monotonic()
     stack.up(timeout=120, report=lambda line: None)

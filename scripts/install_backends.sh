@@ -8,17 +8,20 @@
 #   scripts/install_backends.sh            # install whatever is missing
 #   scripts/install_backends.sh --paths    # print the binaries' paths (installs nothing)
 #   scripts/install_backends.sh --python   # only the Python environment
+#   scripts/install_backends.sh --check-go # is there a Go that can build the collector and Jaeger?
 #   scripts/install_backends.sh --test-tools   # + Debian's chromium and the scale-out collector
 #   scripts/install_backends.sh --bench-tools  # + Debian's wrk, for make bench
+#   scripts/install_backends.sh --quiet ...    # say nothing about what is already installed
 #   scripts/install_backends.sh --docker   # Debian's Docker Engine and debootstrap, and the
 #                                          # compose and buildx CLI plugins built with Go
 #
 # Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin).
+# What it puts on the machine, and how to remove it: docs/troubleshooting.md.
 set -euo pipefail
 
 # The pinned releases, written here once; tests/compose_model.py reads them from this file and
 # checks that otel-collector/*builder-config.yaml, jaeger/build/go.mod and docker-compose.yml's
-# image tags agree. README "Moving to newer releases" says how to bump them.
+# image tags agree. docs/operations.md "Moving to newer releases" says how to bump them.
 COLLECTOR_VERSION=0.165.0   # the otel/opentelemetry-collector-contrib tag in docker-compose.yml
 SCALE_OUT_COLLECTOR_VERSION=0.161.0  # see otel-collector/scale-out/builder-config.yaml
 JAEGER_VERSION=2.12.0       # the jaegertracing/jaeger tag in docker-compose.yml
@@ -30,8 +33,14 @@ BUILDX_VERSION=v0.38.2   # github.com/docker/buildx (compose builds through it; 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN_DIR="${OTEL_STACK_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-order-stack/bin}"
 
-say() { printf '\033[1m[install]\033[0m %s\n' "$*" >&2; }
-die() { printf '\033[31m[install] error:\033[0m %s\n' "$*" >&2; exit 1; }
+QUIET=0
+if [[ "${1:-}" == "--quiet" ]]; then QUIET=1; shift; fi
+# Colour only on a terminal: piped or logged output gets plain text.
+if [[ -t 2 ]]; then BOLD=$'\033[1m' RED=$'\033[31m' PLAIN=$'\033[0m'; else BOLD='' RED='' PLAIN=''; fi
+say() { printf '%s[install]%s %s\n' "$BOLD" "$PLAIN" "$*" >&2; }
+die() { printf '%s[install] error:%s %s\n' "$RED" "$PLAIN" "$*" >&2; exit 1; }
+# What is already in place: said by `make install`, silent under --quiet (make up, status, demo).
+note() { (( QUIET )) || say "$@"; }
 
 inputs_hash() { cat "$@" | sha256sum | cut -c1-12; }
 # collector_bin [dist name] [manifest] [version]: the main collector, or the scale-out build.
@@ -66,13 +75,31 @@ run_long() {
   say "  done in $((SECONDS - start)) s"
 }
 
+# The oldest Go that builds both: the `go` line of the Jaeger build module (written once there).
+go_required() { sed -n 's/^go \([0-9.]*\)$/\1/p' "$ROOT/jaeger/build/go.mod"; }
+
 require_go() {
+  local need; need="$(go_required)"
   command -v go >/dev/null 2>&1 || die "Go is not installed (or not on PATH). The collector and \
-Jaeger are built from source with Go >= 1.24: install it from your package manager or \
-https://go.dev/dl/, then run this again."
+Jaeger are built from source once, with Go >= $need: install it from https://go.dev/dl/ (a \
+distribution's package may be older: Debian 12's golang-go is 1.19), then run this again."
+  local have; have="$(go env GOVERSION 2>/dev/null)"; have="${have#go}"; have="${have%% *}"
+  if [[ -z "$have" || "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]]; then
+    die "Go ${have:-of unknown version} is at $(command -v go), and the collector and Jaeger \
+need Go >= $need (Debian 12's golang-go is 1.19). Install a newer Go from https://go.dev/dl/ \
+and put it first on PATH (export PATH=/usr/local/go/bin:\$PATH), then run this again."
+  fi
 }
 
+# What the environment is made from; .venv/.synced holds it after a sync, so an unchanged
+# environment costs no `uv sync` (about a second) on every make target.
+python_inputs() { inputs_hash "$ROOT/uv.lock" "$ROOT/pyproject.toml"; }
+
 install_python() {
+  if [[ -x "$ROOT/.venv/bin/python" && "$(cat "$ROOT/.venv/.synced" 2>/dev/null)" == "$(python_inputs)" ]]; then
+    note "Python environment: up to date (.venv)"
+    return
+  fi
   local uv
   if command -v uv >/dev/null 2>&1; then
     uv=(uv)
@@ -87,6 +114,7 @@ install_python() {
   say "Python environment: ${uv[*]} sync --locked (.venv)"
   (cd "$ROOT" && "${uv[@]}" sync --locked --quiet) \
     || die "uv sync failed (is uv.lock out of date with pyproject.toml? run: uv lock)"
+  python_inputs >"$ROOT/.venv/.synced"
 }
 
 # install_collector [dist name] [manifest] [version]: build with OCB unless that exact build is cached.
@@ -95,7 +123,7 @@ install_collector() {
   local version="${3:-$COLLECTOR_VERSION}"
   local target; target="$(collector_bin "$name" "$manifest" "$version")"
   if [[ -x "$target" ]]; then
-    say "$name $version: cached at $target"
+    note "$name $version: cached at $target"
     return
   fi
   require_go
@@ -107,7 +135,8 @@ install_collector() {
   cp "$manifest" "$work/manifest.yaml"
   say "$name $version: building from ${manifest#"$ROOT"/} (1-2 min cold)"
   run_long "building the collector" bash -c "cd '$work' && ./builder --config manifest.yaml"
-  install -m 0755 "$work/dist/$name" "$target.tmp.$$" && mv "$target.tmp.$$" "$target"
+  # A temporary name of this run's own: two checkouts building at once each finish their move.
+  install -m 0755 "$work/dist/$name" "$target.tmp.$$" && mv -f "$target.tmp.$$" "$target"
   rm -rf "$work"
   say "$name $version: installed $target"
 }
@@ -115,7 +144,7 @@ install_collector() {
 install_jaeger() {
   local target; target="$(jaeger_bin)"
   if [[ -x "$target" ]]; then
-    say "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): cached at $target"
+    note "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): cached at $target"
     return
   fi
   require_go
@@ -123,7 +152,7 @@ install_jaeger() {
   say "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): building cmd/jaeger from jaeger/build (about 3 min cold)"
   run_long "building Jaeger" bash -c "cd '$ROOT/jaeger/build' && go build -mod=readonly -trimpath \
     -o '$target.tmp.$$' github.com/jaegertracing/jaeger/cmd/jaeger"
-  mv "$target.tmp.$$" "$target"
+  mv -f "$target.tmp.$$" "$target"
   say "jaeger: installed $target"
 }
 
@@ -199,6 +228,7 @@ case "${1:-}" in
     echo "DOCKER_BUILDX=$(docker_plugin_bin buildx)"
     ;;
   --python) install_python ;;
+  --check-go) require_go; note "Go $(go env GOVERSION) can build the collector and Jaeger" ;;
   --test-tools)
     install_debian_package /usr/bin/chromium chromium "renders the analyzer's HTML report in tests"
     install_collector "${SCALE_OUT[@]}"
@@ -206,5 +236,6 @@ case "${1:-}" in
   --bench-tools) install_debian_package /usr/bin/wrk wrk "drives the benchmark" ;;
   --docker) install_docker ;;
   "") install_python; install_collector; install_jaeger ;;
-  *) die "unknown argument '$1' (use --paths, --python, --test-tools, --bench-tools, --docker or nothing)" ;;
+  *) die "unknown argument '$1' (use --paths, --python, --check-go, --test-tools, --bench-tools, \
+--docker or nothing, after --quiet or not)" ;;
 esac

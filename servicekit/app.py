@@ -25,6 +25,7 @@ from servicekit.db import Database
 from servicekit.deadline import DeadlineMiddleware
 from servicekit.edge import HeadAsGetMiddleware, serve_edge
 from servicekit.faults import FaultInjector, FaultMiddleware, parse_faults
+from servicekit.forwarded import Network, parse_trusted_proxies
 from servicekit.guard import RequestGuardMiddleware
 from servicekit.head_limits import RequestHeadLimitMiddleware
 from servicekit.health import HEALTH_PATHS, health_router
@@ -53,10 +54,11 @@ class ServiceApp(FastAPI):
     readiness_checks: list[Callable[[], None]]
     shutdown_hooks: list[ShutdownHook]
     fault_injector: FaultInjector
+    trusted_proxies: tuple[Network, ...] = ()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Outside everything, the server span included: see :mod:`servicekit.edge`."""
-        await serve_edge(super().__call__, HEALTH_PATHS, scope, receive, send)
+        await serve_edge(super().__call__, HEALTH_PATHS, self.trusted_proxies, scope, receive, send)
 
     def include_router(self, router: APIRouter, **kwargs: Any) -> None:  # type: ignore[override]
         """Document the problem+json answers every route can give (422, 413, 415, 503 ...)."""
@@ -120,6 +122,7 @@ def create_service_app(
     )
     app.readiness_checks = []
     app.shutdown_hooks = []
+    app.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
     app.fault_injector = FaultInjector(
         service_name=name,
         standing=parse_faults(settings.faults),
@@ -182,7 +185,11 @@ def serve(name: str, app_factory: Callable[[], FastAPI], settings: ServiceSettin
     """Run one service under uvicorn; SIGTERM triggers a graceful stop and the span flush.
 
     The HTTP protocol is uvicorn's httptools one with the slow-client bounds (see
-    :mod:`servicekit.server`)."""
+    :mod:`servicekit.server`). Each request's task starts from an empty context
+    (``reset_contextvars``): a request pipelined behind another on one connection would otherwise
+    start inside the previous request's server span (uvicorn issue #2167) and join its trace.
+    uvicorn's ``proxy_headers`` is off: forwarding headers are read only from
+    ``TRUSTED_PROXIES`` (:mod:`servicekit.forwarded`)."""
     configure_logging(name, settings.log_level)
     # While the span export thread encodes a batch it holds the GIL; a request that arrives then
     # waits up to one switch interval (docs/benchmarks.md measures the setting).
@@ -201,4 +208,6 @@ def serve(name: str, app_factory: Callable[[], FastAPI], settings: ServiceSettin
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        reset_contextvars=True,
+        proxy_headers=False,
     )

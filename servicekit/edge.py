@@ -7,12 +7,16 @@
   (W3C Trace Context, as its test suite checks) and its ``tracestate`` goes with it; several
   ``baggage`` fields are one baggage (W3C Baggage), so they are joined into one field.
 * ``HEAD`` is answered wherever ``GET`` is (RFC 9110 9.3.2), the same response without a body.
+* The client's address (``scope["client"]``, which the server span records as
+  ``client.address``) is the socket peer, or what trusted proxies say (:mod:`servicekit.forwarded`).
 """
 
 from __future__ import annotations
 
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.forwarded import Network, client_address
 
 TRACEPARENT = b"traceparent"
 TRACESTATE = b"tracestate"
@@ -36,13 +40,24 @@ def normalise_trace_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[by
 
 
 async def serve_edge(
-    app: ASGIApp, health_paths: tuple[str, ...], scope: Scope, receive: Receive, send: Send
+    app: ASGIApp,
+    health_paths: tuple[str, ...],
+    trusted_proxies: tuple[Network, ...],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
 ) -> None:
     """Call ``app`` (the whole instrumented stack) with the edge rules applied to ``scope``."""
     if scope["type"] != "http":
         await app(scope, receive, send)
         return
-    scope = {**scope, "headers": normalise_trace_headers(list(scope["headers"]))}
+    headers = list(scope["headers"])
+    scope = {**scope, "headers": normalise_trace_headers(headers)}
+    peer = scope.get("client")
+    if peer and trusted_proxies:
+        address = client_address(peer[0], headers, trusted_proxies)
+        if address != peer[0]:  # the peer's port is not the client's
+            scope["client"] = (address, 0)
     if scope["path"] in health_paths:
         with suppress_http_instrumentation():  # probes are not traffic: no span, no traceresponse
             await app(scope, receive, send)

@@ -15,19 +15,27 @@ from opentelemetry import trace
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.problems import problem_response
-from servicekit.redaction import redact
+from servicekit.json_members import duplicate_member
+from servicekit.problems import RequestProblem, problem_response
+from servicekit.redaction import URL_EMAIL, redact
 
 log = logging.getLogger("servicekit.request")
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 # error.type (OpenTelemetry semantic conventions) of a request whose client hung up before its
 # body was complete: no response was sent, so there is no http.response.status_code.
 CLIENT_DISCONNECT = "client_disconnect"
+# Content codings a request body may carry. None is decoded, so only identity (no coding):
+# a body labelled gzip is refused with 415 and ``Accept-Encoding: identity`` (RFC 9110 8.4.1,
+# RFC 7694), not parsed as if it were plain, and there is no decompression bomb to bound.
+ACCEPTED_CODINGS = ("identity",)
+MEMBER_ECHO_CHARS = 200  # of a repeated member's path, named in the 400
 
 
 class RequestGuardMiddleware:
-    """415 for non-JSON bodies, 413 for bodies over ``max_body_bytes``, 408 for a body not
-    received within ``body_timeout_seconds``, one log line per request."""
+    """415 for non-JSON bodies and for content codings other than ``identity``, 413 for bodies
+    over ``max_body_bytes``, 408 for a body not received within ``body_timeout_seconds``, 400
+    for a JSON body with a repeated member name (at any depth, named in the answer:
+    :mod:`servicekit.json_members`), one log line per request."""
 
     def __init__(
         self,
@@ -85,13 +93,30 @@ class RequestGuardMiddleware:
                 "Unsupported media type",
                 "Request bodies must be application/json.",
             )
+        codings = [  # every Content-Encoding field, not only the last one dict() kept
+            c.strip().lower()
+            for name, value in scope["headers"]
+            if name == b"content-encoding"
+            for c in value.decode("latin-1").split(",")
+        ]
+        refused = [c for c in codings if c and c not in ACCEPTED_CODINGS]
+        if has_body and refused:
+            return problem_response(
+                415,
+                "Unsupported content coding",
+                f"Request bodies are accepted without a content coding; this one was "
+                f"{', '.join(refused)}.",
+                headers={"Accept-Encoding": ", ".join(ACCEPTED_CODINGS)},
+            )
         return None
 
     def _limited(self, receive: Receive, state: _Exchange) -> Receive:
         """The body, bounded in size (also when no Content-Length was declared) and in time
         (``body_timeout_seconds`` from the end of the head to the last byte); a client that
-        hangs up before its last byte is marked, not answered."""
+        hangs up before its last byte is marked, not answered. The complete body is checked
+        for repeated JSON member names."""
         seen = 0
+        chunks: list[bytes] = []
         deadline = time.monotonic() + self.body_timeout_seconds
 
         async def limited() -> Message:
@@ -111,12 +136,16 @@ class RequestGuardMiddleware:
             if message["type"] == "http.disconnect":
                 state.disconnected = True
             elif message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                chunks.append(chunk)
                 state.body_complete = not message.get("more_body", False)
                 if seen > self.max_body_bytes:
                     raise HTTPException(
                         413, f"Request body is larger than {self.max_body_bytes} bytes."
                     )
+                if state.body_complete and seen:
+                    _refuse_duplicate_members(b"".join(chunks))
             return message
 
         return limited
@@ -126,7 +155,7 @@ class RequestGuardMiddleware:
         if path in self.quiet_paths:
             return
         # The route template when one matched; else the path as the client sent it, redacted.
-        route = getattr(scope.get("route"), "path", None) or redact(path)
+        route = getattr(scope.get("route"), "path", None) or redact(path, URL_EMAIL)
         outcome: dict[str, object] = (
             {"error.type": CLIENT_DISCONNECT}
             if state.disconnected
@@ -140,6 +169,18 @@ class RequestGuardMiddleware:
                 **outcome,
                 "duration_ms": round(elapsed * 1000, 2),
             },
+        )
+
+
+def _refuse_duplicate_members(body: bytes) -> None:
+    member = duplicate_member(body)
+    if member is not None:
+        member = member[:MEMBER_ECHO_CHARS]
+        raise RequestProblem(
+            400,
+            "Duplicate member name",
+            f"The JSON body names member {member} more than once.",
+            member=member,
         )
 
 

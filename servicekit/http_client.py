@@ -63,7 +63,8 @@ class Downstream:
         filled from ``path_params``, each percent-encoded whole (a ``/`` in a value stays in
         that segment); ``kwargs`` go to ``httpx.AsyncClient.request``.
 
-        Raise :class:`ProblemError` when the service cannot answer (503, 504 or 502). HTTP error
+        Raise :class:`ProblemError` when the service cannot answer (503, 504 or 502), and 431
+        when it refused the header fields this request forwards. Other HTTP error
         statuses are returned, not raised: what a 4xx means is the caller's domain. A template
         naming a parameter ``path_params`` lacks raises ``KeyError``.
         """
@@ -91,6 +92,15 @@ class Downstream:
             raise self._failed(
                 exc, 503, "Downstream unavailable", f"{self.name} is unreachable"
             ) from exc
+        if response.status_code == 431:
+            # What this service forwards is bounded to fit (the trace state is not forwarded,
+            # baggage is cut to W3C's 8192 bytes), so this is not the callee's fault: answer
+            # as the edge would have, without naming the callee.
+            raise ProblemError(
+                431,
+                "Request header fields too large",
+                "The request's header fields are too large to forward.",
+            )
         if response.status_code >= 500:
             status = response.status_code if response.status_code in (503, 504) else 502
             raise ProblemError(

@@ -41,6 +41,23 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+class RequestProblem(StarletteHTTPException):
+    """A problem found while the request body is read (:mod:`servicekit.guard`): FastAPI passes
+    an ``HTTPException`` raised there on as it is, and turns anything else into a bare 400."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(status, detail, headers)
+        self.title = title
+        self.extra = extra
+
+
 def current_trace_id() -> str | None:
     """The trace id of the current span, or None when it is not recorded (not sampled): an
     answer never names a trace that Jaeger will not have."""
@@ -118,11 +135,14 @@ def allowed_methods(request: Request) -> str:
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    title = HTTP_TITLES.get(exc.status_code, "HTTP error")
+    title = getattr(exc, "title", None) or HTTP_TITLES.get(exc.status_code, "HTTP error")
     headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 405:
         headers["Allow"] = allowed_methods(request)
-    return problem_response(exc.status_code, title, str(exc.detail), headers=headers or None)
+    extra = getattr(exc, "extra", {})
+    return problem_response(
+        exc.status_code, title, str(exc.detail), headers=headers or None, **extra
+    )
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -153,5 +173,5 @@ class Problem(BaseModel):
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_JSON: {}}}
-    for code in (400, 401, 404, 405, 408, 409, 413, 415, 422, 502, 503, 504)
+    for code in (400, 401, 404, 405, 408, 409, 413, 415, 422, 431, 502, 503, 504)
 }

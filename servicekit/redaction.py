@@ -15,19 +15,47 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-# Anything shaped like local@domain, also percent-encoded (%40) as in a raw query string. Broader
-# than a valid address on purpose: over-redacting a URL is harmless, leaking an address is not.
-# The lookbehind lets a match start only where a run of local-part characters starts: without
-# it, a long run with no "@" is rescanned from every position, quadratic time on a path the
-# client chose (a 30 kB path took 2.7 s of the event loop).
-EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[\w.-]+", re.IGNORECASE)
+# Anything shaped like local@domain, also percent-encoded (%40) as in a raw query string. The
+# local part is a run of the characters RFC 5322 (3.2.3, 3.4.1) allows there (atext and dots,
+# letters beyond ASCII as RFC 6531 adds, % for a percent-encoded one), or a quoted string; the
+# domain a [literal] or the rest of the run (over any further "@"). Broader than a valid address
+# on purpose: over-redacting is harmless, leaking part of an address is not, so a match takes
+# the whole run around the "@".
+# In a URL, "/", "?", "&" and "=" delimit segments and parameters (RFC 3986): an address there
+# carries them percent-encoded (a%2Fb@...), so in url.path and url.query they end a local part
+# ("e=first!last@x" -> "e=[redacted-email]"); in free text (User-Agent) they belong to it.
+# The lookbehinds let a match start only where a run (or a quoted string) starts: without them,
+# a long run with no "@" is rescanned from every position, quadratic time on a path the client
+# chose (a 30 kB path took 2.7 s of the event loop).
+ATEXT = r"\w.!#$%&'*+/=?^`{|}~-"
+URL_DELIMITERS = "/?&="
 REDACTED = "[redacted-email]"
-CLIENT_SUPPLIED_ATTRIBUTES = ("url.path", "url.query", "user_agent.original")
 
 
-def redact(text: str) -> str:
-    """``text`` with every email-shaped substring replaced by ``[redacted-email]``."""
-    return EMAIL.sub(REDACTED, text)
+def _email_pattern(local: str) -> re.Pattern[str]:
+    return re.compile(
+        rf'(?:(?<![@{local}])[{local}]+|(?<![\\\w])"(?:[^"\\\r\n]|\\.)*")'
+        rf"(?:@|%40)(?:\[[^\]\s]*\]|[@{local}]+)",
+        re.IGNORECASE,
+    )
+
+
+EMAIL = _email_pattern(ATEXT)
+URL_EMAIL = _email_pattern("".join(c for c in ATEXT if c not in URL_DELIMITERS))
+# The server span's attributes a client writes, each with the pattern for its syntax.
+CLIENT_SUPPLIED_ATTRIBUTES = {
+    "url.path": URL_EMAIL,
+    "url.query": URL_EMAIL,
+    "user_agent.original": EMAIL,
+}
+
+
+def redact(text: str, pattern: re.Pattern[str] = EMAIL) -> str:
+    """``text`` with every email-shaped substring replaced by ``[redacted-email]``; ``pattern``
+    :data:`URL_EMAIL` for a URL's path or query."""
+    if "@" not in text and "%40" not in text:  # most values: no scan at all
+        return text
+    return pattern.sub(REDACTED, text)
 
 
 def redact_server_span(span: Span, scope: dict[str, Any]) -> None:
@@ -36,7 +64,7 @@ def redact_server_span(span: Span, scope: dict[str, Any]) -> None:
     if not span.is_recording():
         return
     attributes = getattr(span, "attributes", None) or {}
-    for key in CLIENT_SUPPLIED_ATTRIBUTES:
+    for key, pattern in CLIENT_SUPPLIED_ATTRIBUTES.items():
         value = attributes.get(key)
-        if isinstance(value, str) and EMAIL.search(value):
-            span.set_attribute(key, redact(value))
+        if isinstance(value, str) and (redacted := redact(value, pattern)) != value:
+            span.set_attribute(key, redacted)

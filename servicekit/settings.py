@@ -44,6 +44,11 @@ class ServiceSettings(BaseSettings):
     gc_freeze: bool = Field(
         True, description="move the objects made at start-up out of the garbage collector's view"
     )
+    trusted_proxies: str = Field(
+        "",
+        description="addresses/networks whose Forwarded, X-Forwarded-For, X-Real-IP are read;"
+        " empty: none, the socket peer is the client",
+    )
     admin_token: str = Field("", description="bearer token for /admin; empty: disabled")
     faults: str = Field("", description="standing faults, see faults.py; service_faults()")
     fault_seed: int | None = None

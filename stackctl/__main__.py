@@ -13,6 +13,7 @@ from rich.table import Table
 
 from servicekit.catalog import SERVICE_NAMES
 from stackctl.fault_demo import demo_faults
+from stackctl.logview import readable
 from stackctl.orders import order_body
 from stackctl.process import StartError
 from stackctl.regression_demo import demo_regression
@@ -23,12 +24,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
 
 
-def _stack() -> Stack:
+def _stack(starts: bool = False) -> Stack:
     try:
-        return local_stack()
+        stack = local_stack(starts=starts)
     except (StartError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    if stack.moved:
+        console.print(
+            "note: the running stack keeps the ports it was started with, so "
+            + ", ".join(stack.moved)
+            + " is ignored; `make down` first to move it"
+        )
+    return stack
 
 
 def _up(stack: Stack) -> None:
@@ -37,7 +45,8 @@ def _up(stack: Stack) -> None:
         stack.up(report=lambda line: console.print(f"  {line}"))
     except StartError as exc:
         console.print(f"[red]error:[/red] {exc}")
-        console.print("Processes already started keep running; `make down` stops them.")
+        if any(proc.pid() for proc in stack.processes):
+            console.print("Processes already started keep running; `make down` stops them.")
         raise typer.Exit(1) from None
     console.print(f"[green]stack up[/green] in {time.monotonic() - t0:.1f} s")
     if stack.prometheus_missing:
@@ -49,18 +58,21 @@ def _up(stack: Stack) -> None:
 
 @app.command()
 def up() -> None:
-    """Start Jaeger, the collector and the four services (what is not running yet)."""
-    stack = _stack()
+    """Start Jaeger, the collector, the four services and the trace browser (what is not
+    running yet)."""
+    stack = _stack(starts=True)
     _up(stack)
     console.print(
-        f"  gateway      {stack.gateway_url}/api/orders\n"
-        f"  Jaeger API   {stack.jaeger_url}/api/traces/<traceId>  (and /api/services)\n"
-        f"  collector    {stack.collector_metrics_url}  (its own metrics)\n"
-        f"  logs         {stack.run_dir / 'logs'}/"
+        f"  gateway        {stack.gateway_url}/api/orders\n"
+        f"  trace browser  {stack.browser_url}/  (recent and flagged traces; search; "
+        "each trace's waterfall at /trace/<traceId>)\n"
+        f"  Jaeger API     {stack.jaeger_url}/api/traces/<traceId>  (and /api/services)\n"
+        f"  collector      {stack.collector_metrics_url}  (its own metrics)\n"
+        f"  logs           make logs P=<process>  ({stack.run_dir / 'logs'}/)"
     )
     if not stack.prometheus_missing:
         console.print(
-            f"  Prometheus   http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
+            f"  Prometheus     http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
             f"Jaeger's Monitor API: {stack.jaeger_url}/api/metrics/calls?service=api-gateway)"
         )
 
@@ -71,6 +83,20 @@ def down() -> None:
     stack = _stack()
     stack.down(report=lambda line: console.print(f"  {line}"))
     console.print("stack down")
+
+
+@app.command()
+def url(
+    what: Annotated[str, typer.Argument(help="gateway, jaeger or browser")] = "gateway",
+) -> None:
+    """The base URL of the gateway, Jaeger's query API or the trace browser, on the ports the
+    stack runs on."""
+    stack = _stack()
+    urls = {"gateway": stack.gateway_url, "jaeger": stack.jaeger_url, "browser": stack.browser_url}
+    if what not in urls:
+        console.print(f"[red]error:[/red] {what!r} is not one of {', '.join(urls)}")
+        raise typer.Exit(2)
+    console.out(urls[what])
 
 
 @app.command()
@@ -86,16 +112,23 @@ def status() -> None:
 @app.command()
 def logs(
     name: Annotated[str | None, typer.Argument(help="one process; all when omitted")] = None,
-    lines: Annotated[int, typer.Option("--lines", "-n")] = 20,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="lines per process")] = 20,
+    raw: Annotated[bool, typer.Option(help="the lines as written (JSON)")] = False,
 ) -> None:
-    """The last lines of each process's log (run/logs/<process>.log)."""
-    for proc in _stack().processes:
+    """The last lines of each process's log (run/logs/<process>.log), readable: time, level,
+    message, then the other fields."""
+    processes = _stack().processes
+    names = [proc.name for proc in processes]
+    if name is not None and name not in names:
+        console.print(f"[red]error:[/red] no process {name!r}; the processes: {', '.join(names)}")
+        raise typer.Exit(2)
+    for proc in processes:
         if name not in (None, proc.name):
             continue
         console.rule(f"{proc.name}  {proc.log_file}")
         if proc.log_file.exists():
             tail = proc.log_file.read_text(errors="replace").splitlines()[-lines:]
-            console.out("\n".join(tail))
+            console.out("\n".join(tail if raw else map(readable, tail)), highlight=False)
 
 
 def show_trace(jaeger_url: str, trace_id: str) -> int:
@@ -110,7 +143,7 @@ def show_trace(jaeger_url: str, trace_id: str) -> int:
 def demo(ok: int = 3, out_of_stock: int = 2) -> None:
     """Bring the stack up if needed, place orders, and show each trace as Jaeger stored it,
     through the analyzer's trace view."""
-    stack = _stack()
+    stack = _stack(starts=True)
     _up(stack)
     orders = [("SKU123", set(SERVICE_NAMES), {"process_order", "send_notification"})] * ok
     orders += [("OUT-OF-STOCK", {"api-gateway", "inventory-service"}, set())] * out_of_stock
@@ -122,17 +155,26 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
             except httpx.TransportError as exc:
                 console.print(
                     f"[red]error:[/red] the gateway at {stack.gateway_url} does not answer "
-                    f"({type(exc).__name__}: {exc}). If `make up` ran with other *_PORT "
-                    "values, give the same ones to this command (`make status` shows them)."
+                    f"({type(exc).__name__}: {exc}). `make status` shows what runs; "
+                    "`make logs P=api-gateway` why it stopped."
                 )
                 raise typer.Exit(2) from None
             answered = time.monotonic()
-            trace_id = response.json()["traceId"]
+            try:
+                trace_id = response.json()["traceId"]
+            except (ValueError, KeyError, TypeError):
+                console.print(
+                    f"[red]error:[/red] {stack.gateway_url} is not this stack's gateway: "
+                    f"POST /api/orders answered {response.status_code} without a traceId. "
+                    "`make status` shows what runs where."
+                )
+                raise typer.Exit(2) from None
             trace = wait_for_trace(stack.jaeger_url, trace_id, services, frozenset(operations))
             console.print(
                 f"\n{response.status_code} {sku:<12} trace {trace_id}: {len(trace.spans)} spans "
                 f"from {', '.join(sorted(trace.services))}; "
                 f"in Jaeger {time.monotonic() - answered:.2f} s after the response\n"
+                f"  in a browser: {stack.browser_url}/trace/{trace_id}\n"
                 f"$ python analyze_traces.py --trace {trace_id} --jaeger-url {stack.jaeger_url}"
             )
             show_trace(stack.jaeger_url, trace_id)

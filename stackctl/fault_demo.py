@@ -10,9 +10,10 @@
    traces, the error service the origin of the failing ones, and no other service blamed;
    exits 1 if not.
 
-The admin token: ``ADMIN_TOKEN`` from the environment, else the one this command saved in
-``run/admin-token`` when it started the stack. A stack that is already running without a token
-(or with another one) cannot take faults: the command says so and how to restart it.
+The admin token: ``ADMIN_TOKEN`` from the environment, else the one ``make up`` saved in
+``run/admin-token`` (:mod:`stackctl.admin_token`), so up, demo, demo-faults works in that order.
+A stack that is already running without a token (or with another one) cannot take faults: the
+command says so and how to restart it.
 """
 
 from __future__ import annotations
@@ -21,18 +22,17 @@ import concurrent.futures
 import json
 import math
 import os
-import secrets
 import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 
+from stackctl.admin_token import admin_token
 from stackctl.orders import order_body
 from stackctl.process import StartError
 from stackctl.stack import ROOT, Stack, local_stack
@@ -40,36 +40,24 @@ from stackctl.traces import wait_for_trace
 
 console = Console(highlight=False, soft_wrap=True)
 ANALYZER = ROOT / "analyze_traces.py"
-ORDER = order_body(price=12.5, email="fault-demo@example.com", user_id=7)
+ORDER = order_body(email="fault-demo@example.com", user_id=7)
 
 
 class DemoError(RuntimeError):
     """Something the user has to fix; the message says what."""
 
 
-def token_file(stack: Stack) -> Path:
-    return stack.run_dir / "admin-token"
-
-
 def resolve_token(stack: Stack, running: bool, command: str = "demo-faults") -> str:
-    """``ADMIN_TOKEN``, else the token saved when this command started the stack, else (only
-    when the stack is not running yet) a new random one, saved for the next run. ``command``
-    (the make target) is named in the error's advice."""
-    if os.environ.get("ADMIN_TOKEN"):
-        return os.environ["ADMIN_TOKEN"]
-    saved = token_file(stack)
-    if saved.exists() and saved.read_text().strip():
-        return saved.read_text().strip()
-    if running:
+    """The stack's admin token (:func:`stackctl.admin_token.admin_token`: ``ADMIN_TOKEN``, else
+    the one ``up`` saved in ``run/``, else a new one when nothing runs yet). ``command`` (the
+    make target) is named in the error's advice when a running stack has none known."""
+    token = admin_token(stack.run_dir, os.environ, create=not running)
+    if token is None:
         raise DemoError(
             "the stack is already running and no ADMIN_TOKEN is known for it. Run with the "
             f"token it was started with (ADMIN_TOKEN=... make {command}), or restart it: "
             f"`make down && make {command}`."
         )
-    token = secrets.token_urlsafe(24)
-    stack.run_dir.mkdir(parents=True, exist_ok=True)
-    saved.touch(mode=0o600)
-    saved.write_text(token + "\n")
     return token
 
 
@@ -228,7 +216,7 @@ def _demo(
         raise DemoError("use two different services for the latency and the error fault")
     if not ANALYZER.exists():
         raise DemoError(f"{ANALYZER.name} is not in this checkout yet: nothing to analyze with")
-    stack = stack or local_stack()
+    stack = stack or local_stack(starts=True)
     running = stack.process("api-gateway").pid() is not None
     token = resolve_token(stack, running)
     bring_up(stack, token)

@@ -1,14 +1,20 @@
-"""Every port the local stack listens on, from env vars with the documented defaults."""
+"""Every port the local stack listens on, from env vars with the documented defaults; whether a
+port is free, and who holds it when it is not."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER, ServiceSpec
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,12 @@ class Ports:
     jaeger_health: int = 13134
     jaeger_metrics: int = 8898
     prometheus: int = 9090
+    trace_browser: int = 16680
+
+    @staticmethod
+    def variable(name: str) -> str:
+        """The environment variable that moves field ``name``: ``gateway`` -> ``GATEWAY_PORT``."""
+        return f"{name.upper()}_PORT"
 
     def of(self, spec: ServiceSpec) -> int:
         """The port of a service of the catalog."""
@@ -46,13 +58,26 @@ class Ports:
         env = dict(os.environ) if env is None else env
         values: dict[str, int] = {}
         for field in fields(cls):
-            raw = env.get(f"{field.name.upper()}_PORT")
+            raw = env.get(cls.variable(field.name))
             if raw:
                 try:
                     values[field.name] = int(raw)
                 except ValueError:
-                    raise ValueError(f"{field.name.upper()}_PORT={raw!r} is not a port") from None
+                    raise ValueError(f"{cls.variable(field.name)}={raw!r} is not a port") from None
         return cls(**values)
+
+    def save(self, path: Path) -> None:
+        """Record these ports (JSON), for the commands that follow ``up``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Ports | None:
+        """The ports recorded at ``path``, or None when there is no readable record."""
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
 
     @classmethod
     def free(cls) -> Ports:
@@ -84,3 +109,67 @@ def _ephemeral_start() -> int:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
+
+
+def run_dir(env: Mapping[str, str]) -> Path:
+    """Where ``make up`` keeps pid files, logs and the record of its ports: ``RUN_DIR``, by
+    default run/ in the checkout."""
+    return Path(env.get("RUN_DIR", ROOT / "run")).resolve()
+
+
+def record_of(run: Path) -> Path:
+    """The record of the ports the running stack's ``up`` used (removed by ``down``)."""
+    return run / "ports.json"
+
+
+def local_browser(jaeger_url: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The trace browser's URL of the local stack (``make up``) whose Jaeger query API is at
+    ``jaeger_url``, from the ports its ``up`` recorded; None when no such stack runs."""
+    address = urlsplit(jaeger_url)
+    recorded = Ports.load(record_of(run_dir(os.environ if env is None else env)))
+    if recorded is None or address.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return None
+    if address.port != recorded.jaeger_query:
+        return None
+    return f"http://127.0.0.1:{recorded.trace_browser}"
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when binding ``host:port`` fails: something listens there (or on all addresses)."""
+    with socket.socket() as sock:
+        # As servers bind: a port with connections in TIME_WAIT only is free for them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def port_owner(port: int) -> str | None:
+    """``pid 1234 (python3 -m http.server 8080)`` for the process listening on TCP ``port``,
+    from /proc (Linux); None when it cannot be read (another user's process, another OS)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            # local address "0100007F:1F90", state 0A = LISTEN, inode in column 10
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{cols[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                command = " ".join(a.decode(errors="replace") for a in argv if a)
+                return f"pid {proc.name} ({command[:120]})"
+        except OSError:
+            continue
+    return None

@@ -18,7 +18,8 @@ import httpx
 
 
 class StartError(RuntimeError):
-    """A process exited or never became healthy; the message names it and its log file."""
+    """A process exited or never became healthy, or a port it needs is taken; the message names
+    the process and its log file, or the port, its owner and the variable that moves it."""
 
 
 def _start_time(pid: int) -> str | None:
@@ -32,6 +33,20 @@ def _start_time(pid: int) -> str | None:
     return None if after_name[0] in ("Z", "X") else after_name[19]
 
 
+def live_pid(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` if that process still runs (same start time), else None; a stale
+    file is removed."""
+    try:
+        pid_text, started = pid_file.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if _start_time(pid) == started:
+        return pid
+    pid_file.unlink(missing_ok=True)
+    return None
+
+
 @dataclass
 class ManagedProcess:
     name: str
@@ -40,6 +55,7 @@ class ManagedProcess:
     run_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    ports: dict[str, int] = field(default_factory=dict)  # the TCP ports it listens on, by *_PORT
 
     @property
     def pid_file(self) -> Path:
@@ -51,15 +67,7 @@ class ManagedProcess:
 
     def pid(self) -> int | None:
         """Our live process's pid, or None (a stale pid file is removed)."""
-        try:
-            pid_text, started = self.pid_file.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return None
-        if _start_time(pid) == started:
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+        return live_pid(self.pid_file)
 
     def healthy(self) -> bool:
         try:

@@ -52,7 +52,7 @@ def demo_regression(
     """Place orders, then the same with a latency fault in one service, and check that the
     trace analyzer, comparing the two windows, names that service's operation."""
     try:
-        stack = local_stack()
+        stack = local_stack(starts=True)
         running = stack.process("api-gateway").pid() is not None
         token = resolve_token(stack, running, COMMAND)
         bring_up(stack, token)

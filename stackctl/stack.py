@@ -3,6 +3,11 @@
 Start order follows the data: Jaeger first (it stores), then the collector (it forwards to
 Jaeger), then the four services (they export to the collector), and the gateway last. Stop is the
 reverse, so services flush their last spans into a collector that is still running.
+
+Before anything starts, every port of every process to start is checked: one taken port stops
+``up`` with the port, its owner and the ``*_PORT`` variable that moves it, and nothing started.
+``up`` records the ports it used in ``run/ports.json``; ``local_stack`` reads them back while
+that stack runs, so ``status``, ``logs``, ``demo*`` and ``down`` reach it without the variables.
 """
 
 from __future__ import annotations
@@ -20,11 +25,9 @@ from pathlib import Path
 import httpx
 
 from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
-from stackctl.ports import Ports
-from stackctl.process import ManagedProcess, StartError
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from stackctl.admin_token import admin_token
+from stackctl.ports import ROOT, Ports, port_in_use, port_owner, record_of, run_dir
+from stackctl.process import ManagedProcess, StartError, live_pid
 
 # The shell's own values win over these.
 LOCAL_DEFAULTS = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local"}
@@ -57,20 +60,21 @@ class Stack:
     ports: Ports = field(default_factory=Ports)
     env: dict[str, str] = field(default_factory=dict)
     with_prometheus: bool = True
+    with_browser: bool = True  # the trace browser (trace_analysis.browser)
+    moved: list[str] = field(default_factory=list)  # *_PORT values that a running stack ignores
 
     def __post_init__(self) -> None:
         self.run_dir = self.run_dir.resolve()
         self.data_dir = self.data_dir.resolve()
         otelcol, jaeger = backend_binaries()
-        for binary in (otelcol, jaeger):
-            if not binary.exists():
-                raise StartError(f"{binary} is missing: run scripts/install_backends.sh")
         self.processes = [self._jaeger(jaeger), self._collector(otelcol)]
         prometheus = shutil.which("prometheus") if self.with_prometheus else None
         self.prometheus_missing = self.with_prometheus and prometheus is None
         if prometheus:
             self.processes.append(self._prometheus(prometheus))
         self.processes += [self._service(spec) for spec in SERVICES]
+        if self.with_browser:
+            self.processes.append(self._browser())
 
     # --- URLs -----------------------------------------------------------------------------
 
@@ -81,6 +85,11 @@ class Stack:
     @property
     def jaeger_url(self) -> str:
         return self.ports.url("jaeger_query")
+
+    @property
+    def browser_url(self) -> str:
+        """The trace browser: recent and flagged traces, and each trace at ``/trace/<id>``."""
+        return f"http://127.0.0.1:{self.ports.trace_browser}"
 
     @property
     def collector_metrics_url(self) -> str:
@@ -110,10 +119,20 @@ class Stack:
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
 
+    @property
+    def ports_file(self) -> Path:
+        """Where ``up`` records the ports it used."""
+        return record_of(self.run_dir)
+
     # --- process definitions ----------------------------------------------------------------
 
-    def _managed(self, name: str, argv: list[str], health: str, env: dict[str, str]):
-        return ManagedProcess(name, argv, health, self.run_dir, {**self.env, **env}, cwd=ROOT)
+    def _managed(
+        self, name: str, argv: list[str], health: str, env: dict[str, str], ports: Iterable[str]
+    ) -> ManagedProcess:
+        """``ports``: the fields of :class:`Ports` the process listens on."""
+        listens = {Ports.variable(port): getattr(self.ports, port) for port in ports}
+        env = {**self.env, **env}
+        return ManagedProcess(name, argv, health, self.run_dir, env, cwd=ROOT, ports=listens)
 
     def _jaeger(self, binary: Path) -> ManagedProcess:
         p = self.ports
@@ -127,7 +146,9 @@ class Stack:
             "PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
         }
         argv = [str(binary), "--config", str(ROOT / "jaeger" / "config.yaml")]
-        return self._managed("jaeger", argv, f"http://127.0.0.1:{p.jaeger_health}/status", env)
+        health = f"http://127.0.0.1:{p.jaeger_health}/status"
+        listens = ("jaeger_otlp", "jaeger_query", "jaeger_query_grpc", "jaeger_health")
+        return self._managed("jaeger", argv, health, env, (*listens, "jaeger_metrics"))
 
     def _collector(self, binary: Path) -> ManagedProcess:
         p = self.ports
@@ -143,7 +164,8 @@ class Stack:
         }
         argv = [str(binary), "--config", str(ROOT / "otel-collector" / "config.yaml")]
         health = f"http://127.0.0.1:{p.collector_health}/"
-        return self._managed("otel-collector", argv, health, env)
+        listens = ("otlp_grpc", "otlp_http", "collector_health", "collector_metrics", "spanmetrics")
+        return self._managed("otel-collector", argv, health, env, listens)
 
     def _prometheus(self, binary: str) -> ManagedProcess:
         """Debian's prometheus, scraping the collector's spanmetrics for Jaeger's Monitor tab."""
@@ -166,7 +188,8 @@ class Stack:
             f"--storage.tsdb.path={self.data_dir / 'prometheus'}",
             f"--web.listen-address=127.0.0.1:{p.prometheus}",
         ]
-        return self._managed("prometheus", argv, f"http://127.0.0.1:{p.prometheus}/-/ready", {})
+        health = f"http://127.0.0.1:{p.prometheus}/-/ready"
+        return self._managed("prometheus", argv, health, {}, ["prometheus"])
 
     def _service(self, spec: ServiceSpec) -> ManagedProcess:
         p = self.ports
@@ -184,15 +207,35 @@ class Stack:
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp_grpc}",
         }
         health = f"http://127.0.0.1:{port}/readyz"
-        return self._managed(spec.name, [sys.executable, "-m", spec.package], health, env)
+        argv = [sys.executable, "-m", spec.package]
+        return self._managed(spec.name, argv, health, env, [spec.env_prefix.lower()])
+
+    def _browser(self) -> ManagedProcess:
+        """The trace browser, reading this stack's Jaeger; loopback only."""
+        p = self.ports
+        env = {
+            "JAEGER_URL": self.jaeger_url,
+            "TRACE_BROWSER_HOST": "127.0.0.1",
+            "TRACE_BROWSER_PORT": str(p.trace_browser),
+        }
+        argv = [sys.executable, "-m", "trace_analysis.browser"]
+        health = f"{self.browser_url}/healthz"
+        return self._managed("trace-browser", argv, health, env, ["trace_browser"])
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def up(self, timeout: float = 60.0, report: Callable[[str], None] = print) -> None:
         """Start what is not running, in order; wait (bounded) for each stage to be healthy.
 
-        Running twice starts nothing twice: a process alive from its pid file is kept.
+        Running twice starts nothing twice: a process alive from its pid file is kept. Raises
+        :class:`StartError`, with nothing started, when a port or a binary is missing.
         """
+        to_start = [p for p in self.processes if p.pid() is None]
+        self.check_ports(to_start)
+        for proc in to_start:
+            if proc.argv[0].startswith("/") and not Path(proc.argv[0]).exists():
+                raise StartError(f"{proc.argv[0]} is missing: run scripts/install_backends.sh")
+        self.ports.save(self.ports_file)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         backends = [p for p in self.processes if p.name in ("jaeger", "otel-collector")]
         stages = [
@@ -203,6 +246,29 @@ class Stack:
         ]
         for stage in stages:
             self._start_stage(stage, timeout, report)
+
+    @staticmethod
+    def check_ports(processes: Iterable[ManagedProcess]) -> None:
+        """Raise :class:`StartError` naming every taken port: its owner (pid and command, where
+        /proc shows it) and the variable that moves it."""
+        taken = [
+            (proc, variable, port)
+            for proc in processes
+            for variable, port in proc.ports.items()
+            if port_in_use(port)
+        ]
+        if not taken:
+            return
+        lines = [
+            f"port {port} ({variable}, for {proc.name}) is in use by "
+            f"{port_owner(port) or 'a process whose owner cannot be read (another user?)'}"
+            for proc, variable, port in taken
+        ]
+        _, variable, _ = taken[0]
+        raise StartError(
+            "nothing was started: " + "; ".join(lines) + ". Stop that process, or move the port: "
+            f"`{variable}=<free port> make up` (every *_PORT variable: .env.example)"
+        )
 
     def _start_stage(self, stage: Iterable[ManagedProcess], timeout: float, report) -> None:
         started = []
@@ -222,16 +288,43 @@ class Stack:
         for proc in reversed(self.processes):
             if proc.stop():
                 report(f"{proc.name}: stopped")
+        self.ports_file.unlink(missing_ok=True)
 
     def status(self) -> list[tuple[str, int | None, bool, str]]:
         return [(p.name, p.pid(), p.healthy(), p.health_url) for p in self.processes]
 
 
-def local_stack(env: dict[str, str] | None = None) -> Stack:
-    """The stack `make up` runs: run/ for pid files and logs, data/ for state, env ports."""
+def running(run_dir: Path) -> bool:
+    """Whether any process started from ``run_dir`` still runs."""
+    return any(live_pid(pid_file) for pid_file in run_dir.glob("*.pid"))
+
+
+def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stack:
+    """The stack `make up` runs: ``RUN_DIR`` (default run/) for pid files, logs and the
+    records below, ``DATA_DIR`` (default data/) for state. ``starts``: the command may start it
+    (``up``, ``demo``...), so an admin token is made if none is known yet.
+
+    Its ports: while a stack started from ``run_dir`` runs, the ones its ``up`` recorded
+    (:attr:`Stack.moved` lists the ``*_PORT`` values given now that differ from them); else the
+    ``*_PORT`` variables with their defaults. Its ``ADMIN_TOKEN``: see
+    :func:`stackctl.admin_token.admin_token`.
+    """
     env = dict(os.environ) if env is None else env
-    return Stack(
-        run_dir=ROOT / "run",
+    run = run_dir(env)
+    asked = Ports.from_env(env)
+    up = running(run)
+    recorded = Ports.load(record_of(run)) if up else None
+    ports = recorded or asked
+    token = admin_token(run, env, create=starts and not up)
+    stack = Stack(
+        run_dir=run,
         data_dir=Path(env.get("DATA_DIR", ROOT / "data")),
-        ports=Ports.from_env(env),
+        ports=ports,
+        env={"ADMIN_TOKEN": token} if token else {},
     )
+    stack.moved = [
+        f"{Ports.variable(name)}={getattr(asked, name)} (it runs on {getattr(ports, name)})"
+        for name in vars(ports)
+        if Ports.variable(name) in env and getattr(asked, name) != getattr(ports, name)
+    ]
+    return stack

@@ -14,61 +14,52 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trace_analysis.analysis import Outcome, analyze_traces
-from trace_analysis.compare import (
+from trace_analysis.analyses.analyzer import Outcome, analyze_traces
+from trace_analysis.analyses.compare import (
     DEFAULT_MIN_CHANGE_TEXT,
     DEFAULT_MIN_CHANGE_US,
     DEFAULT_MIN_SAMPLES,
     CompareCriteria,
 )
+from trace_analysis.cli_common import (
+    DEFAULT_JAEGER_URL,
+    DEFAULT_LIMIT,
+    DEFAULT_SERVICE,
+    DEFAULT_TOP,
+    DEFAULT_TOP_TABLE,
+    PROG,
+    Api,
+    FailOn,
+    Format,
+    ProgressBar,
+    SlowBy,
+    exit_status,
+    flag_criteria,
+    parse_lookback,
+    plain_width,
+    trace_link_base,
+)
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.loading import iter_file_traces
-from trace_analysis.model import Criteria, Report, Source
+from trace_analysis.model.results import Criteria, Report, Source
+from trace_analysis.sources.files import iter_file_traces
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
-    from trace_analysis.jaeger_client import Progress as ProgressCallback
+    from trace_analysis.sources.jaeger_api import Progress as ProgressCallback
 
 # requests, rich and the renderers are imported where used: a run from a file in CI should
 # not pay for the HTTP stack, and start-up is a visible part of a short run
 
-PROG = "analyze_traces.py"
-DEFAULT_JAEGER_URL = "http://localhost:16686"
-DEFAULT_SERVICE = "api-gateway"
-DEFAULT_LIMIT = 20_000  # live mode: the newest traces of the window
-_LOOKBACK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-_UNIT_US |= {"d": 24 * _UNIT_US["h"], "w": 7 * 24 * _UNIT_US["h"]}
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
-    html = "html"
-
-
-class Api(StrEnum):
-    auto = "auto"
-    v3 = "v3"
-    v1 = "v1"
-
-
-class FailOn(StrEnum):
-    slow = "slow"
-    error = "error"
-    any = "any"
-    regression = "regression"  # with a baseline: something regressed
-
-
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+def _count_option(name: str, help: str) -> typer.models.OptionInfo:
+    """A count (1 or more) whose default depends on the mode, so the help states it."""
+    return typer.Option(name, min=1, help=help, show_default=False)
 
 
 @app.command(
@@ -109,12 +100,10 @@ def analyze(
     ] = "1h",
     limit: Annotated[
         int | None,
-        typer.Option(
+        _count_option(
             "--limit",
-            min=1,
-            help=f"analyze at most this many traces (the newest) [default: {DEFAULT_LIMIT:,}; "
+            f"analyze at most this many traces (the newest) [default: {DEFAULT_LIMIT:,}; "
             "with --input: all]",
-            show_default=False,
         ),
     ] = None,
     page_size: Annotated[
@@ -148,9 +137,13 @@ def analyze(
         ),
     ] = None,
     top: Annotated[
-        int,
-        typer.Option("--top", min=1, help="flagged traces shown in table/markdown/html"),
-    ] = 50,
+        int | None,
+        _count_option(
+            "--top",
+            f"flagged traces shown in table/markdown/html [default: {DEFAULT_TOP_TABLE} in the "
+            f"table, so that its summary stays on screen; {DEFAULT_TOP} otherwise]",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="seconds to wait for each Jaeger query")
     ] = 10.0,
@@ -158,6 +151,23 @@ def analyze(
         Api,
         typer.Option("--api", help="Jaeger query API: auto (v3, else v1 where v3 is absent)"),
     ] = Api.auto,
+    slow_by: Annotated[
+        SlowBy,
+        typer.Option(
+            "--slow-by",
+            help="judge slow on the root span, or on the longest span of --service/--operation",
+        ),
+    ] = SlowBy.root,
+    link_base: Annotated[
+        str | None,
+        typer.Option(
+            "--link-base",
+            envvar="TRACE_LINK_BASE",
+            help="where reports link each trace (<base>/trace/<id>) [default: the trace "
+            "browser of the local stack (make up) reading --jaeger-url, else Jaeger's UI "
+            "there]",
+        ),
+    ] = None,
     trace_ids: Annotated[
         list[str] | None,
         typer.Option(
@@ -207,6 +217,8 @@ def analyze(
         ),
     ] = DEFAULT_MIN_SAMPLES,
 ) -> int:
+    if top is None:
+        top = DEFAULT_TOP_TABLE if output_format is Format.table else DEFAULT_TOP
     if trace_ids:
         return _explain(
             trace_ids,
@@ -217,6 +229,7 @@ def analyze(
             timeout,
             output_format,
             output,
+            link_base,
         )
     if baseline is not None or baseline_offset is not None or baseline_window is not None:
         from trace_analysis.compare_run import CompareRequest, parse_min_change, run_comparison
@@ -234,6 +247,7 @@ def analyze(
                 if flagging
                 else None,
                 errors_only=errors_only,
+                slow_by=slow_by,
                 jaeger_url=jaeger_url,
                 api=api.value,
                 service=service,
@@ -256,7 +270,7 @@ def analyze(
     window_us = parse_lookback(lookback)  # checked even when --input makes it moot
     if not re.match(r"^https?://[^/\s]+", jaeger_url):
         raise AnalyzerError(f"invalid --jaeger-url {jaeger_url!r}: expected http(s)://host:port")
-    criteria = Criteria(threshold_us, errors_only)
+    criteria = flag_criteria(threshold_us, errors_only, service, operation, slow_by)
     waterfall = output_format is Format.html
     warnings: list[str] = []
     if input_path is not None:
@@ -275,7 +289,7 @@ def analyze(
             end_us=end_us,
             api=api.value,
         )
-        with _ProgressBar() as progress:
+        with ProgressBar() as progress:
             outcome = _read_jaeger(
                 source,
                 page_size,
@@ -286,9 +300,10 @@ def analyze(
                 limit or DEFAULT_LIMIT,
                 waterfall,
             )
+    source.link_base = trace_link_base(jaeger_url, link_base)
     report = outcome.report(source, criteria, warnings)
     _emit(report, output_format, output, top)
-    return _exit_status(report, fail_on)
+    return exit_status(report, fail_on)
 
 
 def _read_jaeger(
@@ -302,7 +317,7 @@ def _read_jaeger(
     waterfall: bool,
 ) -> Outcome:
     """Analyze the traces of ``source``'s window, read from Jaeger page by page."""
-    from trace_analysis.jaeger_client import JaegerClient, iter_window
+    from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 
     assert source.service is not None and source.start_us is not None
     assert source.end_us is not None
@@ -333,18 +348,19 @@ def _explain(
     timeout: float,
     output_format: Format,
     output: Path | None,
+    link_base: str | None = None,
 ) -> int:
     """``--trace``: the traces asked for, each with its waterfall and findings."""
-    from trace_analysis.explain import check_ids, explain, from_jaeger, from_traces
+    from trace_analysis.analyses.explain import check_ids, explain, from_jaeger, from_traces
 
-    wanted = check_ids(trace_ids)
+    wanted = check_ids(trace_ids, from_file=input_path is not None)
     criteria = Criteria(threshold_us)
     if input_path is not None:
         source = Source("file", jaeger_url, input_path, trace_ids=wanted)
         traces = from_traces(iter_file_traces(input_path), wanted, input_path)
         outcome = explain(traces, criteria, wanted)
     else:
-        from trace_analysis.jaeger_client import JaegerClient
+        from trace_analysis.sources.jaeger_api import JaegerClient
 
         source = Source("jaeger", jaeger_url, trace_ids=wanted)
         client = JaegerClient(jaeger_url, timeout, api.value)
@@ -353,6 +369,7 @@ def _explain(
         finally:
             source.queries = client.queries
             source.api = client.used
+    source.link_base = trace_link_base(jaeger_url, link_base)
     report = Report(
         source=source,
         criteria=criteria,
@@ -363,55 +380,6 @@ def _explain(
     )
     _emit(report, output_format, output, len(report.traces), explained=True)
     return 0
-
-
-class _ProgressBar:
-    """A progress bar on stderr while Jaeger is read, only if stderr is a terminal."""
-
-    def __init__(self) -> None:
-        self._bar: Progress | None = None
-        self._task = None
-
-    def __enter__(self) -> ProgressCallback | None:
-        if not sys.stderr.isatty():
-            return None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._bar = Progress(
-            SpinnerColumn(),
-            TextColumn("reading Jaeger"),
-            BarColumn(),
-            TextColumn("{task.fields[traces]:,} traces"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task("read", total=1, traces=0)
-        return self._update
-
-    def _update(self, done_us: int, total_us: int, traces: int) -> None:
-        assert self._bar is not None and self._task is not None
-        self._bar.update(self._task, completed=done_us, total=total_us, traces=traces)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def parse_lookback(text: str) -> int:
-    """``15m``, ``1h``, ``2d``, ``1.5h``, ``90s``, ``1w`` to microseconds."""
-    match = _LOOKBACK.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise AnalyzerError(f"invalid --lookback {text!r}: use e.g. 15m, 1h, 2d")
-    return int(float(match.group(1)) * _UNIT_US[match.group(2)])
 
 
 def _threshold_us(positional: float | None, option: float | None, errors_only: bool) -> int | None:
@@ -437,36 +405,36 @@ def _emit(
         from rich.console import Console
 
         if explained:
-            from trace_analysis.report_trace import render_trace_table as render
+            from trace_analysis.reports.trace_view import render_trace_table as render
 
             def draw(console: Console) -> None:
                 render(report, console)
         else:
-            from trace_analysis.report_table import render_table
+            from trace_analysis.reports.table import render_table
 
             def draw(console: Console) -> None:
                 render_table(report, console, top)
 
         if output is None:
-            draw(Console(width=None if sys.stdout.isatty() else _plain_width()))
+            draw(Console(width=None if sys.stdout.isatty() else plain_width()))
             return
-        console = Console(record=True, width=_plain_width(), file=io.StringIO())
+        console = Console(record=True, width=plain_width(), file=io.StringIO())
         draw(console)
         text = console.export_text()
     elif output_format is Format.json:
-        from trace_analysis.report_json import render_json
+        from trace_analysis.reports.json_report import render_json
 
         text = render_json(report)
     elif output_format is Format.markdown and explained:
-        from trace_analysis.report_trace import render_trace_markdown
+        from trace_analysis.reports.trace_view import render_trace_markdown
 
         text = render_trace_markdown(report)
     elif output_format is Format.markdown:
-        from trace_analysis.report_markdown import render_markdown
+        from trace_analysis.reports.markdown import render_markdown
 
         text = render_markdown(report, top)
     else:
-        from trace_analysis.report_html import render_html
+        from trace_analysis.reports.html_report import render_html
 
         text = render_html(report, top, explained)
     if output is None:
@@ -482,27 +450,6 @@ def _emit(
         else f"{len(report.traces)} flagged of {report.summary.traces:,} traces"
     )
     print(f"{PROG}: wrote {output_format.value} report to {output} ({what})", file=sys.stderr)
-
-
-def _plain_width() -> int:
-    """Width when not writing to a terminal: $COLUMNS if set, else wide enough for a table."""
-    try:
-        return max(80, int(os.environ["COLUMNS"]))
-    except (KeyError, ValueError):
-        return 140
-
-
-def _exit_status(report: Report, fail_on: FailOn | None) -> int:
-    if fail_on is None:
-        return 0
-    for trace in report.traces:
-        if (
-            fail_on is FailOn.any
-            or (fail_on is FailOn.slow and trace.slow)
-            or (fail_on is FailOn.error and trace.error)
-        ):
-            return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

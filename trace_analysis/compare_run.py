@@ -17,17 +17,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trace_analysis.analysis import Analyzer
-from trace_analysis.compare import (
+from trace_analysis import cli_common as common
+from trace_analysis.analyses.analyzer import Analyzer
+from trace_analysis.analyses.compare import (
     CompareCriteria,
     Comparison,
     SideCollector,
     compare,
 )
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import JaegerTrace
-from trace_analysis.loading import iter_file_traces
-from trace_analysis.model import Criteria, Report, Source
+from trace_analysis.formats.jaeger import JaegerTrace
+from trace_analysis.model.results import Report, Source
+from trace_analysis.reports.comparison import side_text
+from trace_analysis.sources.files import iter_file_traces
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
 
@@ -42,8 +44,9 @@ class CompareRequest:
     criteria: CompareCriteria
     threshold_us: int | None  # also flag the candidate's traces, as without a baseline
     errors_only: bool
+    slow_by: common.SlowBy
     jaeger_url: str
-    api: str  # auto, v3 or v1 (see trace_analysis.jaeger_client)
+    api: str  # auto, v3 or v1 (see trace_analysis.sources.jaeger_api)
     service: str | None
     operation: str | None
     lookback: str
@@ -94,8 +97,6 @@ def _instant(text: str) -> int:
 
 def run_comparison(request: CompareRequest) -> int:
     """Read, compare, write the report; the exit status (see the CLI's doc)."""
-    from trace_analysis.cli import DEFAULT_LIMIT, DEFAULT_SERVICE
-
     given = [
         name
         for name, value in (
@@ -119,12 +120,12 @@ def run_comparison(request: CompareRequest) -> int:
     # a live side reads the traces of one service (default api-gateway): a file on the other
     # side is held to the same, so that both sides hold the same kind of traces
     live = "jaeger" in (baseline_source.kind, source.kind)
-    service = request.service or (DEFAULT_SERVICE if live else None)
+    service = request.service or (common.DEFAULT_SERVICE if live else None)
     for side in (baseline_source, source):
         side.service = service if side.kind == "file" else side.service
     baseline = SideCollector(service, request.operation)
     baseline_warnings: list[str] = []
-    limit = request.limit or (None if baseline_source.kind == "file" else DEFAULT_LIMIT)
+    limit = request.limit or (None if baseline_source.kind == "file" else common.DEFAULT_LIMIT)
     stopped: list[bool] = []
     with _reading(baseline_source, request, baseline_warnings) as traces:
         baseline.feed(_limited(traces, limit, stopped))
@@ -132,8 +133,14 @@ def run_comparison(request: CompareRequest) -> int:
         baseline_warnings.append(f"stopped at --limit ({limit:,} traces): more were there")
 
     candidate = SideCollector(service, request.operation)
-    criteria = Criteria(request.threshold_us, request.errors_only)
-    limit = request.limit or (None if source.kind == "file" else DEFAULT_LIMIT)
+    criteria = common.flag_criteria(
+        request.threshold_us,
+        request.errors_only,
+        request.service,
+        request.operation,
+        request.slow_by,
+    )
+    limit = request.limit or (None if source.kind == "file" else common.DEFAULT_LIMIT)
     analyzer = Analyzer(
         criteria,
         service if source.kind == "file" else None,
@@ -154,22 +161,27 @@ def run_comparison(request: CompareRequest) -> int:
         comparison.warnings.append("the baseline has no traces: every operation is new")
     if not candidate.traces:
         comparison.warnings.append("the candidate has no traces: every operation is gone")
+    problem = comparison.unjudged()
+    if problem and baseline.traces and candidate.traces:
+        comparison.warnings.insert(0, f"{problem}: nothing was judged")
     report = outcome.report(source, criteria, warnings)
     with_traces = request.threshold_us is not None or request.errors_only
     _emit(report, comparison, request, with_traces)
+    if problem and request.fail_on:
+        # a CI gate must not pass by comparing against nothing
+        raise AnalyzerError(
+            f"--fail-on {request.fail_on}: nothing was judged, {problem} (baseline "
+            f"{side_text(baseline_source)}); check the baseline window, offset or file"
+        )
     if request.fail_on == "regression":
         return 1 if comparison.count("regressed") else 0
-    from trace_analysis.cli import FailOn, _exit_status
-
-    return _exit_status(report, FailOn(request.fail_on) if request.fail_on else None)
+    return common.exit_status(report, common.FailOn(request.fail_on) if request.fail_on else None)
 
 
 def _sources(request: CompareRequest) -> tuple[Source, Source]:
     """Where the baseline and the candidate come from."""
-    from trace_analysis.cli import DEFAULT_SERVICE, parse_lookback
-
-    window_us = parse_lookback(request.lookback)
-    live_service = request.service or DEFAULT_SERVICE
+    window_us = common.parse_lookback(request.lookback)
+    live_service = request.service or common.DEFAULT_SERVICE
     now_us = time.time_ns() // 1000
 
     if request.baseline is not None:
@@ -218,10 +230,8 @@ def _overlap(one: Source, other: Source) -> bool:
 
 
 def _offset(text: str) -> int:
-    from trace_analysis.cli import parse_lookback
-
     try:
-        return parse_lookback(text)
+        return common.parse_lookback(text)
     except AnalyzerError:
         raise AnalyzerError(f"invalid --baseline-offset {text!r}: use e.g. 1h, 1d, 1w") from None
 
@@ -253,13 +263,12 @@ class _reading:  # a context manager, named like open()
         if source.kind == "file":
             assert source.input_path is not None
             return iter_file_traces(source.input_path)
-        from trace_analysis.cli import _ProgressBar
-        from trace_analysis.jaeger_client import JaegerClient, iter_window
+        from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 
         assert source.service is not None and source.start_us is not None
         assert source.end_us is not None
         self._client = JaegerClient(source.jaeger_url, self.request.timeout, self.request.api)
-        self._bar = _ProgressBar()
+        self._bar = common.ProgressBar()
         progress = self._bar.__enter__()
         return iter_window(
             self._client,
@@ -283,21 +292,20 @@ class _reading:  # a context manager, named like open()
 def _emit(report: Report, comparison: Comparison, request: CompareRequest, traces: bool) -> None:
     """Write the report: the comparison, then (with a threshold or --errors-only) the
     candidate's flagged traces as without a baseline; JSON always has both."""
-    from trace_analysis.cli import PROG, _plain_width
-    from trace_analysis.report_format import source_text
+    from trace_analysis.reports.wording import source_text
 
     fmt = request.output_format
     candidate = source_text(report)
     if fmt == "table":
         from rich.console import Console
 
-        from trace_analysis.report_compare_table import render_comparison_table
-        from trace_analysis.report_table import render_table
+        from trace_analysis.reports.comparison_table import render_comparison_table
+        from trace_analysis.reports.table import render_table
 
         if request.output is None:
-            console = Console(width=None if sys.stdout.isatty() else _plain_width())
+            console = Console(width=None if sys.stdout.isatty() else common.plain_width())
         else:
-            console = Console(record=True, width=_plain_width(), file=io.StringIO())
+            console = Console(record=True, width=common.plain_width(), file=io.StringIO())
         render_comparison_table(comparison, candidate, console)
         if traces:
             console.print()
@@ -308,20 +316,20 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
     elif fmt == "json":
         import msgspec
 
-        from trace_analysis.report_compare import comparison_dict
-        from trace_analysis.report_json import report_dict
+        from trace_analysis.reports.comparison import comparison_dict
+        from trace_analysis.reports.json_report import report_dict
 
         document = report_dict(report) | {"comparison": comparison_dict(comparison)}
         text = msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"
     elif fmt == "markdown":
-        from trace_analysis.report_compare import render_comparison_markdown
-        from trace_analysis.report_markdown import render_markdown
+        from trace_analysis.reports.comparison import render_comparison_markdown
+        from trace_analysis.reports.markdown import render_markdown
 
         text = render_comparison_markdown(comparison, candidate)
         if traces:
             text += "\n" + render_markdown(report, request.top)
     else:
-        from trace_analysis.report_compare_html import render_comparison_html
+        from trace_analysis.reports.comparison_html import render_comparison_html
 
         text = render_comparison_html(report, comparison, request.top, traces)
     if request.output is None:
@@ -332,7 +340,7 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
     except OSError as exc:
         raise AnalyzerError(f"cannot write {request.output}: {exc.strerror or exc}") from None
     print(
-        f"{PROG}: wrote {fmt} comparison to {request.output} "
+        f"{common.PROG}: wrote {fmt} comparison to {request.output} "
         f"({comparison.count('regressed')} regressed of {len(comparison.operations)} operations)",
         file=sys.stderr,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from typing import Annotated, Any
 
 import httpx
@@ -17,7 +17,7 @@ from api_gateway.clients import InventoryClient, OrderClient
 from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
 from api_gateway.compensation import cancellation_backlog, release_backlog
 from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
-from api_gateway.models import OrderRequest, OrderResponse
+from api_gateway.models import OrderRequest, OrderResponse, StoredOrder
 from api_gateway.orders import OrderFlow
 from servicekit.admin import ClientFaultBaggageFilter, require_admin_token
 from servicekit.app import ServiceApp, create_service_app
@@ -28,6 +28,8 @@ from servicekit.problems import PROBLEM_RESPONSES, ProblemError
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
 SERVICE_NAME = GATEWAY.name
+# An order id is 128 random bits (32 hex digits): it is the capability to read the order.
+ORDER_ID_BYTES = 16
 router = APIRouter(prefix="/api", tags=["orders"], responses=PROBLEM_RESPONSES)
 IdentifierPath = Path(min_length=1, max_length=IDENTIFIER_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 
@@ -69,7 +71,7 @@ async def create_order(
             response.headers["Idempotent-Replayed"] = "true"
             return claim.replay
     try:
-        result = await flow.place(uuid.uuid4().hex, body)
+        result = await flow.place(secrets.token_hex(ORDER_ID_BYTES), body)
     except BaseException:
         if idempotency_key is not None:
             await run_in_threadpool(store.abandon, idempotency_key)
@@ -79,8 +81,11 @@ async def create_order(
     return result
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", response_model=StoredOrder)
 async def get_order(order_id: Annotated[str, IdentifierPath], orders: Orders) -> Any:
+    """The order with this id. The id is the capability: 128 random bits, returned only to the
+    client that placed the order, and whoever holds it may read the order (no account check;
+    docs/reliability.md, "Who may read an order"). Internal ids are not returned."""
     order = await orders.order(order_id)
     if order is None:
         raise ProblemError(404, "Order not found", f"No order {order_id}.", orderId=order_id)

@@ -1,5 +1,10 @@
 """The order saga: reserve stock, store the order, notify; release the stock if storing fails.
 
+inventory-service prices the lines as it reserves them; the order is stored and answered at
+those prices (a client's ``price`` is not used). The server span records
+``order.price_source=inventory-service`` and, when the client sent prices that differ,
+``order.client_prices_ignored`` (how many lines).
+
 A release that cannot reach inventory-service, or a reservation whose outcome is unknown, is
 kept in a :class:`~api_gateway.compensation.CompensationBacklog` and retried before the next
 order.
@@ -9,16 +14,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api_gateway.compensation import CompensationBacklog
-from api_gateway.models import OrderRequest, OrderResponse
+from api_gateway.models import OrderRequest, OrderResponse, PricedLine
 from servicekit.http_client import Downstream
+from servicekit.money import Money
 from servicekit.problems import ProblemError, current_trace_id
 
 log = logging.getLogger(__name__)
@@ -57,26 +65,28 @@ class OrderFlow:
         )
         if self.releases.count or self.cancellations.count:
             await self._retry_backlog()
-        await self._reserve(order_id, body)
+        lines = await self._reserve(order_id, body)
+        _record_prices(body, lines)
         try:
-            order = await self._store(order_id, body)
+            order = await self._store(order_id, body, lines)
         except ProblemError as exc:
             await self._release(order_id)
             if _maybe_delivered(exc):  # order-service may have stored it before it broke
                 await run_in_threadpool(self.cancellations.add, order_id)
             raise
-        notification = await self._notify(order_id, str(body.email), order["total"])
+        notification = await self._notify(order_id, str(body.email), order.total)
         return OrderResponse(
             orderId=order_id,
             traceId=current_trace_id(),
-            status=order["status"],
-            total=order["total"],
+            status=order.status,
+            total=order.total,
             userId=body.userId,
-            items=body.items,
+            items=lines,
             notification=notification,
         )
 
-    async def _reserve(self, order_id: str, body: OrderRequest) -> None:
+    async def _reserve(self, order_id: str, body: OrderRequest) -> list[PricedLine]:
+        """The lines as reserved, each at its catalogue price."""
         lines = [{"sku": item.sku, "quantity": item.quantity} for item in body.items]
         try:
             response = await self.inventory.request(
@@ -89,7 +99,7 @@ class OrderFlow:
                 await self._release(order_id)
             raise
         if response.status_code == 201:
-            return
+            return Reserved.model_validate_json(response.content).items
         problem = _json(response)
         sku = problem.get("sku")
         if response.status_code == 400 and sku:
@@ -117,12 +127,14 @@ class OrderFlow:
             service=self.inventory.name,
         )
 
-    async def _store(self, order_id: str, body: OrderRequest) -> dict[str, Any]:
+    async def _store(
+        self, order_id: str, body: OrderRequest, lines: list[PricedLine]
+    ) -> StoredTotal:
         payload = {
             "orderId": order_id,
             "userId": body.userId,
             "reservationId": order_id,
-            "items": [item.model_dump() for item in body.items],
+            "items": [line.model_dump(mode="json") for line in lines],
         }
         response = await self.orders.request("POST", "/orders", json=payload)
         if response.status_code not in (200, 201):
@@ -132,7 +144,7 @@ class OrderFlow:
                 f"order-service answered HTTP {response.status_code} to the new order.",
                 service=self.orders.name,
             )
-        return _json(response)
+        return StoredTotal.model_validate_json(response.content)
 
     async def _release(self, reservation_id: str, retry: bool = False) -> bool:
         """Compensation: give a reservation's stock back. Idempotent."""
@@ -189,19 +201,45 @@ class OrderFlow:
                 finally:
                     otel_context.detach(token)
 
-    async def _notify(self, order_id: str, email: str, total: float) -> str:
+    async def _notify(self, order_id: str, email: str, total: Decimal) -> str:
         """Ask notification-service to send; never fails the order, bounded in time."""
         try:
             response = await self.notifications.request(
                 "POST",
                 "/notify",
-                json={"orderId": order_id, "email": email, "total": total},
+                json={"orderId": order_id, "email": email, "total": str(total)},
                 timeout=self.notify_timeout_seconds,
             )
         except ProblemError as exc:
             log.warning("notification for order %s not sent: %s", order_id, exc.detail)
             return "failed"
         return "queued" if response.status_code == 202 else "failed"
+
+
+class StoredTotal(BaseModel):
+    """What the gateway reads of order-service's answer."""
+
+    status: str
+    total: Money
+
+
+class Reserved(BaseModel):
+    """inventory-service's answer to a reservation: the lines at their catalogue prices."""
+
+    items: list[PricedLine]
+
+
+def _record_prices(body: OrderRequest, lines: list[PricedLine]) -> None:
+    span = trace.get_current_span()
+    span.set_attribute("order.price_source", "inventory-service")
+    charged = {line.sku: line.price for line in lines}
+    ignored = sum(
+        1
+        for item in body.items
+        if item.price is not None and Decimal(str(item.price)) != charged[item.sku]
+    )
+    if ignored:
+        span.set_attribute("order.client_prices_ignored", ignored)
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""inventory-service: stock levels and all-or-nothing reservations."""
+"""inventory-service: the catalogue. Stock levels, unit prices and all-or-nothing reservations,
+each reserved line priced from the catalogue."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from inventory_service.models import (
+    Release,
     ReleaseRequest,
     Reservation,
+    ReservedLine,
     ReserveLine,
     ReserveRequest,
     StockLevel,
@@ -35,21 +38,24 @@ Store = Annotated[InventoryStore, from_state("store")]
 
 
 def _reservation(reservation_id: str, state: str, lines: list) -> Reservation:
-    items = [ReserveLine(sku=sku, quantity=q) for sku, q in lines]
+    items = [ReservedLine(sku=sku, quantity=q, price=price) for sku, q, price in lines]
     return Reservation(reservationId=reservation_id, status=state, items=items)
 
 
 @router.get("/{sku}")
 def get_stock(sku: str, store: Store) -> StockLevel:
-    available = store.available(sku)
-    if available is None:
+    """Units in stock and the unit price."""
+    found = store.stock(sku)
+    if found is None:
         raise ProblemError(404, "Unknown sku", f"No product with sku {sku}.", sku=sku)
-    return StockLevel(sku=sku, available=available)
+    available, price = found
+    return StockLevel(sku=sku, available=available, price=price)
 
 
 @router.post("/reserve", status_code=status.HTTP_201_CREATED)
 def reserve(body: ReserveRequest, store: Store) -> Reservation:
-    """Reserve all lines or none. Out of stock is an error of this span (the domain says so)."""
+    """Reserve all lines or none, each priced from the catalogue. Out of stock is an error of
+    this span (the domain says so)."""
     span = trace.get_current_span()
     span.set_attribute("inventory.reservation_id", body.reservationId)
     try:
@@ -85,11 +91,12 @@ def reserve(body: ReserveRequest, store: Store) -> Reservation:
 
 
 @router.post("/release")
-def release(body: ReleaseRequest, store: Store) -> Reservation:
+def release(body: ReleaseRequest, store: Store) -> Release:
     """Compensation: return a reservation's stock. Idempotent, so it is always safe to retry."""
     trace.get_current_span().set_attribute("inventory.reservation_id", body.reservationId)
     state, lines = store.release(body.reservationId)
-    return _reservation(body.reservationId, state, lines)
+    items = [ReserveLine(sku=sku, quantity=q) for sku, q in lines]
+    return Release(reservationId=body.reservationId, status=state, items=items)
 
 
 def create_app(

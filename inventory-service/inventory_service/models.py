@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN
+from servicekit.money import Money
 
 Sku = Field(min_length=1, max_length=IDENTIFIER_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 
@@ -28,7 +29,21 @@ class ReleaseRequest(BaseModel):
     reservationId: str = Field(min_length=1, max_length=64)
 
 
+class ReservedLine(BaseModel):
+    """A reserved line and its unit price, from the catalogue (the caller sends none)."""
+
+    sku: str
+    quantity: int
+    price: Money
+
+
 class Reservation(BaseModel):
+    reservationId: str
+    status: str
+    items: list[ReservedLine]
+
+
+class Release(BaseModel):
     reservationId: str
     status: str
     items: list[ReserveLine]
@@ -37,3 +52,4 @@ class Reservation(BaseModel):
 class StockLevel(BaseModel):
     sku: str
     available: int
+    price: Money

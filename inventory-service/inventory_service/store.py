@@ -1,13 +1,18 @@
-"""Stock and reservations in SQLite.
+"""Stock, prices and reservations in SQLite: inventory-service is the catalogue.
 
 A reservation is one ``BEGIN IMMEDIATE`` transaction with one conditional ``UPDATE`` per line
 (``... WHERE available >= quantity``): either every line is taken or the whole transaction rolls
 back, and stock can never go negative whatever the concurrency, because SQLite serialises writers.
+Each reserved line carries its unit price from the ``prices`` table, read in the same
+transaction: the price an order is charged is the catalogue's, never the caller's. Prices are
+kept as decimal text (``"50.00"``) and read back as ``Decimal``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
 
 from opentelemetry import trace
 
@@ -26,9 +31,14 @@ CREATE TABLE IF NOT EXISTS reservations (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (reservation_id, sku)
 );
+CREATE TABLE IF NOT EXISTS prices (
+    sku TEXT PRIMARY KEY,
+    price TEXT NOT NULL
+);
 """
 
-# The seeded catalogue. SKU123 and OUT-OF-STOCK are the ones the README's examples use.
+# The seeded catalogue: stock and unit price. SKU123 (50.00) and OUT-OF-STOCK are the ones the
+# README's examples use.
 SEED_STOCK = {
     "SKU123": 1_000_000,
     "SKU456": 10_000,
@@ -36,6 +46,14 @@ SEED_STOCK = {
     "LIMITED-EDITION": 5,
     "OUT-OF-STOCK": 0,
 }
+SEED_PRICES = {
+    "SKU123": "50.00",
+    "SKU456": "12.50",
+    "SKU789": "3.50",
+    "LIMITED-EDITION": "499.99",
+    "OUT-OF-STOCK": "50.00",
+}
+ReservedLine = tuple[str, int, Decimal]  # sku, quantity, unit price
 
 
 class UnknownSku(Exception):
@@ -54,10 +72,14 @@ class InsufficientStock(Exception):
         self.available = available
 
 
-# Part of the schema script, so seeding is not traced as if it were a request.
+# Part of the schema script, so seeding is not traced as if it were a request. A data directory
+# from before prices gets its prices table here too.
 SCHEMA += "".join(
     f"INSERT OR IGNORE INTO stock (sku, available) VALUES ('{sku}', {qty});\n"
     for sku, qty in SEED_STOCK.items()
+) + "".join(
+    f"INSERT OR IGNORE INTO prices (sku, price) VALUES ('{sku}', '{price}');\n"
+    for sku, price in SEED_PRICES.items()
 )
 
 
@@ -65,19 +87,26 @@ class InventoryStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def available(self, sku: str) -> int | None:
+    def stock(self, sku: str) -> tuple[int, Decimal] | None:
+        """(units in stock, unit price), or None for a sku the catalogue does not sell."""
         row = (
             self.db.connection()
             .cursor()
-            .execute("SELECT available FROM stock WHERE sku = ?", (sku,))
+            .execute(
+                "SELECT available, price FROM stock JOIN prices USING (sku) WHERE sku = ?", (sku,)
+            )
             .fetchone()
         )
-        return None if row is None else int(row["available"])
+        return None if row is None else (int(row["available"]), Decimal(row["price"]))
 
-    def reserve(self, reservation_id: str, lines: Iterable[tuple[str, int]]) -> tuple[str, list]:
-        """Take every line or none; a repeated ``reservation_id`` returns the first outcome.
+    def reserve(
+        self, reservation_id: str, lines: Iterable[tuple[str, int]]
+    ) -> tuple[str, list[ReservedLine]]:
+        """Take every line or none, each priced from the catalogue; a repeated
+        ``reservation_id`` returns the first outcome (at the current prices).
 
-        Span events ``stock.checked`` (per line) and ``stock.reserved`` land on the current span.
+        Span events ``stock.checked`` (per line, with ``inventory.unit_price``) and
+        ``stock.reserved`` land on the current span. A sku without a price is unknown.
         """
         span = trace.get_current_span()
         wanted: dict[str, int] = {}
@@ -90,21 +119,33 @@ class InventoryStore:
                 (reservation_id,),
             ).fetchall()
             if existing:
-                return existing[0]["status"], [(r["sku"], r["quantity"]) for r in existing]
+                rows = [(r["sku"], r["quantity"]) for r in existing]
+                return existing[0]["status"], _priced(rows, _prices(cur, dict(rows)))
+            prices: dict[str, Decimal] = {}
             for sku, quantity in wanted.items():
-                cur.execute(
-                    "UPDATE stock SET available = available - ? WHERE sku = ? AND available >= ?",
+                # The price is read by the statement that takes the stock: one statement a line.
+                taken = cur.execute(
+                    "UPDATE stock SET available = available - ? WHERE sku = ? AND available >= ?"
+                    " RETURNING (SELECT price FROM prices WHERE prices.sku = stock.sku) AS price",
                     (quantity, sku, quantity),
-                )
-                if cur.rowcount == 0:
+                ).fetchone()
+                if taken is None:
                     row = cur.execute(
                         "SELECT available FROM stock WHERE sku = ?", (sku,)
                     ).fetchone()
                     if row is None:
                         raise UnknownSku(sku)
                     raise InsufficientStock(sku, quantity, int(row["available"]))
+                if taken["price"] is None:  # in stock, not for sale: rolled back
+                    raise UnknownSku(sku)
+                prices[sku] = Decimal(taken["price"])
                 span.add_event(
-                    "stock.checked", {"inventory.sku": sku, "inventory.requested": quantity}
+                    "stock.checked",
+                    {
+                        "inventory.sku": sku,
+                        "inventory.requested": quantity,
+                        "inventory.unit_price": str(prices[sku]),
+                    },
                 )
             cur.executemany(
                 "INSERT INTO reservations (reservation_id, sku, quantity) VALUES (?, ?, ?)",
@@ -114,9 +155,9 @@ class InventoryStore:
             "stock.reserved",
             {"inventory.reservation_id": reservation_id, "inventory.line_count": len(wanted)},
         )
-        return "reserved", list(wanted.items())
+        return "reserved", _priced(wanted.items(), prices)
 
-    def release(self, reservation_id: str) -> tuple[str, list]:
+    def release(self, reservation_id: str) -> tuple[str, list[tuple[str, int]]]:
         """Give the stock of a reservation back, once; releasing twice changes nothing."""
         with self.db.transaction() as conn:
             cur = conn.cursor()
@@ -139,3 +180,14 @@ class InventoryStore:
             "stock.released", {"inventory.reservation_id": reservation_id}
         )
         return "released", [(r["sku"], r["quantity"]) for r in rows]
+
+
+def _prices(cur: Any, skus: Iterable[str]) -> dict[str, Decimal]:
+    wanted = list(skus)
+    marks = ",".join("?" * len(wanted))
+    rows = cur.execute(f"SELECT sku, price FROM prices WHERE sku IN ({marks})", wanted)
+    return {row["sku"]: Decimal(row["price"]) for row in rows.fetchall()}
+
+
+def _priced(lines: Iterable[tuple[str, int]], prices: dict[str, Decimal]) -> list[ReservedLine]:
+    return [(sku, quantity, prices[sku]) for sku, quantity in lines]

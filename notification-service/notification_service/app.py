@@ -24,6 +24,7 @@ from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import NOTIFICATION
 from servicekit.db import Database
 from servicekit.dependencies import from_state
+from servicekit.money import Money
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
 SERVICE_NAME = NOTIFICATION.name
@@ -51,7 +52,7 @@ class NotifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     orderId: str = Field(min_length=1, max_length=64)
     email: EmailStr
-    total: float = Field(ge=0, allow_inf_nan=False)
+    total: Money
 
 
 class NotifyAccepted(BaseModel):

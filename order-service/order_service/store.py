@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from order_service.models import CreateOrder, Order, OrderLine
 from servicekit.db import Database
 from servicekit.deadline import check_deadline
+from servicekit.money import to_cents
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -24,8 +25,7 @@ CREATE TABLE IF NOT EXISTS orders (
 
 def order_total(lines: list[OrderLine]) -> Decimal:
     """Sum in decimal cents: float arithmetic would make 3 x 0.1 = 0.30000000000000004."""
-    total = sum((Decimal(str(line.price)) * line.quantity for line in lines), Decimal(0))
-    return total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return to_cents(sum((line.price * line.quantity for line in lines), Decimal(0)))
 
 
 class OrderStore:
@@ -34,7 +34,7 @@ class OrderStore:
 
     def create(self, body: CreateOrder, total: Decimal) -> tuple[Order, bool]:
         """Insert the order; a repeated ``orderId`` returns the stored one, ``created=False``."""
-        items = json.dumps([line.model_dump() for line in body.items])
+        items = json.dumps([line.model_dump(mode="json") for line in body.items])
         with self.db.transaction() as conn:
             cur = conn.cursor()
             cur.execute(
@@ -70,7 +70,7 @@ class OrderStore:
             userId=row["user_id"],
             reservationId=row["reservation_id"],
             status=row["status"],
-            total=float(row["total"]),
-            items=[OrderLine(**item) for item in json.loads(row["items"])],
+            total=Decimal(row["total"]),
+            items=[OrderLine(**item) for item in json.loads(row["items"], parse_float=Decimal)],
             createdAt=row["created_at"],
         )

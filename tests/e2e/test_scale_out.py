@@ -39,7 +39,13 @@ class Tiers:
     """Jaeger (from a Stack on free ports) and one gateway-tier collector feeding it."""
 
     def __init__(self, base: Path) -> None:
-        self.stack = Stack(base / "run", base / "data", ports=Ports.free(), with_prometheus=False)
+        self.stack = Stack(
+            base / "run",
+            base / "data",
+            ports=Ports.free(),
+            with_prometheus=False,
+            with_browser=False,
+        )
         free = self.stack.ports  # one allocation: distinct from Jaeger's ports, which it also holds
         self.otlp_port = free.otlp_grpc
         self.metrics_url = f"http://127.0.0.1:{free.collector_metrics}/metrics"

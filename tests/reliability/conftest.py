@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class StackFactory:
             ports=Ports.free(),
             env={"FAULT_SEED": "7", **(env or {})},
             with_prometheus=False,
+            with_browser=False,
         )
         self.stacks.append(stack)
         try:
@@ -63,6 +65,15 @@ class StackFactory:
             stack.down(report=lambda line: None)
             raise
         return stack
+
+    @contextmanager
+    def running(self, name: str, env: dict[str, str] | None = None) -> Iterator[Stack]:
+        """A stack of :meth:`start` for the ``with`` block, harvested and stopped after it."""
+        stack = self.start(name, env)
+        try:
+            yield stack
+        finally:
+            self.stop(stack)
 
     def harvest(self, stack: Stack) -> Harvest:
         """Save every trace in the stack's Jaeger (bringing back any process a test left down)."""
@@ -119,11 +130,9 @@ def shared_stack(stacks: StackFactory) -> Iterator[Stack]:
     # 500 orders at once queue on two cores: a downstream timeout well above that queueing
     # keeps a busy machine from turning it into 504s, which the concurrency tests do not test
     # (timeouts are tested on stacks of their own).
-    stack = stacks.start(
-        "shared", env={"ADMIN_TOKEN": ADMIN_TOKEN, "DOWNSTREAM_TIMEOUT_SECONDS": "30"}
-    )
-    yield stack
-    stacks.stop(stack)
+    env = {"ADMIN_TOKEN": ADMIN_TOKEN, "DOWNSTREAM_TIMEOUT_SECONDS": "30"}
+    with stacks.running("shared", env) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -215,6 +215,17 @@ def baseline_order(
     return wait_until(complete, 20, "the baseline order's trace in Jaeger", interval=0.2)
 
 
+def warm_up(
+    stack: Stack, client: httpx.Client, orders: int = 20
+) -> tuple[Counter[str], list[OrderOutcome]]:
+    """The baseline order's spans per service (:func:`baseline_order`), then ``orders`` more
+    orders placed one after another, all answered 201."""
+    per_order = baseline_order(stack, client)
+    placed = [place(client) for _ in range(orders)]
+    assert {o.status for o in placed} == {201}, [o.body for o in placed if o.status != 201]
+    return per_order, placed
+
+
 # --- service state, read where it lives ----------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from tests.reliability.support import (
     span_count_by_service,
     wait_for_traces,
     wait_until,
+    warm_up,
 )
 
 RATE = 20.0  # orders per second: the envelope's upper bound
@@ -45,16 +46,14 @@ AFTER_SECONDS = 5.0  # traffic continues this long once the collector is healthy
 
 @pytest.fixture(scope="module")
 def stack(stacks: StackFactory) -> Iterator[Stack]:
-    stack = stacks.start("collector-outage")
-    yield stack
-    stacks.stop(stack)
+    with stacks.running("collector-outage") as stack:
+        yield stack
 
 
-def test_collector_down_30s_at_20_orders_per_second_loses_nothing(stack: Stack) -> None:
-    client = httpx.Client(base_url=stack.gateway_url, timeout=15)
-    per_order = baseline_order(stack, client)
-    warm = [place(client) for _ in range(20)]
-    assert {o.status for o in warm} == {201}
+def test_collector_down_30s_at_20_orders_per_second_loses_nothing(
+    stack: Stack, client: httpx.Client
+) -> None:
+    per_order, warm = warm_up(stack, client)
     settle(stack)
     before = stack.spans_ended()
     pids = {name: stack.process(name).pid() for name in SERVICES}

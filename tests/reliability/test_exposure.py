@@ -77,9 +77,8 @@ def test_the_right_token_opens_them(shared_stack: Stack) -> None:
 
 @pytest.fixture(scope="module")
 def tokenless(stacks: StackFactory) -> Iterator[Stack]:
-    stack = stacks.start("no-admin-token", env={"ADMIN_TOKEN": ""})
-    yield stack
-    stacks.stop(stack)
+    with stacks.running("no-admin-token", env={"ADMIN_TOKEN": ""}) as stack:
+        yield stack
 
 
 def test_admin_routes_are_off_without_a_configured_token(tokenless: Stack) -> None:

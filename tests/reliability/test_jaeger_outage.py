@@ -15,12 +15,11 @@ from stackctl.stack import Stack
 from tests.reliability.conftest import StackFactory, record
 from tests.reliability.support import (
     Load,
-    baseline_order,
     collector,
-    place,
     settle,
     wait_for_traces,
     wait_until,
+    warm_up,
 )
 
 OUTAGE_SECONDS = 30
@@ -29,16 +28,12 @@ ORDER_PAUSE_SECONDS = 0.1  # about 10 orders a second during the outage
 
 @pytest.fixture(scope="module")
 def stack(stacks: StackFactory) -> Iterator[Stack]:
-    stack = stacks.start("jaeger-outage")
-    yield stack
-    stacks.stop(stack)
+    with stacks.running("jaeger-outage") as stack:
+        yield stack
 
 
-def test_jaeger_down_loses_no_span(stack: Stack) -> None:
-    client = httpx.Client(base_url=stack.gateway_url, timeout=15)
-    per_order = baseline_order(stack, client)
-    earlier = [place(client) for _ in range(20)]
-    assert {o.status for o in earlier} == {201}
+def test_jaeger_down_loses_no_span(stack: Stack, client: httpx.Client) -> None:
+    per_order, earlier = warm_up(stack, client)
     wait_for_traces(stack.jaeger_url, [o.trace_id for o in earlier], per_order, timeout=30)
     sent_before = settle(stack)["sent"]
 

@@ -422,9 +422,8 @@ PARTIAL_BODY = (
 def edge_stack(stacks: StackFactory) -> Iterator[Stack]:
     """Short slow-client bounds, a small connection cap, and client fault baggage switched on
     by the operator (the demo setting)."""
-    stack = stacks.start("edge", env=SLOW_ENV)
-    yield stack
-    stacks.stop(stack)
+    with stacks.running("edge", env=SLOW_ENV) as stack:
+        yield stack
 
 
 def open_slow(port: int, data: bytes) -> socket.socket:

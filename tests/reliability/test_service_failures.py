@@ -46,9 +46,8 @@ PROMPT_SECONDS = 1.0  # "promptly": well under the gateway's 5 s downstream time
 @pytest.fixture(scope="module")
 def stack(stacks: StackFactory) -> Iterator[Stack]:
     # The held orders ask for their latency in baggage, as a demo would: switched on here.
-    stack = stacks.start("service-failures", env={"FAULT_BAGGAGE_ANONYMOUS": "true"})
-    yield stack
-    stacks.stop(stack)
+    with stacks.running("service-failures", env={"FAULT_BAGGAGE_ANONYMOUS": "true"}) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ Every app gets its own tracer provider (its own ``service.name``) exporting to o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +62,9 @@ class InProcessStack:
 
     def available(self, sku: str) -> int:
         store = self.apps["inventory-service"].state.store
-        value = store.available(sku)
+        value = store.stock(sku)
         assert value is not None
-        return value
+        return value[0]
 
 
 def build_stack(
@@ -98,6 +98,15 @@ def build_stack(
         transport=httpx.ASGITransport(app=gateway), base_url="http://gateway.test"
     )
     return InProcessStack(client=client, exporter=exporter, apps=apps, transports=transports)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A ``make up`` stack running from this checkout changes where the analyzer's reports link
+    (its trace browser): unit tests see none, whatever runs on the machine."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RUN_DIR", str(tmp_path_factory.mktemp("no-stack") / "run"))
+        yield
 
 
 @pytest.fixture

@@ -79,10 +79,14 @@ def test_threshold_positional_or_option_is_the_same(capsys: pytest.CaptureFixtur
     positional = run_cli(capsys, "200", "-i", FIXTURES / "mixed.json", "-f", "json").json()
     option = run_cli(capsys, "--threshold-ms", "200", "-i", FIXTURES / "mixed.json", "-f", "json")
     assert option.json()["traces"] == positional["traces"]
-    assert positional["criteria"] == {"threshold_ms": 200, "errors_only": False}
+    assert positional["criteria"] == {"threshold_ms": 200, "errors_only": False, "slow_by": None}
     errors_only = run_cli(capsys, "--errors-only", "-i", FIXTURES / "mixed.json", "-f", "json")
     assert errors_only.code == 0
-    assert errors_only.json()["criteria"] == {"threshold_ms": None, "errors_only": True}
+    assert errors_only.json()["criteria"] == {
+        "threshold_ms": None,
+        "errors_only": True,
+        "slow_by": None,
+    }
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ is not, and too few samples are said, not guessed."""
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import random
 import subprocess
@@ -15,13 +15,21 @@ from typing import Any
 
 import jsonschema
 import pytest
+from rich.console import Console
 
 from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 - fixture
-from tests.unit.test_analyzer_support import run_cli
-
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[2] / "trace_analysis" / "report.schema.json").read_text()
+from tests.unit.test_analyzer_support import FIXTURES, SCHEMA, run_cli, write
+from trace_analysis.analyses.compare import (
+    CompareCriteria,
+    Comparison,
+    Contribution,
+    OperationChange,
+    SideStats,
 )
+from trace_analysis.model.results import Source
+from trace_analysis.reports.comparison import attribution_text
+from trace_analysis.reports.comparison_table import render_comparison_table
+
 ROOT = ("storefront", "GET /checkout")
 STOCK = ("stock", "GET /stock")
 SELECT = ("stock", "SELECT stock")
@@ -112,10 +120,15 @@ def checkout_traces(
     return {"data": traces}
 
 
-def write(tmp_path: Path, name: str, export: dict[str, Any]) -> Path:
-    path = tmp_path / name
-    path.write_text(json.dumps(export))
-    return path
+def sides(tmp_path: Path, count: int = 400, **after: float) -> tuple[Path, Path]:
+    """A baseline and a candidate of ``count`` checkouts each (different seeds); ``after``
+    changes the candidate (see :func:`checkout_traces`)."""
+    before = write(tmp_path, "before.json", checkout_traces(1, count))
+    return before, write(tmp_path, "after.json", checkout_traces(2, count, **after))
+
+
+def by_operation(comparison: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(op["service"], op["operation"]): op for op in comparison["operations"]}
 
 
 def compare(
@@ -159,12 +172,11 @@ def test_two_samples_of_one_distribution_flag_nothing(
 def test_one_operation_made_slower_is_named_with_the_roots_above_it_not_its_siblings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=2.5))
+    before, after = sides(tmp_path, select_factor=2.5)
     comparison = compare(capsys, before, after)
     assert named(comparison) == {ROOT: "latency", STOCK: "latency", SELECT: "latency"}
     assert named(comparison, "improved") == {}
-    ops = {(op["service"], op["operation"]): op for op in comparison["operations"]}
+    ops = by_operation(comparison)
     select = ops[SELECT]
     assert 1.3 < select["change"]["p50_relative"] < 1.7  # 2.5 times: +150%
     assert select["latency_p_value"] < 1e-6
@@ -186,12 +198,11 @@ def test_one_operation_made_slower_is_named_with_the_roots_above_it_not_its_sibl
 def test_an_operation_that_starts_failing_is_named_for_its_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, price_failing=0.1))
+    before, after = sides(tmp_path, price_failing=0.1)
     comparison = compare(capsys, before, after)
     # the root fails with it (it answers an error when pricing does)
     assert named(comparison) == {PRICE: "errors", ROOT: "errors"}
-    ops = {(op["service"], op["operation"]): op for op in comparison["operations"]}
+    ops = by_operation(comparison)
     price = ops[PRICE]
     assert price["baseline"]["errors"] == 0
     assert 0.05 < price["candidate"]["error_rate"] < 0.15
@@ -204,8 +215,7 @@ def test_an_operation_that_starts_failing_is_named_for_its_errors(
 def test_too_few_samples_are_said_not_guessed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 12))
-    after = write(tmp_path, "after.json", checkout_traces(2, 12, select_factor=3))
+    before, after = sides(tmp_path, 12, select_factor=3)
     comparison = compare(capsys, before, after)
     assert comparison["counts"]["too_few_samples"] == 5
     assert comparison["counts"]["regressed"] == 0
@@ -227,8 +237,7 @@ def test_too_few_samples_are_said_not_guessed(
 def test_min_change_is_applied_and_printed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=1.3))
+    before, after = sides(tmp_path, select_factor=1.3)
     assert SELECT in named(compare(capsys, before, after))
     strict = compare(capsys, before, after, "--min-change", "50%")
     assert named(strict) == {}
@@ -255,8 +264,7 @@ def test_fail_on_regression_exit_codes(tmp_path: Path, capsys: pytest.CaptureFix
 def test_markdown_and_html_name_the_regression(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = write(tmp_path, "before.json", checkout_traces(1, 400))
-    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=2.5))
+    before, after = sides(tmp_path, select_factor=2.5)
     markdown = run_cli(capsys, "-i", after, "--baseline", before, "-f", "markdown")
     assert markdown.code == 0, markdown.err
     assert markdown.out.startswith("## Compared with the baseline: 3 regressed")
@@ -311,8 +319,7 @@ def test_live_baseline_offset_reads_the_same_window_a_day_earlier(
 def test_scipy_is_imported_only_when_comparing(tmp_path: Path) -> None:
     """scipy.stats costs seconds of start-up (docs/analyzer.md): a run without a baseline
     must not load it."""
-    before = write(tmp_path, "before.json", checkout_traces(1, 40))
-    after = write(tmp_path, "after.json", checkout_traces(2, 40))
+    before, after = sides(tmp_path, 40)
     probe = (
         "import sys; from trace_analysis.cli import main; code = main(sys.argv[1:]); "
         "print('scipy' in sys.modules, code)"
@@ -371,3 +378,85 @@ def test_a_file_compared_with_a_live_window_holds_the_same_service(
     assert comparison["baseline"]["source"]["service"] == "api-gateway"
     assert comparison["counts"]["gone"] == 0
     assert comparison["counts"]["unchanged"] == 2
+
+
+# -- a comparison that judged nothing must not read as a pass ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("baseline", "problem"),
+    [
+        (None, "the baseline has no traces"),  # a new stack, a mistyped window
+        (5, "no operation has 30 spans on both sides"),  # too few to judge anything
+    ],
+)
+def test_a_baseline_that_judges_nothing_says_so_first_and_fails_a_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], baseline: int | None, problem: str
+) -> None:
+    before = (
+        FIXTURES / "empty.json"
+        if baseline is None
+        else write(tmp_path, "small.json", checkout_traces(1, baseline))
+    )
+    after = write(tmp_path, "after.json", checkout_traces(2, 400, select_factor=2.5))
+    table = run_cli(capsys, "-i", after, "--baseline", before)
+    assert table.code == 0, table.err
+    assert table.out.splitlines()[0] == f"Compared with the baseline: NOTHING JUDGED, {problem}"
+    markdown = run_cli(capsys, "-i", after, "--baseline", before, "-f", "markdown")
+    assert markdown.out.startswith(f"## Compared with the baseline: NOTHING JUDGED, {problem}")
+    for gate in ("regression", "any"):
+        gated = run_cli(capsys, "-i", after, "--baseline", before, "--fail-on", gate)
+        assert gated.code == 2, (gate, gated.err)
+        assert gated.err.startswith(f"analyze_traces.py: error: --fail-on {gate}: nothing was")
+        assert problem in gated.err and gated.err.count("\n") == 1
+        assert "NOTHING JUDGED" in gated.out  # the report is still written
+    document = compare(capsys, before, after)
+    assert any(problem in warning for warning in document["warnings"])
+
+
+def _change(path_changes: dict[str, tuple[float, float]]) -> OperationChange:
+    """A regressed entry operation whose requests' critical-path self times moved as given
+    (operation -> (before µs, after µs))."""
+    side = SideStats(400, 0, 10_000, 20_000, 30_000, 1_000, 400)
+    contributions = [Contribution("s", name, b, a) for name, (b, a) in path_changes.items()]
+    grown = sorted((c for c in contributions if c.change_us > 0), key=lambda c: -c.change_us)
+    return OperationChange(
+        "s",
+        "root",
+        True,
+        side,
+        SideStats(400, 0, 25_750, 40_000, 50_000, 1_000, 400),
+        "regressed",
+        latency="regressed",
+        attribution=grown,
+        mean_change_us=sum(c.change_us for c in contributions),
+        growth_us=sum(c.change_us for c in grown),
+    )
+
+
+def test_attribution_shares_are_of_the_growth_and_never_pass_100_percent() -> None:
+    # SELECT grew 15.75 ms, cache got 0.75 ms faster: the mean moved +15 ms; a share of the
+    # mean would read 105%
+    text = attribution_text(
+        _change({"SELECT": (1_000, 16_750), "cache": (1_000, 250), "root": (5_000, 5_000)})
+    )
+    assert text == (
+        "p50 +15.8 ms (mean +15.0 ms: +15.8 ms grown, -0.8 ms shrunk), of which "
+        "s SELECT +15.8 ms (100%)"
+    )
+    both = attribution_text(_change({"SELECT": (1_000, 11_000), "root": (5_000, 10_000)}))
+    assert both is not None and "(67%)" in both and "(33%)" in both and "shrunk" not in both
+
+
+def test_a_long_percentage_stays_on_its_line_in_the_regression_table() -> None:
+    change = _change({"SELECT": (1_000, 16_750)})
+    assert change.baseline is not None and change.candidate is not None
+    change.baseline.p99_us, change.candidate.p99_us = 10, 1_234_567  # +12,345,570%
+    comparison = Comparison(
+        Source("file", "", "before.json"), CompareCriteria(), 400, 800, 400, 800, [change], []
+    )
+    console = Console(record=True, width=120, file=io.StringIO())
+    render_comparison_table(comparison, "file after.json", console)
+    lines = console.export_text().splitlines()
+    assert any("(+1,235 ms, 123,457x)" in line for line in lines), "\n".join(lines)
+    assert not any("…" in line for line in lines)  # nothing cut either

@@ -14,15 +14,15 @@ import msgspec
 import pytest
 
 from tests.bench_modules import bench_module
-from trace_analysis.analysis import analyze_traces
-from trace_analysis.cli import parse_lookback
-from trace_analysis.critical_path import critical_path, culprit, path_steps
+from trace_analysis.analyses.analyzer import analyze_traces
+from trace_analysis.analyses.critical_path import critical_path, culprit, path_steps
+from trace_analysis.analyses.summary import percentiles
+from trace_analysis.cli_common import parse_lookback
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.jaeger_format import JaegerTrace, Span, decode_envelope, decode_trace
-from trace_analysis.model import Criteria
-from trace_analysis.spans import build_spans, may_carry_status, read_status
-from trace_analysis.summary import percentiles
-from trace_analysis.tree import build_tree
+from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_envelope, decode_trace
+from trace_analysis.model.results import Criteria
+from trace_analysis.model.spans import build_spans, may_carry_status, read_status
+from trace_analysis.model.tree import build_tree
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCH = 1_700_000_000_000_000  # µs; times below are offsets from it (0 means "not recorded")
@@ -45,15 +45,36 @@ def path_of(spans: list[Span]) -> list[tuple[str, int]]:
     return [(step.span_id, step.self_us) for step in steps]
 
 
-def test_critical_path_follows_the_last_finishing_child_backwards() -> None:
-    # root 0-100: a 10-40 and b 45-90 in sequence; c 50-60 runs in parallel inside root
-    spans = [
-        span("root", None, 0, 100),
-        span("a", "root", 10, 30),
-        span("b", "root", 45, 45),
-        span("c", "root", 50, 10),
-    ]
-    assert path_of(spans) == [("root", 10 + 5 + 10), ("a", 30), ("b", 45)]
+@pytest.mark.parametrize(
+    ("spans", "expected"),
+    [
+        # root 0-100: a 10-40 and b 45-90 in sequence; c 50-60 runs in parallel inside root:
+        # the path follows the last finishing child backwards
+        (
+            [
+                ("root", None, 0, 100),
+                ("a", "root", 10, 30),
+                ("b", "root", 45, 45),
+                ("c", "root", 50, 10),
+            ],
+            [("root", 10 + 5 + 10), ("a", 30), ("b", 45)],
+        ),
+        # a zero-length child, and nesting
+        (
+            [
+                ("root", None, 0, 100),
+                ("empty", "root", 50, 0),
+                ("mid", "root", 20, 60),
+                ("leaf", "mid", 30, 40),
+            ],
+            [("root", 40), ("mid", 20), ("leaf", 40)],
+        ),
+    ],
+)
+def test_critical_path_self_times(
+    spans: list[tuple[str, str | None, int, int]], expected: list[tuple[str, int]]
+) -> None:
+    assert path_of([span(*s) for s in spans]) == expected
 
 
 def test_children_outliving_their_parent_are_clipped() -> None:
@@ -63,16 +84,6 @@ def test_children_outliving_their_parent_are_clipped() -> None:
     steps = path_steps(critical_path(build_tree(spans).root), 0)
     found = culprit(steps, 100)
     assert found is not None and (found.operation, found.share) == ("op-root", 0.6)
-
-
-def test_zero_length_and_nested_children() -> None:
-    spans = [
-        span("root", None, 0, 100),
-        span("empty", "root", 50, 0),
-        span("mid", "root", 20, 60),
-        span("leaf", "mid", 30, 40),
-    ]
-    assert path_of(spans) == [("root", 40), ("mid", 20), ("leaf", 40)]
 
 
 def test_deep_and_wide_traces_are_walked_without_recursion_or_quadratic_time() -> None:
@@ -189,7 +200,7 @@ def test_streams_a_large_export_in_bounded_memory(tmp_path: Path) -> None:
     """The analysis keeps the findings, not the traces: flagged results only."""
     path = tmp_path / "export.json"
     path.write_bytes(_generated_export(30_000))
-    from trace_analysis.loading import iter_file_traces
+    from trace_analysis.sources.files import iter_file_traces
 
     outcome = analyze_traces(iter_file_traces(path), Criteria(200_000))
     assert outcome.summary.spans >= 30_000

@@ -20,8 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import jsonschema
 import pytest
 
-from tests.unit.test_analyzer_reports import SCHEMA
-from tests.unit.test_analyzer_support import run_cli
+from tests.unit.test_analyzer_support import SCHEMA, run_cli
 
 
 def make_trace(index: int, start_us: int, slow: bool = False, error: bool = False) -> dict:
@@ -217,16 +216,18 @@ def spread(jaeger: FakeJaeger, count: int, minutes: float = 10) -> None:
     ]
 
 
+def live_report(jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    """``analyze_traces.py 200`` on the stand-in Jaeger, its JSON report (exit 0 checked)."""
+    result = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "-f", "json", *args)
+    assert result.code == 0, result.err
+    return result.json()
+
+
 def test_pages_a_long_window_by_time_slices_and_reads_each_trace_once(
     jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spread(jaeger, 600)
-    result = run_cli(
-        capsys, "200", "--jaeger-url", jaeger.url, "--lookback", "15m", "--page-size", "50",
-        "-f", "json",
-    )  # fmt: skip
-    assert result.code == 0, result.err
-    report = result.json()
+    report = live_report(jaeger, capsys, "--lookback", "15m", "--page-size", "50")
     summary = report["summary"]
     assert summary["traces"] == 600  # none lost to Jaeger's per-query cap, none twice
     assert summary["slow"] == 60 and summary["errors"] == 24
@@ -245,11 +246,7 @@ def test_one_query_when_the_window_fits_in_a_page(
     jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spread(jaeger, 40)
-    result = run_cli(
-        capsys, "200", "--jaeger-url", jaeger.url, "-f", "json", "-o", "POST /api/orders"
-    )
-    assert result.code == 0, result.err
-    assert result.json()["summary"]["traces"] == 40
+    assert live_report(jaeger, capsys, "-o", "POST /api/orders")["summary"]["traces"] == 40
     assert len(jaeger.queries) == 1
     assert jaeger.queries[0]["operation"] == "POST /api/orders"
     window = int(jaeger.queries[0]["end"]) - int(jaeger.queries[0]["start"])
@@ -260,11 +257,7 @@ def test_limit_reads_only_what_it_needs(
     jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spread(jaeger, 600)
-    result = run_cli(
-        capsys, "200", "--jaeger-url", jaeger.url, "--page-size", "50", "--limit", "60",
-        "--lookback", "15m", "-f", "json",
-    )  # fmt: skip
-    report = result.json()
+    report = live_report(jaeger, capsys, "--page-size", "50", "--limit", "60", "--lookback", "15m")
     assert report["summary"]["traces"] == 60 and report["truncated"]
     assert len(jaeger.queries) < 15
     newest = {f"{i + 1:032x}" for i in range(60)}
@@ -276,8 +269,7 @@ def test_a_burst_denser_than_a_page_is_reported(
 ) -> None:
     now = time.time_ns() // 1000 - 1_000_000
     jaeger.traces = [make_trace(i, now) for i in range(30)]  # 30 traces in the same µs
-    result = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--page-size", "10", "-f", "json")
-    report = result.json()
+    report = live_report(jaeger, capsys, "--page-size", "10")
     assert report["summary"]["traces"] == 10
     assert any("more than 10 traces within 1 ms" in w for w in report["warnings"])
 
@@ -285,11 +277,7 @@ def test_a_burst_denser_than_a_page_is_reported(
 def test_unknown_service_gets_a_hint(
     jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_cli(
-        capsys, "200", "--jaeger-url", jaeger.url, "--service", "api-gatewy", "-f", "json"
-    )
-    assert result.code == 0
-    assert result.json()["warnings"] == [
+    assert live_report(jaeger, capsys, "--service", "api-gatewy")["warnings"] == [
         "Jaeger knows no service 'api-gatewy'; it knows: api-gateway, order-service"
     ]
 
@@ -371,11 +359,7 @@ def test_v3_search_sends_snake_case_parameters_in_rfc3339(
     jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spread(jaeger, 5)
-    result = run_cli(
-        capsys, "200", "--jaeger-url", jaeger.url, "-o", "POST /api/orders", "-f", "json"
-    )
-    assert result.code == 0, result.err
-    assert result.json()["summary"]["traces"] == 5
+    assert live_report(jaeger, capsys, "-o", "POST /api/orders")["summary"]["traces"] == 5
     if jaeger.v3:
         (sent,) = jaeger.raw_queries
         assert set(sent) == {
@@ -390,9 +374,7 @@ def test_v3_search_sends_snake_case_parameters_in_rfc3339(
 def test_no_traces_found_is_an_empty_window_not_a_failure(
     jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "-f", "json", "--fail-on", "any")
-    assert result.code == 0, result.err
-    report = result.json()
+    report = live_report(jaeger, capsys, "--fail-on", "any")
     assert report["summary"]["traces"] == 0
     assert report["source"]["api"] == ("v3" if jaeger.v3 else "v1")
 

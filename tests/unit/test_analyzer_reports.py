@@ -10,11 +10,17 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.unit.test_analyzer_support import FIXTURES, run_cli
-
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[2] / "trace_analysis" / "report.schema.json").read_text()
+from tests.unit.test_analyzer_support import (
+    FIXTURES,
+    SCHEMA,
+    jaeger_export,
+    jaeger_span,
+    only,
+    run_cli,
+    tag,
+    write,
 )
+
 MIXED = FIXTURES / "mixed.json"
 FLAGGED = [  # slowest first
     "b0000000000000000000000000000003",
@@ -147,3 +153,76 @@ def test_table_report_reads_well(
     assert "Per service (requests served)" in text
     top = run_cli(capsys, "200", "-i", MIXED, "--top", "1").out
     assert "... and 4 more" in top
+
+
+# -- what "slow" was judged on, faults once, a listing that fits a screen ----------------------
+
+
+def _gateway_trace(trace_id: str, order_ms: float) -> dict:
+    """A 300 ms gateway request whose order-service ``POST /orders`` span took ``order_ms``."""
+    spans = [
+        jaeger_span("g", None, 0, 300, tags=[tag("span.kind", "server")]),
+        jaeger_span("o", "g", 10, order_ms, tags=[tag("span.kind", "server")], process="p2"),
+    ]
+    spans[1]["operationName"] = "POST /orders"
+    for span in spans:
+        span["traceID"] = trace_id
+        for ref in span["references"]:
+            ref["traceID"] = trace_id
+    export = jaeger_export(spans, p1="api-gateway", p2="order-service")
+    export["data"][0]["traceID"] = trace_id
+    return export["data"][0]
+
+
+def test_slow_is_judged_on_the_selected_span_when_asked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path, "two.json", {"data": [_gateway_trace("a1", 250), _gateway_trace("a2", 2)]}
+    )
+    select = ["-i", path, "--service", "order-service", "--operation", "POST /orders"]
+    by_root = run_cli(capsys, "200", *select)
+    assert by_root.out.splitlines()[0].startswith(
+        "Traces slower than 200 ms (root span) or failing"
+    )
+    assert "2 slow" in by_root.out
+    by_span = run_cli(capsys, "200", *select, "--slow-by", "span", "-f", "json").json()
+    jsonschema.validate(by_span, SCHEMA)
+    assert [(t["trace_id"], t["judged_ms"]) for t in by_span["traces"]] == [("a1", 250.0)]
+    assert by_span["criteria"]["slow_by"] == {
+        "service": "order-service",
+        "operation": "POST /orders",
+    }
+    table = run_cli(capsys, "200", *select, "--slow-by", "span")
+    assert table.out.splitlines()[0].startswith(
+        "Traces whose order-service 'POST /orders' span is slower than 200 ms, or failing"
+    )
+    assert "span 250.0 ms" in table.out
+    unselected = run_cli(capsys, "200", "-i", path, "--slow-by", "span")
+    assert unselected.code == 2 and "give one" in unselected.err
+
+
+def test_a_fault_is_listed_once_however_many_spans_carry_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fault = [tag("fault.kind", "latency"), tag("fault.value", "500ms")]
+    spans = [jaeger_span(name, None if name == "a" else "a", 0, 600, tags=fault) for name in "abc"]
+    path = write(tmp_path, "faults.json", jaeger_export(spans))
+    table = run_cli(capsys, "200", "-i", path)
+    assert "injected latency 500ms in web (3 spans)" in table.out
+    assert table.out.count("latency 500ms") == 1
+    document = run_cli(capsys, "200", "-i", path, "-f", "json").json()
+    assert len(only(document)["faults"]) == 3  # the JSON keeps each span's
+
+
+def test_the_default_listing_keeps_its_summary_on_a_screen(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    many = {"data": [_gateway_trace(f"b{i:02d}", 250) for i in range(40)]}
+    path = write(tmp_path, "many.json", many)
+    table = run_cli(capsys, "200", "-i", path)
+    lines = table.out.splitlines()
+    assert "... and 30 more (raise --top, or --format json for all)" in lines
+    assert len(lines) <= 60, len(lines)  # the flagged traces, services and operations
+    markdown = run_cli(capsys, "200", "-i", path, "-f", "markdown")
+    assert markdown.out.count("| [`b") == 40  # a file holds more: 50 by default

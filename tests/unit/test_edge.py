@@ -89,7 +89,11 @@ async def test_a_client_gone_before_its_body_is_no_400(tmp_path: Path) -> None:
         "raw_path": b"/api/orders",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"500")],
+        "headers": [
+            (b"host", b"127.0.0.1:8080"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"500"),
+        ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8080),
     }

@@ -29,7 +29,7 @@ async def test_order_is_created_with_trace_id(stack: InProcessStack) -> None:
     assert fetched.status_code == 200
     assert fetched.json()["total"] == 100.0
     stock = await stack.client.get("/api/inventory/SKU123")
-    assert stock.json() == {"sku": "SKU123", "available": 1_000_000 - 2}
+    assert stock.json() == {"sku": "SKU123", "available": 1_000_000 - 2, "price": 50.0}
 
 
 async def test_one_order_is_one_complete_trace(stack: InProcessStack) -> None:

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from servicekit.logs import configure_logging
-from servicekit.redaction import REDACTED, redact
+from servicekit.redaction import EMAIL as TEXT_EMAIL
+from servicekit.redaction import REDACTED, URL_EMAIL, redact
 from tests.unit.conftest import InProcessStack
 
 pytestmark = pytest.mark.anyio
@@ -29,22 +30,33 @@ USER_AGENT = "crawler/1.0 (+mailto:ops@example.com)"
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "pattern", "expected"),
     [
-        ("/api/orders/bob@example.com", f"/api/orders/{REDACTED}"),
-        ("email=alice%40example.com&x=1", f"email={REDACTED}&x=1"),
-        ("bot (+ops@example.co.uk)", f"bot ({REDACTED})"),
-        ("/api/orders/abc123", "/api/orders/abc123"),
+        ("/api/orders/bob@example.com", URL_EMAIL, f"/api/orders/{REDACTED}"),
+        ("email=alice%40example.com&x=1", URL_EMAIL, f"email={REDACTED}&x=1"),
+        ("e=first!last@example.com", URL_EMAIL, f"e={REDACTED}"),
+        ("/api/orders/a%2Fb@example.com", URL_EMAIL, f"/api/orders/{REDACTED}"),
+        ("q=%22john%20doe%22%40example.com", URL_EMAIL, f"q={REDACTED}"),
+        ("bot (+ops@example.co.uk)", TEXT_EMAIL, f"bot ({REDACTED})"),
+        ("bot (+mailto:o'hara@example.com)", TEXT_EMAIL, f"bot (+mailto:{REDACTED})"),
+        ("a#b=c/d{e}|f~g@example.com", TEXT_EMAIL, REDACTED),
+        ('ua "john doe"@example.com', TEXT_EMAIL, f"ua {REDACTED}"),
+        ("x <bob@[192.0.2.1]>", TEXT_EMAIL, f"x <{REDACTED}>"),
+        ("/api/orders/abc123", URL_EMAIL, "/api/orders/abc123"),
     ],
 )
-def test_redact(text: str, expected: str) -> None:
-    assert redact(text) == expected
+def test_redact(text: str, pattern: re.Pattern[str], expected: str) -> None:
+    assert redact(text, pattern) == expected
 
 
-@pytest.mark.parametrize("text", ["a" * 50_000, "a." * 25_000, "a%4" * 17_000])
-def test_redact_takes_linear_time_on_hostile_input(text: str) -> None:
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 50_000, "a." * 25_000, "a%4" * 17_000, '"' * 50_000, '\\"' * 25_000, ' "x\\"' * 8000],
+)
+@pytest.mark.parametrize("pattern", [TEXT_EMAIL, URL_EMAIL], ids=["text", "url"])
+def test_redact_takes_linear_time_on_hostile_input(text: str, pattern: re.Pattern[str]) -> None:
     started = time.perf_counter()
-    assert redact(text) == text
+    assert redact(text, pattern) == text
     assert time.perf_counter() - started < 0.5
 
 

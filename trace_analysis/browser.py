@@ -1,0 +1,322 @@
+"""The trace browser: a small read-only web view of the traces in Jaeger, drawn by the analyzer.
+
+Local mode's Jaeger is built from source without its UI (a placeholder page answers at
+``/trace/<id>``), so ``make up`` starts this beside it (``python -m trace_analysis.browser``):
+
+- ``GET /``: the recent traces of a service and, above them, the flagged ones (slower than
+  ``TRACE_BROWSER_SLOW_MS`` or failing), each with its root operation, latency, status, culprit
+  (the most self time on the critical path) and first failure. Searched by query parameters:
+  ``service``, ``operation``, ``min_ms`` (minimum latency, ms), ``errors=1`` (failing only),
+  ``lookback`` (15m, 1h, 6h, 1d, 2d) and ``limit`` (traces read, newest first, 1-1000).
+- ``GET /trace/{trace_id}``: one trace as the analyzer's HTML report draws it: the waterfall,
+  the critical path, the culprit and the first failure (what ``analyze_traces.py --trace ID
+  --format html`` writes). The same path as Jaeger's UI, so reports link here by changing the
+  base URL only.
+
+It reads Jaeger's query API only (``JAEGER_URL``, through the analyzer's :class:`JaegerClient`);
+it answers GET and nothing else, binds to loopback unless ``TRACE_BROWSER_HOST`` says
+otherwise, escapes every value it shows (span names and messages come from traced requests),
+and sends a Content-Security-Policy that allows no script. A Jaeger that cannot be read is a
+502 page with the analyzer's one-line reason; an unknown trace id a 404 page.
+
+Settings (environment): ``JAEGER_URL`` (``http://127.0.0.1:16686``), ``TRACE_BROWSER_HOST``
+(``127.0.0.1``), ``TRACE_BROWSER_PORT`` (16680), ``TRACE_BROWSER_SLOW_MS`` (200),
+``TRACE_BROWSER_JAEGER_UI`` (a Jaeger UI to link each trace to as well; empty: none).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html import escape
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trace_analysis.analyses.analyzer import Analyzer
+from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
+from trace_analysis.cli_common import DEFAULT_SERVICE, parse_lookback
+from trace_analysis.errors import AnalyzerError
+from trace_analysis.model.results import Criteria, Source, TraceResult
+from trace_analysis.reports import wording
+from trace_analysis.reports.html_report import page_head, render_html, tags, why
+from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
+
+LOOKBACKS = ("15m", "1h", "6h", "1d", "2d")
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+CSS = """
+nav.browser { margin: 0 0 16px; padding-bottom: 8px; border-bottom: 1px solid var(--line); }
+form.search { display: flex; flex-wrap: wrap; gap: 10px 16px; align-items: end; margin: 12px 0;
+  padding: 12px; border: 1px solid var(--line); border-radius: 8px; background: var(--bg-soft); }
+form.search label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); }
+form.search label.check { flex-direction: row; gap: 4px; align-items: center; }
+form.search input, form.search select { font: inherit; padding: 3px 6px; }
+"""
+
+
+class BrowserSettings(BaseSettings):
+    """Read from the environment; see the module docstring."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    jaeger_url: str = Field("http://127.0.0.1:16686", description="Jaeger's query API")
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=AliasChoices("trace_browser_host"),
+        description="bind address; loopback keeps the traces on this machine",
+    )
+    port: int = Field(16680, validation_alias=AliasChoices("trace_browser_port"))
+    slow_ms: float = Field(
+        200,
+        ge=0,
+        validation_alias=AliasChoices("trace_browser_slow_ms"),
+        description="traces slower than this, or failing, are flagged",
+    )
+    jaeger_ui: str = Field(
+        "",
+        validation_alias=AliasChoices("trace_browser_jaeger_ui"),
+        description="a Jaeger UI to link each trace to as well; empty: none",
+    )
+    timeout_s: float = Field(10.0, gt=0, description="seconds per Jaeger query")
+
+    @property
+    def criteria(self) -> Criteria:
+        return Criteria(round(self.slow_ms * 1000))
+
+
+@dataclass
+class Search:
+    """What the list page shows: the form's values."""
+
+    service: str
+    operation: str
+    min_ms: float
+    errors: bool
+    lookback: str
+    limit: int
+
+
+def jaeger_client(request: Request) -> Iterator[JaegerClient]:
+    """A client of the app's Jaeger, per request (its session is not shared across threads)."""
+    settings: BrowserSettings = request.app.state.settings
+    client = JaegerClient(settings.jaeger_url, settings.timeout_s)
+    try:
+        yield client
+    finally:
+        client.session.close()
+
+
+Jaeger = Annotated[JaegerClient, Depends(jaeger_client)]
+
+
+def create_app(settings: BrowserSettings | None = None) -> FastAPI:
+    """The browser's app; ``settings`` default to the environment's."""
+    settings = settings or BrowserSettings()
+    app = FastAPI(title="trace browser", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+
+    @app.middleware("http")
+    async def read_only(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if request.method != "GET":
+            response: Response = PlainTextResponse(
+                "read-only: GET only\n", 405, headers={"allow": "GET"}
+            )
+        else:
+            response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        """Liveness, for stackctl: answers without asking Jaeger."""
+        return "ok\n"
+
+    @app.get("/", response_class=HTMLResponse)
+    def traces(
+        jaeger: Jaeger,
+        service: Annotated[str, Query(max_length=200)] = "",
+        operation: Annotated[str, Query(max_length=500)] = "",
+        min_ms: Annotated[float, Query(ge=0, le=86_400_000)] = 0,
+        errors: bool = False,
+        lookback: Annotated[str, Query(pattern="^(" + "|".join(LOOKBACKS) + ")$")] = "1h",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> HTMLResponse:
+        search = Search(service.strip(), operation.strip(), min_ms, errors, lookback, limit)
+        try:
+            services = jaeger.services()
+            if not search.service:
+                search.service = DEFAULT_SERVICE if DEFAULT_SERVICE in services else ""
+                search.service = search.service or (services[0] if services else "")
+            found, warnings = _search(jaeger, search, settings) if search.service else ([], [])
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 502)
+        operations = _operations(jaeger, search.service)
+        page = _list_page(search, services, operations, found, warnings, settings)
+        return HTMLResponse(page)
+
+    @app.get("/trace/{trace_id}", response_class=HTMLResponse)
+    def trace(trace_id: str, jaeger: Jaeger, request: Request) -> HTMLResponse:
+        try:
+            wanted = check_ids([trace_id], from_file=False)
+            outcome = explain(from_jaeger(jaeger, wanted), settings.criteria, wanted)
+        except AnalyzerError as exc:
+            message = str(exc)
+            status = 404 if "not found" in message else 400 if "not a trace id" in message else 502
+            return _error_page(message, status)
+        # The page's own links go to a Jaeger UI where there is one, else to this page.
+        source = Source("jaeger", settings.jaeger_url, trace_ids=wanted, api=jaeger.used)
+        source.link_base = settings.jaeger_ui or str(request.base_url)
+        report = outcome.report(source, settings.criteria, [])
+        page = render_html(report, top=1, explained=True)
+        return HTMLResponse(page.replace("<body>", "<body>" + _nav(), 1))
+
+    return app
+
+
+def _search(
+    jaeger: JaegerClient, search: Search, settings: BrowserSettings
+) -> tuple[list[TraceResult], list[str]]:
+    """The traces of the search's window, newest first, each analyzed (culprit, failure)."""
+    end_us = time.time_ns() // 1000
+    warnings: list[str] = []
+    traces = iter_window(
+        jaeger,
+        search.service,
+        search.operation or None,
+        end_us - parse_lookback(search.lookback),
+        end_us,
+        min(search.limit, 500),
+        warnings,
+    )
+    analyzer = Analyzer(settings.criteria, limit=search.limit, keep_all=True)
+    analyzer.feed(traces)
+    found = [
+        trace
+        for trace in analyzer.outcome().traces
+        if trace.latency_us >= search.min_ms * 1000 and (trace.error or not search.errors)
+    ]
+    found.sort(key=lambda trace: -trace.start_us)
+    return found, warnings
+
+
+def _operations(jaeger: JaegerClient, service: str) -> list[str]:
+    """The service's operations, offered in the search form; a hint only, so never an error."""
+    try:
+        return jaeger.operations(service) if service else []
+    except AnalyzerError:
+        return []
+
+
+def _nav() -> str:
+    return '<nav class="browser"><a href="/">&larr; all traces</a></nav>'
+
+
+def _error_page(message: str, status: int) -> HTMLResponse:
+    parts = [*page_head("Trace browser"), _nav(), f"<p><b>error:</b> {escape(message)}</p>"]
+    return HTMLResponse("\n".join([*parts, "</body></html>\n"]), status_code=status)
+
+
+def _list_page(
+    search: Search,
+    services: list[str],
+    operations: list[str],
+    found: list[TraceResult],
+    warnings: list[str],
+    settings: BrowserSettings,
+) -> str:
+    flagged = [trace for trace in found if trace.slow or trace.error]
+    where = f"{search.service or 'no service'} in Jaeger at {settings.jaeger_url}"
+    parts = [
+        *page_head("Trace browser"),
+        f"<style>{CSS}</style>",
+        f'<div class="muted">{escape(where)}, last {escape(search.lookback)}: '
+        f"{len(found)} trace(s), {len(flagged)} flagged (slower than "
+        f"{settings.slow_ms:g} ms or failing).</div>",
+        _form(search, services, operations),
+    ]
+    parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
+    if not services:
+        parts.append("<p><b>Jaeger has no traces yet.</b> Place an order, then reload.</p>")
+    parts.append(f"<h2>Flagged ({len(flagged)})</h2>")
+    parts.append(_table(flagged, settings) if flagged else "<p>None in this window.</p>")
+    parts.append(f"<h2>Recent ({len(found)})</h2>")
+    parts.append(_table(found, settings) if found else "<p>No trace matches.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _form(search: Search, services: list[str], operations: list[str]) -> str:
+    options = "".join(
+        f'<option value="{escape(s)}"{" selected" if s == search.service else ""}>'
+        f"{escape(s)}</option>"
+        for s in services or [search.service]
+    )
+    known = "".join(f'<option value="{escape(name)}"></option>' for name in operations)
+    lookbacks = "".join(
+        f"<option{' selected' if value == search.lookback else ''}>{value}</option>"
+        for value in LOOKBACKS
+    )
+    return (
+        '<form class="search" method="get" action="/">'
+        f'<label>service<select name="service">{options}</select></label>'
+        '<label>operation<input name="operation" placeholder="any" list="operations" '
+        f'value="{escape(search.operation)}"></label>'
+        f'<datalist id="operations">{known}</datalist>'
+        '<label>min duration (ms)<input name="min_ms" type="number" min="0" step="any" '
+        f'value="{search.min_ms:g}"></label>'
+        f'<label>window<select name="lookback">{lookbacks}</select></label>'
+        '<label>traces read<input name="limit" type="number" min="1" max="1000" '
+        f'value="{search.limit}"></label>'
+        '<label class="check"><input type="checkbox" name="errors" value="1"'
+        f"{' checked' if search.errors else ''}>errors only</label>"
+        '<button type="submit">Search</button></form>'
+    )
+
+
+def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
+    rows = []
+    for trace in traces:
+        link = f"/trace/{quote(trace.trace_id, safe='')}"
+        jaeger = ""
+        if settings.jaeger_ui:
+            ui = f"{settings.jaeger_ui.rstrip('/')}{link}"
+            jaeger = f'<br><a class="muted" href="{escape(ui)}">in Jaeger</a>'
+        rows.append(
+            "<tr>"
+            f'<td class="mono">{escape(wording.iso(trace.start_us) or "")}</td>'
+            f'<td><a class="mono" href="{escape(link)}">{escape(trace.trace_id)}</a>{jaeger}</td>'
+            f"<td>{escape(trace.root_service)} <b>{escape(trace.root_operation)}</b><br>"
+            f'<span class="muted">{trace.span_count} spans, '
+            f"{escape(', '.join(trace.services))}</span></td>"
+            f'<td class="num">{wording.duration(trace.latency_us)}</td>'
+            f"<td>{tags(trace) or 'ok'}</td>"
+            f"<td>{why(trace) or '-'}</td>"
+            "</tr>"
+        )
+    head = (
+        '<tr><th>started (UTC)</th><th>trace</th><th>root</th><th class="num">latency</th>'
+        "<th>status</th><th>culprit, first failure</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def main() -> None:
+    """Serve on ``TRACE_BROWSER_HOST:TRACE_BROWSER_PORT`` (uvicorn)."""
+    import uvicorn
+
+    settings = BrowserSettings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

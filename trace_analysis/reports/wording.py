@@ -1,0 +1,181 @@
+"""Wording and number formats shared by every report renderer, so they all say the same."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from trace_analysis.model.results import Criteria, GroupStats, Report, TraceResult
+
+
+def ms(us: float) -> float:
+    """Microseconds to milliseconds, to the microsecond."""
+    return round(us / 1000, 3)
+
+
+def duration(us: float) -> str:
+    """A human duration: ``0.8 ms``, ``12.3 ms``, ``1,204 ms``, ``12.5 s``."""
+    if us >= 10_000_000:
+        return f"{us / 1_000_000:.1f} s"
+    if us >= 1_000_000:
+        return f"{us / 1000:,.0f} ms"
+    return f"{us / 1000:.1f} ms"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """The unit one view (a table, a waterfall) writes its durations in, chosen once for the
+    view so that its numbers compare: µs when all it shows is under 1 ms (a 30 µs trace must
+    not read "0.0 ms"), else :func:`duration`'s ms and s."""
+
+    micro: bool
+
+    def __call__(self, us: float) -> str:
+        return f"{us:,.0f} µs" if self.micro else duration(us)
+
+
+MS = Unit(micro=False)
+
+
+def unit_for(*largest_us: float) -> Unit:
+    """The unit of a view whose largest durations (µs) are ``largest_us``."""
+    return Unit(micro=max(largest_us, default=0) < 1000)
+
+
+def percent(part: float, whole: float = 1.0) -> str:
+    if not whole:
+        return "0%"
+    value = 100 * part / whole
+    return f"{value:,.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    moment = datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def trace_link(report: Report, trace_id: str) -> str:
+    """The trace's page: in the trace browser or Jaeger UI at the source's link base, else in
+    Jaeger's UI at its query URL."""
+    base = report.source.link_base or report.source.jaeger_url
+    return f"{base.rstrip('/')}/trace/{trace_id}"
+
+
+def criteria_text(report: Report) -> str:
+    """``slower than 200 ms or failing`` / ``failing``; with a service or operation selected,
+    what slow was judged on: ``slower than 200 ms (root span) or failing`` or ``whose
+    order-service 'POST /orders' span is slower than 200 ms, or failing``."""
+    criteria = report.criteria
+    threshold = criteria.threshold_us
+    if criteria.errors_only or threshold is None:
+        return "failing"
+    if criteria.by_span:
+        return (
+            f"whose {judged_span_text(criteria)} is slower than {threshold / 1000:g} ms, or failing"
+        )
+    judged = " (root span)" if criteria.selected else ""
+    return f"slower than {threshold / 1000:g} ms{judged} or failing"
+
+
+def judged_span_text(criteria: Criteria) -> str:
+    """``order-service 'POST /orders' span``: the span --slow-by span judges."""
+    names = [
+        criteria.span_service or "",
+        repr(criteria.span_operation) if criteria.span_operation else "",
+    ]
+    return " ".join(name for name in names if name) + " span"
+
+
+def origin_text(report: Report) -> str:
+    """Where ``--trace`` took its traces: ``file F`` or ``Jaeger at URL (API v3)``."""
+    source = report.source
+    if source.kind == "file":
+        return f"file {source.input_path}"
+    return f"Jaeger at {source.jaeger_url}" + (f" (API {source.api})" if source.api else "")
+
+
+def source_text(report: Report) -> str:
+    source = report.source
+    if source.trace_ids:  # --trace: the traces asked for, not a window
+        return f"trace {', '.join(source.trace_ids)} from {origin_text(report)}"
+    if source.kind == "file":
+        where = f"file {source.input_path}"
+        if source.service:
+            where += f", service {source.service}"
+    else:
+        where = f"{source.service} in Jaeger at {source.jaeger_url}, last {source.lookback}"
+        if source.api:
+            where += f" (API {source.api})"
+    if source.operation:
+        where += f", operation {source.operation!r}"
+    return where
+
+
+def flags(trace: TraceResult) -> list[str]:
+    result = []
+    if trace.slow:
+        result.append("slow")
+    if trace.error:
+        result.append("error")
+    if trace.incomplete:
+        result.append("incomplete")
+    return result
+
+
+def culprit_text(trace: TraceResult, unit: Unit = MS) -> str | None:
+    """Where the time went; said of slow traces only (in a fast failing trace it is noise)."""
+    culprit = trace.culprit
+    if culprit is None or not trace.slow:
+        return None
+    return (
+        f"{culprit.service} {culprit.operation}: {unit(culprit.self_us)}, "
+        f"{percent(culprit.share)} of the latency"
+    )
+
+
+def error_text(trace: TraceResult, spans_after: bool = False) -> str | None:
+    """The first failing span and its message (and, if asked, how many failed after it)."""
+    origin = trace.error_origin
+    if origin is None:
+        return None
+    more = origin.error_spans - 1
+    extra = ""
+    if spans_after and more:
+        extra = f" (then {more} more failing span{'s' if more > 1 else ''})"
+    return f"{origin.service} {origin.operation}: {origin.message}{extra}"
+
+
+def faults_text(trace: TraceResult) -> str | None:
+    """``injected latency 500ms in order-service (3 spans), error 503 in inventory-service``:
+    each fault once, however many spans carried it."""
+    if not trace.faults:
+        return None
+    counts = Counter(
+        f"{f.kind or 'fault'} {f.value}".strip() + f" in {f.service}" for f in trace.faults
+    )
+    parts = [text + (f" ({n} spans)" if n > 1 else "") for text, n in counts.items()]
+    return "injected " + ", ".join(parts)
+
+
+def headline(report: Report) -> str:
+    s = report.summary
+    return (
+        f"{s.traces:,} traces ({s.spans:,} spans): {s.slow:,} slow ({percent(s.slow, s.traces)}), "
+        f"{s.errors:,} failing ({percent(s.errors, s.traces)}), {s.flagged:,} flagged"
+    )
+
+
+def group_cells(group: GroupStats) -> list[str]:
+    """A service's or an operation's row after its name: count, p50, p95, p99, errors, rate."""
+    p = group.latency
+    return [
+        f"{p.count:,}",
+        duration(p.p50_us),
+        duration(p.p95_us),
+        duration(p.p99_us),
+        f"{group.errors:,}",
+        percent(group.errors, p.count),
+    ]
