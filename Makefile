@@ -59,7 +59,7 @@ test-reliability: install ## Reliability tests only (backends and services kille
 test-times: install ## Time make test and make test-unit; write the figures to docs/operations.md and README.md
 	@$(PY) benchmarks/tier_times.py
 
-test-compose: install ## Compose tests only: docker compose up as the README says, on a real engine (~N min)
+test-compose: install ## Compose tests only: docker compose up as the README says, on a real engine (3-4 min warm)
 	@$(INSTALL) --docker
 	@$(PY) -m pytest tests/compose
 

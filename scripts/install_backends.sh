@@ -197,7 +197,11 @@ install_docker_plugin() {
 }
 
 install_docker() {
-  install_debian_package /usr/sbin/dockerd docker.io "the Docker Engine the compose tier runs on"
+  if command -v dockerd >/dev/null 2>&1; then
+    say "Docker Engine: $(command -v dockerd) present"
+  else
+    install_debian_package /usr/sbin/dockerd docker.io "the Docker Engine the compose tier runs on"
+  fi
   install_debian_package /usr/sbin/debootstrap debootstrap "the root filesystem of the stand-in images"
   install_docker_plugin buildx github.com/docker/buildx "$BUILDX_VERSION" ./cmd/buildx \
     github.com/docker/buildx/version.Version

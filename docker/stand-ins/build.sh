@@ -43,13 +43,15 @@ case "${1:-}" in --force) FORCE=true ;; "") ;; *) die "unknown argument '$1' (us
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers (start dockerd; the compose tests start it themselves)"
 
-# needed <tag>: true when the stand-in should be built now.
+# needed <tag> <source>: true when the stand-in should be built now: the tag is absent, or it
+# is a stand-in built from another source (a rebuilt collector or Jaeger), or --force.
 needed() {
   local label
   label="$(docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null)" \
     || return 0                                   # absent
   [[ "$label" == "<no value>" || -z "$label" ]] && { say "$1: a real image is present, kept"; return 1; }
   $FORCE && return 0
+  [[ "$label" == "$2" ]] || { say "$1: stand-in from $label, now $2"; return 0; }
   say "$1: stand-in present ($label)"
   return 1
 }
@@ -82,7 +84,8 @@ build() {
 }
 
 # --- the Python base: a debootstrapped bookworm with Debian's python3.11 and pip -------------
-if needed "$PYTHON_TAG"; then
+PYTHON_SOURCE=debootstrap-bookworm-python3.11
+if needed "$PYTHON_TAG" "$PYTHON_SOURCE"; then
   command -v debootstrap >/dev/null || die "debootstrap is missing (scripts/install_backends.sh --docker)"
   rootfs="$WORK/rootfs"
   say "$PYTHON_TAG: debootstrap bookworm (minbase + python3.11, pip; 2-4 min cold)"
@@ -102,7 +105,7 @@ if needed "$PYTHON_TAG"; then
   chroot "$rootfs" apt-get clean
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log "$rootfs"/var/cache/debconf/*-old
   tar -C "$rootfs" -c . | docker import \
-    --change "LABEL $LABEL=debootstrap-bookworm-python3.11" \
+    --change "LABEL $LABEL=$PYTHON_SOURCE" \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
@@ -113,7 +116,7 @@ if needed "$PYTHON_TAG"; then
 fi
 
 # --- busybox: Debian's busybox-static ------------------------------------------------------
-if needed "$BUSYBOX_TAG"; then
+if needed "$BUSYBOX_TAG" debian-busybox-static; then
   mkdir -p "$WORK/ctx-busybox"
   debian_binary busybox-static /bin/busybox "$WORK/ctx-busybox/busybox"
   build "$BUSYBOX_TAG" busybox "debian-busybox-static"
@@ -124,12 +127,12 @@ eval "$("$ROOT/scripts/install_backends.sh" --paths)"
 for bin in "$OTELCOL" "$JAEGER"; do
   [[ -x "$bin" ]] || die "$bin is missing: run scripts/install_backends.sh (builds the collector and Jaeger)"
 done
-if needed "$COLLECTOR_TAG"; then
+if needed "$COLLECTOR_TAG" "$(basename "$OTELCOL")"; then
   mkdir -p "$WORK/ctx-otel-collector"
   cp "$OTELCOL" "$WORK/ctx-otel-collector/otelcol"
   build "$COLLECTOR_TAG" otel-collector "$(basename "$OTELCOL")"
 fi
-if needed "$JAEGER_TAG"; then
+if needed "$JAEGER_TAG" "$(basename "$JAEGER")"; then
   mkdir -p "$WORK/ctx-jaeger"
   cp "$JAEGER" "$WORK/ctx-jaeger/jaeger"
   build "$JAEGER_TAG" jaeger "$(basename "$JAEGER")" \
@@ -137,7 +140,7 @@ if needed "$JAEGER_TAG"; then
 fi
 
 # --- Prometheus: Debian's package ------------------------------------------------------------
-if needed "$PROMETHEUS_TAG"; then
+if needed "$PROMETHEUS_TAG" debian-prometheus; then
   mkdir -p "$WORK/ctx-prometheus"
   debian_binary prometheus /usr/bin/prometheus "$WORK/ctx-prometheus/prometheus"
   build "$PROMETHEUS_TAG" prometheus "debian-prometheus" \

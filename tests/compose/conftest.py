@@ -1,6 +1,8 @@
-"""One compose stack for the whole compose tier, on a real Docker engine.
+"""One compose stack for the compose tier, on a real Docker engine.
 
-The engine is the one that answers, or a ``dockerd`` started here and stopped after the tier.
+The engine is the one that answers, or a ``dockerd`` started here. Both fixtures are
+module-scoped: the stack is removed, and a dockerd started here stopped, before the next tier
+runs, whether the tests passed or not.
 Third-party images the engine lacks are built as stand-ins (docker/stand-ins/build.sh), then the
 stack is started with the README's own ``docker compose up`` command under the project name
 below, on free loopback ports, and removed with its volumes at the end. A failing test gets the
@@ -9,6 +11,7 @@ last lines of every container's log in its report.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -45,7 +48,12 @@ def readme_command(prefix: str) -> str:
     return command
 
 
-@pytest.fixture(scope="session")
+def readme_order() -> dict[str, Any]:
+    """The order body the README's curl sends."""
+    return json.loads(readme_command("curl ").split(" -d ", 1)[1].strip("'"))
+
+
+@pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
     engine = DockerEngine(log=tmp_path_factory.mktemp("dockerd") / "dockerd.log")
     engine.ensure()
@@ -55,7 +63,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
         engine.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(engine: DockerEngine) -> Iterator[ComposeProject]:
     project = ComposeProject(PROJECT, extra_env=ENV)
     project.compose("down", "-v", "--remove-orphans", check=False)  # a previous run's leftovers

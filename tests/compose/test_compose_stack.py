@@ -19,35 +19,49 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.catalog import SERVICES
-from stackctl.traces import StoredTrace, fetch_trace
-from tests.compose.conftest import readme_command
+from servicekit.catalog import SERVICE_NAMES, SERVICES
+from stackctl.traces import StoredTrace, wait_for_trace
+from tests.compose.conftest import readme_command, readme_order
 from tests.compose.engine import ROOT, ComposeProject, docker
 from tests.compose_model import PUBLISHED, memory_bytes, services
-from tests.order_trace_contract import check_order_trace, from_jaeger
-from tests.reliability.support import Load, wait_for_traces, wait_until
+from tests.order_trace_contract import ORDER_SPANS, check_order_trace, from_jaeger
+from tests.reliability.support import Load, span_count_by_service, wait_for_traces, wait_until
 
 # The first test also waits for the stack: stand-ins and a cold image build take minutes.
 pytestmark = pytest.mark.timeout(1500)
-SPANS_PER_ORDER = Counter({"api-gateway": 4, "inventory-service": 4, "order-service": 4,
-                           "notification-service": 3})  # fmt: skip
 EMAIL = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 LOAD_RATE = 5.0  # orders per second while the collector is killed: short and bounded
 LOAD_SECONDS = 12.0
 
 
-def whole_trace(stack: ComposeProject, trace_id: str, timeout: float = 60) -> StoredTrace:
-    return wait_for_traces(stack.jaeger_url, [trace_id], SPANS_PER_ORDER, timeout)[trace_id]
-
-
 @pytest.fixture(scope="module")
 def first_order(stack: ComposeProject) -> dict:
-    """The README's curl, run as written but for the gateway's port: (its answer)."""
+    """The answer to the README's curl, run as written but for the gateway's port."""
     command = readme_command("curl ").replace("localhost:8080", f"localhost:{stack.ports.gateway}")
     out = subprocess.run(
         ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def per_order(stack: ComposeProject, first_order: dict) -> Counter[str]:
+    """Spans per service in one order's whole trace: the README order's, once Jaeger has every
+    operation of it and it holds to the order trace contract."""
+    trace = wait_for_trace(
+        stack.jaeger_url,
+        first_order["traceId"],
+        set(SERVICE_NAMES),
+        frozenset(name for _, name in ORDER_SPANS),
+        timeout=60,
+    )
+    item_count = sum(item["quantity"] for item in readme_order()["items"])
+    check_order_trace(from_jaeger(trace), first_order["orderId"], item_count)
+    return span_count_by_service(trace)
+
+
+def whole_trace(stack: ComposeProject, trace_id: str, per_order: Counter[str]) -> StoredTrace:
+    return wait_for_traces(stack.jaeger_url, [trace_id], per_order, timeout=60)[trace_id]
 
 
 # --- the images -----------------------------------------------------------------------------
@@ -86,10 +100,10 @@ def test_readme_curl_answers_with_an_order_and_its_trace_id(first_order: dict) -
 
 
 def test_whole_trace_in_the_published_jaeger_and_the_analyzer(
-    stack: ComposeProject, first_order: dict
+    stack: ComposeProject, first_order: dict, per_order: Counter[str]
 ) -> None:
-    trace = whole_trace(stack, first_order["traceId"])
-    check_order_trace(from_jaeger(trace), first_order["orderId"], item_count=2)
+    # per_order: the trace, four services, one root, the order trace contract
+    assert set(per_order) == set(SERVICE_NAMES)
     # the README's link: the Jaeger UI serves the trace page
     page = httpx.get(f"{stack.jaeger_url}/trace/{first_order['traceId']}", timeout=10)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
@@ -100,8 +114,9 @@ def test_whole_trace_in_the_published_jaeger_and_the_analyzer(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)["summary"]
-    assert (summary["traces"], summary["spans"], summary["incomplete"]) == (1, 15, 0), summary
-    assert {s["service"] for s in summary["services"]} == set(SPANS_PER_ORDER)
+    spans = sum(ORDER_SPANS.values())
+    assert (summary["traces"], summary["spans"], summary["incomplete"]) == (1, spans, 0), summary
+    assert {s["service"] for s in summary["services"]} == set(SERVICE_NAMES)
 
 
 def test_span_metrics_in_prometheus_and_the_jaeger_monitor_api(
@@ -144,8 +159,7 @@ def test_logs_carry_trace_ids_and_no_email(stack: ComposeProject, first_order: d
         assert records, f"{spec.name}: no JSON log line"
         assert any(re.fullmatch(r"[0-9a-f]{32}", str(r.get("trace_id"))) for r in records)
         assert not EMAIL.findall("\n".join(lines)), (spec.name, EMAIL.findall("\n".join(lines)))
-    customer = json.loads(readme_command("curl ").split(" -d ", 1)[1].strip("'"))["email"]
-    assert customer not in stack.compose("logs", "--no-color")
+    assert readme_order()["email"] not in stack.compose("logs", "--no-color")
 
 
 def test_only_three_ports_are_published_on_loopback(stack: ComposeProject) -> None:
@@ -234,7 +248,9 @@ class MemorySampler:
             raise self.error
 
 
-def test_collector_kill_under_load_loses_no_acknowledged_span(stack: ComposeProject) -> None:
+def test_collector_kill_under_load_loses_no_acknowledged_span(
+    stack: ComposeProject, per_order: Counter[str]
+) -> None:
     """Orders flow while the collector is SIGKILLed and brought back: every order the gateway
     confirmed has its whole trace in Jaeger (spans in the collector's file_storage queue survive
     the kill; spans refused meanwhile are retried by the services). Memory stays under every
@@ -247,7 +263,7 @@ def test_collector_kill_under_load_loses_no_acknowledged_span(stack: ComposeProj
         time.sleep(LOAD_SECONDS / 3)
     confirmed = [o.trace_id for o in load.outcomes if o.status == 201]
     assert len(confirmed) >= LOAD_RATE * LOAD_SECONDS / 2, Counter(o.status for o in load.outcomes)
-    wait_for_traces(stack.jaeger_url, confirmed, SPANS_PER_ORDER, timeout=120)
+    wait_for_traces(stack.jaeger_url, confirmed, per_order, timeout=120)
     containers = stack.inspect()
     assert set(memory.peak) == set(services()), memory.peak
     for service, peak in memory.peak.items():
@@ -257,24 +273,23 @@ def test_collector_kill_under_load_loses_no_acknowledged_span(stack: ComposeProj
         assert not containers[service]["State"]["OOMKilled"], service
 
 
-def test_jaeger_restart_keeps_the_traces(stack: ComposeProject, first_order: dict) -> None:
+def test_jaeger_restart_keeps_the_traces(
+    stack: ComposeProject, first_order: dict, per_order: Counter[str]
+) -> None:
     stack.compose("restart", "jaeger", timeout=120)
     stack.compose("up", "-d", "--wait", timeout=300)
-    assert wait_until(
-        lambda: fetch_trace(stack.jaeger_url, first_order["traceId"]), 60, "the trace after restart"
-    ).spans
+    whole_trace(stack, first_order["traceId"], per_order)
 
 
 def test_down_then_up_keeps_the_data_and_down_v_removes_it(
-    stack: ComposeProject, first_order: dict
+    stack: ComposeProject, first_order: dict, per_order: Counter[str]
 ) -> None:
     volumes = stack.volumes()
     assert len(volumes) == len(services()), volumes  # one named volume per service
     stack.compose("down", timeout=180)
     assert stack.volumes() == volumes
     stack.compose("up", "-d", "--wait", timeout=300)
-    trace = whole_trace(stack, first_order["traceId"])
-    assert len(trace.spans) == sum(SPANS_PER_ORDER.values())
+    whole_trace(stack, first_order["traceId"], per_order)
     # the SQLite data survived too: the order is still there
     order = httpx.get(f"{stack.gateway_url}/api/orders/{first_order['orderId']}", timeout=30)
     assert order.status_code == 200, order.text
