@@ -67,6 +67,23 @@ async def test_head_answers_like_get_and_405_lists_allow(tmp_path: Path) -> None
     await stack.client.aclose()
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_the_request_log_names_the_route_template_for_head_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    """HEAD is routed as GET on a copy of the request: the log line still gets the template,
+    never the path the client sent (one series per route, as the server span has)."""
+    stack = build_stack(tmp_path)
+    with caplog.at_level(logging.INFO, logger="servicekit.request"):
+        answer = await stack.client.request(method, "/api/inventory/SKU123")
+    assert answer.status_code == 200
+    # the gateway's line (/api/...); inventory-service's, for the call it made, is /inventory/...
+    [line] = [r for r in caplog.records if getattr(r, "http.route").startswith("/api/")]
+    assert getattr(line, "http.request.method") == method
+    assert getattr(line, "http.route") == "/api/inventory/{sku}"
+    await stack.client.aclose()
+
+
 async def test_a_client_gone_before_its_body_is_no_400(tmp_path: Path) -> None:
     stack = build_stack(tmp_path)
     app = stack.apps["api-gateway"]
