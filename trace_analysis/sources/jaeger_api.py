@@ -28,7 +28,7 @@ from urllib.parse import quote
 import msgspec
 import requests
 
-from trace_analysis.errors import AnalyzerError
+from trace_analysis.errors import AnalyzerError, JaegerUnreachable
 from trace_analysis.formats import otlp
 from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_envelope, decode_trace
 
@@ -209,9 +209,10 @@ class JaegerClient:
                 f"Jaeger at {self.base_url} did not answer within {self.timeout_s:g} s"
             ) from None
         except requests.exceptions.ConnectionError as exc:
-            raise AnalyzerError(
+            raise JaegerUnreachable(
                 f"cannot reach Jaeger at {self.base_url} ({_reason(exc)}); is it running? "
-                "(set --jaeger-url or JAEGER_URL)"
+                "(set --jaeger-url or JAEGER_URL)",
+                self.base_url,
             ) from None
         except requests.exceptions.RequestException as exc:
             raise AnalyzerError(f"query to Jaeger at {self.base_url} failed: {exc}") from None
