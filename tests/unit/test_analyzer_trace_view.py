@@ -111,3 +111,5 @@ def test_html_of_a_healthy_trace_names_it_not_a_flag_count(
     assert f"trace {trace_id} from file {healthy}" in html
     assert "Trace analysis: 1 flagged" not in html and "Flagged traces" not in html
     assert "None" not in html
+    # explained whole, as in the terminal: the culprit of a trace that is not slow too
+    assert "<li>culprit: reports render: 4,056 ms, 98% of the latency</li>" in html

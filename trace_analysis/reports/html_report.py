@@ -187,7 +187,7 @@ def _trace_section(report: Report, trace: TraceResult, colours: dict[str, str]) 
     facts += [
         escape(f"{label}: {text}")
         for label, text in (
-            ("culprit", wording.culprit_text(trace)),
+            ("culprit", wording.culprit_text(trace, always=bool(report.source.trace_ids))),
             ("first failure", wording.error_text(trace, spans_after=True)),
             ("faults", wording.faults_text(trace)),
         )

@@ -125,10 +125,12 @@ def flags(trace: TraceResult) -> list[str]:
     return result
 
 
-def culprit_text(trace: TraceResult, unit: Unit = MS) -> str | None:
-    """Where the time went; said of slow traces only (in a fast failing trace it is noise)."""
+def culprit_text(trace: TraceResult, unit: Unit = MS, *, always: bool = False) -> str | None:
+    """Where the time went; said of slow traces only (in a fast failing trace it is noise),
+    unless ``always``: a trace asked for by id (``--trace``, the trace browser's page) is
+    explained whole, as the terminal's trace view does."""
     culprit = trace.culprit
-    if culprit is None or not trace.slow:
+    if culprit is None or not (trace.slow or always):
         return None
     return (
         f"{culprit.service} {culprit.operation}: {unit(culprit.self_us)}, "
