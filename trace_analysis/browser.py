@@ -285,6 +285,7 @@ def _form(search: Search, services: list[str], operations: list[str]) -> str:
 
 def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
     rows = []
+    unit = wording.trace_unit(*traces)
     for trace in traces:
         link = f"/trace/{quote(trace.trace_id, safe='')}"
         jaeger = ""
@@ -298,9 +299,9 @@ def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
             f"<td>{escape(trace.root_service)} <b>{escape(trace.root_operation)}</b><br>"
             f'<span class="muted">{trace.span_count} spans, '
             f"{escape(', '.join(trace.services))}</span></td>"
-            f'<td class="num">{wording.duration(trace.latency_us)}</td>'
+            f'<td class="num">{unit(trace.latency_us)}</td>'
             f"<td>{tags(trace) or 'ok'}</td>"
-            f"<td>{why(trace) or '-'}</td>"
+            f"<td>{why(trace, unit) or '-'}</td>"
             "</tr>"
         )
     head = (
