@@ -93,6 +93,11 @@ class FakeJaeger:
             return 200, "application/json", json.dumps({"data": found}).encode()
         if path == "/api/services":
             return 200, "application/json", json.dumps({"data": SERVICES}).encode()
+        if path == "/api/services/api-gateway/operations":
+            return 200, "application/json", json.dumps({"data": OPERATIONS}).encode()
+        if path == "/api/v3/operations" and params.get("service") == "api-gateway":
+            listed = [{"name": name, "spanKind": "server"} for name in OPERATIONS]
+            return 200, "application/json", json.dumps({"operations": listed}).encode()
         if not self.v3 or not path.startswith("/api/v3/"):
             return 404, "text/plain", b"404 page not found"
         if path == "/api/v3/services":
@@ -130,6 +135,7 @@ class FakeJaeger:
 
 
 SERVICES = ["api-gateway", "order-service"]
+OPERATIONS = ["POST /api/orders", "POST /orders"]
 NO_TRACES = b'{"error":{"httpCode":404,"message":"No traces found"}}\n'
 
 
@@ -282,6 +288,19 @@ def test_unknown_service_gets_a_hint(
     assert live_report(jaeger, capsys, "--service", "api-gatewy")["warnings"] == [
         "Jaeger knows no service 'api-gatewy'; it knows: api-gateway, order-service"
     ]
+
+
+def test_unknown_operation_gets_a_hint(
+    jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o report.json` (meant as an output file) is an operation no span has: an empty window
+    says so, instead of a quiet "0 traces"."""
+    assert live_report(jaeger, capsys, "-o", "report.json")["warnings"] == [
+        "Jaeger knows no operation 'report.json' of api-gateway; it knows: POST /api/orders, "
+        "POST /orders"
+    ]
+    spread(jaeger, 5)
+    assert live_report(jaeger, capsys, "--operation", "POST /api/orders")["warnings"] == []
 
 
 def _free_port() -> int:
