@@ -69,8 +69,7 @@ class HeadAsGetMiddleware:
     """Route ``HEAD`` as ``GET`` and drop the body, so every GET route (``/healthz`` and
     ``/readyz`` included) answers HEAD with the same status and headers. FastAPI's routes, unlike
     Starlette's, do not add HEAD to GET by themselves. Runs inside the server span and the request
-    log, which keep the method the client sent; the route matched is handed back to the request
-    log, so a HEAD line names the route template as a GET line does, not the path."""
+    log, which keep the method the client sent."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -85,9 +84,4 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        as_get = {**scope, "method": "GET"}
-        try:
-            await self.app(as_get, receive, send_without_body)
-        finally:
-            if "route" in as_get:
-                scope["route"] = as_get["route"]
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)

@@ -67,16 +67,29 @@ async def test_head_answers_like_get_and_405_lists_allow(tmp_path: Path) -> None
     await stack.client.aclose()
 
 
-@pytest.mark.parametrize("method", ["GET", "HEAD"])
-async def test_the_request_log_names_the_route_template_for_head_too(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str
+@pytest.mark.parametrize(
+    ("method", "headers", "status"),
+    [
+        ("GET", {}, 200),
+        ("HEAD", {}, 200),  # routed as GET on a copy of the request
+        ("PUT", {}, 405),  # no route serves the method
+        ("GET", {"X-Long": "x" * 20_000}, 431),  # refused before routing
+    ],
+    ids=["GET", "HEAD", "405", "431"],
+)
+async def test_the_request_log_names_the_route_template_as_the_span_does(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    headers: dict[str, str],
+    status: int,
 ) -> None:
-    """HEAD is routed as GET on a copy of the request: the log line still gets the template,
-    never the path the client sent (one series per route, as the server span has)."""
+    """Never the path the client sent where the server span has a template: one series per
+    route in the logs as in the traces, and no client text."""
     stack = build_stack(tmp_path)
     with caplog.at_level(logging.INFO, logger="servicekit.request"):
-        answer = await stack.client.request(method, "/api/inventory/SKU123")
-    assert answer.status_code == 200
+        answer = await stack.client.request(method, "/api/inventory/SKU123", headers=headers)
+    assert answer.status_code == status
     # the gateway's line (/api/...); inventory-service's, for the call it made, is /inventory/...
     [line] = [r for r in caplog.records if getattr(r, "http.route").startswith("/api/")]
     assert getattr(line, "http.request.method") == method
