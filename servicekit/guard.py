@@ -154,8 +154,7 @@ class RequestGuardMiddleware:
         path = scope.get("path", "")
         if path in self.quiet_paths:
             return
-        # The route template when one matched; else the path as the client sent it, redacted.
-        route = getattr(scope.get("route"), "path", None) or redact(path, URL_EMAIL)
+        route = _route(scope) or redact(path, URL_EMAIL)
         outcome: dict[str, object] = (
             {"error.type": CLIENT_DISCONNECT}
             if state.disconnected
@@ -170,6 +169,18 @@ class RequestGuardMiddleware:
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
+
+
+def _route(scope: Scope) -> str | None:
+    """The route template, as the server span names it (``http.route``): the route that served
+    the request; else the one the instrumentation matched for a request answered before routing
+    or on a copy of the scope (HEAD routed as GET, 405, 413, 431 ...). None when no route fits
+    (a 404): the line then has the path as the client sent it, redacted."""
+    route = getattr(scope.get("route"), "path", None)
+    if route is None:
+        attributes = getattr(trace.get_current_span(), "attributes", None) or {}
+        route = attributes.get("http.route")
+    return route if isinstance(route, str) else None
 
 
 def _refuse_duplicate_members(body: bytes) -> None:

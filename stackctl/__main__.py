@@ -51,8 +51,9 @@ def _up(stack: Stack) -> None:
     console.print(f"[green]stack up[/green] in {time.monotonic() - t0:.1f} s")
     if stack.prometheus_missing:
         console.print(
-            "  note: no `prometheus` on PATH, so Jaeger's Monitor tab has no metrics in local "
-            "mode (apt-get install prometheus to get them); everything else works."
+            "  note: no `prometheus` on PATH, so Jaeger's RED-metrics API (/api/metrics/..., what "
+            "the Monitor tab of Jaeger's UI reads) has no data in local mode (apt-get install "
+            "prometheus to get them); everything else works."
         )
 
 

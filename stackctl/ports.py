@@ -122,11 +122,22 @@ def record_of(run: Path) -> Path:
     return run / "ports.json"
 
 
+def _recorded(env: Mapping[str, str] | None) -> Ports | None:
+    return Ports.load(record_of(run_dir(os.environ if env is None else env)))
+
+
+def local_jaeger(env: Mapping[str, str] | None = None) -> str | None:
+    """The Jaeger query API of the local stack (``make up``), from the ports its ``up``
+    recorded; None when there is no record (no stack, or ``make down`` ran)."""
+    recorded = _recorded(env)
+    return None if recorded is None else f"http://127.0.0.1:{recorded.jaeger_query}"
+
+
 def local_browser(jaeger_url: str, env: Mapping[str, str] | None = None) -> str | None:
     """The trace browser's URL of the local stack (``make up``) whose Jaeger query API is at
     ``jaeger_url``, from the ports its ``up`` recorded; None when no such stack runs."""
     address = urlsplit(jaeger_url)
-    recorded = Ports.load(record_of(run_dir(os.environ if env is None else env)))
+    recorded = _recorded(env)
     if recorded is None or address.hostname not in ("localhost", "127.0.0.1", "::1"):
         return None
     if address.port != recorded.jaeger_query:

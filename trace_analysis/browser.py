@@ -7,7 +7,9 @@ Local mode's Jaeger is built from source without its UI (a placeholder page answ
   ``TRACE_BROWSER_SLOW_MS`` or failing), each with its root operation, latency, status, culprit
   (the most self time on the critical path) and first failure. Searched by query parameters:
   ``service``, ``operation``, ``min_ms`` (minimum latency, ms), ``errors=1`` (failing only),
-  ``lookback`` (15m, 1h, 6h, 1d, 2d) and ``limit`` (traces read, newest first, 1-1000).
+  ``lookback`` (15m, 1h, 6h, 1d, 2d) and ``limit`` (traces shown, newest first, 1-1000). A
+  search by ``min_ms`` or ``errors`` looks through the whole window (up to the analyzer's
+  20,000 newest traces), not only the newest ``limit``.
 - ``GET /trace/{trace_id}``: one trace as the analyzer's HTML report draws it: the waterfall,
   the critical path, the culprit and the first failure (what ``analyze_traces.py --trace ID
   --format html`` writes). The same path as Jaeger's UI, so reports link here by changing the
@@ -40,7 +42,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trace_analysis.analyses.analyzer import Analyzer
 from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
-from trace_analysis.cli_common import DEFAULT_SERVICE, parse_lookback
+from trace_analysis.cli_common import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.model.results import Criteria, Source, TraceResult
 from trace_analysis.reports import wording
@@ -186,27 +188,35 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
 def _search(
     jaeger: JaegerClient, search: Search, settings: BrowserSettings
 ) -> tuple[list[TraceResult], list[str]]:
-    """The traces of the search's window, newest first, each analyzed (culprit, failure)."""
+    """The traces of the search's window, newest first, each analyzed (culprit, failure), at
+    most ``limit``. With a filter (``min_ms``, ``errors``) the matches are searched for in the
+    whole window, up to ``DEFAULT_LIMIT`` traces read: a filter applied to the newest
+    ``limit`` only would answer "none" while older traces of the window match."""
     end_us = time.time_ns() // 1000
     warnings: list[str] = []
+    filtered = search.min_ms > 0 or search.errors
+    read = DEFAULT_LIMIT if filtered else search.limit
     traces = iter_window(
         jaeger,
         search.service,
         search.operation or None,
         end_us - parse_lookback(search.lookback),
         end_us,
-        min(search.limit, 500),
+        min(read, 500),
         warnings,
     )
-    analyzer = Analyzer(settings.criteria, limit=search.limit, keep_all=True)
+    analyzer = Analyzer(settings.criteria, limit=read, keep_all=True)
     analyzer.feed(traces)
+    outcome = analyzer.outcome()
     found = [
         trace
-        for trace in analyzer.outcome().traces
+        for trace in outcome.traces
         if trace.latency_us >= search.min_ms * 1000 and (trace.error or not search.errors)
     ]
     found.sort(key=lambda trace: -trace.start_us)
-    return found, warnings
+    if filtered and outcome.truncated:
+        warnings.append(f"searched the newest {read:,} traces of the window only")
+    return found[: search.limit], warnings
 
 
 def _operations(jaeger: JaegerClient, service: str) -> list[str]:
@@ -275,7 +285,7 @@ def _form(search: Search, services: list[str], operations: list[str]) -> str:
         '<label>min duration (ms)<input name="min_ms" type="number" min="0" step="any" '
         f'value="{search.min_ms:g}"></label>'
         f'<label>window<select name="lookback">{lookbacks}</select></label>'
-        '<label>traces read<input name="limit" type="number" min="1" max="1000" '
+        '<label>traces shown<input name="limit" type="number" min="1" max="1000" '
         f'value="{search.limit}"></label>'
         '<label class="check"><input type="checkbox" name="errors" value="1"'
         f"{' checked' if search.errors else ''}>errors only</label>"
@@ -285,6 +295,7 @@ def _form(search: Search, services: list[str], operations: list[str]) -> str:
 
 def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
     rows = []
+    unit = wording.trace_unit(*traces)
     for trace in traces:
         link = f"/trace/{quote(trace.trace_id, safe='')}"
         jaeger = ""
@@ -298,9 +309,9 @@ def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
             f"<td>{escape(trace.root_service)} <b>{escape(trace.root_operation)}</b><br>"
             f'<span class="muted">{trace.span_count} spans, '
             f"{escape(', '.join(trace.services))}</span></td>"
-            f'<td class="num">{wording.duration(trace.latency_us)}</td>'
+            f'<td class="num">{unit(trace.latency_us)}</td>'
             f"<td>{tags(trace) or 'ok'}</td>"
-            f"<td>{why(trace) or '-'}</td>"
+            f"<td>{why(trace, unit) or '-'}</td>"
             "</tr>"
         )
     head = (

@@ -40,11 +40,12 @@ from trace_analysis.cli_common import (
     SlowBy,
     exit_status,
     flag_criteria,
+    local_stack_hint,
     parse_lookback,
     plain_width,
     trace_link_base,
 )
-from trace_analysis.errors import AnalyzerError
+from trace_analysis.errors import AnalyzerError, JaegerUnreachable
 from trace_analysis.model.results import Criteria, Report, Source
 from trace_analysis.sources.files import iter_file_traces
 
@@ -457,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except JaegerUnreachable as exc:
+        return _fail(f"{exc}{local_stack_hint(exc.url)}")
     except AnalyzerError as exc:
         return _fail(str(exc))
     except (typer.Abort, KeyboardInterrupt):

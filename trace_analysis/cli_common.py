@@ -43,6 +43,18 @@ def trace_link_base(jaeger_url: str, given: str | None) -> str | None:
     return local_browser(jaeger_url)
 
 
+def local_stack_hint(jaeger_url: str) -> str:
+    """For an unreachable ``jaeger_url``: where the Jaeger of the stack ``make up`` started from
+    this checkout is, when that is elsewhere (its ports were moved), as the option to give;
+    else ``""``."""
+    from stackctl.ports import local_browser, local_jaeger
+
+    found = local_jaeger()
+    if found is None or local_browser(jaeger_url) is not None:
+        return ""
+    return f"; `make up` in this checkout started its Jaeger at {found} (--jaeger-url {found})"
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"

@@ -9,3 +9,11 @@ class AnalyzerError(Exception):
     The message is shown as is, on one line, so it must name the cause and, where it helps,
     the fix; no traceback is ever printed for it.
     """
+
+
+class JaegerUnreachable(AnalyzerError):
+    """Nothing answers at the Jaeger query URL ``url`` (connection refused, unknown host)."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url

@@ -11,15 +11,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import jsonschema
 import pytest
 
+from stackctl.ports import Ports
 from tests.unit.test_analyzer_support import SCHEMA, run_cli
 
 
@@ -91,6 +93,11 @@ class FakeJaeger:
             return 200, "application/json", json.dumps({"data": found}).encode()
         if path == "/api/services":
             return 200, "application/json", json.dumps({"data": SERVICES}).encode()
+        if path == "/api/services/api-gateway/operations":
+            return 200, "application/json", json.dumps({"data": OPERATIONS}).encode()
+        if path == "/api/v3/operations" and params.get("service") == "api-gateway":
+            listed = [{"name": name, "spanKind": "server"} for name in OPERATIONS]
+            return 200, "application/json", json.dumps({"operations": listed}).encode()
         if not self.v3 or not path.startswith("/api/v3/"):
             return 404, "text/plain", b"404 page not found"
         if path == "/api/v3/services":
@@ -128,6 +135,7 @@ class FakeJaeger:
 
 
 SERVICES = ["api-gateway", "order-service"]
+OPERATIONS = ["POST /api/orders", "POST /orders"]
 NO_TRACES = b'{"error":{"httpCode":404,"message":"No traces found"}}\n'
 
 
@@ -282,6 +290,19 @@ def test_unknown_service_gets_a_hint(
     ]
 
 
+def test_unknown_operation_gets_a_hint(
+    jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o report.json` (meant as an output file) is an operation no span has: an empty window
+    says so, instead of a quiet "0 traces"."""
+    assert live_report(jaeger, capsys, "-o", "report.json")["warnings"] == [
+        "Jaeger knows no operation 'report.json' of api-gateway; it knows: POST /api/orders, "
+        "POST /orders"
+    ]
+    spread(jaeger, 5)
+    assert live_report(jaeger, capsys, "--operation", "POST /api/orders")["warnings"] == []
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -296,6 +317,25 @@ def test_unreachable_jaeger_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         f"analyze_traces.py: error: cannot reach Jaeger at {url} (connection refused); "
         "is it running? (set --jaeger-url or JAEGER_URL)\n"
     )
+
+
+def test_unreachable_jaeger_names_the_local_stacks_moved_jaeger(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`make up` with moved ports recorded them: the default Jaeger is not there, and the error
+    says where that stack's Jaeger is; asked for that very Jaeger (now down), it adds nothing."""
+    moved = _free_port()
+    replace(Ports(), jaeger_query=moved).save(tmp_path / "run" / "ports.json")
+    monkeypatch.setenv("RUN_DIR", str(tmp_path / "run"))
+    elsewhere = f"http://127.0.0.1:{_free_port()}"
+    result = run_cli(capsys, "200", "--jaeger-url", elsewhere)
+    assert result.code == 2
+    assert result.err.endswith(
+        f"`make up` in this checkout started its Jaeger at http://127.0.0.1:{moved} "
+        f"(--jaeger-url http://127.0.0.1:{moved})\n"
+    )
+    same = run_cli(capsys, "200", "--jaeger-url", f"http://localhost:{moved}")
+    assert same.code == 2 and "make up" not in same.err
 
 
 def test_jaeger_url_comes_from_the_environment(

@@ -291,22 +291,22 @@ def test_microsecond_trace_json(capsys: Capsys) -> None:
         ["0"],  # the listing: flagged traces, services, operations
         ["--trace", "c1"],  # the waterfall
         ["--trace", "c1", "--format", "markdown"],
+        ["0", "--format", "markdown"],  # the CI summary
+        ["0", "--format", "html"],  # the page, and the trace browser's lists
+        ["--trace", "c1", "--format", "html"],  # the trace browser's trace page
     ],
 )
-def test_microsecond_trace_terminal_views_speak_us(capsys: Capsys, args: list[str]) -> None:
+def test_microsecond_trace_views_speak_us(capsys: Capsys, args: list[str]) -> None:
     result = run_cli(capsys, *args, "--input", CASES / "microsecond_trace.json")
     assert result.code == 0, result.err
     assert "0.0 ms" not in result.out and " ms" not in result.out.replace("0 ms or", "")
     assert "100 µs" in result.out and "70 µs" in result.out
 
 
-def test_a_view_over_a_millisecond_keeps_ms(capsys: Capsys) -> None:
+@pytest.mark.parametrize("output", ["table", "markdown", "html"])
+def test_a_view_over_a_millisecond_keeps_ms(capsys: Capsys, output: str) -> None:
     result = run_cli(
-        capsys,
-        "--trace",
-        "e001",
-        "--input",
-        CASES / "otlp_v3_get_trace.json",
+        capsys, "--trace", "e001", "--input", CASES / "otlp_v3_get_trace.json", "-f", output
     )
     assert result.code == 0, result.err
     assert "250.0 ms" in result.out and "µs" not in result.out

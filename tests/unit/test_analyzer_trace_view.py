@@ -94,6 +94,21 @@ def test_unknown_or_malformed_id_is_exit_2_in_one_line(capsys: pytest.CaptureFix
     )
 
 
+def test_a_whole_traceresponse_value_is_refused_with_its_trace_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README points at the `traceresponse` header: pasting its whole value names the id."""
+    value = f"00-{OTLP_ID}-cb0635b52de9366b-03"
+    result = run_cli(capsys, "--trace", value, "--jaeger-url", "http://127.0.0.1:9")
+    assert result.code == 2 and result.out == ""
+    assert result.err == (
+        f"analyze_traces.py: error: --trace '{value}' is not a trace id (up to 32 hex digits); "
+        f"it is a whole traceparent/traceresponse value, whose trace id is {OTLP_ID}: "
+        f"--trace {OTLP_ID}\n"
+    )
+    assert "whose trace id" not in run_cli(capsys, "--trace", "00-zz", "-i", OTLP).err
+
+
 def test_html_of_a_healthy_trace_names_it_not_a_flag_count(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -111,3 +126,5 @@ def test_html_of_a_healthy_trace_names_it_not_a_flag_count(
     assert f"trace {trace_id} from file {healthy}" in html
     assert "Trace analysis: 1 flagged" not in html and "Flagged traces" not in html
     assert "None" not in html
+    # explained whole, as in the terminal: the culprit of a trace that is not slow too
+    assert "<li>culprit: reports render: 4,056 ms, 98% of the latency</li>" in html

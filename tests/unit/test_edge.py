@@ -67,6 +67,36 @@ async def test_head_answers_like_get_and_405_lists_allow(tmp_path: Path) -> None
     await stack.client.aclose()
 
 
+@pytest.mark.parametrize(
+    ("method", "headers", "status"),
+    [
+        ("GET", {}, 200),
+        ("HEAD", {}, 200),  # routed as GET on a copy of the request
+        ("PUT", {}, 405),  # no route serves the method
+        ("GET", {"X-Long": "x" * 20_000}, 431),  # refused before routing
+    ],
+    ids=["GET", "HEAD", "405", "431"],
+)
+async def test_the_request_log_names_the_route_template_as_the_span_does(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    """Never the path the client sent where the server span has a template: one series per
+    route in the logs as in the traces, and no client text."""
+    stack = build_stack(tmp_path)
+    with caplog.at_level(logging.INFO, logger="servicekit.request"):
+        answer = await stack.client.request(method, "/api/inventory/SKU123", headers=headers)
+    assert answer.status_code == status
+    # the gateway's line (/api/...); inventory-service's, for the call it made, is /inventory/...
+    [line] = [r for r in caplog.records if getattr(r, "http.route").startswith("/api/")]
+    assert getattr(line, "http.request.method") == method
+    assert getattr(line, "http.route") == "/api/inventory/{sku}"
+    await stack.client.aclose()
+
+
 async def test_a_client_gone_before_its_body_is_no_400(tmp_path: Path) -> None:
     stack = build_stack(tmp_path)
     app = stack.apps["api-gateway"]

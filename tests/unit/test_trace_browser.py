@@ -5,12 +5,14 @@ browser, stack and search are in tests/e2e/test_trace_browser.py."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from stackctl.ports import Ports
+from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 (fixture)
 from tests.unit.test_analyzer_support import FIXTURES, run_cli
 from trace_analysis import browser
 from trace_analysis.analyses.analyzer import Analyzer
@@ -71,6 +73,35 @@ def test_only_get_is_served_and_scripts_are_refused() -> None:
         assert down.status_code == 502 and "cannot reach Jaeger" in down.text
         assert "default-src 'none'" in down.headers["content-security-policy"]
         assert client.get("/trace/xyz").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("errors=1", {37, 38, 39}),  # the failing ones are older than the newest 10
+        ("min_ms=250", {36, 37}),  # so are the slow ones
+        ("errors=1&min_ms=250", {37}),
+        ("errors=1&limit=2", {37, 38}),  # the newest matches, at most limit
+    ],
+)
+def test_a_filtered_search_finds_matches_older_than_the_newest_limit(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+    query: str,
+    expected: set[int],
+) -> None:
+    """40 traces over 10 minutes; only the oldest fail or are slow. A search shows up to
+    ``limit`` traces: the filter is applied to the window, not to the newest ``limit``."""
+    now = time.time_ns() // 1000
+    jaeger.traces = [
+        make_trace(i, now - 5_000_000 - i * 15_000_000, slow=i in (36, 37), error=i >= 37)
+        for i in range(40)
+    ]
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url)
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get(f"/?service=api-gateway&limit=10&{query}").text
+    shown = {i for i in range(40) if f'href="/trace/{i + 1:032x}"' in page}
+    assert shown == expected
+    assert f"<h2>Recent ({len(expected)})</h2>" in page
 
 
 # --- where reports link each trace ------------------------------------------------------------

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 _HEX_ID = re.compile(r"^[0-9a-fA-F]{1,32}$")
 _ANY_ID = re.compile(r"^[^\s\x00-\x1f/?#]+$")  # what a file or a URL path can hold as one id
+# a whole W3C traceparent / traceresponse value: version-traceid-parentid-flags
+_TRACE_HEADER = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$", re.IGNORECASE)
 
 
 def trace_key(trace_id: str) -> str:
@@ -41,9 +43,16 @@ def check_ids(trace_ids: list[str], from_file: bool) -> list[str]:
     pattern, what = (_ANY_ID, "the id as the file writes it") if from_file else (_HEX_ID, "")
     for trace_id in trace_ids:
         if not pattern.match(trace_id.strip()):
+            header = _TRACE_HEADER.match(trace_id.strip())
             raise AnalyzerError(
                 f"--trace {trace_id!r} is not a trace id "
                 + (f"({what}, without spaces or '/')" if from_file else "(up to 32 hex digits)")
+                + (
+                    f"; it is a whole traceparent/traceresponse value, whose trace id is "
+                    f"{header[1].lower()}: --trace {header[1].lower()}"
+                    if header
+                    else ""
+                )
             )
     return [_written(trace_id) for trace_id in trace_ids]
 

@@ -119,6 +119,7 @@ def render_html(report: Report, top: int, explained: bool = False) -> str:
 
 def _cards(report: Report) -> str:
     s = report.summary
+    overall = wording.unit_for(s.latency.p99_us)
     cards = [
         ("", f"{s.traces:,}", f"traces ({s.spans:,} spans)"),
         ("warn" if s.slow else "", f"{s.slow:,}", f"slow ({wording.percent(s.slow, s.traces)})"),
@@ -127,9 +128,9 @@ def _cards(report: Report) -> str:
             f"{s.errors:,}",
             f"failing ({wording.percent(s.errors, s.traces)})",
         ),
-        ("", wording.duration(s.latency.p50_us), "latency p50"),
-        ("", wording.duration(s.latency.p95_us), "latency p95"),
-        ("", wording.duration(s.latency.p99_us), "latency p99"),
+        ("", overall(s.latency.p50_us), "latency p50"),
+        ("", overall(s.latency.p95_us), "latency p95"),
+        ("", overall(s.latency.p99_us), "latency p99"),
     ]
     body = "".join(
         f'<div class="card {cls}"><b>{escape(value)}</b>{escape(label)}</div>'
@@ -140,6 +141,7 @@ def _cards(report: Report) -> str:
 
 def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
     rows = []
+    unit = wording.trace_unit(*traces)
     for trace in traces:
         rows.append(
             "<tr>"
@@ -147,9 +149,9 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
             f"{escape(trace.trace_id)}</a><br>"
             f'<a href="{escape(wording.trace_link(report, trace.trace_id))}">'
             "open the trace</a></td>"
-            f'<td class="num">{wording.duration(trace.latency_us)}</td>'
+            f'<td class="num">{unit(trace.latency_us)}</td>'
             f"<td>{tags(trace)}</td>"
-            f"<td>{why(trace)}</td>"
+            f"<td>{why(trace, unit)}</td>"
             "</tr>"
         )
     return (
@@ -159,12 +161,12 @@ def _flagged_table(report: Report, traces: list[TraceResult]) -> str:
     )
 
 
-def why(trace: TraceResult) -> str:
+def why(trace: TraceResult, unit: wording.Unit = wording.MS) -> str:
     """Why a trace is flagged, one line each: its culprit, first failure and faults."""
     return "<br>".join(
         f"<b>{label}</b> {escape(text)}"
         for label, text in (
-            ("culprit", wording.culprit_text(trace)),
+            ("culprit", wording.culprit_text(trace, unit)),
             ("failed", wording.error_text(trace)),
             ("fault", wording.faults_text(trace)),
         )
@@ -179,15 +181,16 @@ def tags(trace: TraceResult) -> str:
 
 
 def _trace_section(report: Report, trace: TraceResult, colours: dict[str, str]) -> str:
+    unit = wording.trace_unit(trace)
     facts = [
-        f"latency {wording.duration(trace.latency_us)} (root span {escape(trace.root_service)} "
-        f"{escape(trace.root_operation)}), end to end {wording.duration(trace.end_to_end_us)}, "
+        f"latency {unit(trace.latency_us)} (root span {escape(trace.root_service)} "
+        f"{escape(trace.root_operation)}), end to end {unit(trace.end_to_end_us)}, "
         f"{trace.span_count} spans"
     ]
     facts += [
         escape(f"{label}: {text}")
         for label, text in (
-            ("culprit", wording.culprit_text(trace)),
+            ("culprit", wording.culprit_text(trace, unit, always=bool(report.source.trace_ids))),
             ("first failure", wording.error_text(trace, spans_after=True)),
             ("faults", wording.faults_text(trace)),
         )
@@ -210,25 +213,27 @@ def _waterfall(trace: TraceResult, colours: dict[str, str]) -> str:
     if not rows:
         return ""
     total = max(trace.end_to_end_us, max(r.start_us + r.duration_us for r in rows), 1)
+    unit = wording.unit_for(total)
     shift = {0: "0", 100: "-100%"}
     ticks = "".join(
         f'<span style="left:{pct}%;transform:translateX({shift.get(pct, "-50%")})">'
-        f"{wording.duration(total * pct / 100)}</span>"
+        f"{unit(total * pct / 100)}</span>"
         for pct in (0, 25, 50, 75, 100)
     )
     cells = ['<div class="label"></div>', f'<div class="axis">{ticks}</div>']
     for row in rows:
-        cells.append(_waterfall_row(row, total, colours))
+        cells.append(_waterfall_row(row, total, colours, unit))
     return f'<div class="wf">{"".join(cells)}</div>'
 
 
-def _waterfall_row(row: WaterfallRow, total: int, colours: dict[str, str]) -> str:
+def _waterfall_row(
+    row: WaterfallRow, total: int, colours: dict[str, str], unit: wording.Unit
+) -> str:
     left = 100 * row.start_us / total
     width = 100 * row.duration_us / total
     classes = "bar" + (" cp" if row.on_critical_path else "") + (" err" if row.error else "")
     title = escape(
-        f"{row.service} {row.operation}: {wording.duration(row.duration_us)} "
-        f"at +{wording.duration(row.start_us)}"
+        f"{row.service} {row.operation}: {unit(row.duration_us)} at +{unit(row.start_us)}"
         + (", on the critical path" if row.on_critical_path else "")
         + (", failed" if row.error else "")
     )
@@ -246,7 +251,7 @@ def _waterfall_row(row: WaterfallRow, total: int, colours: dict[str, str]) -> st
         f'<div class="track" title="{title}">'
         f'<div class="{classes}" style="left:{left:.3f}%;width:{width:.3f}%;'
         f'background-color:{colours.get(row.service, "#888")}"></div>'
-        f'<span class="dur" style="{where}">{wording.duration(row.duration_us)}</span></div>'
+        f'<span class="dur" style="{where}">{unit(row.duration_us)}</span></div>'
     )
     return label + track
 
@@ -270,11 +275,13 @@ def _groups_table(groups: list[GroupStats], with_operation: bool) -> str:
     )
     head += '<th class="num">error rate</th></tr>'
     rows = []
+    unit = wording.groups_unit(groups)
     for group in groups:
         cells = f"<td>{escape(group.service)}</td>"
         if with_operation:
             cells += f"<td>{escape(group.operation or '')}</td>"
-        cells += "".join(f'<td class="num">{value}</td>' for value in wording.group_cells(group))
+        values = wording.group_cells(group, unit)
+        cells += "".join(f'<td class="num">{value}</td>' for value in values)
         rows.append(f"<tr>{cells}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 

@@ -7,15 +7,16 @@ from trace_analysis.reports import wording
 
 
 def render_markdown(report: Report, top: int) -> str:
+    latency = report.summary.latency
+    overall = wording.unit_for(latency.p99_us)
     lines = [
         f"## Trace analysis: {len(report.traces)} flagged",
         "",
         f"Traces {_cell(wording.criteria_text(report))}: {_cell(wording.source_text(report))}.",
         "",
         f"**{wording.headline(report)}**. "
-        f"Trace latency p50 {wording.duration(report.summary.latency.p50_us)}, "
-        f"p95 {wording.duration(report.summary.latency.p95_us)}, "
-        f"p99 {wording.duration(report.summary.latency.p99_us)}.",
+        f"Trace latency p50 {overall(latency.p50_us)}, p95 {overall(latency.p95_us)}, "
+        f"p99 {overall(latency.p99_us)}.",
     ]
     if report.truncated:
         lines += ["", "> Stopped at `--limit`: more traces were there."]
@@ -29,6 +30,7 @@ def render_markdown(report: Report, top: int) -> str:
             "| trace | latency | flags | culprit | first failure | notes |",
             "| --- | ---: | --- | --- | --- | --- |",
         ]
+        unit = wording.trace_unit(*report.traces[:top])
         for trace in report.traces[:top]:
             flags = ", ".join(
                 name
@@ -42,8 +44,8 @@ def render_markdown(report: Report, top: int) -> str:
             notes = [text for text in (wording.faults_text(trace), *trace.notes) if text]
             lines.append(
                 f"| [`{trace.trace_id}`]({wording.trace_link(report, trace.trace_id)}) "
-                f"| {wording.duration(trace.latency_us)} | {flags} "
-                f"| {_cell(wording.culprit_text(trace) or '')} "
+                f"| {unit(trace.latency_us)} | {flags} "
+                f"| {_cell(wording.culprit_text(trace, unit) or '')} "
                 f"| {_cell(wording.error_text(trace) or '')} "
                 f"| {_cell('; '.join(notes))} |"
             )
@@ -52,7 +54,7 @@ def render_markdown(report: Report, top: int) -> str:
         lines += ["", "<details><summary>Critical paths</summary>", ""]
         for trace in report.traces[:top]:
             steps = " → ".join(
-                f"{step.service} {step.operation} ({wording.duration(step.self_us)})"
+                f"{step.service} {step.operation} ({unit(step.self_us)})"
                 for step in trace.critical_path
                 if step.self_us > 0
             )
@@ -65,7 +67,8 @@ def render_markdown(report: Report, top: int) -> str:
             "| service | requests | p50 | p95 | p99 | errors | error rate |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        lines += [_group_row(group, with_operation=False) for group in report.summary.services]
+        unit = wording.groups_unit(report.summary.services)
+        lines += [_group_row(group, False, unit) for group in report.summary.services]
         lines += [
             "",
             "### Operations, by p95",
@@ -74,18 +77,19 @@ def render_markdown(report: Report, top: int) -> str:
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         ranked = sorted(report.summary.operations, key=lambda g: -g.latency.p95_us)
-        lines += [_group_row(group, with_operation=True) for group in ranked]
+        unit = wording.groups_unit(ranked)
+        lines += [_group_row(group, True, unit) for group in ranked]
         lines.append("")
     for warning in report.warnings:
         lines.append(f"> **warning**: {_cell(warning)}")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _group_row(group: GroupStats, with_operation: bool) -> str:
+def _group_row(group: GroupStats, with_operation: bool, unit: wording.Unit) -> str:
     cells = [_cell(group.service)]
     if with_operation:
         cells.append(_cell(group.operation or ""))
-    cells += wording.group_cells(group)
+    cells += wording.group_cells(group, unit)
     return "| " + " | ".join(cells) + " |"
 
 

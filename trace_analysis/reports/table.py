@@ -45,7 +45,7 @@ def _flagged_table(report: Report, top: int) -> Table:
     table.add_column("flags", no_wrap=True)
     table.add_column("why")
     shown = report.traces[:top]
-    unit = wording.unit_for(*(max(t.latency_us, t.end_to_end_us, t.judged_us or 0) for t in shown))
+    unit = wording.trace_unit(*shown)
     for trace in shown:
         trace_cell = Text(trace.trace_id)
         trace_cell.append(f"\n{trace.root_service} {trace.root_operation}", style="dim")
@@ -89,7 +89,7 @@ def _services_table(groups: list[GroupStats]) -> Table:
     table = Table(title="Per service (requests served)", title_justify="left")
     for name in ("service", "requests", "p50", "p95", "p99", "errors", "error rate"):
         table.add_column(name, justify="left" if name == "service" else "right")
-    unit = wording.unit_for(*(group.latency.p99_us for group in groups))
+    unit = wording.groups_unit(groups)
     for group in groups:
         p = group.latency
         table.add_row(
@@ -112,7 +112,7 @@ def _operations_table(groups: list[GroupStats]) -> Table:
     table = Table(title=title, title_justify="left")
     for name in ("service", "operation", "spans", "p50", "p95", "p99", "error rate"):
         table.add_column(name, justify="left" if name in ("service", "operation") else "right")
-    unit = wording.unit_for(*(group.latency.p99_us for group in ranked))
+    unit = wording.groups_unit(ranked)
     for group in ranked:
         p = group.latency
         table.add_row(

@@ -43,6 +43,16 @@ def unit_for(*largest_us: float) -> Unit:
     return Unit(micro=max(largest_us, default=0) < 1000)
 
 
+def trace_unit(*traces: TraceResult) -> Unit:
+    """The unit of a view of ``traces``: by the longest of their latencies and extents."""
+    return unit_for(*(max(t.latency_us, t.end_to_end_us, t.judged_us or 0) for t in traces))
+
+
+def groups_unit(groups: list[GroupStats]) -> Unit:
+    """The unit of a table of services or operations: by their largest p99."""
+    return unit_for(*(group.latency.p99_us for group in groups))
+
+
 def percent(part: float, whole: float = 1.0) -> str:
     if not whole:
         return "0%"
@@ -125,10 +135,12 @@ def flags(trace: TraceResult) -> list[str]:
     return result
 
 
-def culprit_text(trace: TraceResult, unit: Unit = MS) -> str | None:
-    """Where the time went; said of slow traces only (in a fast failing trace it is noise)."""
+def culprit_text(trace: TraceResult, unit: Unit = MS, *, always: bool = False) -> str | None:
+    """Where the time went; said of slow traces only (in a fast failing trace it is noise),
+    unless ``always``: a trace asked for by id (``--trace``, the trace browser's page) is
+    explained whole, as the terminal's trace view does."""
     culprit = trace.culprit
-    if culprit is None or not trace.slow:
+    if culprit is None or not (trace.slow or always):
         return None
     return (
         f"{culprit.service} {culprit.operation}: {unit(culprit.self_us)}, "
@@ -168,14 +180,14 @@ def headline(report: Report) -> str:
     )
 
 
-def group_cells(group: GroupStats) -> list[str]:
+def group_cells(group: GroupStats, unit: Unit = MS) -> list[str]:
     """A service's or an operation's row after its name: count, p50, p95, p99, errors, rate."""
     p = group.latency
     return [
         f"{p.count:,}",
-        duration(p.p50_us),
-        duration(p.p95_us),
-        duration(p.p99_us),
+        unit(p.p50_us),
+        unit(p.p95_us),
+        unit(p.p99_us),
         f"{group.errors:,}",
         percent(group.errors, p.count),
     ]

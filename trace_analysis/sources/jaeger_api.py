@@ -28,12 +28,13 @@ from urllib.parse import quote
 import msgspec
 import requests
 
-from trace_analysis.errors import AnalyzerError
+from trace_analysis.errors import AnalyzerError, JaegerUnreachable
 from trace_analysis.formats import otlp
 from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_envelope, decode_trace
 
 MIN_SLICE_US = 1_000  # below 1 ms, a full page is accepted as it is (and reported)
 APIS = ("auto", "v3", "v1")
+OPERATIONS_NAMED = 20  # in the hint for an unknown operation
 Progress = Callable[[int, int, int], None]  # (µs of the window read, µs in all, traces)
 Page = list[JaegerTrace | msgspec.Raw]  # v3 traces come decoded, v1 traces still encoded
 
@@ -209,9 +210,10 @@ class JaegerClient:
                 f"Jaeger at {self.base_url} did not answer within {self.timeout_s:g} s"
             ) from None
         except requests.exceptions.ConnectionError as exc:
-            raise AnalyzerError(
+            raise JaegerUnreachable(
                 f"cannot reach Jaeger at {self.base_url} ({_reason(exc)}); is it running? "
-                "(set --jaeger-url or JAEGER_URL)"
+                "(set --jaeger-url or JAEGER_URL)",
+                self.base_url,
             ) from None
         except requests.exceptions.RequestException as exc:
             raise AnalyzerError(f"query to Jaeger at {self.base_url} failed: {exc}") from None
@@ -281,6 +283,25 @@ def iter_window(
             known = []  # only a hint: never fail the run for it
         if known and service not in known:
             warnings.append(f"Jaeger knows no service {service!r}; it knows: {', '.join(known)}")
+        elif operation:
+            _warn_unknown_operation(client, service, operation, warnings)
+
+
+def _warn_unknown_operation(
+    client: JaegerClient, service: str, operation: str, warnings: list[str]
+) -> None:
+    """An empty answer for an operation the service never had is a typo (or a file name given
+    to ``-o``, which is ``--operation``), not a quiet window: say so, with the known names."""
+    try:
+        known = client.operations(service)
+    except AnalyzerError:
+        return  # only a hint: never fail the run for it
+    if known and operation not in known:
+        shown = ", ".join(known[:OPERATIONS_NAMED])
+        more = f" and {len(known) - OPERATIONS_NAMED} more" if len(known) > OPERATIONS_NAMED else ""
+        warnings.append(
+            f"Jaeger knows no operation {operation!r} of {service}; it knows: {shown}{more}"
+        )
 
 
 def _reason(exc: requests.exceptions.ConnectionError) -> str:
