@@ -6,6 +6,7 @@ PY := .venv/bin/python
 INSTALL := scripts/install_backends.sh
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
+.PHONY: test-scale-out
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression
 
@@ -15,7 +16,8 @@ help: ## List the targets
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
 
-up: install ## Start Jaeger, the collector and the four services; wait until healthy
+up: install ## Start Jaeger, the collector and the four services (STORAGE=opensearch: Jaeger on OpenSearch)
+	@$(if $(filter opensearch,$(STORAGE)),$(INSTALL) --opensearch)
 	@$(PY) -m stackctl up
 
 down: ## Stop what `make up` started
@@ -32,7 +34,7 @@ logs: install ## Last lines of every process's log (run/logs/)
 demo: install ## Bring the stack up if needed, place orders, show their traces from Jaeger
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, end-to-end and reliability tests (real binaries)
+test: install lint ## Lint, then unit, end-to-end, reliability and scale-out tests (real binaries)
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests
 
@@ -43,6 +45,10 @@ test-unit: ## Unit tests only: in process, no collector, Jaeger or browser neede
 test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Chromium; free ports)
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests/e2e
+
+test-scale-out: install ## Scale-out tier: Jaeger on OpenSearch, the agent and gateway collectors, the Helm chart
+	@$(INSTALL) --test-tools
+	@$(PY) -m pytest tests/scale_out
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability

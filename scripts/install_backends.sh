@@ -10,8 +10,11 @@
 #   scripts/install_backends.sh --python   # only the Python environment
 #   scripts/install_backends.sh --test-tools   # + Debian's chromium and the scale-out collector
 #   scripts/install_backends.sh --bench-tools  # + Debian's wrk, for make bench
+#   scripts/install_backends.sh --opensearch   # + OpenSearch (Maven Central) and its run user
+#   scripts/install_backends.sh --chart-tools  # + helm and kubeconform (go install), for the chart
 #
-# Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin).
+# Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin);
+# OTEL_STACK_OPENSEARCH_DIR, where root installs OpenSearch (default /opt/otel-order-stack).
 set -euo pipefail
 
 # The pinned releases, written here once; tests/compose_model.py reads them from this file and
@@ -22,6 +25,15 @@ SCALE_OUT_COLLECTOR_VERSION=0.161.0  # see otel-collector/scale-out/builder-conf
 JAEGER_VERSION=2.12.0       # the jaegertracing/jaeger tag in docker-compose.yml
 JAEGER_MODULE_VERSION=v1.75.0  # Jaeger v2.x is released from its module's v1.x tags
 UV_VERSION=0.13.9  # the same uv the Dockerfiles install
+# Jaeger on OpenSearch (jaeger/scale-out/config-opensearch.yaml, `make up STORAGE=opensearch`):
+# the integ-test zip is the plain distribution without a bundled JDK, served by Maven Central;
+# 2.19.x is the last line that runs on Java 17.
+OPENSEARCH_VERSION=2.19.6
+OPENSEARCH_ARTIFACT="org.opensearch.distribution.integ-test-zip:opensearch:$OPENSEARCH_VERSION:zip"
+OPENSEARCH_USER=opensearch  # OpenSearch refuses to run as root; stackctl runs it as this user
+# The chart's offline checks (tests/scale_out/test_helm_chart.py): built from source with Go.
+HELM_VERSION=v4.3.2
+KUBECONFORM_VERSION=v0.8.0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN_DIR="${OTEL_STACK_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-order-stack/bin}"
@@ -40,6 +52,16 @@ SCALE_OUT=(otelcol-order-stack-scale-out "$ROOT/otel-collector/scale-out/builder
 jaeger_bin() {
   echo "$BIN_DIR/jaeger-$JAEGER_MODULE_VERSION-$(inputs_hash "$ROOT/jaeger/build/go.mod" "$ROOT/jaeger/build/go.sum")"
 }
+
+# As root, OpenSearch runs as OPENSEARCH_USER, which must be able to read its install: root's
+# own cache (in /root, mode 0700) is out of its reach, so it goes to /opt.
+opensearch_home() {
+  local dir="$BIN_DIR"
+  (( EUID == 0 )) && dir="${OTEL_STACK_OPENSEARCH_DIR:-/opt/otel-order-stack}"
+  echo "$dir/opensearch-$OPENSEARCH_VERSION"
+}
+helm_bin() { echo "$BIN_DIR/helm-$HELM_VERSION"; }
+kubeconform_bin() { echo "$BIN_DIR/kubeconform-$KUBECONFORM_VERSION"; }
 
 # Run a long command with a heartbeat line every 30 s; its output goes to a log shown on failure.
 run_long() {
@@ -133,18 +155,80 @@ install_debian_package() {
     DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q $2"
 }
 
+# OpenSearch: the zip through Maven (its own cache, ~/.m2, keeps the download), unpacked into
+# the binaries' cache; Java >= 11 from Debian when there is none; a system user to run it.
+install_opensearch() {
+  local home; home="$(opensearch_home)"
+  if [[ -x "$home/bin/opensearch" ]]; then
+    say "opensearch $OPENSEARCH_VERSION: cached at $home"
+  else
+    command -v mvn >/dev/null 2>&1 || install_debian_package /usr/bin/mvn maven \
+      "fetches OpenSearch from Maven Central"
+    mkdir -p "$(dirname "$home")"
+    local work; work="$(mktemp -d)"
+    say "opensearch $OPENSEARCH_VERSION: fetching $OPENSEARCH_ARTIFACT from Maven Central (57 MB)"
+    run_long "fetching OpenSearch" mvn -B -q \
+      org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+      "-Dartifact=$OPENSEARCH_ARTIFACT" "-DoutputDirectory=$work"
+    say "opensearch $OPENSEARCH_VERSION: unpacking"
+    [[ -x /usr/bin/unzip ]] || install_debian_package /usr/bin/unzip unzip "unpacks OpenSearch"
+    (cd "$work" && unzip -q "opensearch-$OPENSEARCH_VERSION.zip") || die "could not unpack OpenSearch"
+    chmod -R a+rX "$work/opensearch-$OPENSEARCH_VERSION"
+    rm -rf "$home.tmp" && mv "$work/opensearch-$OPENSEARCH_VERSION" "$home.tmp" && mv "$home.tmp" "$home"
+    rm -rf "$work"
+    say "opensearch $OPENSEARCH_VERSION: installed $home"
+  fi
+  command -v java >/dev/null 2>&1 || install_debian_package /usr/bin/java openjdk-17-jre-headless \
+    "runs OpenSearch"
+  if (( EUID == 0 )) && ! id -u "$OPENSEARCH_USER" >/dev/null 2>&1; then
+    say "creating the system user '$OPENSEARCH_USER' (OpenSearch refuses to run as root)"
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$OPENSEARCH_USER" \
+      || die "could not create the user '$OPENSEARCH_USER'"
+  fi
+}
+
+# install_go_tool <target> <module path of the main package> <version>: go install, cached.
+install_go_tool() {
+  local target="$1" package="$2" version="$3" name="${1##*/}"
+  if [[ -x "$target" ]]; then
+    say "$name: cached at $target"
+    return
+  fi
+  require_go
+  mkdir -p "$BIN_DIR"
+  local work; work="$(mktemp -d)"
+  say "$name: go install $package@$version (a few minutes cold)"
+  run_long "building $name" env GOBIN="$work" go install "$package@$version"
+  install -m 0755 "$work/${package##*/}" "$target.tmp" && mv "$target.tmp" "$target"
+  rm -rf "$work"
+  say "$name: installed $target"
+}
+
+install_chart_tools() {
+  install_go_tool "$(helm_bin)" helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+  install_go_tool "$(kubeconform_bin)" github.com/yannh/kubeconform/cmd/kubeconform \
+    "$KUBECONFORM_VERSION"
+}
+
 case "${1:-}" in
   --paths)
     echo "OTELCOL=$(collector_bin)"
     echo "JAEGER=$(jaeger_bin)"
     echo "OTELCOL_SCALE_OUT=$(collector_bin "${SCALE_OUT[@]}")"
+    echo "OPENSEARCH_HOME=$(opensearch_home)"
+    echo "HELM=$(helm_bin)"
+    echo "KUBECONFORM=$(kubeconform_bin)"
     ;;
   --python) install_python ;;
   --test-tools)
     install_debian_package /usr/bin/chromium chromium "renders the analyzer's HTML report in tests"
     install_collector "${SCALE_OUT[@]}"
+    install_opensearch
+    install_chart_tools
     ;;
+  --opensearch) install_opensearch ;;
+  --chart-tools) install_chart_tools ;;
   --bench-tools) install_debian_package /usr/bin/wrk wrk "drives the benchmark" ;;
   "") install_python; install_collector; install_jaeger ;;
-  *) die "unknown argument '$1' (use --paths, --python, --test-tools, --bench-tools or nothing)" ;;
+  *) die "unknown argument '$1' (use --paths, --python, --test-tools, --bench-tools, --opensearch, --chart-tools or nothing)" ;;
 esac

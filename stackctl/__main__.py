@@ -58,6 +58,8 @@ def up() -> None:
         f"  collector    {stack.collector_metrics_url}  (its own metrics)\n"
         f"  logs         {stack.run_dir / 'logs'}/"
     )
+    if stack.storage == "opensearch":
+        console.print(f"  OpenSearch   {stack.opensearch_url}/_cat/indices?v  (Jaeger's indices)")
     if not stack.prometheus_missing:
         console.print(
             f"  Prometheus   http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "

@@ -31,6 +31,8 @@ class Ports:
     jaeger_health: int = 13134
     jaeger_metrics: int = 8898
     prometheus: int = 9090
+    opensearch: int = 9200  # STORAGE=opensearch only
+    opensearch_transport: int = 9300
 
     def of(self, spec: ServiceSpec) -> int:
         """The port of a service of the catalog."""

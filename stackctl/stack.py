@@ -3,6 +3,10 @@
 Start order follows the data: Jaeger first (it stores), then the collector (it forwards to
 Jaeger), then the four services (they export to the collector), and the gateway last. Stop is the
 reverse, so services flush their last spans into a collector that is still running.
+
+``storage`` picks Jaeger's store: ``badger`` (embedded, jaeger/config.yaml) or ``opensearch``
+(a local node started before Jaeger, jaeger/scale-out/config-opensearch.yaml: the scale-out
+path's store, see stackctl/opensearch.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
+from stackctl import opensearch
 from stackctl.ports import Ports
 from stackctl.process import ManagedProcess, StartError
 
@@ -28,10 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The shell's own values win over these.
 LOCAL_DEFAULTS = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local"}
+STORAGES = ("badger", "opensearch")
+BACKENDS = ("opensearch", "jaeger", "otel-collector")  # started first, in this order
 
 
 def binary_paths() -> dict[str, Path]:
-    """Every binary the installer builds (OTELCOL, JAEGER, OTELCOL_SCALE_OUT), by its name.
+    """Every binary the installer builds (OTELCOL, JAEGER, OTELCOL_SCALE_OUT, OPENSEARCH_HOME),
+    by its name.
 
     The installer alone knows the names (version and build-input hash); it is asked, not copied.
     """
@@ -57,15 +65,26 @@ class Stack:
     ports: Ports = field(default_factory=Ports)
     env: dict[str, str] = field(default_factory=dict)
     with_prometheus: bool = True
+    storage: str = "badger"
+    # The collector the services export to: the installer's binary name and its config. The
+    # scale-out tests put the agent tier here (OTELCOL_SCALE_OUT, otel-collector/scale-out/
+    # agent.yaml), which reads the same OTELCOL_* addresses.
+    collector: tuple[str, Path] = ("OTELCOL", ROOT / "otel-collector" / "config.yaml")
 
     def __post_init__(self) -> None:
+        if self.storage not in STORAGES:
+            raise ValueError(f"STORAGE={self.storage!r}: expected one of {', '.join(STORAGES)}")
         self.run_dir = self.run_dir.resolve()
         self.data_dir = self.data_dir.resolve()
-        otelcol, jaeger = backend_binaries()
+        paths = binary_paths()
+        otelcol, jaeger = paths[self.collector[0]], paths["JAEGER"]
         for binary in (otelcol, jaeger):
             if not binary.exists():
                 raise StartError(f"{binary} is missing: run scripts/install_backends.sh")
+        self.opensearch_home = paths["OPENSEARCH_HOME"]
         self.processes = [self._jaeger(jaeger), self._collector(otelcol)]
+        if self.storage == "opensearch":
+            self.processes.insert(0, self._opensearch())
         prometheus = shutil.which("prometheus") if self.with_prometheus else None
         self.prometheus_missing = self.with_prometheus and prometheus is None
         if prometheus:
@@ -81,6 +100,10 @@ class Stack:
     @property
     def jaeger_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.jaeger_query}"
+
+    @property
+    def opensearch_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.opensearch}"
 
     @property
     def collector_metrics_url(self) -> str:
@@ -115,6 +138,19 @@ class Stack:
     def _managed(self, name: str, argv: list[str], health: str, env: dict[str, str]):
         return ManagedProcess(name, argv, health, self.run_dir, {**self.env, **env}, cwd=ROOT)
 
+    def _opensearch(self) -> ManagedProcess:
+        p = self.ports
+        argv, env = opensearch.command(
+            self.opensearch_home,
+            self.run_dir,
+            self.data_dir / "opensearch",
+            p.opensearch,
+            p.opensearch_transport,
+        )
+        # 200 once the cluster is yellow or green (408 before), so Jaeger finds it writable.
+        health = f"{self.opensearch_url}/_cluster/health?wait_for_status=yellow&timeout=0s"
+        return self._managed("opensearch", argv, health, env)
+
     def _jaeger(self, binary: Path) -> ManagedProcess:
         p = self.ports
         env = {
@@ -126,7 +162,15 @@ class Stack:
             "JAEGER_BADGER_DIR": str(self.data_dir / "jaeger"),
             "PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
         }
-        argv = [str(binary), "--config", str(ROOT / "jaeger" / "config.yaml")]
+        config = ROOT / "jaeger" / "config.yaml"
+        if self.storage == "opensearch":
+            config = ROOT / "jaeger" / "scale-out" / "config-opensearch.yaml"
+            env |= {
+                "JAEGER_METRICS_HOST": "127.0.0.1",
+                "OPENSEARCH_URL": self.opensearch_url,
+                "OPENSEARCH_REPLICAS": "0",  # one node: a replica would never be assigned
+            }
+        argv = [str(binary), "--config", str(config)]
         return self._managed("jaeger", argv, f"http://127.0.0.1:{p.jaeger_health}/status", env)
 
     def _collector(self, binary: Path) -> ManagedProcess:
@@ -141,7 +185,7 @@ class Stack:
             "OTELCOL_METRICS_PORT": str(p.collector_metrics),
             "OTELCOL_STORAGE_DIR": str(self.data_dir / "otel-collector"),
         }
-        argv = [str(binary), "--config", str(ROOT / "otel-collector" / "config.yaml")]
+        argv = [str(binary), "--config", str(self.collector[1])]
         health = f"http://127.0.0.1:{p.collector_health}/"
         return self._managed("otel-collector", argv, health, env)
 
@@ -194,10 +238,14 @@ class Stack:
         Running twice starts nothing twice: a process alive from its pid file is kept.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        backends = [p for p in self.processes if p.name in ("jaeger", "otel-collector")]
+        if self.storage == "opensearch":
+            try:
+                opensearch.lay_out(self.opensearch_home, self.run_dir, self.data_dir / "opensearch")
+            except RuntimeError as exc:
+                raise StartError(str(exc)) from None
+        backends = [p for p in self.processes if p.name in BACKENDS]
         stages = [
-            backends[:1],
-            backends[1:],
+            *([p] for p in backends),
             [p for p in self.processes if p not in backends and p.name != "api-gateway"],
             [self.process("api-gateway")],
         ]
@@ -228,10 +276,19 @@ class Stack:
 
 
 def local_stack(env: dict[str, str] | None = None) -> Stack:
-    """The stack `make up` runs: run/ for pid files and logs, data/ for state, env ports."""
+    """The stack `make up` runs: run/ for pid files and logs, data/ for state, env ports.
+
+    ``STORAGE`` (badger) picks Jaeger's store; while OpenSearch runs from run/, the stack is
+    the OpenSearch one whatever ``STORAGE`` says, so `make down` and `make status` find it.
+    """
     env = dict(os.environ) if env is None else env
+    run_dir = ROOT / "run"
+    storage = env.get("STORAGE") or "badger"
+    if ManagedProcess("opensearch", [], "", run_dir).pid() is not None:
+        storage = "opensearch"
     return Stack(
-        run_dir=ROOT / "run",
+        run_dir=run_dir,
         data_dir=Path(env.get("DATA_DIR", ROOT / "data")),
         ports=Ports.from_env(env),
+        storage=storage,
     )

@@ -1,0 +1,68 @@
+"""The scale-out tier: Jaeger on a real OpenSearch node, the agent and gateway collector tiers.
+
+Every process is the real binary (scripts/install_backends.sh --test-tools builds or fetches
+them) on free loopback ports, with data and logs in a temporary directory; a failing test gets
+the tail of each process's log in its report. See docs/scale-out.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from stackctl.process import ManagedProcess
+
+
+def send_trace(
+    otlp_port: int,
+    duration_ms: int = 20,
+    status: int = 201,
+    error: bool = False,
+    start_ns: int | None = None,
+    **attrs: Any,
+) -> str:
+    """A gateway server span with one inventory child, sent over OTLP/gRPC; its trace id.
+
+    Timestamps are explicit, so a "slow" or an old trace costs no waiting.
+    """
+    provider = TracerProvider(resource=Resource({"service.name": "api-gateway"}))
+    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{otlp_port}", insecure=True)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("scale-out-test")
+    start = time.time_ns() if start_ns is None else start_ns
+    root = tracer.start_span(
+        "POST /api/orders",
+        kind=SpanKind.SERVER,
+        start_time=start,
+        attributes={"http.response.status_code": status, **attrs},
+    )
+    if error:
+        root.set_status(Status(StatusCode.ERROR, "out of stock"))
+    with trace.use_span(root):
+        child = tracer.start_span("POST /inventory/reserve", start_time=start + 1_000_000)
+        child.end(end_time=start + 2_000_000)
+    root.end(end_time=start + duration_ms * 1_000_000)
+    provider.shutdown()
+    return format(root.get_span_context().trace_id, "032x")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        for proc in getattr(value, "processes", []):
+            if isinstance(proc, ManagedProcess) and proc.log_file.exists():
+                tail = proc.log_file.read_text(errors="replace").splitlines()[-25:]
+                report.sections.append((f"{proc.name} log ({proc.log_file})", "\n".join(tail)))
