@@ -120,7 +120,7 @@ def test_agents_are_a_daemonset_routing_to_the_headless_gateway_service() -> Non
     assert find(docs, "Service", "agent")["spec"]["internalTrafficPolicy"] == "Local"
     resolver = yaml.safe_load(env_of(agent)["OTELCOL_GATEWAY_RESOLVER"])
     hostname = f"{RELEASE}-gateway-headless.shop.svc.cluster.local"
-    assert resolver == {"dns": {"hostname": hostname, "port": 4317}}
+    assert resolver == {"dns": {"hostname": hostname, "port": "4317"}}
     assert find(docs, "Deployment", "gateway")["spec"]["replicas"] == 2
 
 
