@@ -6,7 +6,7 @@ PY := .venv/bin/python
 INSTALL := scripts/install_backends.sh
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
-.PHONY: test-scale-out
+.PHONY: test-scale-out bench-scale-out
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression
 
@@ -74,6 +74,10 @@ load: install ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST
 bench: install ## Tracing cost, SDK floor, levers, profile, span delivery, time to queryable (wrk; ~30 min) -> docs/benchmarks.md
 	@$(INSTALL) --bench-tools
 	@$(PY) benchmarks/overhead.py $(BENCH_ARGS)
+
+bench-scale-out: install ## Gateway spans/s, memory per held trace, OpenSearch disk per million spans (~4 min) -> docs/scale-out.md
+	@$(INSTALL) --test-tools
+	@$(PY) benchmarks/scale_out.py $(BENCH_ARGS)
 
 demo-faults: install ## Inject a latency and an error fault, send orders, let the analyzer name the culprits
 	@$(PY) -m stackctl demo-faults

@@ -55,6 +55,9 @@ jaeger_bin() {
 
 # As root, OpenSearch runs as OPENSEARCH_USER, which must be able to read its install: root's
 # own cache (in /root, mode 0700) is out of its reach, so it goes to /opt.
+# is_cached <target> <label>: say so and succeed when that exact build is already installed.
+is_cached() { [[ -x "$1" ]] && say "$2: cached at $1"; }
+
 opensearch_home() {
   local dir="$BIN_DIR"
   (( EUID == 0 )) && dir="${OTEL_STACK_OPENSEARCH_DIR:-/opt/otel-order-stack}"
@@ -112,10 +115,7 @@ install_collector() {
   local name="${1:-otelcol-order-stack}" manifest="${2:-$ROOT/otel-collector/builder-config.yaml}"
   local version="${3:-$COLLECTOR_VERSION}"
   local target; target="$(collector_bin "$name" "$manifest" "$version")"
-  if [[ -x "$target" ]]; then
-    say "$name $version: cached at $target"
-    return
-  fi
+  is_cached "$target" "$name $version" && return
   require_go
   mkdir -p "$BIN_DIR"
   local work; work="$(mktemp -d)"
@@ -190,10 +190,7 @@ install_opensearch() {
 # install_go_tool <target> <module path of the main package> <version>: go install, cached.
 install_go_tool() {
   local target="$1" package="$2" version="$3" name="${1##*/}"
-  if [[ -x "$target" ]]; then
-    say "$name: cached at $target"
-    return
-  fi
+  is_cached "$target" "$name" && return
   require_go
   mkdir -p "$BIN_DIR"
   local work; work="$(mktemp -d)"

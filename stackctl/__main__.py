@@ -96,8 +96,7 @@ def logs(
             continue
         console.rule(f"{proc.name}  {proc.log_file}")
         if proc.log_file.exists():
-            tail = proc.log_file.read_text(errors="replace").splitlines()[-lines:]
-            console.out("\n".join(tail))
+            console.out(proc.log_tail(lines))
 
 
 def show_trace(jaeger_url: str, trace_id: str) -> int:

@@ -49,6 +49,12 @@ class ManagedProcess:
     def log_file(self) -> Path:
         return self.run_dir / "logs" / f"{self.name}.log"
 
+    def log_tail(self, lines: int = 25) -> str:
+        """The last ``lines`` lines of the log ("" when there is none yet)."""
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
     def pid(self) -> int | None:
         """Our live process's pid, or None (a stale pid file is removed)."""
         try:

@@ -64,5 +64,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     for value in getattr(item, "funcargs", {}).values():
         for proc in getattr(value, "processes", []):
             if isinstance(proc, ManagedProcess) and proc.log_file.exists():
-                tail = proc.log_file.read_text(errors="replace").splitlines()[-25:]
-                report.sections.append((f"{proc.name} log ({proc.log_file})", "\n".join(tail)))
+                report.sections.append((f"{proc.name} log ({proc.log_file})", proc.log_tail()))
