@@ -48,10 +48,18 @@ class Gateway:
 
     @classmethod
     def create(
-        cls, name: str, run_dir: Path, jaeger_otlp: str, taken: Ports, env: dict[str, str]
+        cls,
+        name: str,
+        run_dir: Path,
+        jaeger_otlp: str,
+        taken: Ports,
+        env: dict[str, str],
+        otlp_endpoint: str | None = None,
     ) -> Gateway:
+        """``otlp_endpoint`` defaults to 127.0.0.1 on a free port; its health and metrics are
+        always on free ports of 127.0.0.1."""
         free = other_ports(taken)
-        endpoint = f"127.0.0.1:{free.otlp_grpc}"
+        endpoint = otlp_endpoint or f"127.0.0.1:{free.otlp_grpc}"
         binary = binary_paths()["OTELCOL_SCALE_OUT"]
         process = ManagedProcess(
             name,

@@ -3,10 +3,11 @@
 The four services export to the agent (otel-collector/scale-out/agent.yaml), which routes each
 trace by id through its loadbalancing exporter to one of the gateway collectors
 (gateway.yaml: keep errors, 5xx, slow and fault-injected traces, baseline 0 % here), which
-write to Jaeger. The agent's resolver is the ``static`` list: on loopback every gateway is
-127.0.0.1 with its own port, which the ``dns`` resolver (one port for all addresses) cannot
-express; adding or removing a gateway is a new list and an agent restart here, where the Helm
-chart's ``dns`` resolver on the headless Service follows the Pods by itself.
+write to Jaeger. That agent's resolver is the ``static`` list (every gateway on 127.0.0.1 with
+a port of its own): adding or removing a gateway is a new list and an agent restart. A second
+agent uses the ``dns`` resolver the Helm chart sets, against gateways on one port of several
+loopback addresses and a hosts file rewritten as gateways come and go (the headless Service's
+answer, as far as loopback can show it).
 
 A trace split over two gateways would be decided on both, so "the gateways decided exactly as
 many traces as were sent" is what shows that every span of a trace reached the same gateway.
@@ -14,6 +15,7 @@ many traces as were sent" is what shows that every span of a trace reached the s
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from stackctl.orders import order_body
 from stackctl.ports import Ports
 from stackctl.process import ManagedProcess
 from stackctl.stack import Stack
-from stackctl.tiers import AGENT, Gateway, static_resolver
+from stackctl.tiers import AGENT, Gateway, other_ports, static_resolver
 from stackctl.traces import fetch_trace, wait_for_trace
 from tests.scale_out.conftest import send_trace
 
@@ -207,3 +209,113 @@ def test_adding_and_removing_a_gateway_rebalances(tiers: Tiers, orders) -> None:
     after = tiers.wait_decided(sum(before) + 16)
     added = [a - b for a, b in zip(after, before, strict=True)]
     assert added[0] == 0 and added[1] > 0 and added[2] > 0, f"new traces per gateway: {added}"
+
+
+# --- the dns resolver, as the Helm chart uses it ------------------------------------------------
+
+RESOLVED_NAME = "otel-gateways"  # what the chart's headless Service name is to the agents
+
+
+class DnsTiers:
+    """A second agent whose loadbalancing exporter uses the ``dns`` resolver, as in the chart.
+
+    Loopback stands in for a headless Service: gateways listen on the same port of different
+    loopback addresses (127.0.0.2, .3, .4), and the agent runs in a mount namespace of its own
+    where ``/etc/hosts`` is a file this test rewrites, so the name resolves to exactly the
+    gateways "ready" at that moment. Nothing outside that namespace sees the file.
+    """
+
+    def __init__(self, tiers: Tiers) -> None:
+        stack = tiers.stack
+        self.hosts = stack.run_dir / "hosts"
+        port = other_ports(stack.ports).otlp_grpc
+        jaeger = f"127.0.0.1:{stack.ports.jaeger_otlp}"
+        self.gateways = {
+            address: Gateway.create(
+                f"dns-gateway-{address}",
+                stack.run_dir,
+                jaeger,
+                stack.ports,
+                GATEWAY_ENV,
+                otlp_endpoint=f"{address}:{port}",
+            )
+            for address in ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+        }
+        free = other_ports(stack.ports)
+        self.otlp_port = free.otlp_grpc
+        resolver = f'{{dns: {{hostname: {RESOLVED_NAME}, port: "{port}", interval: 1s}}}}'
+        namespace = ["unshare", "--mount", "--propagation", "private"]
+        if os.geteuid() != 0:
+            namespace[1:1] = ["--user", "--map-root-user"]
+        self.agent = ManagedProcess(
+            "dns-agent",
+            [
+                *namespace,
+                "sh",
+                "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"',
+                str(self.hosts),
+                str(tiers.agent.argv[0]),
+                "--config",
+                str(AGENT[1]),
+            ],
+            f"http://127.0.0.1:{free.collector_health}/",
+            stack.run_dir,
+            {
+                "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free.otlp_grpc}",
+                "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free.otlp_http}",
+                "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{free.collector_health}",
+                "OTELCOL_SPANMETRICS_ENDPOINT": f"127.0.0.1:{free.spanmetrics}",
+                "OTELCOL_METRICS_HOST": "127.0.0.1",
+                "OTELCOL_METRICS_PORT": str(free.collector_metrics),
+                "OTELCOL_GATEWAY_RESOLVER": resolver,
+            },
+        )
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return [self.agent, *(g.process for g in self.gateways.values())]
+
+    def resolve_to(self, *addresses: str) -> None:
+        """Rewrite the agent's /etc/hosts in place (the bind mount keeps the same file)."""
+        self.hosts.write_text("".join(f"{a} {RESOLVED_NAME}\n" for a in addresses))
+
+    def decided(self) -> list[float]:
+        return [g.decided() for g in self.gateways.values()]
+
+    def spread(self, count: int) -> list[float]:
+        """Send ``count`` traces through the agent; how many each gateway decided."""
+        before = self.decided()
+        for _ in range(count):
+            send_trace(self.otlp_port)
+        deadline = time.monotonic() + 30
+        while sum(self.decided()) < sum(before) + count:
+            assert time.monotonic() < deadline, f"decided {self.decided()} after {before}"
+            time.sleep(0.2)
+        time.sleep(3)
+        return [a - b for a, b in zip(self.decided(), before, strict=True)]
+
+
+def test_the_dns_resolver_follows_the_gateways_it_resolves(tiers: Tiers) -> None:
+    dns = DnsTiers(tiers)
+    dns.resolve_to("127.0.0.2", "127.0.0.3")
+    try:
+        for proc in dns.processes:
+            proc.start()
+            proc.wait_healthy(time.monotonic() + 30)
+        time.sleep(2)  # the first resolution
+        first = dns.spread(30)
+        assert sum(first) == 30 and first[0] > 0 and first[1] > 0 and first[2] == 0, first
+
+        dns.resolve_to("127.0.0.2", "127.0.0.3", "127.0.0.4")  # a gateway Pod became ready
+        time.sleep(7)  # Go re-reads /etc/hosts after 5 s; the resolver asks every second
+        grown = dns.spread(30)
+        assert sum(grown) == 30 and all(n > 0 for n in grown), grown
+
+        dns.resolve_to("127.0.0.3", "127.0.0.4")  # one went away
+        time.sleep(7)
+        shrunk = dns.spread(30)
+        assert sum(shrunk) == 30 and shrunk[0] == 0 and shrunk[1] > 0 and shrunk[2] > 0, shrunk
+    finally:
+        for proc in dns.processes:
+            proc.stop()
