@@ -12,6 +12,7 @@
 #   scripts/install_backends.sh --bench-tools  # + Debian's wrk, for make bench
 #   scripts/install_backends.sh --opensearch   # + OpenSearch (Maven Central) and its run user
 #   scripts/install_backends.sh --chart-tools  # + helm and kubeconform (go install), for the chart
+#   scripts/install_backends.sh --kafka        # + Kafka (Maven Central), the ingestion buffer
 #
 # Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin);
 # OTEL_STACK_OPENSEARCH_DIR, where root installs OpenSearch (default /opt/otel-order-stack).
@@ -31,6 +32,10 @@ UV_VERSION=0.13.9  # the same uv the Dockerfiles install
 OPENSEARCH_VERSION=2.19.6
 OPENSEARCH_ARTIFACT="org.opensearch.distribution.integ-test-zip:opensearch:$OPENSEARCH_VERSION:zip"
 OPENSEARCH_USER=opensearch  # OpenSearch refuses to run as root; stackctl runs it as this user
+# Kafka between the gateways and Jaeger (docs/scale-out.md): the broker's jars and their
+# dependencies from Maven Central, run on the machine's Java 17 in KRaft mode.
+KAFKA_VERSION=4.1.1
+KAFKA_LOG4J_VERSION=2.24.3  # the log4j-core Kafka brings; its slf4j binding gives Kafka logs
 # The chart's offline checks (tests/scale_out/test_helm_chart.py): built from source with Go.
 HELM_VERSION=v4.3.2
 KUBECONFORM_VERSION=v0.8.0
@@ -63,6 +68,7 @@ opensearch_home() {
   (( EUID == 0 )) && dir="${OTEL_STACK_OPENSEARCH_DIR:-/opt/otel-order-stack}"
   echo "$dir/opensearch-$OPENSEARCH_VERSION"
 }
+kafka_home() { echo "$BIN_DIR/kafka-$KAFKA_VERSION"; }
 helm_bin() { echo "$BIN_DIR/helm-$HELM_VERSION"; }
 kubeconform_bin() { echo "$BIN_DIR/kubeconform-$KUBECONFORM_VERSION"; }
 
@@ -187,6 +193,35 @@ install_opensearch() {
   fi
 }
 
+install_kafka() {
+  local home; home="$(kafka_home)"
+  if [[ -f "$home/lib/kafka_2.13-$KAFKA_VERSION.jar" ]]; then
+    say "kafka $KAFKA_VERSION: cached at $home"
+    return
+  fi
+  command -v mvn >/dev/null 2>&1 || install_debian_package /usr/bin/mvn maven \
+    "fetches Kafka from Maven Central"
+  command -v java >/dev/null 2>&1 || install_debian_package /usr/bin/java openjdk-17-jre-headless \
+    "runs Kafka"
+  local work; work="$(mktemp -d)"
+  local dep='<dependency><groupId>%s</groupId><artifactId>%s</artifactId><version>%s</version></dependency>'
+  # shellcheck disable=SC2059
+  printf '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+<groupId>local</groupId><artifactId>kafka-dist</artifactId><version>1</version><dependencies>
+%s%s%s</dependencies></project>\n' \
+    "$(printf "$dep" org.apache.kafka kafka_2.13 "$KAFKA_VERSION")" \
+    "$(printf "$dep" org.apache.kafka kafka-tools "$KAFKA_VERSION")" \
+    "$(printf "$dep" org.apache.logging.log4j log4j-slf4j-impl "$KAFKA_LOG4J_VERSION")" \
+    >"$work/pom.xml"
+  say "kafka $KAFKA_VERSION: fetching org.apache.kafka:kafka_2.13 and its dependencies from Maven Central (54 MB)"
+  run_long "fetching Kafka" mvn -B -q -f "$work/pom.xml" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+    -DincludeScope=runtime "-DoutputDirectory=$work/lib"
+  mkdir -p "$home.tmp" && rm -rf "$home.tmp/lib" && mv "$work/lib" "$home.tmp/lib"
+  rm -rf "$home" && mv "$home.tmp" "$home" && rm -rf "$work"
+  say "kafka $KAFKA_VERSION: installed $home"
+}
+
 # install_go_tool <target> <module path of the main package> <version>: go install, cached.
 install_go_tool() {
   local target="$1" package="$2" version="$3" name="${1##*/}"
@@ -213,6 +248,7 @@ case "${1:-}" in
     echo "JAEGER=$(jaeger_bin)"
     echo "OTELCOL_SCALE_OUT=$(collector_bin "${SCALE_OUT[@]}")"
     echo "OPENSEARCH_HOME=$(opensearch_home)"
+    echo "KAFKA_HOME=$(kafka_home)"
     echo "HELM=$(helm_bin)"
     echo "KUBECONFORM=$(kubeconform_bin)"
     ;;
@@ -221,11 +257,13 @@ case "${1:-}" in
     install_debian_package /usr/bin/chromium chromium "renders the analyzer's HTML report in tests"
     install_collector "${SCALE_OUT[@]}"
     install_opensearch
+    install_kafka
     install_chart_tools
     ;;
+  --kafka) install_kafka ;;
   --opensearch) install_opensearch ;;
   --chart-tools) install_chart_tools ;;
   --bench-tools) install_debian_package /usr/bin/wrk wrk "drives the benchmark" ;;
   "") install_python; install_collector; install_jaeger ;;
-  *) die "unknown argument '$1' (use --paths, --python, --test-tools, --bench-tools, --opensearch, --chart-tools or nothing)" ;;
+  *) die "unknown argument '$1' (use --paths, --python, --test-tools, --bench-tools, --opensearch, --kafka, --chart-tools or nothing)" ;;
 esac

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -68,6 +69,14 @@ class ManagedProcess:
         return None
 
     def healthy(self) -> bool:
+        """A 2xx from ``health_url``; for ``tcp://host:port`` (Kafka has no HTTP), a connect."""
+        if self.health_url.startswith("tcp://"):
+            host, port = self.health_url.removeprefix("tcp://").rsplit(":", 1)
+            try:
+                socket.create_connection((host, int(port)), timeout=1.0).close()
+                return True
+            except OSError:
+                return False
         try:
             return httpx.get(self.health_url, timeout=1.0).is_success
         except httpx.HTTPError:
