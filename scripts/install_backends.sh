@@ -161,15 +161,23 @@ install_debian_package() {
     DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q $2"
 }
 
+# require_maven_and_java <what>: the Java backends come from Maven Central and run on the
+# machine's Java; Debian's maven and openjdk-17-jre-headless when either is missing.
+require_maven_and_java() {
+  command -v mvn >/dev/null 2>&1 || install_debian_package /usr/bin/mvn maven \
+    "fetches $1 from Maven Central"
+  command -v java >/dev/null 2>&1 || install_debian_package /usr/bin/java openjdk-17-jre-headless \
+    "runs $1"
+}
+
 # OpenSearch: the zip through Maven (its own cache, ~/.m2, keeps the download), unpacked into
-# the binaries' cache; Java >= 11 from Debian when there is none; a system user to run it.
+# the binaries' cache; a system user to run it.
 install_opensearch() {
+  require_maven_and_java OpenSearch
   local home; home="$(opensearch_home)"
   if [[ -x "$home/bin/opensearch" ]]; then
     say "opensearch $OPENSEARCH_VERSION: cached at $home"
   else
-    command -v mvn >/dev/null 2>&1 || install_debian_package /usr/bin/mvn maven \
-      "fetches OpenSearch from Maven Central"
     mkdir -p "$(dirname "$home")"
     local work; work="$(mktemp -d)"
     say "opensearch $OPENSEARCH_VERSION: fetching $OPENSEARCH_ARTIFACT from Maven Central (57 MB)"
@@ -184,8 +192,6 @@ install_opensearch() {
     rm -rf "$work"
     say "opensearch $OPENSEARCH_VERSION: installed $home"
   fi
-  command -v java >/dev/null 2>&1 || install_debian_package /usr/bin/java openjdk-17-jre-headless \
-    "runs OpenSearch"
   if (( EUID == 0 )) && ! id -u "$OPENSEARCH_USER" >/dev/null 2>&1; then
     say "creating the system user '$OPENSEARCH_USER' (OpenSearch refuses to run as root)"
     useradd --system --no-create-home --shell /usr/sbin/nologin "$OPENSEARCH_USER" \
@@ -199,10 +205,7 @@ install_kafka() {
     say "kafka $KAFKA_VERSION: cached at $home"
     return
   fi
-  command -v mvn >/dev/null 2>&1 || install_debian_package /usr/bin/mvn maven \
-    "fetches Kafka from Maven Central"
-  command -v java >/dev/null 2>&1 || install_debian_package /usr/bin/java openjdk-17-jre-headless \
-    "runs Kafka"
+  require_maven_and_java Kafka
   local work; work="$(mktemp -d)"
   local dep='<dependency><groupId>%s</groupId><artifactId>%s</artifactId><version>%s</version></dependency>'
   # shellcheck disable=SC2059

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from stackctl.process import ManagedProcess
+from tests.process_logs import attach_logs
 
 
 def send_trace(
@@ -62,6 +63,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     if not report.failed:
         return
     for value in getattr(item, "funcargs", {}).values():
-        for proc in getattr(value, "processes", []):
-            if isinstance(proc, ManagedProcess) and proc.log_file.exists():
-                report.sections.append((f"{proc.name} log ({proc.log_file})", proc.log_tail()))
+        procs = getattr(value, "processes", [])
+        attach_logs(report, [p for p in procs if isinstance(p, ManagedProcess)])
