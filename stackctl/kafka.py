@@ -19,7 +19,7 @@ from stackctl.process import ManagedProcess
 
 
 def _java(home: Path, main: str, *args: str) -> list[str]:
-    return ["java", "-Xms128m", "-Xmx256m", "-cp", str(home / "lib" / "*"), main, *args]
+    return ["java", "-Xms256m", "-Xmx512m", "-cp", str(home / "lib" / "*"), main, *args]
 
 
 def node(home: Path, run_dir: Path, data_dir: Path, port: int, controller_port: int):
