@@ -182,9 +182,13 @@ def test_a_gateway_killed_mid_run_loses_no_trace_it_should_keep(tiers: Tiers, or
     victim.process.kill()
     try:
         failed = [tiers.place("OUT-OF-STOCK") for _ in range(16)]  # all to be kept
-        time.sleep(6)  # decision wait (2 s) and batching on the gateway still up
+        deadline = time.monotonic() + 30  # the live gateway's share: decided, then stored
+        while not (stored := [t for t in failed if fetch_trace(tiers.stack.jaeger_url, t)]):
+            assert time.monotonic() < deadline, "the live gateway stored none of its share"
+            time.sleep(0.5)
+        time.sleep(4)  # the rest of that share
         stored = [t for t in failed if fetch_trace(tiers.stack.jaeger_url, t) is not None]
-        assert 0 < len(stored) < len(failed), "the dead gateway's share waits in the agent"
+        assert len(stored) < len(failed), "the dead gateway's share waits in the agent"
     finally:
         start(victim)
     for trace_id in failed:
