@@ -34,6 +34,7 @@ JAEGER_CONFIGS = {
     "opensearch": ROOT / "jaeger" / "scale-out" / "config-opensearch.yaml",
     "badger": ROOT / "jaeger" / "config.yaml",
 }
+KAFKA_WRITER = ROOT / "jaeger" / "scale-out" / "config-kafka-writer.yaml"
 RELEASE = "oos"
 
 
@@ -72,6 +73,7 @@ VARIANTS = {
     "badger": ("storage=badger",),
     "external-opensearch": ("opensearch.deploy=false", "opensearch.url=http://search:9200"),
     "sampling": ("sampling.headPercent=50", "sampling.baselinePercent=25"),
+    "kafka": ("kafka.enabled=true", "kafka.brokers={kafka-0:9092,kafka-1:9092}"),
 }
 
 
@@ -110,6 +112,20 @@ def test_configmaps_hold_the_stacks_own_files() -> None:
         for component, path in {**CONFIGS, "jaeger": jaeger_config}.items():
             data = find(docs, "ConfigMap", component)["data"]["config.yaml"]
             assert data == path.read_text(), f"{component}: not {path.relative_to(ROOT)}"
+    writer = find(render(*VARIANTS["kafka"]), "ConfigMap", "jaeger-kafka-writer")
+    assert writer["data"]["config.yaml"] == KAFKA_WRITER.read_text()
+
+
+def test_with_kafka_the_gateways_write_to_the_topic_and_jaeger_reads_it() -> None:
+    docs = render(*VARIANTS["kafka"])
+    writer = find(docs, "Deployment", "jaeger-kafka-writer")
+    brokers = "[kafka-0:9092, kafka-1:9092]"
+    assert env_of(writer)["KAFKA_BROKERS"] == brokers
+    gateway = env_of(find(docs, "Deployment", "gateway"))
+    assert gateway["OTELCOL_JAEGER_ENDPOINT"] == f"{RELEASE}-jaeger-kafka-writer:4317"
+    jaeger = env_of(find(docs, "Deployment", "jaeger"))
+    assert (jaeger["JAEGER_RECEIVERS"], jaeger["KAFKA_BROKERS"]) == ("[kafka]", brokers)
+    assert not [d for d in render() if "kafka" in d["metadata"]["name"]]
 
 
 def test_agents_are_a_daemonset_routing_to_the_headless_gateway_service() -> None:
@@ -164,6 +180,8 @@ def test_values_choose_storage_and_sampling() -> None:
         (("storage=cassandra",), "storage"),
         (("sampling.baselinePercent=150",), "baselinePercent"),
         (("opensearch.deploy=false",), "opensearch.url is required"),
+        (("kafka.enabled=true",), "kafka.brokers is required"),
+        (("kafka.enabled=true", "kafka.brokers={k:1}", "storage=badger"), "storage opensearch"),
     ],
 )
 def test_bad_values_are_refused_with_their_name(sets: tuple[str, ...], error: str) -> None:

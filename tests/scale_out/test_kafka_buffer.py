@@ -37,7 +37,7 @@ class Buffered:
     def __init__(self, base: Path) -> None:
         free = Ports.free()
         extra = other_ports(free)
-        brokers = f"127.0.0.1:{extra.opensearch}"
+        brokers = f"[127.0.0.1:{extra.opensearch}]"
         self.stack = Stack(
             base / "run",
             base / "data",

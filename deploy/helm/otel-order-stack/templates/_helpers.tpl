@@ -46,6 +46,28 @@ capabilities:
 {{/* Where Jaeger's OTLP receiver and query API are. */}}
 {{- define "oos.jaegerHost" -}}{{ include "oos.name" (dict "root" . "component" "jaeger") }}{{- end -}}
 
+{{/* Where the gateways send: Jaeger, or the Kafka writers in front of it. */}}
+{{- define "oos.gatewayTarget" -}}
+{{- if .Values.kafka.enabled -}}
+{{ include "oos.name" (dict "root" . "component" "jaeger-kafka-writer") }}:4317
+{{- else -}}
+{{ include "oos.jaegerHost" . }}:4317
+{{- end -}}
+{{- end -}}
+
+{{/* KAFKA_BROKERS and KAFKA_TOPIC for the writers and for Jaeger. */}}
+{{- define "oos.kafkaEnv" -}}
+{{- if not .Values.kafka.brokers }}
+{{- fail "kafka.brokers is required when kafka.enabled is true" }}
+{{- end }}
+{{- if ne .Values.storage "opensearch" }}
+{{- fail "kafka.enabled needs storage opensearch (jaeger/scale-out/config-opensearch.yaml reads Kafka)" }}
+{{- end }}
+- name: KAFKA_BROKERS
+  value: {{ printf "[%s]" (join ", " .Values.kafka.brokers) | quote }}
+- {name: KAFKA_TOPIC, value: {{ .Values.kafka.topic | quote }}}
+{{- end -}}
+
 {{- define "oos.opensearchUrl" -}}
 {{- if .Values.opensearch.deploy -}}
 http://{{ include "oos.name" (dict "root" . "component" "opensearch") }}:9200
