@@ -19,7 +19,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from servicekit.catalog import SERVICE_NAMES
 from stackctl.process import ManagedProcess
+from stackctl.traces import wait_for_trace
+from tests.order_trace_contract import check_order_trace, from_jaeger
 from tests.process_logs import attach_logs
 
 
@@ -54,6 +57,24 @@ def send_trace(
     root.end(end_time=start + duration_ms * 1_000_000)
     provider.shutdown()
     return format(root.get_span_context().trace_id, "032x")
+
+
+def wait_for_order_trace(jaeger_url: str, trace_id: str, order_id: str, timeout: float) -> None:
+    """Poll until the order's trace is whole by the order trace contract, all 15 spans: a leaf
+    span (a database statement) can be stored a moment after the rest, and a missing leaf
+    leaves no orphan for ``wait_for_trace`` to see. Raises the contract's last failure."""
+    deadline = time.monotonic() + timeout
+    operations = frozenset({"process_order", "send_notification"})
+    while True:
+        left = max(deadline - time.monotonic(), 1)
+        trace = wait_for_trace(jaeger_url, trace_id, set(SERVICE_NAMES), operations, left)
+        try:
+            check_order_trace(from_jaeger(trace), order_id, 1)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.hookimpl(hookwrapper=True)

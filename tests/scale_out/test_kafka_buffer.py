@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.catalog import SERVICE_NAMES
 from stackctl import kafka
 from stackctl.metrics import scrape, total
 from stackctl.orders import order_body
@@ -26,10 +25,8 @@ from stackctl.ports import Ports
 from stackctl.process import ManagedProcess
 from stackctl.stack import ROOT, Stack, binary_paths
 from stackctl.tiers import other_ports
-from stackctl.traces import wait_for_trace
-from tests.order_trace_contract import check_order_trace, from_jaeger
+from tests.scale_out.conftest import wait_for_order_trace
 
-WHOLE = frozenset({"process_order", "send_notification"})
 SENT = "otelcol_exporter_sent_spans"
 
 
@@ -110,8 +107,7 @@ def buffered() -> Iterator[Buffered]:
 def test_orders_reach_jaeger_through_kafka(buffered: Buffered) -> None:
     placed = [buffered.place() for _ in range(3)]
     for trace_id, order_id in placed:
-        trace = wait_for_trace(buffered.stack.jaeger_url, trace_id, set(SERVICE_NAMES), WHOLE, 60)
-        check_order_trace(from_jaeger(trace), order_id, 1)
+        wait_for_order_trace(buffered.stack.jaeger_url, trace_id, order_id, 60)
     assert buffered.written() >= 45  # 15 spans an order, all through the topic
     consumed = scrape(buffered.stack.jaeger_metrics_url)
     assert total(consumed, "otelcol_receiver_accepted_spans", receiver="kafka") >= 45
@@ -131,5 +127,4 @@ def test_kafka_holds_the_spans_while_jaeger_is_down(buffered: Buffered) -> None:
         consumer.start()
         consumer.wait_healthy(time.monotonic() + 60)
     for trace_id, order_id in placed:
-        trace = wait_for_trace(buffered.stack.jaeger_url, trace_id, set(SERVICE_NAMES), WHOLE, 60)
-        check_order_trace(from_jaeger(trace), order_id, 1)
+        wait_for_order_trace(buffered.stack.jaeger_url, trace_id, order_id, 60)

@@ -22,17 +22,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.catalog import SERVICE_NAMES
 from stackctl.orders import order_body
 from stackctl.ports import Ports
 from stackctl.stack import ROOT, Stack
 from stackctl.traces import fetch_trace, wait_for_trace
 from tests.order_trace_contract import check_order_trace, from_jaeger
-from tests.scale_out.conftest import send_trace
+from tests.scale_out.conftest import send_trace, wait_for_order_trace
 from trace_analysis.jaeger_client import JaegerClient
 
-ALL = set(SERVICE_NAMES)
-WHOLE = frozenset({"process_order", "send_notification"})
 SPAN_INDEX = "jaeger-jaeger-span-"  # <OPENSEARCH_INDEX_PREFIX>-jaeger-span-<date>
 # Longer than the bulk processor's own retries in Jaeger's OpenSearch writer (exponential
 # backoff from 200 ms, given up past 10 s: about 12-25 s in all).
@@ -77,8 +74,8 @@ def indices(stack: Stack) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def orders(stack: Stack) -> dict[str, list[tuple[str, str | None]]]:
     placed = {"ok": [place(stack) for _ in range(3)], "failed": [place(stack, "OUT-OF-STOCK")]}
-    for trace_id, _ in placed["ok"]:
-        wait_for_trace(stack.jaeger_url, trace_id, ALL, WHOLE, timeout=30)
+    for trace_id, order_id in placed["ok"]:
+        wait_for_order_trace(stack.jaeger_url, trace_id, order_id, 30)
     return placed
 
 
@@ -151,5 +148,4 @@ def test_an_opensearch_outage_loses_no_acknowledged_span(stack: Stack) -> None:
         node.start()
         node.wait_healthy(time.monotonic() + 120)
     for trace_id, order_id in during:
-        trace = wait_for_trace(stack.jaeger_url, trace_id, ALL, WHOLE, timeout=90)
-        check_order_trace(from_jaeger(trace), order_id, 1)
+        wait_for_order_trace(stack.jaeger_url, trace_id, order_id, 90)
