@@ -7,8 +7,12 @@ the tail of each process's log in its report. See docs/scale-out.md.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,6 +61,21 @@ def send_trace(
     root.end(end_time=start + duration_ms * 1_000_000)
     provider.shutdown()
     return format(root.get_span_context().trace_id, "032x")
+
+
+@contextmanager
+def reachable_dir(request: pytest.FixtureRequest, prefix: str) -> Iterator[Path]:
+    """A directory for a stack with OpenSearch, whose own user must enter it (pytest's
+    temporary directories are private to root). Removed after a module whose tests all passed;
+    otherwise its data goes and its logs (``run/logs``) stay for the failure."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    failed, passed = request.session.testsfailed, False
+    try:
+        yield base
+        passed = request.session.testsfailed == failed
+    finally:
+        shutil.rmtree(base if passed else base / "data", ignore_errors=True)
 
 
 def wait_for_order_trace(jaeger_url: str, trace_id: str, order_id: str, timeout: float) -> None:

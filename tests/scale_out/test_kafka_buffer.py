@@ -9,8 +9,6 @@ is down, Kafka holds the spans; when it is back they are all stored.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from stackctl.ports import Ports
 from stackctl.process import ManagedProcess
 from stackctl.stack import ROOT, Stack, binary_paths
 from stackctl.tiers import other_ports
-from tests.scale_out.conftest import wait_for_order_trace
+from tests.scale_out.conftest import reachable_dir, wait_for_order_trace
 
 SENT = "otelcol_exporter_sent_spans"
 
@@ -85,23 +83,21 @@ class Buffered:
 
 
 @pytest.fixture(scope="module")
-def buffered() -> Iterator[Buffered]:
-    base = Path(tempfile.mkdtemp(prefix="otel-order-stack-kafka-"))
-    base.chmod(0o755)  # OpenSearch runs as its own user (stackctl/opensearch.py)
-    buffered = Buffered(base)
-    started: list[ManagedProcess] = []
-    try:
-        for proc in (buffered.kafka, buffered.writer):
-            proc.start()
-            started.append(proc)
-            proc.wait_healthy(time.monotonic() + 60)
-        buffered.stack.up(timeout=180, report=lambda line: None)
-        yield buffered
-    finally:
-        buffered.stack.down(report=lambda line: None)
-        for proc in reversed(started):
-            proc.stop()
-        shutil.rmtree(base / "data", ignore_errors=True)  # logs stay
+def buffered(request: pytest.FixtureRequest) -> Iterator[Buffered]:
+    with reachable_dir(request, "otel-order-stack-kafka-") as base:
+        buffered = Buffered(base)
+        started: list[ManagedProcess] = []
+        try:
+            for proc in (buffered.kafka, buffered.writer):
+                proc.start()
+                started.append(proc)
+                proc.wait_healthy(time.monotonic() + 60)
+            buffered.stack.up(timeout=180, report=lambda line: None)
+            yield buffered
+        finally:
+            buffered.stack.down(report=lambda line: None)
+            for proc in reversed(started):
+                proc.stop()
 
 
 def test_orders_reach_jaeger_through_kafka(buffered: Buffered) -> None:

@@ -10,14 +10,11 @@ Jaeger's back-pressure must keep every span the collector acknowledged.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,7 +24,7 @@ from stackctl.ports import Ports
 from stackctl.stack import ROOT, Stack
 from stackctl.traces import fetch_trace, wait_for_trace
 from tests.order_trace_contract import check_order_trace, from_jaeger
-from tests.scale_out.conftest import send_trace, wait_for_order_trace
+from tests.scale_out.conftest import reachable_dir, send_trace, wait_for_order_trace
 from trace_analysis.jaeger_client import JaegerClient
 
 SPAN_INDEX = "jaeger-jaeger-span-"  # <OPENSEARCH_INDEX_PREFIX>-jaeger-span-<date>
@@ -37,24 +34,20 @@ OUTAGE_S = 30
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    # Not under pytest's temporary directory: that is private to root (0700), and OpenSearch
-    # runs as its own user (stackctl/opensearch.py).
-    base = Path(tempfile.mkdtemp(prefix="otel-order-stack-opensearch-"))
-    base.chmod(0o755)
-    stack = Stack(
-        run_dir=base / "run",
-        data_dir=base / "data",
-        ports=Ports.free(),
-        with_prometheus=False,
-        storage="opensearch",
-    )
-    try:
-        stack.up(timeout=180, report=lambda line: None)
-        yield stack
-    finally:
-        stack.down(report=lambda line: None)
-        shutil.rmtree(base / "data", ignore_errors=True)  # logs stay, like pytest's tmp_path
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    with reachable_dir(request, "otel-order-stack-opensearch-") as base:
+        stack = Stack(
+            run_dir=base / "run",
+            data_dir=base / "data",
+            ports=Ports.free(),
+            with_prometheus=False,
+            storage="opensearch",
+        )
+        try:
+            stack.up(timeout=180, report=lambda line: None)
+            yield stack
+        finally:
+            stack.down(report=lambda line: None)
 
 
 def place(stack: Stack, sku: str = "SKU123") -> tuple[str, str | None]:
