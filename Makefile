@@ -8,7 +8,7 @@ INSTALL := scripts/install_backends.sh
 ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
-.PHONY: test-compose
+.PHONY: test-compose test-scale-out bench-scale-out
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
 
@@ -18,8 +18,9 @@ help: ## List the targets
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
 
-up: ## Start Jaeger, the collector, the four services and the trace browser; wait until healthy
+up: ## Start Jaeger, the collector, the four services and the trace browser (STORAGE=opensearch: Jaeger on OpenSearch)
 	@$(ENSURE)
+	@$(if $(filter opensearch,$(STORAGE)),$(ENSURE) --opensearch)
 	@$(PY) -m stackctl up
 
 down: ## Stop what `make up` started
@@ -40,7 +41,7 @@ demo: ## Bring the stack up if needed, place orders, show their traces from Jaeg
 	@$(ENSURE)
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, end-to-end, reliability and compose tests (real binaries, real Docker)
+test: install lint ## Lint, then unit, end-to-end, reliability, compose and scale-out tests (real binaries, real Docker)
 	@$(INSTALL) --test-tools
 	@$(INSTALL) --docker
 	@$(PY) -m pytest tests
@@ -52,6 +53,10 @@ test-unit: ## Unit tests only: in process, no collector, Jaeger or browser neede
 test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Chromium; free ports)
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests/e2e
+
+test-scale-out: install ## Scale-out tier: Jaeger on OpenSearch, the agent and gateway collectors, the Helm chart
+	@$(INSTALL) --test-tools
+	@$(PY) -m pytest tests/scale_out
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability
@@ -84,6 +89,10 @@ load: ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST (starts
 bench: install ## Tracing cost, SDK floor, levers, profile, span delivery, time to queryable (wrk; ~30 min) -> docs/benchmarks.md
 	@$(INSTALL) --bench-tools
 	@$(PY) benchmarks/overhead.py $(BENCH_ARGS)
+
+bench-scale-out: install ## Gateway spans/s, memory per held trace, OpenSearch disk per million spans (~4 min) -> docs/scale-out.md
+	@$(INSTALL) --test-tools
+	@$(PY) benchmarks/scale_out.py $(BENCH_ARGS)
 
 demo-faults: ## Inject a latency and an error fault, send orders, let the analyzer name the culprits
 	@$(ENSURE)

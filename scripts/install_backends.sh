@@ -14,8 +14,12 @@
 #   scripts/install_backends.sh --quiet ...    # say nothing about what is already installed
 #   scripts/install_backends.sh --docker   # Debian's Docker Engine and debootstrap, and the
 #                                          # compose and buildx CLI plugins built with Go
+#   scripts/install_backends.sh --opensearch   # + OpenSearch (Maven Central) and its run user
+#   scripts/install_backends.sh --chart-tools  # + helm and kubeconform (go install), for the chart
+#   scripts/install_backends.sh --kafka        # + Kafka (Maven Central), the ingestion buffer
 #
-# Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin).
+# Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin);
+# OTEL_STACK_OPENSEARCH_DIR, where root installs OpenSearch (default /opt/otel-order-stack).
 # What it puts on the machine, and how to remove it: docs/troubleshooting.md.
 set -euo pipefail
 
@@ -29,6 +33,19 @@ JAEGER_MODULE_VERSION=v1.75.0  # Jaeger v2.x is released from its module's v1.x 
 UV_VERSION=0.13.9  # the same uv the Dockerfiles install
 COMPOSE_VERSION=v5.6.0   # github.com/docker/compose/v5, the `docker compose` CLI plugin
 BUILDX_VERSION=v0.38.2   # github.com/docker/buildx (compose builds through it; >= v0.17)
+# Jaeger on OpenSearch (jaeger/scale-out/config-opensearch.yaml, `make up STORAGE=opensearch`):
+# the integ-test zip is the plain distribution without a bundled JDK, served by Maven Central;
+# 2.19.x is the last line that runs on Java 17.
+OPENSEARCH_VERSION=2.19.6
+OPENSEARCH_ARTIFACT="org.opensearch.distribution.integ-test-zip:opensearch:$OPENSEARCH_VERSION:zip"
+OPENSEARCH_USER=opensearch  # OpenSearch refuses to run as root; stackctl runs it as this user
+# Kafka between the gateways and Jaeger (docs/scale-out.md): the broker's jars and their
+# dependencies from Maven Central, run on the machine's Java 17 in KRaft mode.
+KAFKA_VERSION=4.1.1
+KAFKA_LOG4J_VERSION=2.24.3  # the log4j-core Kafka brings; its slf4j binding gives Kafka logs
+# The chart's offline checks (tests/scale_out/test_helm_chart.py): built from source with Go.
+HELM_VERSION=v4.3.2
+KUBECONFORM_VERSION=v0.8.0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN_DIR="${OTEL_STACK_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-order-stack/bin}"
@@ -53,6 +70,20 @@ SCALE_OUT=(otelcol-order-stack-scale-out "$ROOT/otel-collector/scale-out/builder
 jaeger_bin() {
   echo "$BIN_DIR/jaeger-$JAEGER_MODULE_VERSION-$(inputs_hash "$ROOT/jaeger/build/go.mod" "$ROOT/jaeger/build/go.sum")"
 }
+
+# As root, OpenSearch runs as OPENSEARCH_USER, which must be able to read its install: root's
+# own cache (in /root, mode 0700) is out of its reach, so it goes to /opt.
+# is_cached <target> <label>: say so and succeed when that exact build is already installed.
+is_cached() { [[ -x "$1" ]] && note "$2: cached at $1"; }
+
+opensearch_home() {
+  local dir="$BIN_DIR"
+  (( EUID == 0 )) && dir="${OTEL_STACK_OPENSEARCH_DIR:-/opt/otel-order-stack}"
+  echo "$dir/opensearch-$OPENSEARCH_VERSION"
+}
+kafka_home() { echo "$BIN_DIR/kafka-$KAFKA_VERSION"; }
+helm_bin() { echo "$BIN_DIR/helm-$HELM_VERSION"; }
+kubeconform_bin() { echo "$BIN_DIR/kubeconform-$KUBECONFORM_VERSION"; }
 
 # Run a long command with a heartbeat line every 30 s; its output goes to a log shown on failure.
 run_long() {
@@ -122,10 +153,7 @@ install_collector() {
   local name="${1:-otelcol-order-stack}" manifest="${2:-$ROOT/otel-collector/builder-config.yaml}"
   local version="${3:-$COLLECTOR_VERSION}"
   local target; target="$(collector_bin "$name" "$manifest" "$version")"
-  if [[ -x "$target" ]]; then
-    note "$name $version: cached at $target"
-    return
-  fi
+  is_cached "$target" "$name $version" && return
   require_go
   mkdir -p "$BIN_DIR"
   local work; work="$(mktemp -d)"
@@ -189,7 +217,7 @@ install_docker_plugin() {
     rm -rf "$work"
     say "docker $name $version: built $target"
   else
-    say "docker $name $version: cached at $target"
+    note "docker $name $version: cached at $target"
   fi
   mkdir -p "$DOCKER_PLUGIN_DIR"
   cmp -s "$target" "$DOCKER_PLUGIN_DIR/docker-$name" \
@@ -219,6 +247,90 @@ install_debian_package() {
     DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q $2"
 }
 
+# require_maven_and_java <what>: the Java backends come from Maven Central and run on the
+# machine's Java; Debian's maven and openjdk-17-jre-headless when either is missing.
+require_maven_and_java() {
+  command -v mvn >/dev/null 2>&1 || install_debian_package /usr/bin/mvn maven \
+    "fetches $1 from Maven Central"
+  command -v java >/dev/null 2>&1 || install_debian_package /usr/bin/java openjdk-17-jre-headless \
+    "runs $1"
+}
+
+# OpenSearch: the zip through Maven (its own cache, ~/.m2, keeps the download), unpacked into
+# the binaries' cache; a system user to run it.
+install_opensearch() {
+  require_maven_and_java OpenSearch
+  local home; home="$(opensearch_home)"
+  if [[ -x "$home/bin/opensearch" ]]; then
+    note "opensearch $OPENSEARCH_VERSION: cached at $home"
+  else
+    mkdir -p "$(dirname "$home")"
+    local work; work="$(mktemp -d)"
+    say "opensearch $OPENSEARCH_VERSION: fetching $OPENSEARCH_ARTIFACT from Maven Central (57 MB)"
+    run_long "fetching OpenSearch" mvn -B -q \
+      org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+      "-Dartifact=$OPENSEARCH_ARTIFACT" "-DoutputDirectory=$work"
+    say "opensearch $OPENSEARCH_VERSION: unpacking"
+    [[ -x /usr/bin/unzip ]] || install_debian_package /usr/bin/unzip unzip "unpacks OpenSearch"
+    (cd "$work" && unzip -q "opensearch-$OPENSEARCH_VERSION.zip") || die "could not unpack OpenSearch"
+    chmod -R a+rX "$work/opensearch-$OPENSEARCH_VERSION"
+    rm -rf "$home.tmp" && mv "$work/opensearch-$OPENSEARCH_VERSION" "$home.tmp" && mv "$home.tmp" "$home"
+    rm -rf "$work"
+    say "opensearch $OPENSEARCH_VERSION: installed $home"
+  fi
+  if (( EUID == 0 )) && ! id -u "$OPENSEARCH_USER" >/dev/null 2>&1; then
+    say "creating the system user '$OPENSEARCH_USER' (OpenSearch refuses to run as root)"
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$OPENSEARCH_USER" \
+      || die "could not create the user '$OPENSEARCH_USER'"
+  fi
+}
+
+install_kafka() {
+  local home; home="$(kafka_home)"
+  if [[ -f "$home/lib/kafka_2.13-$KAFKA_VERSION.jar" ]]; then
+    note "kafka $KAFKA_VERSION: cached at $home"
+    return
+  fi
+  require_maven_and_java Kafka
+  local work; work="$(mktemp -d)"
+  local dep='<dependency><groupId>%s</groupId><artifactId>%s</artifactId><version>%s</version></dependency>'
+  # shellcheck disable=SC2059
+  printf '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+<groupId>local</groupId><artifactId>kafka-dist</artifactId><version>1</version><dependencies>
+%s%s%s</dependencies></project>\n' \
+    "$(printf "$dep" org.apache.kafka kafka_2.13 "$KAFKA_VERSION")" \
+    "$(printf "$dep" org.apache.kafka kafka-tools "$KAFKA_VERSION")" \
+    "$(printf "$dep" org.apache.logging.log4j log4j-slf4j-impl "$KAFKA_LOG4J_VERSION")" \
+    >"$work/pom.xml"
+  say "kafka $KAFKA_VERSION: fetching org.apache.kafka:kafka_2.13 and its dependencies from Maven Central (54 MB)"
+  run_long "fetching Kafka" mvn -B -q -f "$work/pom.xml" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+    -DincludeScope=runtime "-DoutputDirectory=$work/lib"
+  mkdir -p "$home.tmp" && rm -rf "$home.tmp/lib" && mv "$work/lib" "$home.tmp/lib"
+  rm -rf "$home" && mv "$home.tmp" "$home" && rm -rf "$work"
+  say "kafka $KAFKA_VERSION: installed $home"
+}
+
+# install_go_tool <target> <module path of the main package> <version>: go install, cached.
+install_go_tool() {
+  local target="$1" package="$2" version="$3" name="${1##*/}"
+  is_cached "$target" "$name" && return
+  require_go
+  mkdir -p "$BIN_DIR"
+  local work; work="$(mktemp -d)"
+  say "$name: go install $package@$version (a few minutes cold)"
+  run_long "building $name" env GOBIN="$work" go install "$package@$version"
+  install -m 0755 "$work/${package##*/}" "$target.tmp" && mv "$target.tmp" "$target"
+  rm -rf "$work"
+  say "$name: installed $target"
+}
+
+install_chart_tools() {
+  install_go_tool "$(helm_bin)" helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+  install_go_tool "$(kubeconform_bin)" github.com/yannh/kubeconform/cmd/kubeconform \
+    "$KUBECONFORM_VERSION"
+}
+
 case "${1:-}" in
   --paths)
     echo "OTELCOL=$(collector_bin)"
@@ -226,16 +338,26 @@ case "${1:-}" in
     echo "OTELCOL_SCALE_OUT=$(collector_bin "${SCALE_OUT[@]}")"
     echo "DOCKER_COMPOSE=$(docker_plugin_bin compose)"
     echo "DOCKER_BUILDX=$(docker_plugin_bin buildx)"
+    echo "OPENSEARCH_HOME=$(opensearch_home)"
+    echo "KAFKA_HOME=$(kafka_home)"
+    echo "HELM=$(helm_bin)"
+    echo "KUBECONFORM=$(kubeconform_bin)"
     ;;
   --python) install_python ;;
   --check-go) require_go; note "Go $(go env GOVERSION) can build the collector and Jaeger" ;;
   --test-tools)
     install_debian_package /usr/bin/chromium chromium "renders the analyzer's HTML report in tests"
     install_collector "${SCALE_OUT[@]}"
+    install_opensearch
+    install_kafka
+    install_chart_tools
     ;;
+  --kafka) install_kafka ;;
+  --opensearch) install_opensearch ;;
+  --chart-tools) install_chart_tools ;;
   --bench-tools) install_debian_package /usr/bin/wrk wrk "drives the benchmark" ;;
   --docker) install_docker ;;
   "") install_python; install_collector; install_jaeger ;;
   *) die "unknown argument '$1' (use --paths, --python, --check-go, --test-tools, --bench-tools, \
---docker or nothing, after --quiet or not)" ;;
+--docker, --opensearch, --kafka, --chart-tools or nothing, after --quiet or not)" ;;
 esac

@@ -71,6 +71,8 @@ def up() -> None:
         f"  collector      {stack.collector_metrics_url}  (its own metrics)\n"
         f"  logs           make logs P=<process>  ({stack.run_dir / 'logs'}/)"
     )
+    if stack.storage == "opensearch":
+        console.print(f"  OpenSearch     {stack.opensearch_url}/_cat/indices?v  (Jaeger's indices)")
     if not stack.prometheus_missing:
         console.print(
             f"  Prometheus     http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
@@ -128,7 +130,7 @@ def logs(
             continue
         console.rule(f"{proc.name}  {proc.log_file}")
         if proc.log_file.exists():
-            tail = proc.log_file.read_text(errors="replace").splitlines()[-lines:]
+            tail = proc.log_tail(lines).splitlines()
             console.out("\n".join(tail if raw else map(readable, tail)), highlight=False)
 
 

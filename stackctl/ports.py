@@ -38,6 +38,8 @@ class Ports:
     jaeger_metrics: int = 8898
     prometheus: int = 9090
     trace_browser: int = 16680
+    opensearch: int = 9200  # STORAGE=opensearch only
+    opensearch_transport: int = 9300
 
     @staticmethod
     def variable(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -65,11 +66,25 @@ class ManagedProcess:
     def log_file(self) -> Path:
         return self.run_dir / "logs" / f"{self.name}.log"
 
+    def log_tail(self, lines: int = 25) -> str:
+        """The last ``lines`` lines of the log ("" when there is none yet)."""
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
     def pid(self) -> int | None:
         """Our live process's pid, or None (a stale pid file is removed)."""
         return live_pid(self.pid_file)
 
     def healthy(self) -> bool:
+        """A 2xx from ``health_url``; for ``tcp://host:port`` (Kafka has no HTTP), a connect."""
+        if self.health_url.startswith("tcp://"):
+            host, port = self.health_url.removeprefix("tcp://").rsplit(":", 1)
+            try:
+                socket.create_connection((host, int(port)), timeout=1.0).close()
+                return True
+            except OSError:
+                return False
         try:
             return httpx.get(self.health_url, timeout=1.0).is_success
         except httpx.HTTPError:

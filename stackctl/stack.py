@@ -8,6 +8,10 @@ Before anything starts, every port of every process to start is checked: one tak
 ``up`` with the port, its owner and the ``*_PORT`` variable that moves it, and nothing started.
 ``up`` records the ports it used in ``run/ports.json``; ``local_stack`` reads them back while
 that stack runs, so ``status``, ``logs``, ``demo*`` and ``down`` reach it without the variables.
+
+``storage`` picks Jaeger's store: ``badger`` (embedded, jaeger/config.yaml) or ``opensearch``
+(a local node started before Jaeger, jaeger/scale-out/config-opensearch.yaml: the scale-out
+path's store, see stackctl/opensearch.py).
 """
 
 from __future__ import annotations
@@ -25,16 +29,20 @@ from pathlib import Path
 import httpx
 
 from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
+from stackctl import opensearch
 from stackctl.admin_token import admin_token
 from stackctl.ports import ROOT, Ports, port_in_use, port_owner, record_of, run_dir
 from stackctl.process import ManagedProcess, StartError, live_pid
 
 # The shell's own values win over these.
 LOCAL_DEFAULTS = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local"}
+STORAGES = ("badger", "opensearch")
+BACKENDS = ("opensearch", "jaeger", "otel-collector")  # started first, in this order
 
 
 def binary_paths() -> dict[str, Path]:
-    """Every binary the installer builds (OTELCOL, JAEGER, OTELCOL_SCALE_OUT), by its name.
+    """Every binary the installer builds (OTELCOL, JAEGER, OTELCOL_SCALE_OUT, OPENSEARCH_HOME),
+    by its name.
 
     The installer alone knows the names (version and build-input hash); it is asked, not copied.
     """
@@ -62,12 +70,24 @@ class Stack:
     with_prometheus: bool = True
     with_browser: bool = True  # the trace browser (trace_analysis.browser)
     moved: list[str] = field(default_factory=list)  # *_PORT values that a running stack ignores
+    storage: str = "badger"
+    # The collector the services export to: the installer's binary name and its config. The
+    # scale-out tests put the agent tier here (OTELCOL_SCALE_OUT, otel-collector/scale-out/
+    # agent.yaml), which reads the same OTELCOL_* addresses.
+    collector: tuple[str, Path] = ("OTELCOL", ROOT / "otel-collector" / "config.yaml")
 
     def __post_init__(self) -> None:
+        if self.storage not in STORAGES:
+            raise ValueError(f"STORAGE={self.storage!r}: expected one of {', '.join(STORAGES)}")
         self.run_dir = self.run_dir.resolve()
         self.data_dir = self.data_dir.resolve()
-        otelcol, jaeger = backend_binaries()
+        # A missing binary is said by up(), so status and down work without them.
+        paths = binary_paths()
+        otelcol, jaeger = paths[self.collector[0]], paths["JAEGER"]
+        self.opensearch_home = paths["OPENSEARCH_HOME"]
         self.processes = [self._jaeger(jaeger), self._collector(otelcol)]
+        if self.storage == "opensearch":
+            self.processes.insert(0, self._opensearch())
         prometheus = shutil.which("prometheus") if self.with_prometheus else None
         self.prometheus_missing = self.with_prometheus and prometheus is None
         if prometheus:
@@ -90,6 +110,10 @@ class Stack:
     def browser_url(self) -> str:
         """The trace browser: recent and flagged traces, and each trace at ``/trace/<id>``."""
         return f"http://127.0.0.1:{self.ports.trace_browser}"
+
+    @property
+    def opensearch_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.opensearch}"
 
     @property
     def collector_metrics_url(self) -> str:
@@ -134,6 +158,21 @@ class Stack:
         env = {**self.env, **env}
         return ManagedProcess(name, argv, health, self.run_dir, env, cwd=ROOT, ports=listens)
 
+    def _opensearch(self) -> ManagedProcess:
+        p = self.ports
+        argv, env = opensearch.command(
+            self.opensearch_home,
+            self.run_dir,
+            self.data_dir / "opensearch",
+            p.opensearch,
+            p.opensearch_transport,
+        )
+        # 200 once the cluster is yellow or green (408 before), so Jaeger finds it writable.
+        health = f"{self.opensearch_url}/_cluster/health?wait_for_status=yellow&timeout=0s"
+        return self._managed(
+            "opensearch", argv, health, env, ("opensearch", "opensearch_transport")
+        )
+
     def _jaeger(self, binary: Path) -> ManagedProcess:
         p = self.ports
         env = {
@@ -145,7 +184,15 @@ class Stack:
             "JAEGER_BADGER_DIR": str(self.data_dir / "jaeger"),
             "PROMETHEUS_URL": f"http://127.0.0.1:{p.prometheus}",
         }
-        argv = [str(binary), "--config", str(ROOT / "jaeger" / "config.yaml")]
+        config = ROOT / "jaeger" / "config.yaml"
+        if self.storage == "opensearch":
+            config = ROOT / "jaeger" / "scale-out" / "config-opensearch.yaml"
+            env |= {
+                "JAEGER_METRICS_HOST": "127.0.0.1",
+                "OPENSEARCH_URL": self.opensearch_url,
+                "OPENSEARCH_REPLICAS": "0",  # one node: a replica would never be assigned
+            }
+        argv = [str(binary), "--config", str(config)]
         health = f"http://127.0.0.1:{p.jaeger_health}/status"
         listens = ("jaeger_otlp", "jaeger_query", "jaeger_query_grpc", "jaeger_health")
         return self._managed("jaeger", argv, health, env, (*listens, "jaeger_metrics"))
@@ -162,7 +209,7 @@ class Stack:
             "OTELCOL_METRICS_PORT": str(p.collector_metrics),
             "OTELCOL_STORAGE_DIR": str(self.data_dir / "otel-collector"),
         }
-        argv = [str(binary), "--config", str(ROOT / "otel-collector" / "config.yaml")]
+        argv = [str(binary), "--config", str(self.collector[1])]
         health = f"http://127.0.0.1:{p.collector_health}/"
         listens = ("otlp_grpc", "otlp_http", "collector_health", "collector_metrics", "spanmetrics")
         return self._managed("otel-collector", argv, health, env, listens)
@@ -237,10 +284,14 @@ class Stack:
                 raise StartError(f"{proc.argv[0]} is missing: run scripts/install_backends.sh")
         self.ports.save(self.ports_file)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        backends = [p for p in self.processes if p.name in ("jaeger", "otel-collector")]
+        if self.storage == "opensearch":
+            try:
+                opensearch.lay_out(self.opensearch_home, self.run_dir, self.data_dir / "opensearch")
+            except RuntimeError as exc:
+                raise StartError(str(exc)) from None
+        backends = [p for p in self.processes if p.name in BACKENDS]
         stages = [
-            backends[:1],
-            backends[1:],
+            *([p] for p in backends),
             [p for p in self.processes if p not in backends and p.name != "api-gateway"],
             [self.process("api-gateway")],
         ]
@@ -308,6 +359,9 @@ def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stac
     (:attr:`Stack.moved` lists the ``*_PORT`` values given now that differ from them); else the
     ``*_PORT`` variables with their defaults. Its ``ADMIN_TOKEN``: see
     :func:`stackctl.admin_token.admin_token`.
+
+    ``STORAGE`` (badger) picks Jaeger's store; while OpenSearch runs from ``run_dir``, the stack
+    is the OpenSearch one whatever ``STORAGE`` says, so `make down` and `make status` find it.
     """
     env = dict(os.environ) if env is None else env
     run = run_dir(env)
@@ -316,11 +370,15 @@ def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stac
     recorded = Ports.load(record_of(run)) if up else None
     ports = recorded or asked
     token = admin_token(run, env, create=starts and not up)
+    storage = env.get("STORAGE") or "badger"
+    if live_pid(run / "opensearch.pid"):
+        storage = "opensearch"
     stack = Stack(
         run_dir=run,
         data_dir=Path(env.get("DATA_DIR", ROOT / "data")),
         ports=ports,
         env={"ADMIN_TOKEN": token} if token else {},
+        storage=storage,
     )
     stack.moved = [
         f"{Ports.variable(name)}={getattr(asked, name)} (it runs on {getattr(ports, name)})"

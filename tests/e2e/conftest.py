@@ -15,6 +15,7 @@ import pytest
 
 from stackctl.ports import Ports
 from stackctl.stack import Stack
+from tests.process_logs import attach_logs
 
 ADMIN_TOKEN = "e2e-admin-token"
 
@@ -52,7 +53,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     report = outcome.get_result()
     stack = getattr(item, "funcargs", {}).get("stack")
     if report.failed and isinstance(stack, Stack):
-        for proc in stack.processes:
-            if proc.log_file.exists():
-                tail = proc.log_file.read_text(errors="replace").splitlines()[-25:]
-                report.sections.append((f"{proc.name} log ({proc.log_file})", "\n".join(tail)))
+        attach_logs(report, stack.processes)

@@ -23,6 +23,7 @@ import pytest
 
 from stackctl.ports import Ports
 from stackctl.stack import Stack
+from tests.process_logs import attach_logs
 from tests.reliability.support import SERVICES
 
 ADMIN_TOKEN = f"rel-admin-{secrets.token_hex(8)}"
@@ -174,7 +175,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
         return
     used = {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Stack)}
     for stack in used.values():
-        for proc in stack.processes:
-            if proc.log_file.exists():
-                tail = proc.log_file.read_text(errors="replace").splitlines()[-25:]
-                report.sections.append((f"{proc.name} log ({proc.log_file})", "\n".join(tail)))
+        attach_logs(report, stack.processes)
