@@ -28,10 +28,10 @@ def stack(shared_stack: Stack) -> Stack:
 
 async def burst(
     stack: Stack, sku: str, quantity: int, keys: int, copies: int
-) -> tuple[list[tuple[str, httpx.Response]], list[int], float]:
+) -> tuple[list[tuple[str, httpx.Response]], list[int], float, int]:
     """``keys`` x ``copies`` concurrent orders (copies share a key and body), while the stock row
     is read from inventory-service's database (WAL: readers never block the writer) as fast as
-    it goes. Returns the responses, the stock levels seen, the wall time."""
+    it goes. Returns the responses, the stock levels seen, the wall time, the answers lost."""
     limits = httpx.Limits(max_connections=CONCURRENT + 10)
     sql = "SELECT available FROM stock WHERE sku = ?"
     base_url = stack.gateway_url
@@ -39,12 +39,19 @@ async def burst(
         body = order_body(sku, quantity)
         names = [uuid.uuid4().hex for _ in range(keys)]
         seen: list[int] = []
+        lost: list[str] = []
         done = asyncio.Event()
 
         async def one(key: str) -> tuple[str, httpx.Response]:
-            return key, await client.post(
-                "/api/orders", json=body, headers={"Idempotency-Key": key}
-            )
+            headers = {"Idempotency-Key": key}
+            try:
+                return key, await client.post("/api/orders", json=body, headers=headers)
+            except httpx.RemoteProtocolError:
+                # An answer lost on the way (seen once in 500 on a loaded 2-core machine, with the
+                # gateway's log showing every request answered): what a client does with an
+                # Idempotency-Key is send it again, and that is what these tests check.
+                lost.append(key)
+                return key, await client.post("/api/orders", json=body, headers=headers)
 
         async def watch() -> None:
             while not done.is_set():
@@ -59,7 +66,7 @@ async def burst(
         done.set()
         await watcher
         seen.append((await client.get(f"/api/inventory/{sku}")).json()["available"])
-    return responses, seen, elapsed
+    return responses, seen, elapsed, len(lost)
 
 
 def orders_for(stack: Stack, sku: str) -> list[str]:
@@ -92,7 +99,7 @@ def check(responses: list[tuple[str, httpx.Response]]) -> dict[str, Any]:
 def test_limited_edition_sells_exactly_its_five(stack: Stack) -> None:
     sku = "LIMITED-EDITION"
     assert httpx.get(f"{stack.gateway_url}/api/inventory/{sku}").json()["available"] == 5
-    responses, seen, elapsed = asyncio.run(burst(stack, sku, 1, 100, 5))
+    responses, seen, elapsed, lost = asyncio.run(burst(stack, sku, 1, 100, 5))
     assert len(responses) == CONCURRENT
     result = check(responses)
     assert len(result["orders"]) == 5
@@ -109,13 +116,14 @@ def test_limited_edition_sells_exactly_its_five(stack: Stack) -> None:
         orders=len(result["orders"]),
         lowest_stock_seen=min(seen),
         stock_reads=len(seen),
+        answers_lost_and_retried=lost,
     )
 
 
 def test_more_demand_than_stock_sells_all_it_can_once_per_key(stack: Stack) -> None:
     sku, quantity, stock = "SKU789", 3, 500
     assert httpx.get(f"{stack.gateway_url}/api/inventory/{sku}").json()["available"] == stock
-    responses, seen, elapsed = asyncio.run(burst(stack, sku, quantity, 250, 2))
+    responses, seen, elapsed, lost = asyncio.run(burst(stack, sku, quantity, 250, 2))
     result = check(responses)
     sold = quantity * len(result["orders"])
     left = seen[-1]
@@ -149,4 +157,5 @@ def test_more_demand_than_stock_sells_all_it_can_once_per_key(stack: Stack) -> N
         orders=len(result["orders"]),
         units_sold=sold,
         left=left,
+        answers_lost_and_retried=lost,
     )
