@@ -25,7 +25,7 @@ from stackctl.stack import ROOT, Stack
 from stackctl.traces import fetch_trace, wait_for_trace
 from tests.order_trace_contract import check_order_trace, from_jaeger
 from tests.scale_out.conftest import reachable_dir, send_trace, wait_for_order_trace
-from trace_analysis.jaeger_client import JaegerClient
+from trace_analysis.sources.jaeger_api import JaegerClient
 
 SPAN_INDEX = "jaeger-jaeger-span-"  # <OPENSEARCH_INDEX_PREFIX>-jaeger-span-<date>
 # Longer than the bulk processor's own retries in Jaeger's OpenSearch writer (exponential
