@@ -106,6 +106,25 @@ class Ports:
                 sock.close()
 
 
+class PortUrls:
+    """The loopback URLs of a stack's ports, for anything that holds ``ports`` (the local
+    stack, the compose tier's project)."""
+
+    ports: Ports
+
+    @property
+    def gateway_url(self) -> str:
+        return self.ports.url("gateway")
+
+    @property
+    def jaeger_url(self) -> str:
+        return self.ports.url("jaeger_query")
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.ports.url("prometheus")
+
+
 def _ephemeral_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

@@ -31,7 +31,7 @@ import httpx
 from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
 from stackctl import opensearch
 from stackctl.admin_token import admin_token
-from stackctl.ports import ROOT, Ports, port_in_use, port_owner, record_of, run_dir
+from stackctl.ports import ROOT, Ports, PortUrls, port_in_use, port_owner, record_of, run_dir
 from stackctl.process import ManagedProcess, StartError, live_pid
 
 # The shell's own values win over these.
@@ -62,7 +62,7 @@ def backend_binaries() -> tuple[Path, Path]:
 
 
 @dataclass
-class Stack:
+class Stack(PortUrls):
     run_dir: Path
     data_dir: Path
     ports: Ports = field(default_factory=Ports)
@@ -97,14 +97,6 @@ class Stack:
             self.processes.append(self._browser())
 
     # --- URLs -----------------------------------------------------------------------------
-
-    @property
-    def gateway_url(self) -> str:
-        return self.ports.url("gateway")
-
-    @property
-    def jaeger_url(self) -> str:
-        return self.ports.url("jaeger_query")
 
     @property
     def browser_url(self) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stackctl.ports import Ports
+from stackctl.ports import Ports, PortUrls
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "scripts/install_backends.sh --docker"
@@ -83,7 +83,7 @@ class DockerEngine:
 
 
 @dataclass
-class ComposeProject:
+class ComposeProject(PortUrls):
     """``docker compose`` on docker-compose.yml as ``name``, with free published ports."""
 
     name: str
@@ -101,18 +101,6 @@ class ComposeProject:
             "PROMETHEUS_PORT": str(self.ports.prometheus),
             **self.extra_env,
         }
-
-    @property
-    def gateway_url(self) -> str:
-        return self.ports.url("gateway")
-
-    @property
-    def jaeger_url(self) -> str:
-        return self.ports.url("jaeger_query")
-
-    @property
-    def prometheus_url(self) -> str:
-        return self.ports.url("prometheus")
 
     def run(self, argv: list[str], timeout: float = 300, check: bool = True) -> str:
         """Run ``argv`` (a ``docker compose ...`` command) in the repository root, timed."""
