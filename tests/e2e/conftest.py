@@ -8,14 +8,13 @@ log in its report; the full logs stay in the directory printed there.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from stackctl.ports import Ports
 from stackctl.stack import Stack
-from tests.process_logs import attach_logs
+from tests.process_logs import pytest_runtest_makereport  # noqa: F401 (registers the hook)
 
 ADMIN_TOKEN = "e2e-admin-token"
 
@@ -45,12 +44,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def gateway(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
         yield client
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    stack = getattr(item, "funcargs", {}).get("stack")
-    if report.failed and isinstance(stack, Stack):
-        attach_logs(report, stack.processes)

@@ -23,7 +23,7 @@ import pytest
 
 from stackctl.ports import Ports
 from stackctl.stack import Stack
-from tests.process_logs import attach_logs
+from tests.process_logs import pytest_runtest_makereport  # noqa: F401 (registers the hook)
 from tests.reliability.support import SERVICES
 
 ADMIN_TOKEN = f"rel-admin-{secrets.token_hex(8)}"
@@ -164,15 +164,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The leak scan covers every stack of the run, so it runs after every other test."""
     last = [item for item in items if item.path.name == LEAK_TEST_MODULE]
     items[:] = [item for item in items if item.path.name != LEAK_TEST_MODULE] + last
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
-    """A failing test shows the end of every log of the stacks it used."""
-    outcome = yield
-    report = outcome.get_result()
-    if not report.failed:
-        return
-    used = {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Stack)}
-    for stack in used.values():
-        attach_logs(report, stack.processes)

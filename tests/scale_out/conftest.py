@@ -24,10 +24,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from servicekit.catalog import SERVICE_NAMES
-from stackctl.process import ManagedProcess
 from stackctl.traces import wait_for_trace
 from tests.order_trace_contract import check_order_trace, from_jaeger
-from tests.process_logs import attach_logs
+from tests.process_logs import pytest_runtest_makereport  # noqa: F401 (registers the hook)
 
 
 def send_trace(
@@ -94,14 +93,3 @@ def wait_for_order_trace(jaeger_url: str, trace_id: str, order_id: str, timeout:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if not report.failed:
-        return
-    for value in getattr(item, "funcargs", {}).values():
-        procs = getattr(value, "processes", [])
-        attach_logs(report, [p for p in procs if isinstance(p, ManagedProcess)])
