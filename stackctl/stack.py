@@ -186,8 +186,10 @@ class Stack(PortUrls):
             }
         argv = [str(binary), "--config", str(config)]
         health = f"http://127.0.0.1:{p.jaeger_health}/status"
-        listens = ("jaeger_otlp", "jaeger_query", "jaeger_query_grpc", "jaeger_health")
-        return self._managed("jaeger", argv, health, env, (*listens, "jaeger_metrics"))
+        listens = ["jaeger_query", "jaeger_query_grpc", "jaeger_health", "jaeger_metrics"]
+        if "otlp" in self.env.get("JAEGER_RECEIVERS", "[otlp]"):  # not when a Kafka topic feeds it
+            listens.append("jaeger_otlp")
+        return self._managed("jaeger", argv, health, env, listens)
 
     def _collector(self, binary: Path) -> ManagedProcess:
         p = self.ports

@@ -87,10 +87,13 @@ def user(tmp_path: Path) -> Iterator[tuple[dict[str, str], dict[str, str], Ports
     """(a shell without port variables, the same with every port moved, those ports); the
     stack's run/ and data/ in tmp_path. Whatever was started is stopped afterwards."""
     ports = Ports.free()
+    # A user's shell: no port variables, no token, and none of the variables of a make that
+    # runs this suite (under one, `make` would print "Entering directory" lines).
     plain = {
         key: value
         for key, value in os.environ.items()
-        if not key.endswith("_PORT") and key != "ADMIN_TOKEN"
+        if not key.endswith("_PORT")
+        and key not in ("ADMIN_TOKEN", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
     }
     plain |= {"RUN_DIR": str(tmp_path / "run"), "DATA_DIR": str(tmp_path / "data")}
     moved = plain | {Ports.variable(f.name): str(getattr(ports, f.name)) for f in fields(ports)}
