@@ -171,10 +171,7 @@ install_collector() {
 
 install_jaeger() {
   local target; target="$(jaeger_bin)"
-  if [[ -x "$target" ]]; then
-    note "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): cached at $target"
-    return
-  fi
+  is_cached "$target" "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION)" && return
   require_go
   mkdir -p "$BIN_DIR"
   say "jaeger $JAEGER_MODULE_VERSION (v$JAEGER_VERSION): building cmd/jaeger from jaeger/build (about 3 min cold)"

@@ -55,12 +55,6 @@ def binary_paths() -> dict[str, Path]:
     return {key: Path(value) for key, value in (line.split("=", 1) for line in out.splitlines())}
 
 
-def backend_binaries() -> tuple[Path, Path]:
-    """(collector, jaeger) paths of the local stack."""
-    paths = binary_paths()
-    return paths["OTELCOL"], paths["JAEGER"]
-
-
 @dataclass
 class Stack(PortUrls):
     run_dir: Path
