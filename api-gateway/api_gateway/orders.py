@@ -28,6 +28,7 @@ from api_gateway.models import OrderRequest, OrderResponse, PricedLine
 from servicekit.http_client import Downstream
 from servicekit.money import Money
 from servicekit.problems import ProblemError, current_trace_id
+from servicekit.redaction import ORDER_ID_HASH, RESERVATION_ID_HASH, order_id_hash
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class OrderFlow:
     async def place(self, order_id: str, body: OrderRequest) -> OrderResponse:
         trace.get_current_span().set_attributes(
             {
-                "order.id": order_id,
+                ORDER_ID_HASH: order_id_hash(order_id),
                 "customer.id": str(body.userId),
                 "order.item_count": sum(item.quantity for item in body.items),
             }
@@ -149,7 +150,7 @@ class OrderFlow:
     async def _release(self, reservation_id: str, retry: bool = False) -> bool:
         """Compensation: give a reservation's stock back. Idempotent."""
         with self.tracer.start_as_current_span("compensate_reservation") as span:
-            span.set_attribute("inventory.reservation_id", reservation_id)
+            span.set_attribute(RESERVATION_ID_HASH, order_id_hash(reservation_id))
             call = self.inventory.request(
                 "POST", "/inventory/release", json={"reservationId": reservation_id}
             )
@@ -158,7 +159,7 @@ class OrderFlow:
     async def _cancel(self, order_id: str, retry: bool = False) -> bool:
         """Compensation: delete an order its client was told failed. Idempotent."""
         with self.tracer.start_as_current_span("compensate_order") as span:
-            span.set_attribute("order.id", order_id)
+            span.set_attribute(ORDER_ID_HASH, order_id_hash(order_id))
             call = self.orders.request("DELETE", "/orders/{order_id}", {"order_id": order_id})
             return await self._compensate(span, call, 204, self.cancellations, order_id, retry)
 
@@ -179,7 +180,7 @@ class OrderFlow:
                 raise ProblemError(502, "Compensation failed", f"HTTP {response.status_code}")
         except ProblemError as exc:
             span.set_status(trace.Status(trace.StatusCode.ERROR, exc.detail))
-            log.error("%s %s not done yet: %s", backlog.table, item_id, exc.detail)
+            log.error("%s %s not done yet: %s", backlog.table, order_id_hash(item_id), exc.detail)
             if not retry:
                 await run_in_threadpool(backlog.add, item_id)
             return False
@@ -211,7 +212,9 @@ class OrderFlow:
                 timeout=self.notify_timeout_seconds,
             )
         except ProblemError as exc:
-            log.warning("notification for order %s not sent: %s", order_id, exc.detail)
+            log.warning(
+                "notification for order %s not sent: %s", order_id_hash(order_id), exc.detail
+            )
             return "failed"
         return "queued" if response.status_code == 202 else "failed"
 

@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from servicekit.db import Database
+from servicekit.redaction import RESERVATION_ID_HASH, order_id_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (
@@ -150,7 +151,10 @@ class InventoryStore:
             )
         span.add_event(
             "stock.reserved",
-            {"inventory.reservation_id": reservation_id, "inventory.line_count": len(wanted)},
+            {
+                RESERVATION_ID_HASH: order_id_hash(reservation_id),
+                "inventory.line_count": len(wanted),
+            },
         )
         return "reserved", _priced(wanted.items(), prices)
 
@@ -171,7 +175,7 @@ class InventoryStore:
                     (reservation_id,),
                 )
         trace.get_current_span().add_event(
-            "stock.released", {"inventory.reservation_id": reservation_id}
+            "stock.released", {RESERVATION_ID_HASH: order_id_hash(reservation_id)}
         )
         return "released", [(r["sku"], r["quantity"]) for r in rows]
 
