@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from servicekit.db import Database
+from servicekit.deadline import check_deadline
 from servicekit.redaction import RESERVATION_ID_HASH, order_id_hash
 
 SCHEMA = """
@@ -149,6 +150,7 @@ class InventoryStore:
                 "INSERT INTO reservations (reservation_id, sku, quantity) VALUES (?, ?, ?)",
                 [(reservation_id, sku, q) for sku, q in wanted.items()],
             )
+            check_deadline()  # the caller gave up: roll back rather than hold stock for no one
         span.add_event(
             "stock.reserved",
             {
