@@ -194,3 +194,24 @@ def test_a_key_table_from_before_leases_is_upgraded_and_its_keys_taken_over(
     store = IdempotencyStore(db, lease_seconds=60, takeover_grace=0, owner="new")
     claim = store.claim("k", "f", "fresh-id")
     assert (claim.order_id, claim.taken_over) == ("fresh-id", True)
+
+
+async def test_inventory_reserves_nothing_after_the_callers_deadline(tmp_path: Path) -> None:
+    """A reservation a dead gateway sent cannot commit once its budget is over, so a take-over
+    after the grace never races it."""
+    stack = build_stack(tmp_path, overrides={"inventory-service": {"faults": "latency:300"}})
+    before = stack.available(SKU)
+    body = {"reservationId": "late-1", "items": [{"sku": SKU, "quantity": 1}]}
+    transport = httpx.ASGITransport(app=stack.apps["inventory-service"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as client:
+        late = await client.post(
+            "/inventory/reserve", json=body, headers={"request-timeout-ms": "200"}
+        )
+        assert late.status_code == 504
+        assert stack.available(SKU) == before, "rolled back"
+        on_time = await client.post(
+            "/inventory/reserve", json=body, headers={"request-timeout-ms": "2000"}
+        )
+        assert on_time.status_code == 201
+        assert stack.available(SKU) == before - 1
+    await stack.client.aclose()
