@@ -21,7 +21,6 @@ from api_gateway.orders import OrderFlow, saga_worst_case_seconds
 from servicekit.admin import ClientFaultBaggageFilter, require_admin_token
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER
-from servicekit.deadline import SAFETY_MARGIN_SECONDS
 from servicekit.dependencies import from_state
 from servicekit.http_client import DEADLINE_GRACE_SECONDS
 from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, new_order_id
@@ -132,12 +131,13 @@ def create_app(
         releases=release_backlog(gateway_db),
         cancellations=cancellation_backlog(gateway_db),
     )
-    lease = max(
-        settings.idempotency_lease_seconds,
-        saga_worst_case_seconds(timeout, settings.notify_timeout_seconds),
-    )
-    # A call a dead gateway sent may commit until its budget runs out in the callee.
-    grace = timeout + DEADLINE_GRACE_SECONDS + SAFETY_MARGIN_SECONDS
+    worst_case = saga_worst_case_seconds(timeout, settings.notify_timeout_seconds)
+    lease = max(settings.idempotency_lease_seconds, worst_case)
+    if lease > settings.idempotency_lease_seconds:
+        log.warning("IDEMPOTENCY_LEASE_SECONDS raised to %.1f s, the saga's worst case", lease)
+    # A call a dead gateway sent may commit until its budget (the downstream timeout) runs out
+    # in the callee, which checks it before COMMIT; the grace leaves the commit its moment.
+    grace = timeout + DEADLINE_GRACE_SECONDS
     app.state.idempotency = IdempotencyStore(gateway_db, lease, grace)
     if app.state.idempotency.orphaned:
         log.warning(

@@ -11,9 +11,10 @@ claim is a lease: the row records
 
 A retry with the same body replays the stored 201 once the key is ``done``; a different body
 under the same key is refused (422); a retry while the lease is live gets 409 with
-``Retry-After`` (seconds to the deadline). A retry after the deadline takes the lease over: it
-runs the saga again under the same order id, which finds how far the dead owner got (an existing
-reservation and order are returned, not made twice), completes it and answers with that order;
+``Retry-After`` (1 s when this process runs the saga; else the seconds to the deadline). A retry
+after the deadline takes the lease over: it runs the saga again under the same order id, which
+finds how far the dead owner got (an existing reservation and order are returned, not made
+twice), completes it and answers with that order;
 if the saga fails instead, it is compensated and the key freed, as for any failed order. A
 reservation the dead owner had already released is never turned into an order: the take-over
 cancels that order id and starts afresh under a new one (:func:`run_once`).
@@ -57,12 +58,12 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     response TEXT,
     order_id TEXT,
     owner TEXT,
-    lease_expires_at REAL,
+    lease_expires_at DOUBLE PRECISION,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 """
 # Columns a data directory from before leases lacks (added at start-up).
-LEASE_COLUMNS = {"order_id": "TEXT", "owner": "TEXT", "lease_expires_at": "REAL"}
+LEASE_COLUMNS = {"order_id": "TEXT", "owner": "TEXT", "lease_expires_at": "DOUBLE PRECISION"}
 # This process, as the owner of the leases it takes.
 OWNER = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
@@ -123,7 +124,7 @@ class IdempotencyStore:
         with self.db.transaction() as conn:
             cur = conn.cursor()
             row = cur.execute(
-                "SELECT request_hash, state, response, order_id, lease_expires_at"
+                "SELECT request_hash, state, response, order_id, owner, lease_expires_at"
                 " FROM idempotency_keys WHERE key = ?",
                 (key,),
             ).fetchone()
@@ -152,7 +153,10 @@ class IdempotencyStore:
                 (self.owner, expires, order_id, key, now),
             ).rowcount == 1
         if not taken:
-            wait = max(1, math.ceil((deadline or now) - now))
+            # This process runs it: usually done within a second. Another: it may be dead,
+            # its lease is what is left.
+            left = 1 if row["owner"] == self.owner else (deadline or now) - now
+            wait = max(1, math.ceil(left))
             raise ProblemError(
                 409,
                 "Request in progress",

@@ -11,7 +11,6 @@ commit, then takes the lease over and answers 201 with the order the dead gatewa
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -79,14 +78,16 @@ def reached(stack: Stack, client: httpx.Client, stage: str, stock: int, orders: 
 
 
 def retry_until_answered(
-    client: httpx.Client, key: str, timeout: float
+    client: httpx.Client, key: str, timeout: float, headers: dict[str, str] | None = None
 ) -> tuple[httpx.Response, list[int]]:
     """Retry as a client should: on 409 wait ``Retry-After``, within ``timeout``."""
     waits: list[int] = []
     deadline = time.monotonic() + timeout
     while True:
         response = client.post(
-            "/api/orders", json=order_body(SKU, QUANTITY), headers={"Idempotency-Key": key}
+            "/api/orders",
+            json=order_body(SKU, QUANTITY),
+            headers={"Idempotency-Key": key, **(headers or {})},
         )
         if response.status_code != 409 or time.monotonic() > deadline:
             return response, waits
@@ -94,14 +95,12 @@ def retry_until_answered(
         time.sleep(min(waits[-1], 5))
 
 
-@pytest.mark.parametrize(
-    ("stage", "callee", "held_ms"), STAGES, ids=[f"{s}-{ms}ms" for s, _, ms in STAGES]
-)
-def test_gateway_killed_mid_order_then_retry_completes_it(
-    stack: Stack, client: httpx.Client, stage: str, callee: str, held_ms: int
-) -> None:
+def crash_during(
+    stack: Stack, client: httpx.Client, key: str, stage: str, callee: str, held_ms: int
+) -> str:
+    """Send the order with ``key``, SIGKILL the gateway while ``callee`` holds ``stage``'s call
+    ``held_ms``, restart it; the order id the dead gateway's lease names."""
     gateway = stack.process("api-gateway")
-    key = f"crash-{stage}-{held_ms}-{time.monotonic_ns()}"
     stock, orders = available(client, SKU), len(stored_order_ids(stack))
     headers = {"Idempotency-Key": key, "baggage": f"fault.{callee}=latency:{held_ms}"}
     first: list[BaseException | httpx.Response] = []
@@ -121,11 +120,33 @@ def test_gateway_killed_mid_order_then_retry_completes_it(
     gateway.kill()
     thread.join(10)
     assert first and isinstance(first[0], httpx.TransportError), "the kill cut the first request"
-    assert lease(stack, key)[0] == "in_progress"
-    started_order = lease(stack, key)[1]
-
+    state, order_id = lease(stack, key)
+    assert state == "in_progress"
     gateway.start()
     gateway.wait_healthy(time.monotonic() + 30)
+    return order_id
+
+
+def consistent(stack: Stack, client: httpx.Client, stock: int, orders: int, sold: int) -> None:
+    """``sold`` orders more than before, each with its stock taken once, no stock held for no
+    order."""
+    assert len(stored_order_ids(stack)) == orders + sold, "one order, not two"
+    assert available(client, SKU) == stock - sold * QUANTITY, "sold + available = before"
+    reserved = query(
+        inventory_db(stack), "SELECT reservation_id FROM reservations WHERE status = 'reserved'"
+    )
+    assert {row[0] for row in reserved} == stored_order_ids(stack), "no stock held for no order"
+
+
+@pytest.mark.parametrize(
+    ("stage", "callee", "held_ms"), STAGES, ids=[f"{s}-{ms}ms" for s, _, ms in STAGES]
+)
+def test_gateway_killed_mid_order_then_retry_completes_it(
+    stack: Stack, client: httpx.Client, stage: str, callee: str, held_ms: int
+) -> None:
+    key = f"crash-{stage}-{held_ms}-{time.monotonic_ns()}"
+    stock, orders = available(client, SKU), len(stored_order_ids(stack))
+    started_order = crash_during(stack, client, key, stage, callee, held_ms)
     restarted = time.monotonic()
     response, waits = retry_until_answered(client, key, timeout=30)
     answered_in = time.monotonic() - restarted
@@ -137,12 +158,7 @@ def test_gateway_killed_mid_order_then_retry_completes_it(
     assert all(w <= TIMEOUT_SECONDS + 1 for w in waits), "409 only while its calls may commit"
     assert lease(stack, key) == ("done", order_id)
     assert order_id in stored_order_ids(stack)
-    assert len(stored_order_ids(stack)) == orders + 1, "one order, not two"
-    assert available(client, SKU) == stock - QUANTITY, "sold + available = before"
-    reserved = query(
-        inventory_db(stack), "SELECT reservation_id FROM reservations WHERE status = 'reserved'"
-    )
-    assert {row[0] for row in reserved} == stored_order_ids(stack), "no stock held for no order"
+    consistent(stack, client, stock, orders, sold=1)
     replay = client.post(
         "/api/orders", json=order_body(SKU, QUANTITY), headers={"Idempotency-Key": key}
     )
@@ -156,34 +172,40 @@ def test_gateway_killed_mid_order_then_retry_completes_it(
     )
 
 
+def test_a_take_over_that_fails_compensates_and_frees_the_key(
+    stack: Stack, client: httpx.Client
+) -> None:
+    """The gateway dies with the stock reserved; order-service refuses the retry's store: the
+    retry releases the reservation and answers the error (no order, stock back), and the next
+    retry with the key places the order afresh."""
+    key = f"crash-then-fail-{time.monotonic_ns()}"
+    stock, orders = available(client, SKU), len(stored_order_ids(stack))
+    crash_during(stack, client, key, "store", "order-service", 3000)
+    failing = {"baggage": "fault.order-service=error:503"}
+    response, _ = retry_until_answered(client, key, timeout=30, headers=failing)
+    assert response.status_code == 503, response.text
+    consistent(stack, client, stock, orders, sold=0)
+    assert not query(gateway_db(stack), "SELECT 1 FROM idempotency_keys WHERE key = ?", (key,))
+    again, waits = retry_until_answered(client, key, timeout=10)
+    assert again.status_code == 201 and not waits, again.text
+    SENT_SECRETS.add(again.json()["orderId"])
+    consistent(stack, client, stock, orders, sold=1)
+    record("gateway SIGKILLed during store, the retry's store refused", answer="503, then 201")
+
+
 def test_concurrent_retries_after_a_crash_make_one_order(
     stack: Stack, client: httpx.Client
 ) -> None:
     """Several clients retry one orphaned key at once: one takes the lease over, the others get
-    409 or the replay; one order."""
-    gateway = stack.process("api-gateway")
+    409, then the replay; one order."""
     key = f"crash-concurrent-{time.monotonic_ns()}"
     stock, orders = available(client, SKU), len(stored_order_ids(stack))
-    headers = {"Idempotency-Key": key, "baggage": "fault.order-service=latency:1200"}
-
-    def send() -> None:
-        with contextlib.suppress(httpx.TransportError):
-            client.post("/api/orders", json=order_body(SKU, QUANTITY), headers=headers)
-
-    thread = threading.Thread(target=send)
-    thread.start()
-    wait_until(lambda: available(client, SKU) == stock - QUANTITY, 10, "reserved")
-    gateway.kill()
-    thread.join(10)
-    gateway.start()
-    gateway.wait_healthy(time.monotonic() + 30)
+    crash_during(stack, client, key, "store", "order-service", 1200)
     time.sleep(TIMEOUT_SECONDS + 1)  # past the grace: every retry may take the lease over
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _: retry_until_answered(client, key, 20)[0], range(6)))
-    statuses = sorted(r.status_code for r in answers)
-    assert set(statuses) <= {201, 409} and 201 in statuses, statuses
-    ids = {r.json()["orderId"] for r in answers if r.status_code == 201}
+    assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
+    ids = {r.json()["orderId"] for r in answers}
     assert len(ids) == 1
     SENT_SECRETS.update(ids)
-    assert len(stored_order_ids(stack)) == orders + 1
-    assert available(client, SKU) == stock - QUANTITY
+    consistent(stack, client, stock, orders, sold=1)
