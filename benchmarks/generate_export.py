@@ -315,7 +315,7 @@ def store_order(tb: TraceBuilder, fault: InjectedFault | None) -> Any:
         proc_end = tb.db("order-service", proc_id, proc_start, statements) + tb.gap(100, 600)
         proc_tags = [
             *scope("manual"),
-            tag("order.id", f"{tb.rng.getrandbits(128):032x}"),
+            tag("order.id_hash", f"{tb.rng.getrandbits(128):032x}"),
             tag("order.item_count", 2),
             tag("order.line_count", 1),
             tag("order.total", 100.0),

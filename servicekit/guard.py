@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.json_members import duplicate_member
 from servicekit.problems import RequestProblem, problem_response
-from servicekit.redaction import URL_EMAIL, redact
+from servicekit.redaction import URL_EMAIL, redact, redact_order_ids
 
 log = logging.getLogger("servicekit.request")
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
@@ -154,7 +154,7 @@ class RequestGuardMiddleware:
         path = scope.get("path", "")
         if path in self.quiet_paths:
             return
-        route = _route(scope) or redact(path, URL_EMAIL)
+        route = _route(scope) or redact_order_ids(redact(path, URL_EMAIL))
         outcome: dict[str, object] = (
             {"error.type": CLIENT_DISCONNECT}
             if state.disconnected
@@ -175,7 +175,7 @@ def _route(scope: Scope) -> str | None:
     """The route template, as the server span names it (``http.route``): the route that served
     the request; else the one the instrumentation matched for a request answered before routing
     or on a copy of the scope (HEAD routed as GET, 405, 413, 431 ...). None when no route fits
-    (a 404): the line then has the path as the client sent it, redacted."""
+    (a 404): the line then has the path as the client sent it, redacted (addresses, order ids)."""
     route = getattr(scope.get("route"), "path", None)
     if route is None:
         attributes = getattr(trace.get_current_span(), "attributes", None) or {}

@@ -30,14 +30,23 @@ HTTP_TITLES = {
 class ProblemError(Exception):
     """An error with an HTTP status, a short title and a human-readable detail.
 
-    ``extra`` members (``sku``, ``service`` ...) are added to the body so a client can act on them.
+    ``extra`` members (``sku``, ``service`` ...) are added to the body so a client can act on them;
+    ``headers`` go on the response (``Retry-After``).
     """
 
-    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -100,7 +109,7 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 async def _on_problem(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+    return problem_response(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
 
 
 async def _on_validation(_: Request, exc: Exception) -> JSONResponse:

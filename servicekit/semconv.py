@@ -24,13 +24,17 @@ from urllib.parse import urlsplit
 from opentelemetry.instrumentation.httpx import RequestInfo
 from opentelemetry.trace import Span
 
+from servicekit.redaction import redact_url_attributes
+
 # The httpx request extension that carries the route template of a call (``/orders/{order_id}``).
 URL_TEMPLATE_EXTENSION = "url_template"
 
 
 async def name_client_span(span: Span, request: RequestInfo) -> None:
     """``request_hook`` of the httpx instrumentation: ``url.template`` and the span name from the
-    template the caller put in the request's extensions; a request without one keeps contrib's."""
+    template the caller put in the request's extensions; a request without one keeps contrib's.
+    An order id in ``url.full`` is redacted (:mod:`servicekit.redaction`)."""
+    redact_url_attributes(span)
     template = (request.extensions or {}).get(URL_TEMPLATE_EXTENSION)
     if not template or not span.is_recording():
         return

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from servicekit.catalog import SERVICE_NAMES
+from servicekit.redaction import ORDER_ID_HASH, RESERVATION_ID_HASH, order_id_hash
 from stackctl.traces import StoredTrace
 
 # (span kind, span name) -> how many one order of one line makes: 15 spans in four services.
@@ -118,17 +119,25 @@ def check_order_trace(spans: list[ContractSpan], order_id: str, item_count: int)
     assert (roots[0].service, roots[0].kind) == ("api-gateway", "server")
     assert all(s.parent_id in ids for s in spans if s.parent_id is not None), "no orphan"
     assert not any(s.error for s in spans)
+    # The order id reads the order: no span holds it, they hold its hash.
+    held = [(s.name, k) for s in spans for k, v in s.attributes.items() if order_id in str(v)]
+    assert not held, f"the order id is in {held}"
+    ref = order_id_hash(order_id)
 
     [process] = [s for s in spans if s.name == "process_order"]
     assert process.service == "order-service"
-    assert process.attributes["order.id"] == order_id
+    assert process.attributes[ORDER_ID_HASH] == ref
     assert process.attributes["order.item_count"] == item_count
     assert process.attributes["customer.id"] == "1"
     [send] = [s for s in spans if s.name == "send_notification"]
     assert send.service == "notification-service"
     [notify] = [s for s in spans if (s.kind, s.name) == ("server", "POST /notify")]
     assert send.parent_id == notify.span_id
-    assert send.attributes["order.id"] == order_id
+    assert send.attributes[ORDER_ID_HASH] == ref
+    [root] = roots
+    assert root.attributes[ORDER_ID_HASH] == ref
+    [reserve] = [s for s in spans if (s.kind, s.name) == ("server", "POST /inventory/reserve")]
+    assert reserve.attributes[RESERVATION_ID_HASH] == ref
     assert send.attributes["notification.channel"]
 
     servers = [s for s in spans if s.kind == "server"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
+import logging
 from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Header, Path, Response, status
-from fastapi.concurrency import run_in_threadpool
 from httpx import ASGITransport
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
@@ -16,20 +15,20 @@ from api_gateway.admin_proxy import admin_proxy
 from api_gateway.clients import InventoryClient, OrderClient
 from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
 from api_gateway.compensation import cancellation_backlog, release_backlog
-from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint
+from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint, run_once
 from api_gateway.models import OrderRequest, OrderResponse, StoredOrder
-from api_gateway.orders import OrderFlow
+from api_gateway.orders import OrderFlow, saga_worst_case_seconds
 from servicekit.admin import ClientFaultBaggageFilter, require_admin_token
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER
 from servicekit.dependencies import from_state
-from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN
+from servicekit.http_client import DEADLINE_GRACE_SECONDS
+from servicekit.identifiers import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, new_order_id
 from servicekit.problems import PROBLEM_RESPONSES, ProblemError
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
 SERVICE_NAME = GATEWAY.name
-# An order id is 128 random bits (32 hex digits): it is the capability to read the order.
-ORDER_ID_BYTES = 16
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["orders"], responses=PROBLEM_RESPONSES)
 IdentifierPath = Path(min_length=1, max_length=IDENTIFIER_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 
@@ -42,6 +41,12 @@ class GatewaySettings(ServiceSettings):
     notification_url: str = f"http://127.0.0.1:{NOTIFICATION.default_port}"
     downstream_timeout_seconds: float = Field(5.0, gt=0)
     notify_timeout_seconds: float = Field(1.0, gt=0)
+    idempotency_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="how long an Idempotency-Key stays in progress before a retry takes it"
+        " over; raised to the saga's worst case if shorter",
+    )
     fault_baggage_anonymous: bool = Field(
         False,
         description="true: any caller's fault baggage acts, not only the admin token holder's",
@@ -64,20 +69,19 @@ async def create_order(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> Any:
-    if idempotency_key is not None:
-        fingerprint = request_fingerprint(body.model_dump(mode="json"))
-        claim = await run_in_threadpool(store.claim, idempotency_key, fingerprint)
-        if claim.replay is not None:
-            response.headers["Idempotent-Replayed"] = "true"
-            return claim.replay
-    try:
-        result = await flow.place(secrets.token_hex(ORDER_ID_BYTES), body)
-    except BaseException:
-        if idempotency_key is not None:
-            await run_in_threadpool(store.abandon, idempotency_key)
-        raise
-    if idempotency_key is not None:
-        await run_in_threadpool(store.complete, idempotency_key, result.model_dump(mode="json"))
+    await flow.retry_backlog()
+    if idempotency_key is None:
+        return await flow.place(new_order_id(), body)
+    result, replayed = await run_once(
+        store,
+        idempotency_key,
+        request_fingerprint(body.model_dump(mode="json")),
+        new_order_id,
+        lambda order_id: flow.place(order_id, body),
+        flow.cancel,
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return result
 
 
@@ -127,7 +131,21 @@ def create_app(
         releases=release_backlog(gateway_db),
         cancellations=cancellation_backlog(gateway_db),
     )
-    app.state.idempotency = IdempotencyStore(gateway_db)
+    worst_case = saga_worst_case_seconds(timeout, settings.notify_timeout_seconds)
+    lease = max(settings.idempotency_lease_seconds, worst_case)
+    if lease > settings.idempotency_lease_seconds:
+        log.warning("IDEMPOTENCY_LEASE_SECONDS raised to %.1f s, the saga's worst case", lease)
+    # A call a dead gateway sent may commit until its budget (the downstream timeout) runs out
+    # in the callee, which checks it before COMMIT; the grace leaves the commit its moment.
+    grace = timeout + DEADLINE_GRACE_SECONDS
+    app.state.idempotency = IdempotencyStore(gateway_db, lease, grace)
+    if app.state.idempotency.orphaned:
+        log.warning(
+            "%d Idempotency-Key(s) left in progress by an earlier gateway: retries take them"
+            " over in %.1f s",
+            app.state.idempotency.orphaned,
+            grace,
+        )
     app.state.inventory = InventoryClient(inventory)
     app.state.orders = OrderClient(orders)
     app.state.admin_targets = {

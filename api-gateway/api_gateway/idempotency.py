@@ -1,17 +1,51 @@
-"""``Idempotency-Key`` for POST /api/orders, kept in the gateway's own SQLite file.
+"""``Idempotency-Key`` for POST /api/orders: a lease, kept in the gateway's own database.
 
-The first request with a key claims it (state ``in_progress``) before any side effect; a retry
-with the same body replays the stored 201; a different body under the same key is refused (422);
-a retry while the first is still running gets 409. A failed order frees its key, so the client
-can retry it.
+The first request with a key claims it (state ``in_progress``) before any side effect, and the
+claim is a lease: the row records
+
+* ``order_id``: the saga's id, chosen at the claim; the reservation (inventory-service) and the
+  order (order-service) are keyed by it, and both calls are idempotent under it;
+* ``owner``: the gateway process running the saga (a random id per process, :data:`OWNER`);
+* ``lease_expires_at``: Unix seconds after which the owner is presumed dead
+  (``IDEMPOTENCY_LEASE_SECONDS``, never shorter than the saga's worst case).
+
+A retry with the same body replays the stored 201 once the key is ``done``; a different body
+under the same key is refused (422); a retry while the lease is live gets 409 with
+``Retry-After`` (1 s when this process runs the saga; else the seconds to the deadline). A retry
+after the deadline takes the lease over: it runs the saga again under the same order id, which
+finds how far the dead owner got (an existing reservation and order are returned, not made
+twice), completes it and answers with that order;
+if the saga fails instead, it is compensated and the key freed, as for any failed order. A
+reservation the dead owner had already released is never turned into an order: the take-over
+cancels that order id and starts afresh under a new one (:func:`run_once`).
+
+Owners known dead: this store is one gateway process's own (one SQLite file), so at start-up
+every lease held by another owner is orphaned. It is not taken over at once: a call the dead
+owner sent just before it died may still be running, and a callee commits only within the
+caller's budget (:mod:`servicekit.deadline`), so such a lease expires ``takeover_grace`` seconds
+after start-up (the downstream timeout and its margins) unless it expires sooner. A store shared
+by several gateways must leave that to the deadline alone.
+
+The SQL is plain standard SQL, each change in an explicit transaction; every lease decision is
+a single conditional ``UPDATE`` (compare-and-set on owner and deadline), so two retries can never
+both take one lease over.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry import trace
+from starlette.concurrency import run_in_threadpool
 
 from servicekit.db import Database
 from servicekit.problems import ProblemError
@@ -22,9 +56,16 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     request_hash TEXT NOT NULL,
     state TEXT NOT NULL,
     response TEXT,
+    order_id TEXT,
+    owner TEXT,
+    lease_expires_at DOUBLE PRECISION,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 """
+# Columns a data directory from before leases lacks (added at start-up).
+LEASE_COLUMNS = {"order_id": "TEXT", "owner": "TEXT", "lease_expires_at": "DOUBLE PRECISION"}
+# This process, as the owner of the leases it takes.
+OWNER = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -33,47 +74,181 @@ def request_fingerprint(body: dict[str, Any]) -> str:
 
 @dataclass
 class Claim:
-    """``replay`` is the stored response when the key already completed."""
+    """``replay`` is the stored response when the key already completed; otherwise this process
+    holds the lease for ``order_id`` (``taken_over``: from a dead owner)."""
 
     replay: dict[str, Any] | None = None
+    order_id: str = ""
+    taken_over: bool = False
 
 
 class IdempotencyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        lease_seconds: float,
+        takeover_grace: float,
+        owner: str = OWNER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
+        self.lease_seconds = lease_seconds
+        self.owner = owner
+        self.clock = clock
+        self._add_lease_columns()
+        self.orphaned = self._adopt_orphans(takeover_grace)
 
-    def claim(self, key: str, fingerprint: str) -> Claim:
+    def _add_lease_columns(self) -> None:
+        conn = self.db.connection()
+        empty = conn.execute("SELECT * FROM idempotency_keys WHERE 1 = 0")
+        present = {column[0] for column in empty.description}
+        for column, kind in LEASE_COLUMNS.items():
+            if column not in present:
+                conn.execute(f"ALTER TABLE idempotency_keys ADD COLUMN {column} {kind}")
+
+    def _adopt_orphans(self, grace: float) -> int:
+        """Leases of earlier processes expire within ``grace`` seconds; how many there were."""
+        expires = self.clock() + grace
+        with self.db.transaction() as conn:  # untraced (conn.execute): start-up, not a request
+            return conn.execute(
+                "UPDATE idempotency_keys SET lease_expires_at = ? WHERE state = 'in_progress'"
+                " AND (owner IS NULL OR owner <> ?)"
+                " AND (lease_expires_at IS NULL OR lease_expires_at > ?)",
+                (expires, self.owner, expires),
+            ).rowcount
+
+    def claim(self, key: str, fingerprint: str, order_id: str) -> Claim:
+        """Claim ``key`` for a new saga under ``order_id``, replay it, or take its lease over."""
+        now = self.clock()
+        expires = now + self.lease_seconds
         with self.db.transaction() as conn:
             cur = conn.cursor()
             row = cur.execute(
-                "SELECT request_hash, state, response FROM idempotency_keys WHERE key = ?", (key,)
+                "SELECT request_hash, state, response, order_id, owner, lease_expires_at"
+                " FROM idempotency_keys WHERE key = ?",
+                (key,),
             ).fetchone()
             if row is None:
                 cur.execute(
-                    "INSERT INTO idempotency_keys (key, request_hash, state)"
-                    " VALUES (?, ?, 'in_progress')",
-                    (key, fingerprint),
+                    "INSERT INTO idempotency_keys"
+                    " (key, request_hash, state, order_id, owner, lease_expires_at)"
+                    " VALUES (?, ?, 'in_progress', ?, ?, ?)",
+                    (key, fingerprint, order_id, self.owner, expires),
                 )
-                return Claim()
-        if row["request_hash"] != fingerprint:
+                return Claim(order_id=order_id)
+            if row["request_hash"] != fingerprint:
+                raise ProblemError(
+                    422,
+                    "Idempotency-Key reused",
+                    "This Idempotency-Key was used with a different request body.",
+                )
+            if row["state"] == "done":
+                return Claim(replay=json.loads(row["response"]))
+            deadline = row["lease_expires_at"]
+            # Compare-and-set: of concurrent retries after the deadline, one takes the lease.
+            taken = (deadline is None or deadline <= now) and cur.execute(
+                "UPDATE idempotency_keys SET owner = ?, lease_expires_at = ?,"
+                " order_id = COALESCE(order_id, ?) WHERE key = ? AND state = 'in_progress'"
+                " AND (lease_expires_at IS NULL OR lease_expires_at <= ?)",
+                (self.owner, expires, order_id, key, now),
+            ).rowcount == 1
+        if not taken:
+            # This process runs it: usually done within a second. Another: it may be dead,
+            # its lease is what is left.
+            left = 1 if row["owner"] == self.owner else (deadline or now) - now
+            wait = max(1, math.ceil(left))
             raise ProblemError(
-                422,
-                "Idempotency-Key reused",
-                "This Idempotency-Key was used with a different request body.",
+                409,
+                "Request in progress",
+                "A request with this Idempotency-Key is in progress.",
+                headers={"Retry-After": str(wait)},
             )
-        if row["state"] != "done":
-            raise ProblemError(
-                409, "Request in progress", "A request with this Idempotency-Key is in progress."
-            )
-        return Claim(replay=json.loads(row["response"]))
+        return Claim(order_id=row["order_id"] or order_id, taken_over=True)
+
+    def restart(self, key: str, order_id: str) -> None:
+        """The lease's saga starts afresh under a new ``order_id`` (a fresh deadline too)."""
+        self._held(
+            "UPDATE idempotency_keys SET order_id = ?, lease_expires_at = ?",
+            key,
+            (order_id, self.clock() + self.lease_seconds),
+        )
 
     def complete(self, key: str, response: dict[str, Any]) -> None:
-        with self.db.transaction() as conn:
-            conn.cursor().execute(
-                "UPDATE idempotency_keys SET state = 'done', response = ? WHERE key = ?",
-                (json.dumps(response), key),
-            )
+        self._held(
+            "UPDATE idempotency_keys SET state = 'done', response = ?, owner = NULL,"
+            " lease_expires_at = NULL",
+            key,
+            (json.dumps(response),),
+        )
 
     def abandon(self, key: str) -> None:
+        """Free the key of a failed (and compensated) saga, so the client can retry it."""
         with self.db.transaction() as conn:
-            conn.cursor().execute("DELETE FROM idempotency_keys WHERE key = ?", (key,))
+            conn.cursor().execute(
+                "DELETE FROM idempotency_keys"
+                " WHERE key = ? AND owner = ? AND state = 'in_progress'",
+                (key, self.owner),
+            )
+
+    def _held(self, update: str, key: str, values: tuple[Any, ...]) -> None:
+        """``update`` the row while this process still owns its lease; a lease taken over by
+        another process meanwhile (this one outlived its deadline) is left to that one."""
+        with self.db.transaction() as conn:
+            conn.cursor().execute(
+                f"{update} WHERE key = ? AND owner = ? AND state = 'in_progress'",
+                (*values, key, self.owner),
+            )
+
+    def state(self, key: str) -> dict[str, Any] | None:
+        row = (
+            self.db.connection()
+            .cursor()
+            .execute(
+                "SELECT state, order_id, owner, lease_expires_at FROM idempotency_keys"
+                " WHERE key = ?",
+                (key,),
+            )
+            .fetchone()
+        )
+        return None if row is None else dict(row)
+
+
+class ReservationReleased(Exception):
+    """The order id's reservation was released: it can no longer become an order."""
+
+
+async def run_once(
+    store: IdempotencyStore,
+    key: str,
+    fingerprint: str,
+    new_order_id: Callable[[], str],
+    place: Callable[[str], Awaitable[Any]],
+    cancel: Callable[[str], Awaitable[Any]],
+) -> tuple[Any, bool]:
+    """Run ``place(order_id)`` at most once per ``key``: ``(result, replayed)``.
+
+    ``place`` raises :class:`ReservationReleased` when the order id's stock was given back (a
+    saga a dead owner failed and compensated): the take-over then ``cancel``s that order id, in
+    case it was stored, and starts again under a new one.
+    """
+    claim = await run_in_threadpool(store.claim, key, fingerprint, new_order_id())
+    if claim.replay is not None:
+        return claim.replay, True
+    span = trace.get_current_span()
+    if claim.taken_over:
+        span.add_event("idempotency.lease_taken_over")
+    order_id = claim.order_id
+    try:
+        try:
+            result = await place(order_id)
+        except ReservationReleased:
+            await cancel(order_id)
+            order_id = new_order_id()
+            await run_in_threadpool(store.restart, key, order_id)
+            span.add_event("idempotency.saga_restarted")
+            result = await place(order_id)
+    except BaseException:
+        await run_in_threadpool(store.abandon, key)
+        raise
+    await run_in_threadpool(store.complete, key, result.model_dump(mode="json"))
+    return result, False

@@ -7,7 +7,12 @@ those prices (a client's ``price`` is not used). The server span records
 
 A release that cannot reach inventory-service, or a reservation whose outcome is unknown, is
 kept in a :class:`~api_gateway.compensation.CompensationBacklog` and retried before the next
-order.
+order (:meth:`OrderFlow.retry_backlog`, outside any order's ``Idempotency-Key`` lease).
+
+Every step is keyed by the order id and idempotent under it (a reservation or an order that
+exists is returned, not made again), so a saga can be run again under its id to finish what a
+dead gateway started (:mod:`api_gateway.idempotency`). The order id is a bearer secret: spans
+and logs carry its hash (:mod:`servicekit.redaction`).
 """
 
 from __future__ import annotations
@@ -24,16 +29,29 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api_gateway.compensation import CompensationBacklog
+from api_gateway.idempotency import ReservationReleased
 from api_gateway.models import OrderRequest, OrderResponse, PricedLine
-from servicekit.http_client import Downstream
+from servicekit.http_client import DEADLINE_GRACE_SECONDS, Downstream
 from servicekit.money import Money
 from servicekit.problems import ProblemError, current_trace_id
+from servicekit.redaction import ORDER_ID_HASH, RESERVATION_ID_HASH, order_id_hash
 
 log = logging.getLogger(__name__)
 
 # Backlogged compensations one order retries first: after a long outage the backlog drains over
 # several orders instead of delaying one of them by thousands of calls.
 RETRIES_PER_ORDER = 20
+# Downstream calls one saga makes one after another at most: reserve, then (its reservation
+# found released, cancel and start again) reserve, store, release; notify comes on top.
+SAGA_SEQUENTIAL_CALLS = 5
+
+
+def saga_worst_case_seconds(downstream_timeout: float, notify_timeout: float) -> float:
+    """The longest one saga can take when every call runs into its timeout (its grace
+    included): an ``Idempotency-Key`` lease must outlast it."""
+    return SAGA_SEQUENTIAL_CALLS * (downstream_timeout + DEADLINE_GRACE_SECONDS) + (
+        notify_timeout + DEADLINE_GRACE_SECONDS
+    )
 
 
 class OrderFlow:
@@ -58,13 +76,11 @@ class OrderFlow:
     async def place(self, order_id: str, body: OrderRequest) -> OrderResponse:
         trace.get_current_span().set_attributes(
             {
-                "order.id": order_id,
+                ORDER_ID_HASH: order_id_hash(order_id),
                 "customer.id": str(body.userId),
                 "order.item_count": sum(item.quantity for item in body.items),
             }
         )
-        if self.releases.count or self.cancellations.count:
-            await self._retry_backlog()
         lines = await self._reserve(order_id, body)
         _record_prices(body, lines)
         try:
@@ -99,7 +115,10 @@ class OrderFlow:
                 await self._release(order_id)
             raise
         if response.status_code == 201:
-            return Reserved.model_validate_json(response.content).items
+            reserved = Reserved.model_validate_json(response.content)
+            if reserved.status == "released":  # a saga run before under this id gave it back
+                raise ReservationReleased(order_id)
+            return reserved.items
         problem = _json(response)
         sku = problem.get("sku")
         if response.status_code == 400 and sku:
@@ -149,16 +168,16 @@ class OrderFlow:
     async def _release(self, reservation_id: str, retry: bool = False) -> bool:
         """Compensation: give a reservation's stock back. Idempotent."""
         with self.tracer.start_as_current_span("compensate_reservation") as span:
-            span.set_attribute("inventory.reservation_id", reservation_id)
+            span.set_attribute(RESERVATION_ID_HASH, order_id_hash(reservation_id))
             call = self.inventory.request(
                 "POST", "/inventory/release", json={"reservationId": reservation_id}
             )
             return await self._compensate(span, call, 200, self.releases, reservation_id, retry)
 
-    async def _cancel(self, order_id: str, retry: bool = False) -> bool:
+    async def cancel(self, order_id: str, retry: bool = False) -> bool:
         """Compensation: delete an order its client was told failed. Idempotent."""
         with self.tracer.start_as_current_span("compensate_order") as span:
-            span.set_attribute("order.id", order_id)
+            span.set_attribute(ORDER_ID_HASH, order_id_hash(order_id))
             call = self.orders.request("DELETE", "/orders/{order_id}", {"order_id": order_id})
             return await self._compensate(span, call, 204, self.cancellations, order_id, retry)
 
@@ -179,7 +198,7 @@ class OrderFlow:
                 raise ProblemError(502, "Compensation failed", f"HTTP {response.status_code}")
         except ProblemError as exc:
             span.set_status(trace.Status(trace.StatusCode.ERROR, exc.detail))
-            log.error("%s %s not done yet: %s", backlog.table, item_id, exc.detail)
+            log.error("%s %s not done yet: %s", backlog.table, order_id_hash(item_id), exc.detail)
             if not retry:
                 await run_in_threadpool(backlog.add, item_id)
             return False
@@ -187,11 +206,13 @@ class OrderFlow:
             await run_in_threadpool(backlog.remove, item_id)
         return True
 
-    async def _retry_backlog(self) -> None:
+    async def retry_backlog(self) -> None:
         """Earlier orders' compensations that failed, each in a trace of its own."""
+        if not (self.releases.count or self.cancellations.count):
+            return
         for backlog, compensate in (
             (self.releases, self._release),
-            (self.cancellations, self._cancel),
+            (self.cancellations, self.cancel),
         ):
             for item_id in await run_in_threadpool(backlog.ids, RETRIES_PER_ORDER):
                 token = otel_context.attach(otel_context.Context())
@@ -211,7 +232,9 @@ class OrderFlow:
                 timeout=self.notify_timeout_seconds,
             )
         except ProblemError as exc:
-            log.warning("notification for order %s not sent: %s", order_id, exc.detail)
+            log.warning(
+                "notification for order %s not sent: %s", order_id_hash(order_id), exc.detail
+            )
             return "failed"
         return "queued" if response.status_code == 202 else "failed"
 
@@ -224,8 +247,10 @@ class StoredTotal(BaseModel):
 
 
 class Reserved(BaseModel):
-    """inventory-service's answer to a reservation: the lines at their catalogue prices."""
+    """inventory-service's answer to a reservation: the lines at their catalogue prices;
+    ``status`` ``released`` for one given back since."""
 
+    status: str
     items: list[PricedLine]
 
 

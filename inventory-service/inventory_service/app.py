@@ -23,6 +23,7 @@ from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import INVENTORY
 from servicekit.dependencies import from_state
 from servicekit.problems import ProblemError
+from servicekit.redaction import RESERVATION_ID_HASH, order_id_hash
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
 SERVICE_NAME = INVENTORY.name
@@ -57,7 +58,7 @@ def reserve(body: ReserveRequest, store: Store) -> Reservation:
     """Reserve all lines or none, each priced from the catalogue. Out of stock is an error of
     this span (the domain says so)."""
     span = trace.get_current_span()
-    span.set_attribute("inventory.reservation_id", body.reservationId)
+    span.set_attribute(RESERVATION_ID_HASH, order_id_hash(body.reservationId))
     try:
         state, lines = store.reserve(
             body.reservationId, ((line.sku, line.quantity) for line in body.items)
@@ -93,7 +94,7 @@ def reserve(body: ReserveRequest, store: Store) -> Reservation:
 @router.post("/release")
 def release(body: ReleaseRequest, store: Store) -> Release:
     """Compensation: return a reservation's stock. Idempotent, so it is always safe to retry."""
-    trace.get_current_span().set_attribute("inventory.reservation_id", body.reservationId)
+    trace.get_current_span().set_attribute(RESERVATION_ID_HASH, order_id_hash(body.reservationId))
     state, lines = store.release(body.reservationId)
     items = [ReserveLine(sku=sku, quantity=q) for sku, q in lines]
     return Release(reservationId=body.reservationId, status=state, items=items)

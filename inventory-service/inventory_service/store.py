@@ -17,6 +17,8 @@ from typing import Any
 from opentelemetry import trace
 
 from servicekit.db import Database
+from servicekit.deadline import check_deadline
+from servicekit.redaction import RESERVATION_ID_HASH, order_id_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock (
@@ -148,9 +150,13 @@ class InventoryStore:
                 "INSERT INTO reservations (reservation_id, sku, quantity) VALUES (?, ?, ?)",
                 [(reservation_id, sku, q) for sku, q in wanted.items()],
             )
+            check_deadline()  # the caller gave up: roll back rather than hold stock for no one
         span.add_event(
             "stock.reserved",
-            {"inventory.reservation_id": reservation_id, "inventory.line_count": len(wanted)},
+            {
+                RESERVATION_ID_HASH: order_id_hash(reservation_id),
+                "inventory.line_count": len(wanted),
+            },
         )
         return "reserved", _priced(wanted.items(), prices)
 
@@ -171,7 +177,7 @@ class InventoryStore:
                     (reservation_id,),
                 )
         trace.get_current_span().add_event(
-            "stock.released", {"inventory.reservation_id": reservation_id}
+            "stock.released", {RESERVATION_ID_HASH: order_id_hash(reservation_id)}
         )
         return "released", [(r["sku"], r["quantity"]) for r in rows]
 

@@ -25,6 +25,7 @@ from servicekit.catalog import NOTIFICATION
 from servicekit.db import Database
 from servicekit.dependencies import from_state
 from servicekit.money import Money
+from servicekit.redaction import ORDER_ID_HASH, order_id_hash
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
 SERVICE_NAME = NOTIFICATION.name
@@ -80,7 +81,9 @@ class Notifier:
         try:
             self._send(ctx, notification_id, order_id, recipient)
         except Exception:  # already on the span (ERROR + exception event); the order stands
-            log.warning("notification %s for order %s failed", notification_id, order_id)
+            log.warning(
+                "notification %s for order %s failed", notification_id, order_id_hash(order_id)
+            )
 
     def _send(self, ctx: Context, notification_id: str, order_id: str, recipient: str) -> None:
         with self.tracer.start_as_current_span("send_notification", context=ctx) as span:
@@ -89,7 +92,7 @@ class Notifier:
                     "notification.id": notification_id,
                     "notification.channel": "email",
                     "notification.recipient_hash": recipient,
-                    "order.id": order_id,
+                    ORDER_ID_HASH: order_id_hash(order_id),
                 }
             )
             time.sleep(self.send_delay_ms / 1000)  # the mail relay round trip

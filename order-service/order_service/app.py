@@ -14,6 +14,7 @@ from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import ORDER
 from servicekit.dependencies import ServiceTracer, from_state
 from servicekit.problems import ProblemError
+from servicekit.redaction import ORDER_ID_HASH, order_id_hash
 from servicekit.settings import ServiceSettings, service_faults, service_port
 
 SERVICE_NAME = ORDER.name
@@ -37,7 +38,7 @@ def create_order(
         total = order_total(body.items)
         span.set_attributes(
             {
-                "order.id": body.orderId,
+                ORDER_ID_HASH: order_id_hash(body.orderId),
                 "order.item_count": sum(line.quantity for line in body.items),
                 "order.line_count": len(body.items),
                 "order.total": float(total),

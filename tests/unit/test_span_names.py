@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 
 from servicekit.db import Database
 from servicekit.http_client import Downstream
+from servicekit.redaction import ORDER_ID_HASH, order_id_hash
 from servicekit.semconv import SqlSummary, host_and_port, split_server_address, summarize_sql
 from servicekit.telemetry import configure_process
 from tests.unit.conftest import ORDER, InProcessStack
@@ -220,4 +221,4 @@ async def test_the_background_send_is_one_span_in_notification_service(
     assert not [s.name for s in spans if s.name.startswith("BackgroundTask")]
     [send] = [s for s in spans if s.name == "send_notification"]
     assert send.resource.attributes["service.name"] == "notification-service"
-    assert send.attributes["order.id"] == response.json()["orderId"]
+    assert send.attributes[ORDER_ID_HASH] == order_id_hash(response.json()["orderId"])
