@@ -97,7 +97,8 @@ class Front:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
             return
         if self.active >= self.max_concurrent:
             await _plain(send, 503, "busy: try again", [(b"retry-after", b"1")])
@@ -107,6 +108,17 @@ class Front:
             await self._exchange(scope, receive, send)
         finally:
             self.active -= 1
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Nothing to start; on shutdown, close the connections to the backend."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -232,7 +244,6 @@ def main() -> None:
         host=host.strip("[]"),
         port=int(port),
         log_level="warning",
-        lifespan="off",
         http=bounded_protocol(bounds.request_head_timeout_seconds, bounds.max_connections),
     )
 
