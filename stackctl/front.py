@@ -232,8 +232,8 @@ def main() -> None:
     settings = FrontSettings()
     bounds = ServerBounds()
     host, _, port = settings.listen.rpartition(":")
-    logging.basicConfig(level=logging.WARNING)
-    log.warning(
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log.info(
         "front on %s for %s; answers loopback Host and %s",
         settings.listen,
         settings.upstream,
