@@ -12,6 +12,10 @@ adds both:
   408 problem and the connection is closed; a byte every second does not extend it.
 * ``MAX_CONNECTIONS``: a connection over the cap gets a 503 problem and is closed at once,
   before anything is read, so one process never holds more.
+* A request in absolute form (``GET http://name/path``) names its authority in the target, and
+  RFC 9112, 3.2.2 says the server then ignores ``Host``: uvicorn keeps only the path, so the
+  target's authority is put in place of every ``Host`` field, for the routes and for the
+  loopback-Host rule (:mod:`servicekit.loopback_host`) to see what the request names.
 * A response sent before its request body arrived (a route that ignores the body, a 413 or
   415) leaves the client the same head deadline to finish sending that body, then the
   connection is closed. (Closing at once would reset a connection with unread bytes, and the
@@ -47,6 +51,17 @@ def _raw_problem(status: int, reason: str, title: str, detail: str) -> bytes:
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+def absolute_form_authority(target: bytes) -> bytes | None:
+    """The authority of a request target in absolute form (``http://a.example:81/x`` ->
+    ``a.example:81``, userinfo kept), or None for the origin form (``/x``) and ``*``."""
+    if target[:1] in (b"/", b"*", b""):
+        return None
+    rest = target.partition(b"://")[2] or target  # authority form (CONNECT) has no scheme
+    for end in (b"/", b"?", b"#"):
+        rest = rest.partition(end)[0]
+    return rest
 
 
 class _Warnings:
@@ -115,6 +130,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
+        authority = absolute_form_authority(self.url)
+        if authority is not None:  # scope["headers"] is this list
+            self.headers[:] = [(n, v) for n, v in self.headers if n != b"host"]
+            self.headers.append((b"host", authority))
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

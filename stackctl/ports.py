@@ -40,6 +40,8 @@ class Ports:
     trace_browser: int = 16680
     opensearch: int = 9200  # STORAGE=opensearch only
     opensearch_transport: int = 9300
+    # Jaeger's own query HTTP; clients use jaeger_query, its Host-checking front (front.py)
+    jaeger_query_internal: int = 16687
 
     @staticmethod
     def variable(name: str) -> str:

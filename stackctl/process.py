@@ -57,6 +57,7 @@ class ManagedProcess:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)  # the TCP ports it listens on, by *_PORT
+    sockets: list[Path] = field(default_factory=list)  # the Unix sockets it listens on
 
     @property
     def pid_file(self) -> Path:
@@ -99,6 +100,8 @@ class ManagedProcess:
                 "or choose other ports with the *_PORT variables"
             )
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        for path in self.sockets:  # one a killed run left would make the bind fail
+            path.unlink(missing_ok=True)
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
                 self.argv,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -79,7 +80,9 @@ class Stack(PortUrls):
         paths = binary_paths()
         otelcol, jaeger = paths[self.collector[0]], paths["JAEGER"]
         self.opensearch_home = paths["OPENSEARCH_HOME"]
+        self.jaeger_base_path = _jaeger_base_path(self.run_dir)
         self.processes = [self._jaeger(jaeger), self._collector(otelcol)]
+        self.processes += [self._jaeger_front(), self._otlp_http_front()]
         if self.storage == "opensearch":
             self.processes.insert(0, self._opensearch())
         prometheus = shutil.which("prometheus") if self.with_prometheus else None
@@ -96,6 +99,11 @@ class Stack(PortUrls):
     def browser_url(self) -> str:
         """The trace browser: recent and flagged traces, and each trace at ``/trace/<id>``."""
         return f"http://127.0.0.1:{self.ports.trace_browser}"
+
+    @property
+    def otlp_http_socket(self) -> Path:
+        """The collector's OTLP/HTTP receiver: a Unix socket, reached through its front."""
+        return self.run_dir / "otlp-http.sock"
 
     @property
     def opensearch_url(self) -> str:
@@ -137,12 +145,20 @@ class Stack(PortUrls):
     # --- process definitions ----------------------------------------------------------------
 
     def _managed(
-        self, name: str, argv: list[str], health: str, env: dict[str, str], ports: Iterable[str]
+        self,
+        name: str,
+        argv: list[str],
+        health: str,
+        env: dict[str, str],
+        ports: Iterable[str],
+        sockets: Iterable[Path] = (),
     ) -> ManagedProcess:
         """``ports``: the fields of :class:`Ports` the process listens on."""
         listens = {Ports.variable(port): getattr(self.ports, port) for port in ports}
         env = {**self.env, **env}
-        return ManagedProcess(name, argv, health, self.run_dir, env, cwd=ROOT, ports=listens)
+        return ManagedProcess(
+            name, argv, health, self.run_dir, env, cwd=ROOT, ports=listens, sockets=list(sockets)
+        )
 
     def _opensearch(self) -> ManagedProcess:
         p = self.ports
@@ -163,7 +179,10 @@ class Stack(PortUrls):
         p = self.ports
         env = {
             "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p.jaeger_otlp}",
-            "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{p.jaeger_query}",
+            # reached through its front only: the base path is the front's secret
+            "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{p.jaeger_query_internal}",
+            "JAEGER_QUERY_BASE_PATH": self.jaeger_base_path,
+            "JAEGER_UI_ASSETS_PATH": str(ROOT / "jaeger" / "no-ui"),
             "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{p.jaeger_query_grpc}",
             "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{p.jaeger_health}",
             "JAEGER_METRICS_PORT": str(p.jaeger_metrics),
@@ -180,7 +199,7 @@ class Stack(PortUrls):
             }
         argv = [str(binary), "--config", str(config)]
         health = f"http://127.0.0.1:{p.jaeger_health}/status"
-        listens = ["jaeger_query", "jaeger_query_grpc", "jaeger_health", "jaeger_metrics"]
+        listens = ["jaeger_query_internal", "jaeger_query_grpc", "jaeger_health", "jaeger_metrics"]
         if "otlp" in self.env.get("JAEGER_RECEIVERS", "[otlp]"):  # not when a Kafka topic feeds it
             listens.append("jaeger_otlp")
         return self._managed("jaeger", argv, health, env, listens)
@@ -189,7 +208,8 @@ class Stack(PortUrls):
         p = self.ports
         env = {
             "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{p.otlp_grpc}",
-            "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{p.otlp_http}",
+            "OTELCOL_OTLP_HTTP_ENDPOINT": str(self.otlp_http_socket),
+            "OTELCOL_OTLP_HTTP_TRANSPORT": "unix",
             "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{p.collector_health}",
             "OTELCOL_JAEGER_ENDPOINT": f"127.0.0.1:{p.jaeger_otlp}",
             "OTELCOL_SPANMETRICS_ENDPOINT": f"127.0.0.1:{p.spanmetrics}",
@@ -199,8 +219,27 @@ class Stack(PortUrls):
         }
         argv = [str(binary), "--config", str(self.collector[1])]
         health = f"http://127.0.0.1:{p.collector_health}/"
-        listens = ("otlp_grpc", "otlp_http", "collector_health", "collector_metrics", "spanmetrics")
-        return self._managed("otel-collector", argv, health, env, listens)
+        listens = ("otlp_grpc", "collector_health", "collector_metrics", "spanmetrics")
+        return self._managed(
+            "otel-collector", argv, health, env, listens, sockets=[self.otlp_http_socket]
+        )
+
+    def _front(self, name: str, port: str, upstream: str, env: dict[str, str]) -> ManagedProcess:
+        """A Host-checking front (stackctl/front.py) on the port field ``port``."""
+        listen = f"127.0.0.1:{getattr(self.ports, port)}"
+        env = {"FRONT_LISTEN": listen, "FRONT_UPSTREAM": upstream, **env}
+        argv = [sys.executable, "-m", "stackctl.front"]
+        return self._managed(name, argv, f"tcp://{listen}", env, [port])
+
+    def _jaeger_front(self) -> ManagedProcess:
+        """Jaeger's query API on JAEGER_QUERY_PORT, for a loopback Host only."""
+        upstream = self.ports.url("jaeger_query_internal")
+        prefix = {"FRONT_UPSTREAM_PATH_PREFIX": self.jaeger_base_path}
+        return self._front("jaeger-query-front", "jaeger_query", upstream, prefix)
+
+    def _otlp_http_front(self) -> ManagedProcess:
+        """The collector's OTLP/HTTP receiver on OTLP_HTTP_PORT, for a loopback Host only."""
+        return self._front("otlp-http-front", "otlp_http", f"unix:{self.otlp_http_socket}", {})
 
     def _prometheus(self, binary: str) -> ManagedProcess:
         """Debian's prometheus, scraping the collector's spanmetrics for Jaeger's Monitor tab."""
@@ -271,6 +310,7 @@ class Stack(PortUrls):
             if proc.argv[0].startswith("/") and not Path(proc.argv[0]).exists():
                 raise StartError(f"{proc.argv[0]} is missing: run scripts/install_backends.sh")
         self.ports.save(self.ports_file)
+        _keep_jaeger_base_path(self.run_dir, self.jaeger_base_path)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.storage == "opensearch":
             try:
@@ -331,6 +371,25 @@ class Stack(PortUrls):
 
     def status(self) -> list[tuple[str, int | None, bool, str]]:
         return [(p.name, p.pid(), p.healthy(), p.health_url) for p in self.processes]
+
+
+def _jaeger_base_path(run: Path) -> str:
+    """The base path of Jaeger's query API: the one ``up`` kept in ``run``, else a new random
+    one (kept by :func:`_keep_jaeger_base_path` when ``up`` starts something)."""
+    try:
+        return (run / "jaeger-query-base-path").read_text().strip()
+    except OSError:
+        return "/" + secrets.token_urlsafe(24)
+
+
+def _keep_jaeger_base_path(run: Path, path: str) -> None:
+    """Keep it (mode 0600), so Jaeger and its front started later use the same."""
+    file = run / "jaeger-query-base-path"
+    if not file.exists():
+        run.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(path + "\n")
 
 
 def running(run_dir: Path) -> bool:

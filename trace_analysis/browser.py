@@ -17,13 +17,19 @@ Local mode's Jaeger is built from source without its UI (a placeholder page answ
 
 It reads Jaeger's query API only (``JAEGER_URL``, through the analyzer's :class:`JaegerClient`);
 it answers GET and nothing else, binds to loopback unless ``TRACE_BROWSER_HOST`` says
-otherwise, escapes every value it shows (span names and messages come from traced requests),
-and sends a Content-Security-Policy that allows no script. A Jaeger that cannot be read is a
-502 page with the analyzer's one-line reason; an unknown trace id a 404 page.
+otherwise, answers only a loopback ``Host`` or one in ``LOOPBACK_ALLOWED_HOSTS``
+(:mod:`servicekit.loopback_host`; its links are relative, never built from ``Host``), escapes
+every value it shows (span names and messages come from traced requests), and sends a
+Content-Security-Policy that allows no script. A Jaeger that cannot be read is a 502 page with
+the analyzer's one-line reason, one that does not answer in time a 504 page, too many pages
+waiting for Jaeger a 503 (:mod:`trace_analysis.browser_limits`); an unknown trace id a 404 page.
 
 Settings (environment): ``JAEGER_URL`` (``http://127.0.0.1:16686``), ``TRACE_BROWSER_HOST``
 (``127.0.0.1``), ``TRACE_BROWSER_PORT`` (16680), ``TRACE_BROWSER_SLOW_MS`` (200),
-``TRACE_BROWSER_JAEGER_UI`` (a Jaeger UI to link each trace to as well; empty: none).
+``TRACE_BROWSER_JAEGER_UI`` (a Jaeger UI to link each trace to as well; empty: none),
+``TRACE_BROWSER_JAEGER_TIMEOUT_SECONDS`` (10), ``TRACE_BROWSER_PAGE_DEADLINE_SECONDS`` (20),
+``TRACE_BROWSER_MAX_JAEGER_CALLS`` (8), ``LOOPBACK_ALLOWED_HOSTS`` (empty),
+``REQUEST_HEAD_TIMEOUT_SECONDS`` (10), ``MAX_CONNECTIONS`` (1000).
 """
 
 from __future__ import annotations
@@ -40,8 +46,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from servicekit.loopback_host import ALLOWED_HOSTS_VARIABLE, HostRule, LoopbackHostMiddleware
+from servicekit.server import bounded_protocol
 from trace_analysis.analyses.analyzer import Analyzer
 from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
+from trace_analysis.browser_limits import install as install_limits
+from trace_analysis.browser_limits import jaeger_slot, jaeger_status, page_deadline
 from trace_analysis.cli_common import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.model.results import Criteria, Source, TraceResult
@@ -89,7 +99,34 @@ class BrowserSettings(BaseSettings):
         validation_alias=AliasChoices("trace_browser_jaeger_ui"),
         description="a Jaeger UI to link each trace to as well; empty: none",
     )
-    timeout_s: float = Field(10.0, gt=0, description="seconds per Jaeger query")
+    jaeger_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=AliasChoices("trace_browser_jaeger_timeout_seconds"),
+        description="seconds one Jaeger query may take in all, connect to last byte",
+    )
+    page_deadline_s: float = Field(
+        20.0,
+        gt=0,
+        validation_alias=AliasChoices("trace_browser_page_deadline_seconds"),
+        description="seconds all the Jaeger queries of one page may take together",
+    )
+    max_jaeger_calls: int = Field(
+        8,
+        ge=1,
+        le=32,  # below the 40 worker threads, which /healthz does not need but pages do
+        validation_alias=AliasChoices("trace_browser_max_jaeger_calls"),
+        description="pages waiting for Jaeger at once; one more gets 503 and Retry-After",
+    )
+    allowed_hosts: str = Field(
+        "",
+        validation_alias=AliasChoices(ALLOWED_HOSTS_VARIABLE.lower()),
+        description="comma-separated names (or addresses) answered besides loopback ones",
+    )
+    request_head_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("request_head_timeout_seconds")
+    )
+    max_connections: int = Field(1000, ge=1)
 
     @property
     def criteria(self) -> Criteria:
@@ -108,10 +145,18 @@ class Search:
     limit: int
 
 
-def jaeger_client(request: Request) -> Iterator[JaegerClient]:
-    """A client of the app's Jaeger, per request (its session is not shared across threads)."""
+def jaeger_client(
+    request: Request, _: Annotated[None, Depends(jaeger_slot)]
+) -> Iterator[JaegerClient]:
+    """A client of the app's Jaeger, per request (its session is not shared across threads),
+    once the request holds a Jaeger slot; its calls end by the page's deadline."""
     settings: BrowserSettings = request.app.state.settings
-    client = JaegerClient(settings.jaeger_url, settings.timeout_s)
+    client = JaegerClient(
+        settings.jaeger_url,
+        settings.jaeger_timeout_s,
+        call_deadline_s=settings.jaeger_timeout_s,
+        ends_at=page_deadline(settings.page_deadline_s),
+    )
     try:
         yield client
     finally:
@@ -126,6 +171,7 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
     settings = settings or BrowserSettings()
     app = FastAPI(title="trace browser", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    install_limits(app, settings.max_jaeger_calls, _error_page)
 
     @app.middleware("http")
     async def read_only(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -138,9 +184,14 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    # outermost: a foreign Host is refused before anything else runs
+    rule = HostRule.allowing(settings.allowed_hosts.split(","))
+    app.add_middleware(LoopbackHostMiddleware, rule=rule)
+
     @app.get("/healthz", response_class=PlainTextResponse)
-    def healthz() -> str:
-        """Liveness, for stackctl: answers without asking Jaeger."""
+    async def healthz() -> str:
+        """Liveness, for stackctl: answers without asking Jaeger, on the event loop (no
+        worker thread), so pages waiting for Jaeger never delay it."""
         return "ok\n"
 
     @app.get("/", response_class=HTMLResponse)
@@ -161,23 +212,24 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
                 search.service = search.service or (services[0] if services else "")
             found, warnings = _search(jaeger, search, settings) if search.service else ([], [])
         except AnalyzerError as exc:
-            return _error_page(str(exc), 502)
+            return _error_page(str(exc), jaeger_status(exc))
         operations = _operations(jaeger, search.service)
         page = _list_page(search, services, operations, found, warnings, settings)
         return HTMLResponse(page)
 
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
-    def trace(trace_id: str, jaeger: Jaeger, request: Request) -> HTMLResponse:
+    def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
         try:
             wanted = check_ids([trace_id], from_file=False)
             outcome = explain(from_jaeger(jaeger, wanted), settings.criteria, wanted)
         except AnalyzerError as exc:
             message = str(exc)
-            status = 404 if "not found" in message else 400 if "not a trace id" in message else 502
-            return _error_page(message, status)
-        # The page's own links go to a Jaeger UI where there is one, else to this page.
+            status = 404 if "not found" in message else 400 if "not a trace id" in message else 0
+            return _error_page(message, status or jaeger_status(exc))
+        # The page's own links go to a Jaeger UI where there is one, else to this page: relative,
+        # never built from the client's Host.
         source = Source("jaeger", settings.jaeger_url, trace_ids=wanted, api=jaeger.used)
-        source.link_base = settings.jaeger_ui or str(request.base_url)
+        source.link_base = settings.jaeger_ui or "/"
         report = outcome.report(source, settings.criteria, [])
         page = render_html(report, top=1, explained=True)
         return HTMLResponse(page.replace("<body>", "<body>" + _nav(), 1))
@@ -326,7 +378,14 @@ def main() -> None:
     import uvicorn
 
     settings = BrowserSettings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        # a request head gets a deadline and the connections a cap, as in every service
+        http=bounded_protocol(settings.request_head_timeout_s, settings.max_connections),
+    )
 
 
 if __name__ == "__main__":

@@ -17,3 +17,8 @@ class JaegerUnreachable(AnalyzerError):
     def __init__(self, message: str, url: str) -> None:
         super().__init__(message)
         self.url = url
+
+
+class JaegerDeadlineExceeded(AnalyzerError):
+    """Jaeger did not answer in time: silent past a read timeout, or still sending at the
+    deadline of a query (a gateway timeout, where :class:`AnalyzerError` is a bad gateway)."""

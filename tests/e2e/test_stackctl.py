@@ -29,9 +29,9 @@ def test_up_twice_starts_nothing_twice(stack: Stack) -> None:
 def test_a_second_stack_on_the_same_ports_fails_clearly(stack: Stack, tmp_path: Path) -> None:
     """Someone else's process on our ports is never taken for ours: nothing starts."""
     other = Stack(tmp_path / "run", tmp_path / "data", ports=stack.ports, with_prometheus=False)
-    jaeger = stack.process("jaeger").pid()
+    front = stack.process("jaeger-query-front").pid()
     with pytest.raises(
-        StartError, match=rf"JAEGER_QUERY_PORT, for jaeger\) is in use by pid {jaeger}"
+        StartError, match=rf"JAEGER_QUERY_PORT, for jaeger-query-front\) is in use by pid {front}"
     ):
         other.up(timeout=10, report=lambda line: None)
     assert all(proc.pid() is None for proc in other.processes), "it started nothing"

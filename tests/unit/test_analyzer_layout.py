@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "trace_analysis"
 # the pipeline, first to last; a module may import from its own stage or an earlier one
 STAGES = ["errors", "formats", "model", "sources", "analyses", "reports", "cli"]
-CLI_MODULES = {"cli", "cli_common", "compare_run", "browser"}  # the front ends
+CLI_MODULES = {"cli", "cli_common", "compare_run", "browser", "browser_limits"}  # the front ends
 
 
 def _module_name(path: Path) -> str:

@@ -74,7 +74,7 @@ def test_every_taken_port_is_named_at_once(tmp_path: Path) -> None:
             stack.check_ports(stack.processes)
     message = str(error.value)
     assert f"port {ports.gateway} (GATEWAY_PORT, for api-gateway)" in message
-    assert f"port {ports.jaeger_query} (JAEGER_QUERY_PORT, for jaeger)" in message
+    assert f"port {ports.jaeger_query} (JAEGER_QUERY_PORT, for jaeger-query-front)" in message
     assert f"in use by pid {os.getpid()} " in message
 
 

@@ -66,7 +66,7 @@ def test_every_value_from_a_trace_or_a_search_is_escaped() -> None:
 
 def test_only_get_is_served_and_scripts_are_refused() -> None:
     settings = browser.BrowserSettings(jaeger_url="http://127.0.0.1:9")  # nothing listens
-    with TestClient(browser.create_app(settings)) as client:
+    with TestClient(browser.create_app(settings), base_url="http://127.0.0.1") as client:
         assert client.get("/healthz").text == "ok\n"
         assert client.post("/").status_code == 405
         down = client.get("/")
@@ -97,7 +97,7 @@ def test_a_filtered_search_finds_matches_older_than_the_newest_limit(
         for i in range(40)
     ]
     settings = browser.BrowserSettings(jaeger_url=jaeger.url)
-    with TestClient(browser.create_app(settings)) as client:
+    with TestClient(browser.create_app(settings), base_url="http://127.0.0.1") as client:
         page = client.get(f"/?service=api-gateway&limit=10&{query}").text
     shown = {i for i in range(40) if f'href="/trace/{i + 1:032x}"' in page}
     assert shown == expected

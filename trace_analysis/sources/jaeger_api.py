@@ -28,9 +28,10 @@ from urllib.parse import quote
 import msgspec
 import requests
 
-from trace_analysis.errors import AnalyzerError, JaegerUnreachable
+from trace_analysis.errors import AnalyzerError, JaegerDeadlineExceeded, JaegerUnreachable
 from trace_analysis.formats import otlp
 from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_envelope, decode_trace
+from trace_analysis.sources.abortable import abortable_session, within
 
 MIN_SLICE_US = 1_000  # below 1 ms, a full page is accepted as it is (and reported)
 APIS = ("auto", "v3", "v1")
@@ -72,14 +73,22 @@ class JaegerClient:
 
     ``api`` is ``auto`` (v3, else v1 where v3 is absent), ``v3`` or ``v1``; ``used`` says
     which answered, once one has.
+
+    ``timeout_s`` bounds the connect and each read. ``call_deadline_s`` (seconds) bounds each
+    call as a whole, from the connect to the answer's last byte, and ``ends_at``
+    (``time.monotonic()``) all of them together: past either, the call is cut off
+    (:mod:`~trace_analysis.sources.abortable`) and :class:`JaegerDeadlineExceeded` raised. With
+    neither (the command line), a Jaeger that keeps sending is waited for.
     """
 
     base_url: str
     timeout_s: float = 10.0
     api: str = "auto"
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session = field(default_factory=abortable_session)
     queries: int = 0
     used: str | None = None
+    call_deadline_s: float | None = None
+    ends_at: float | None = None
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -195,10 +204,37 @@ class JaegerClient:
         return self._check(self._request(path, params), path)
 
     def _request(self, path: str, params: dict[str, str | int]) -> requests.Response:
+        if self.call_deadline_s is None and self.ends_at is None:
+            return self._send(path, params, self.timeout_s)
+        budget = self._budget()
+        with within(self.session, budget) as cutoff:
+            try:
+                return self._send(path, params, min(self.timeout_s, budget))
+            except AnalyzerError:
+                if not cutoff.fired:
+                    raise
+        raise JaegerDeadlineExceeded(
+            f"Jaeger at {self.base_url} did not answer within {budget:.3g} s (the deadline of "
+            f"one query; it was still sending or silent)"
+        )
+
+    def _budget(self) -> float:
+        """Seconds the next call may take: ``call_deadline_s``, less if ``ends_at`` is nearer."""
+        budget = self.call_deadline_s if self.call_deadline_s is not None else float("inf")
+        if self.ends_at is not None:
+            left = self.ends_at - time.monotonic()
+            if left <= 0:
+                raise JaegerDeadlineExceeded(
+                    f"the deadline for the queries to Jaeger at {self.base_url} has passed"
+                )
+            budget = min(budget, left)
+        return budget
+
+    def _send(self, path: str, params: dict[str, str | int], timeout_s: float) -> requests.Response:
         url = self.base_url + path
         self.queries += 1
         try:
-            return self.session.get(url, params=params, timeout=self.timeout_s)
+            return self.session.get(url, params=params, timeout=timeout_s)
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
             raise AnalyzerError(f"invalid Jaeger URL {self.base_url!r}: {exc}") from None
         except requests.exceptions.InvalidSchema:
@@ -206,8 +242,8 @@ class JaegerClient:
                 f"invalid Jaeger URL {self.base_url!r}: use http:// or https://"
             ) from None
         except requests.exceptions.Timeout:
-            raise AnalyzerError(
-                f"Jaeger at {self.base_url} did not answer within {self.timeout_s:g} s"
+            raise JaegerDeadlineExceeded(
+                f"Jaeger at {self.base_url} did not answer within {timeout_s:.3g} s"
             ) from None
         except requests.exceptions.ConnectionError as exc:
             raise JaegerUnreachable(
