@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,8 @@ import httpx
 from servicekit.catalog import SERVICE_NAMES
 from stackctl.metrics import JAEGER_EXPORTER, JAEGER_SPAN_COUNTERS, span_counts
 from stackctl.orders import order_body
+from stackctl.ports import Ports
+from stackctl.process import ManagedProcess
 from stackctl.stack import Stack
 from stackctl.traces import StoredTrace, fetch_trace
 
@@ -308,3 +312,26 @@ class Load:
 
 def dump_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True))
+
+
+@contextmanager
+def trace_browser(jaeger_url: str, workdir: Path, **settings: str) -> Iterator[str]:
+    """The real trace browser (its own process, a free port) reading ``jaeger_url``, with extra
+    settings as environment variables; yields its base URL once ``/healthz`` answers."""
+    port = Ports.free().trace_browser
+    env = {"JAEGER_URL": jaeger_url, "TRACE_BROWSER_PORT": str(port), **settings}
+    url = f"http://127.0.0.1:{port}"
+    proc = ManagedProcess(
+        "trace-browser",
+        [sys.executable, "-m", "trace_analysis.browser"],
+        f"{url}/healthz",
+        workdir,
+        env,
+        ports={"TRACE_BROWSER_PORT": port},
+    )
+    proc.start()
+    try:
+        proc.wait_healthy(time.monotonic() + 60)
+        yield url
+    finally:
+        proc.stop()

@@ -12,7 +12,6 @@ under 45 hanging pages.
 from __future__ import annotations
 
 import socketserver
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,10 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackctl.ports import Ports
-from stackctl.process import ManagedProcess
 from tests.reliability.conftest import record
-from tests.reliability.support import percentile
+from tests.reliability.support import percentile, trace_browser
 
 CALL_DEADLINE_S = 2.0
 PAGE_DEADLINE_S = 3.0
@@ -97,29 +94,14 @@ def upstream() -> Iterator[UpstreamServer]:
 
 @pytest.fixture(scope="module")
 def browser(upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = Ports.free().trace_browser
-    env = {
-        "JAEGER_URL": f"http://127.0.0.1:{upstream.server_address[1]}",
-        "TRACE_BROWSER_PORT": str(port),
-        "TRACE_BROWSER_JAEGER_TIMEOUT_SECONDS": str(CALL_DEADLINE_S),
-        "TRACE_BROWSER_PAGE_DEADLINE_SECONDS": str(PAGE_DEADLINE_S),
-        "TRACE_BROWSER_MAX_JAEGER_CALLS": str(SLOTS),
-    }
-    url = f"http://127.0.0.1:{port}"
-    proc = ManagedProcess(
-        "trace-browser",
-        [sys.executable, "-m", "trace_analysis.browser"],
-        f"{url}/healthz",
+    with trace_browser(
+        f"http://127.0.0.1:{upstream.server_address[1]}",
         tmp_path_factory.mktemp("browser-deadlines"),
-        env,
-        ports={"TRACE_BROWSER_PORT": port},
-    )
-    proc.start()
-    try:
-        proc.wait_healthy(time.monotonic() + 60)
+        TRACE_BROWSER_JAEGER_TIMEOUT_SECONDS=str(CALL_DEADLINE_S),
+        TRACE_BROWSER_PAGE_DEADLINE_SECONDS=str(PAGE_DEADLINE_S),
+        TRACE_BROWSER_MAX_JAEGER_CALLS=str(SLOTS),
+    ) as url:
         yield url
-    finally:
-        proc.stop()
 
 
 def timed_get(url: str, timeout: float = 120) -> tuple[int, str, float, httpx.Headers]:
