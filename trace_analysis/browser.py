@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
@@ -44,10 +45,14 @@ from trace_analysis.analyses.analyzer import Analyzer
 from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
 from trace_analysis.cli_common import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.model.results import Criteria, Source, TraceResult
+from trace_analysis.formats.details import document, of_trace
+from trace_analysis.formats.jaeger import JaegerTrace
+from trace_analysis.model.results import Criteria, TraceResult
 from trace_analysis.reports import wording
-from trace_analysis.reports.html_report import page_head, render_html, tags, why
+from trace_analysis.reports.html_report import page_head, tags, why
+from trace_analysis.reports.trace_page import render_trace_page
 from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
+from trace_analysis.sources.span_logs import trace_logs
 
 LOOKBACKS = ("15m", "1h", "6h", "1d", "2d")
 SECURITY_HEADERS = {
@@ -90,6 +95,18 @@ class BrowserSettings(BaseSettings):
         description="a Jaeger UI to link each trace to as well; empty: none",
     )
     timeout_s: float = Field(10.0, gt=0, description="seconds per Jaeger query")
+    log_dir: str = Field(
+        "",
+        validation_alias=AliasChoices("trace_browser_log_dir"),
+        description="the services' log files (<process>.log), read for each span's log lines; "
+        "empty: none",
+    )
+    log_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        validation_alias=AliasChoices("trace_browser_log_bytes"),
+        description="at most this many bytes read from the end of each log file per page",
+    )
 
     @property
     def criteria(self) -> Criteria:
@@ -167,22 +184,46 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         return HTMLResponse(page)
 
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
-    def trace(trace_id: str, jaeger: Jaeger, request: Request) -> HTMLResponse:
+    def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
         try:
-            wanted = check_ids([trace_id], from_file=False)
-            outcome = explain(from_jaeger(jaeger, wanted), settings.criteria, wanted)
+            fetched = _fetch(jaeger, trace_id)
+            outcome = explain([fetched], settings.criteria, [fetched.trace_id])
         except AnalyzerError as exc:
-            message = str(exc)
-            status = 404 if "not found" in message else 400 if "not a trace id" in message else 502
-            return _error_page(message, status)
-        # The page's own links go to a Jaeger UI where there is one, else to this page.
-        source = Source("jaeger", settings.jaeger_url, trace_ids=wanted, api=jaeger.used)
-        source.link_base = settings.jaeger_ui or str(request.base_url)
-        report = outcome.report(source, settings.criteria, [])
-        page = render_html(report, top=1, explained=True)
-        return HTMLResponse(page.replace("<body>", "<body>" + _nav(), 1))
+            return _error_page(str(exc), _status(str(exc)))
+        logs = None
+        if settings.log_dir:
+            logs = trace_logs(Path(settings.log_dir), fetched.trace_id, settings.log_bytes)
+        page = render_trace_page(
+            outcome.traces[0], of_trace(fetched), logs, _nav(), settings.jaeger_ui
+        )
+        return HTMLResponse(page)
+
+    @app.get("/trace/{trace_id}/json")
+    def trace_json(trace_id: str, jaeger: Jaeger) -> Response:
+        """The trace as Jaeger answered it (OTLP JSON from /api/v3, or Jaeger JSON from v1),
+        as a file to save; the analyzer reads either (``analyze_traces.py -i FILE``)."""
+        try:
+            fetched = _fetch(jaeger, trace_id)
+        except AnalyzerError as exc:
+            return PlainTextResponse(f"{exc}\n", _status(str(exc)))
+        body, kind = document(fetched) or (b"", "none")
+        name = f"trace-{fetched.trace_id}.{kind}.json"
+        headers = {"content-disposition": f'attachment; filename="{name}"'}
+        return Response(body, media_type="application/json", headers=headers)
 
     return app
+
+
+def _fetch(jaeger: JaegerClient, trace_id: str) -> JaegerTrace:
+    """The trace with this id from Jaeger, as fetched (its document kept for the details)."""
+    wanted = check_ids([trace_id], from_file=False)
+    return next(from_jaeger(jaeger, wanted))
+
+
+def _status(message: str) -> int:
+    """The HTTP status of a page that could not be drawn: an unknown trace, a bad id, or a
+    Jaeger that could not be read."""
+    return 404 if "not found" in message else 400 if "not a trace id" in message else 502
 
 
 def _search(

@@ -7,6 +7,7 @@ report's link base (:func:`~trace_analysis.reports.wording.trace_link`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from html import escape
 
 from trace_analysis.model.results import GroupStats, Report, TraceResult, WaterfallRow
@@ -208,7 +209,14 @@ def _trace_section(report: Report, trace: TraceResult, colours: dict[str, str]) 
     )
 
 
-def _waterfall(trace: TraceResult, colours: dict[str, str]) -> str:
+def _waterfall(
+    trace: TraceResult,
+    colours: dict[str, str],
+    detail: Callable[[WaterfallRow], tuple[str, bool]] | None = None,
+) -> str:
+    """The trace's bars on one time axis; with ``detail`` (the trace browser's page), each
+    row is a ``<details>`` that opens on what ``detail(row)`` gives: (its HTML, whether it is
+    open from the start)."""
     rows = trace.waterfall or []
     if not rows:
         return ""
@@ -221,6 +229,16 @@ def _waterfall(trace: TraceResult, colours: dict[str, str]) -> str:
         for pct in (0, 25, 50, 75, 100)
     )
     cells = ['<div class="label"></div>', f'<div class="axis">{ticks}</div>']
+    if detail is not None:
+        opened = []
+        for row in rows:
+            body, is_open = detail(row)
+            opened.append(
+                f'<details class="span"{" open" if is_open else ""}><summary>'
+                f"{_waterfall_row(row, total, colours, unit)}</summary>{body}</details>"
+            )
+        head = f'<div class="head">{"".join(cells)}</div>'
+        return f'<div class="wf spans">{head}{"".join(opened)}</div>'
     for row in rows:
         cells.append(_waterfall_row(row, total, colours, unit))
     return f'<div class="wf">{"".join(cells)}</div>'
@@ -287,8 +305,12 @@ def _groups_table(groups: list[GroupStats], with_operation: bool) -> str:
 
 
 def _colours(report: Report) -> dict[str, str]:
-    services = sorted(
+    return _colours_of(
         {g.service for g in report.summary.services}
         | {s for t in report.traces for s in t.services}
     )
-    return {service: PALETTE[i % len(PALETTE)] for i, service in enumerate(services)}
+
+
+def _colours_of(services: Iterable[str]) -> dict[str, str]:
+    """A colour per service, by name order (the same service, the same colour)."""
+    return {service: PALETTE[i % len(PALETTE)] for i, service in enumerate(sorted(services))}

@@ -188,6 +188,8 @@ class JaegerClient:
         for trace_id, spans in by_trace.items():
             trace = JaegerTrace(trace_id=trace_id, spans=spans)
             trace.prepared = trace.status_read = True
+            if full:
+                trace.otlp_document = body
             traces[trace_id] = trace
         return traces
 

@@ -1,0 +1,378 @@
+"""One trace's page in the trace browser (trace_analysis/reports/trace_page.py): everything each
+span recorded, read the same from OTLP JSON (Jaeger's /api/v3) and Jaeger JSON (/api/traces),
+shown escaped; the trace's header first; each span's log lines from the log files (bounded).
+The real Chromium, stack and Jaeger are in tests/e2e/test_trace_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.unit.test_analyzer_live import FakeJaeger, jaeger  # noqa: F401 (fixture)
+from trace_analysis import browser
+from trace_analysis.analyses.explain import explain
+from trace_analysis.formats import details
+from trace_analysis.formats.jaeger import decode_envelope, decode_trace
+from trace_analysis.reports.trace_page import render_trace_page
+from trace_analysis.sources import span_logs
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+ROOT, CHILD = "00f067aa0ba902b7", "b7ad6b7169203331"
+LINKED = "0af7651916cd43dd8448eb211c80319c"
+START_US = 1_760_000_000_000_000
+STACK = 'Traceback (most recent call last):\n  File "store.py", line 137\n' + "x" * 600
+LONG = "y" * 3000  # wraps, never cut
+
+
+def otlp_document() -> dict[str, Any]:
+    """A two-span trace as Jaeger's /api/v3 answers it, every kind of value and field used."""
+
+    def ns(us: int) -> str:
+        return str((START_US + us) * 1000)
+
+    root = {
+        "traceId": TRACE,
+        "spanId": ROOT,
+        "name": "POST /api/orders",
+        "kind": 2,
+        "startTimeUnixNano": ns(0),
+        "endTimeUnixNano": ns(20_000),
+        "attributes": [
+            {"key": "http.response.status_code", "value": {"intValue": "500"}},
+            {"key": "customer.note", "value": {"stringValue": HOSTILE}},
+            {"key": "long.value", "value": {"stringValue": LONG}},
+        ],
+        "status": {"code": 2, "message": "order failed"},
+    }
+    child = {
+        "traceId": TRACE,
+        "spanId": CHILD,
+        "parentSpanId": ROOT,
+        "name": "process_order",
+        "kind": "SPAN_KIND_INTERNAL",
+        "startTimeUnixNano": ns(2_000),
+        "endTimeUnixNano": ns(12_000),
+        "attributes": [
+            {"key": "order.item_count", "value": {"intValue": 3}},
+            {"key": "order.total", "value": {"doubleValue": 12.5}},
+            {"key": "order.gift", "value": {"boolValue": True}},
+            {"key": "order.skus", "value": {"arrayValue": {"values": [{"stringValue": "A1"}]}}},
+            {
+                "key": "order.meta",
+                "value": {"kvlistValue": {"values": [{"key": "k", "value": {"intValue": "1"}}]}},
+            },
+        ],
+        "events": [
+            {
+                "name": "exception",
+                "timeUnixNano": ns(9_000),
+                "attributes": [
+                    {"key": "exception.type", "value": {"stringValue": "ValueError"}},
+                    {"key": "exception.message", "value": {"stringValue": HOSTILE}},
+                    {"key": "exception.stacktrace", "value": {"stringValue": STACK}},
+                ],
+            },
+            {"name": "stock.checked", "timeUnixNano": ns(3_000), "attributes": []},
+        ],
+        "links": [
+            {
+                "traceId": LINKED,
+                "spanId": "1111111111111111",
+                "attributes": [{"key": "link.why", "value": {"stringValue": "batch"}}],
+            }
+        ],
+        "status": {"code": "STATUS_CODE_ERROR", "message": "bad order"},
+    }
+
+    def block(service: str, scope: str, span: dict[str, Any]) -> dict[str, Any]:
+        resource = [
+            {"key": "service.name", "value": {"stringValue": service}},
+            {"key": "service.version", "value": {"stringValue": "1.2.3"}},
+        ]
+        return {
+            "resource": {"attributes": resource},
+            "scopeSpans": [{"scope": {"name": scope, "version": "0.66b1"}, "spans": [span]}],
+        }
+
+    return {
+        "result": {
+            "resourceSpans": [
+                block("api-gateway", "opentelemetry.instrumentation.fastapi", root),
+                block("order-service", "order_service", child),
+            ]
+        }
+    }
+
+
+def jaeger_document() -> dict[str, Any]:
+    """The same trace as Jaeger's v1 JSON writes it: tags, logs, process, references."""
+
+    def tag(key: str, value: Any, kind: str = "string") -> dict[str, Any]:
+        return {"key": key, "type": kind, "value": value}
+
+    return {
+        "traceID": TRACE,
+        "spans": [
+            {
+                "traceID": TRACE,
+                "spanID": ROOT,
+                "operationName": "POST /api/orders",
+                "references": [],
+                "startTime": START_US,
+                "duration": 20_000,
+                "tags": [
+                    tag("span.kind", "server"),
+                    tag("otel.scope.name", "opentelemetry.instrumentation.fastapi"),
+                    tag("otel.scope.version", "0.66b1"),
+                    tag("http.response.status_code", 500, "int64"),
+                    tag("customer.note", HOSTILE),
+                    tag("long.value", LONG),
+                    tag("otel.status_code", "ERROR"),
+                    tag("otel.status_description", "order failed"),
+                    tag("error", True, "bool"),
+                ],
+                "processID": "p1",
+                "warnings": [f"clock skew adjustment disabled; {HOSTILE}"],
+            },
+            {
+                "traceID": TRACE,
+                "spanID": CHILD,
+                "operationName": "process_order",
+                "references": [
+                    {"refType": "CHILD_OF", "traceID": TRACE, "spanID": ROOT},
+                    {"refType": "FOLLOWS_FROM", "traceID": LINKED, "spanID": "1111111111111111"},
+                ],
+                "startTime": START_US + 2_000,
+                "duration": 10_000,
+                "tags": [
+                    tag("span.kind", "internal"),
+                    tag("otel.scope.name", "order_service"),
+                    tag("order.item_count", 3, "int64"),
+                    tag("otel.status_code", "ERROR"),
+                    tag("otel.status_description", "bad order"),
+                ],
+                "logs": [
+                    {
+                        "timestamp": START_US + 9_000,
+                        "fields": [
+                            tag("event", "exception"),
+                            tag("exception.type", "ValueError"),
+                            tag("exception.message", HOSTILE),
+                            tag("exception.stacktrace", STACK),
+                        ],
+                    },
+                    {"timestamp": START_US + 3_000, "fields": [tag("event", "stock.checked")]},
+                ],
+                "processID": "p2",
+            },
+        ],
+        "processes": {
+            "p1": {"serviceName": "api-gateway", "tags": [tag("service.version", "1.2.3")]},
+            "p2": {"serviceName": "order-service", "tags": [tag("service.version", "1.2.3")]},
+        },
+    }
+
+
+def one(found: details.Details, span_id: str) -> details.SpanDetails:
+    assert len(found[span_id]) == 1
+    return found[span_id][0]
+
+
+@pytest.mark.parametrize("kind", ["otlp", "jaeger"])
+def test_every_field_of_a_span_is_read_from_either_format(kind: str) -> None:
+    if kind == "otlp":
+        found = details.from_otlp(json.dumps(otlp_document()).encode())
+    else:
+        found = details.from_jaeger(json.dumps({"data": [jaeger_document()]}).encode())
+    root, child = one(found, ROOT), one(found, CHILD)
+    assert (root.service, root.operation) == ("api-gateway", "POST /api/orders")
+    assert root.kind == "server"
+    assert (root.status_code, root.status_message) == ("ERROR", "order failed")
+    assert root.scope[0] == "opentelemetry.instrumentation.fastapi"
+    attributes = dict(root.attributes)
+    assert attributes["http.response.status_code"] == "500"
+    assert attributes["customer.note"] == HOSTILE and attributes["long.value"] == LONG
+    assert ("service.name", "api-gateway") in root.resource
+    assert ("service.version", "1.2.3") in root.resource
+    assert (child.kind, child.status_code) == ("internal", "ERROR")
+    assert child.status_message == "bad order"
+    assert child.start_us == START_US + 2_000
+    assert [event.name for event in child.events] == ["stock.checked", "exception"], "by time"
+    exception = dict(child.events[1].attributes)
+    assert exception == {
+        "exception.type": "ValueError",
+        "exception.message": HOSTILE,
+        "exception.stacktrace": STACK,
+    }
+    assert child.events[1].time_us == START_US + 9_000
+    assert [(link.trace_id, link.span_id) for link in child.links] == [
+        (LINKED, "1111111111111111")
+    ], "the parent is not a link; a reference to another trace is"
+    assert "span.kind" not in dict(child.attributes), "lifted into the kind"
+
+
+def test_otlp_values_keep_their_type_as_text() -> None:
+    child = one(details.from_otlp(json.dumps(otlp_document()).encode()), CHILD)
+    assert dict(child.attributes) == {
+        "order.item_count": "3",
+        "order.total": "12.5",
+        "order.gift": "true",
+        "order.skus": '["A1"]',
+        "order.meta": '{"k": 1}',
+    }
+    assert child.links[0].attributes == [("link.why", "batch")]
+    assert child.scope == ("order_service", "0.66b1")
+
+
+@pytest.mark.parametrize("document", [b"", b"not json", b"[]", b'{"result": 3}', b'{"data": 1}'])
+def test_an_unreadable_document_gives_no_details(document: bytes) -> None:
+    assert details.from_otlp(document) == {} and details.from_jaeger(document) == {}
+
+
+def analyzed(document: dict[str, Any]):  # type: ignore[no-untyped-def]
+    raw = decode_envelope(json.dumps({"data": [document]}).encode(), "test")[0]
+    trace = decode_trace(raw, "test", 0)
+    found = details.of_trace(trace)
+    outcome = explain([trace], browser.BrowserSettings().criteria, [TRACE])
+    return outcome.traces[0], found
+
+
+def visible_text(page: str) -> str:
+    return re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", page, flags=re.S))
+
+
+def test_the_page_opens_on_the_trace_then_each_span_opens_on_all_it_recorded() -> None:
+    trace, found = analyzed(jaeger_document())
+    logs = span_logs.TraceLogs(
+        by_span={CHILD: [span_logs.LogLine("order-service", "12:00:00.001", "ERROR", HOSTILE)]},
+        files=4,
+    )
+    page = render_trace_page(trace, found, logs, nav="<nav></nav>")
+    text = visible_text(page)
+    assert "<img" not in page and "<script>" not in page, "every value escaped"
+    assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 4  # attribute, event, log, warning
+    # the header: root, start, duration, services, depth, span count; no window statistics
+    assert "api-gateway: POST /api/orders" in text and f"Trace {TRACE}" in text
+    for label in ("trace start (UTC)", "duration", "services (2)", "depth", "total spans"):
+        assert label in text
+    assert "p95" not in text and "p99" not in text and "Per service" not in text
+    assert "1 span(s) carry Jaeger warnings" in text
+    # a <details> per span; the first failure's is open; its exception whole, stack as text
+    assert page.count('<details class="span"') == 2
+    assert page.count('<details class="span" open>') == 1
+    opened = page.split('<details class="span" open>')[1].split("</details>")[0]
+    assert "process_order" in opened and "status ERROR: bad order" in opened
+    assert f'<pre class="stack">{STACK.replace(chr(34), "&quot;")}</pre>' in opened
+    assert "12:00:00.001" in opened and "Log lines <span" in opened
+    assert LONG in page, "long values are shown whole (they wrap)"
+    assert f'href="/trace/{LINKED}"' in page, "a link to another trace opens it"
+    assert "Resource" in opened and "service.version" in opened
+
+
+def test_a_span_jaeger_did_not_answer_whole_says_so() -> None:
+    trace, _ = analyzed(jaeger_document())
+    page = render_trace_page(trace, {}, None)
+    assert page.count("No details: Jaeger did not answer this span whole.") == 2
+    assert "Log lines" not in page, "no log files: no log section"
+
+
+# --- each span's log lines ---------------------------------------------------------------------
+
+
+def log_line(trace_id: str | None, span_id: str | None, message: str, **extra: Any) -> str:
+    record = {
+        "time": "2026-12-07 12:00:00,123",
+        "level": "INFO",
+        "logger": "servicekit",
+        "message": message,
+        "service": "order-service",
+        "trace_id": trace_id,
+        "span_id": span_id,
+        **extra,
+    }
+    return json.dumps(record)
+
+
+def test_log_lines_are_found_by_trace_and_grouped_by_span(tmp_path: Path) -> None:
+    (tmp_path / "order-service.log").write_text(
+        "\n".join(
+            [
+                "plain text line mentioning " + TRACE,
+                log_line(TRACE, CHILD, "reserved", sku="A1"),
+                log_line("f" * 32, CHILD, "another trace"),
+                log_line(TRACE, None, "outside any span"),
+                '{"broken json ' + TRACE,
+                log_line(TRACE.upper(), ROOT, "upper-case id"),
+            ]
+        )
+        + "\n"
+    )
+    (tmp_path / "jaeger.log").write_text('{"level":"info","msg":"started"}\n')
+    (tmp_path / "notes.txt").write_text(log_line(TRACE, CHILD, "not a .log file") + "\n")
+    found = span_logs.trace_logs(tmp_path, TRACE.upper(), max_bytes=1 << 20)
+    assert found.files == 2 and not found.partial and not found.truncated
+    assert [line.text for line in found.by_span[CHILD]] == ["reserved  sku=A1"]
+    line = found.by_span[CHILD][0]
+    assert (line.file, line.time, line.level) == ("order-service", "12:00:00.123", "INFO")
+    assert [line.text for line in found.by_span[""]] == ["outside any span"]
+    assert ROOT not in found.by_span, "the services write ids in lower case, as compared"
+
+
+def test_only_the_newest_bytes_of_a_log_are_read(tmp_path: Path) -> None:
+    old = log_line(TRACE, CHILD, "old") + "\n"
+    new = log_line(TRACE, CHILD, "new") + "\n"
+    (tmp_path / "api-gateway.log").write_text(old * 100 + new)
+    found = span_logs.trace_logs(tmp_path, TRACE, max_bytes=len(new) + 10)
+    assert [line.text for line in found.by_span[CHILD]] == ["new"]
+    assert found.partial == ["api-gateway.log"]
+    assert span_logs.trace_logs(tmp_path / "missing", TRACE, 1024).count == 0
+
+
+def test_a_trace_with_very_many_lines_is_cut_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(span_logs, "MAX_LINES", 5)
+    (tmp_path / "a.log").write_text((log_line(TRACE, CHILD, "again") + "\n") * 9)
+    found = span_logs.trace_logs(tmp_path, TRACE, 1 << 20)
+    assert found.count == 5 and found.truncated
+
+
+# --- the browser's routes ---------------------------------------------------------------------
+
+
+def test_the_browser_shows_details_and_log_lines_and_serves_the_json(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """Through the app, against the stand-in Jaeger (v3 and v1): the details come from
+    whichever document Jaeger answered, the log lines from TRACE_BROWSER_LOG_DIR."""
+    document = jaeger_document()
+    jaeger.traces = [document]
+    (tmp_path / "order-service.log").write_text(log_line(TRACE, CHILD, "the line") + "\n")
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url, log_dir=str(tmp_path))
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get(f"/trace/{TRACE}")
+        download = client.get(f"/trace/{TRACE}/json")
+        missing = client.get(f"/trace/{'ab' * 16}/json")
+    assert page.status_code == 200
+    assert "the line" in page.text and "order-service" in page.text
+    assert download.status_code == 200
+    assert download.headers["content-disposition"].startswith("attachment; filename=")
+    spans = {
+        "v3": lambda body: [
+            span["spanId"]
+            for block in body["result"]["resourceSpans"]
+            for scope in block["scopeSpans"]
+            for span in scope["spans"]
+        ],
+        "v1": lambda body: [span["spanID"] for span in body["data"][0]["spans"]],
+    }["v3" if jaeger.v3 else "v1"](msgspec.json.decode(download.content))
+    assert sorted(spans) == sorted([ROOT, CHILD])
+    assert missing.status_code == 404

@@ -1,0 +1,271 @@
+"""One trace's page in the trace browser: the trace first, as Jaeger's UI opens it, then
+everything each span recorded.
+
+- A header: the root's service and operation, when it started, how long it took, its
+  services, depth and span count, how many spans failed, and the trace's warnings (clock
+  skew corrected, a missing parent or root, duplicate spans; Jaeger's own span warnings).
+- What the analysis says of it: the culprit on the critical path, the first failure, faults.
+- The waterfall (critical path outlined, failed spans striped), each span a ``<details>``
+  (no script) that opens on its kind, status, instrumentation scope, attributes, events (an
+  exception's type and message, its stack trace whole), links, log lines and resource. The
+  span of the first failure is open from the start.
+
+No window statistics: one trace has no percentiles. Every value is escaped; long values wrap.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import quote
+
+from trace_analysis.formats.details import Attributes, Details, SpanDetails, pick
+from trace_analysis.model.results import TraceResult, WaterfallRow
+from trace_analysis.reports import wording
+from trace_analysis.reports.html_report import _colours_of, _legend, _waterfall, page_head, tags
+from trace_analysis.sources.span_logs import LogLine, TraceLogs
+
+STACK_KEY = "exception.stacktrace"
+CSS = """
+.head-facts { display: flex; flex-wrap: wrap; gap: 6px 28px; margin: 10px 0 6px; }
+.head-facts div { display: flex; flex-direction: column; }
+.head-facts span { font-size: 12px; color: var(--muted); } .head-facts b { font-size: 15px; }
+.warnings { margin: 8px 0; padding: 8px 12px 8px 28px; border: 1px solid #f0d9a8;
+  background: #fff8e8; border-radius: 6px; } .warnings li { margin: 2px 0; }
+.actions a { margin-right: 16px; }
+.wf.spans { display: block; }
+.wf.spans .head, .wf.spans summary { display: grid;
+  grid-template-columns: minmax(260px, 34%) 1fr; }
+.wf.spans summary { list-style: none; cursor: pointer; }
+.wf.spans summary::-webkit-details-marker { display: none; }
+.wf.spans summary:hover { background: #f0f4fb; }
+.wf.spans summary .label::before { content: "\\25B8\\00A0"; color: var(--muted); }
+.wf.spans details[open] > summary .label::before { content: "\\25BE\\00A0"; }
+.wf.spans details[open] > summary { background: #e8effa; }
+.sd { margin: 0 0 10px; padding: 8px 14px 10px; border-left: 3px solid #0b57d0;
+  background: var(--bg-soft); font-size: 12.5px; }
+.sd.bad { border-left-color: var(--bad); }
+.sd h4 { font-size: 12.5px; margin: 10px 0 4px; }
+.sd .line span { margin-right: 14px; } .sd .status-error { color: var(--bad); font-weight: 600; }
+table.kv { margin: 0; width: auto; max-width: 100%; table-layout: auto; }
+table.kv td { padding: 2px 10px 2px 0; border-bottom: 1px solid #e6e9ef; }
+table.kv td.k { white-space: nowrap; color: var(--muted); font-family: ui-monospace, monospace; }
+table.kv td.v, table.logs td.t { white-space: pre-wrap; overflow-wrap: anywhere;
+  font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
+table.logs { margin: 0; } table.logs td { padding: 2px 10px 2px 0; font-size: 12px; }
+table.logs td.l { white-space: nowrap; font-weight: 600; }
+.event { margin: 4px 0 8px; padding: 4px 8px; border: 1px solid var(--line); border-radius: 4px;
+  background: #fff; } .event.exception { border-color: #f0b4b4; }
+pre.stack { white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0 0; padding: 6px 8px;
+  max-height: 420px; overflow: auto; background: #fff5f5; border-radius: 4px; font-size: 12px; }
+details.resource > summary { cursor: pointer; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; }
+"""
+
+
+def render_trace_page(
+    trace: TraceResult,
+    details: Details,
+    logs: TraceLogs | None,
+    nav: str = "",
+    jaeger_ui: str = "",
+) -> str:
+    """The page (see the module doc); ``logs`` None: this browser reads no log files;
+    ``nav``: the browser's navigation, put first; ``jaeger_ui``: a Jaeger UI to link to."""
+    colours = _colours_of(trace.services)
+    first = trace.error_origin.span_id if trace.error_origin else None
+    trace_id = escape(trace.trace_id)
+    # the browser's nav, then the root as the heading, as Jaeger's UI has it: "service: operation"
+    parts = page_head(f"Trace {trace.trace_id}")[:-1]
+    parts += [
+        f"<style>{CSS}</style>",
+        nav,
+        f"<h1>{escape(trace.root_service)}: {escape(trace.root_operation)} {tags(trace)}</h1>",
+        f'<div class="mono muted">Trace {trace_id}</div>',
+    ]
+    parts.append(_header(trace))
+    parts.append(_warnings(trace, details))
+    parts.append(_findings(trace))
+    parts.append(_actions(trace, jaeger_ui))
+    parts.append(_legend(colours))
+
+    def detail(row: WaterfallRow) -> tuple[str, bool]:
+        found = pick(details, row.span_id, row.service, row.operation)
+        return _span_body(row, found, logs), row.span_id == first
+
+    parts.append(_waterfall(trace, colours, detail))
+    if trace.waterfall is not None and len(trace.waterfall) < trace.span_count:
+        more = trace.span_count - len(trace.waterfall)
+        parts.append(f'<p class="muted">... {more} more spans not drawn.</p>')
+    if logs is not None:
+        parts.append(_logs_note(trace, logs))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _header(trace: TraceResult) -> str:
+    rows = trace.waterfall or []
+    unit = wording.trace_unit(trace)
+    depth = max((row.depth for row in rows), default=0) + 1
+    failed = sum(row.error for row in rows)
+    facts = [
+        ("trace start (UTC)", wording.iso(trace.start_us) or "-"),
+        ("duration", unit(trace.latency_us)),
+        ("end to end", unit(trace.end_to_end_us)),
+        (f"services ({len(trace.services)})", ", ".join(trace.services)),
+        ("depth", str(depth)),
+        ("total spans", str(trace.span_count)),
+        ("failed spans", str(failed)),
+    ]
+    cells = "".join(
+        f"<div><span>{escape(label)}</span><b>{escape(value)}</b></div>" for label, value in facts
+    )
+    return f'<div class="head-facts">{cells}</div>'
+
+
+def _warnings(trace: TraceResult, details: Details) -> str:
+    items = list(trace.notes)
+    warned = [item for found in details.values() for item in found if item.warnings]
+    if warned:
+        items.append(f"{len(warned)} span(s) carry Jaeger warnings (shown in each span)")
+    if not items:
+        return ""
+    listed = "".join(f"<li>{escape(item)}</li>" for item in items)
+    return f'<ul class="warnings"><b>warnings</b>{listed}</ul>'
+
+
+def _findings(trace: TraceResult) -> str:
+    unit = wording.trace_unit(trace)
+    facts = [
+        (label, text)
+        for label, text in (
+            ("critical path culprit", wording.culprit_text(trace, unit, always=True)),
+            ("first failure", wording.error_text(trace, spans_after=True)),
+            ("faults", wording.faults_text(trace)),
+        )
+        if text
+    ]
+    if not trace.error:
+        facts.append(("first failure", "none, no span failed"))
+    items = "".join(f"<li><b>{escape(label)}:</b> {escape(text)}</li>" for label, text in facts)
+    return f'<ul class="facts">{items}</ul>'
+
+
+def _actions(trace: TraceResult, jaeger_ui: str) -> str:
+    path = f"/trace/{quote(trace.trace_id, safe='')}"
+    links = [
+        (f"{path}/json", "download JSON"),
+        (f"/search?service={quote(trace.root_service, safe='')}", "more traces of this service"),
+    ]
+    if jaeger_ui:
+        links.append((f"{jaeger_ui.rstrip('/')}{path}", "open in Jaeger UI"))
+    body = "".join(f'<a href="{escape(href)}">{escape(text)}</a>' for href, text in links)
+    return f'<div class="actions">{body}</div>'
+
+
+def _span_body(row: WaterfallRow, found: SpanDetails | None, logs: TraceLogs | None) -> str:
+    unit = wording.unit_for(max(row.duration_us, 1))
+    bad = row.error or (found is not None and found.status_code == "ERROR")
+    line = [
+        f"<span><b>{escape(row.service)}</b> {escape(row.operation)}</span>",
+        f"<span>duration {unit(row.duration_us)}</span>",
+        f"<span>start +{wording.unit_for(max(row.start_us, 1))(row.start_us)}</span>",
+        f'<span class="mono">span {escape(row.span_id)}</span>',
+    ]
+    parts = []
+    if found is None:
+        parts.append('<p class="muted">No details: Jaeger did not answer this span whole.</p>')
+    else:
+        status = escape(found.status_code)
+        if found.status_message:
+            status += f": {escape(found.status_message)}"
+        css = "status-error" if found.status_code == "ERROR" else ""
+        line[1:1] = [
+            f"<span>kind {escape(found.kind)}</span>",
+            f'<span class="{css}">status {status}</span>',
+        ]
+        if found.scope[0]:
+            scope = " ".join(filter(None, found.scope))
+            line.append(f"<span>scope {escape(scope)}</span>")
+        parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in found.warnings]
+        parts.append(_section("Attributes", found.attributes, _kv(found.attributes)))
+        parts.append(_events(found))
+        parts.append(_links(found))
+    lines = None if logs is None else logs.by_span.get(row.span_id, [])
+    if lines is not None:
+        parts.append(_section("Log lines", lines, _log_table(lines)))
+    if found is not None and found.resource:
+        summary = ", ".join(f"{key}={value}" for key, value in found.resource[:6])
+        parts.append(
+            '<details class="resource"><summary><b>Resource</b> '
+            f'<span class="mono muted">{escape(summary)}</span></summary>'
+            f"{_kv(found.resource)}</details>"
+        )
+    head = f'<div class="line">{"".join(line)}</div>'
+    return f'<div class="sd{" bad" if bad else ""}">{head}{"".join(parts)}</div>'
+
+
+def _section(title: str, items: list, body: str) -> str:  # type: ignore[type-arg]
+    if not items:
+        return f'<h4>{escape(title)} <span class="muted">(none)</span></h4>'
+    return f'<h4>{escape(title)} <span class="muted">({len(items)})</span></h4>{body}'
+
+
+def _kv(pairs: Attributes) -> str:
+    rows = "".join(
+        f'<tr><td class="k">{escape(key)}</td><td class="v">{escape(value)}</td></tr>'
+        for key, value in pairs
+        if key != STACK_KEY
+    )
+    stacks = "".join(
+        f'<pre class="stack">{escape(value)}</pre>' for key, value in pairs if key == STACK_KEY
+    )
+    return (f'<table class="kv">{rows}</table>' if rows else "") + stacks
+
+
+def _events(found: SpanDetails) -> str:
+    blocks = []
+    for event in found.events:
+        offset = event.time_us - found.start_us
+        at = f"+{wording.unit_for(max(abs(offset), 1))(offset)}" if event.time_us else ""
+        css = "event exception" if event.name == "exception" else "event"
+        blocks.append(
+            f'<div class="{css}"><b>{escape(event.name)}</b> '
+            f'<span class="muted">{escape(at)}</span>{_kv(event.attributes)}</div>'
+        )
+    return _section("Events", found.events, "".join(blocks))
+
+
+def _links(found: SpanDetails) -> str:
+    rows = []
+    for link in found.links:
+        target = escape(f"/trace/{quote(link.trace_id, safe='')}") if link.trace_id else ""
+        trace = f'<a class="mono" href="{target}">{escape(link.trace_id)}</a>' if target else ""
+        rows.append(
+            f"<div>{escape(link.kind)} {trace} "
+            f'<span class="mono">span {escape(link.span_id)}</span>{_kv(link.attributes)}</div>'
+        )
+    return _section("Links", found.links, "".join(rows)) if found.links else ""
+
+
+def _log_table(lines: list[LogLine]) -> str:
+    rows = "".join(
+        f'<tr><td class="mono">{escape(line.time)}</td><td class="l">{escape(line.level)}</td>'
+        f'<td class="t">{escape(line.text)}</td><td class="muted">{escape(line.file)}</td></tr>'
+        for line in lines
+    )
+    return f'<table class="logs">{rows}</table>'
+
+
+def _logs_note(trace: TraceResult, logs: TraceLogs) -> str:
+    shown = {row.span_id for row in trace.waterfall or []}
+    outside = sum(len(lines) for span, lines in logs.by_span.items() if span not in shown)
+    text = f"{logs.count} log line(s) of this trace in {logs.files} log file(s)"
+    if outside:
+        text += f", {outside} of them outside the spans drawn"
+    if logs.partial:
+        text += f"; only the newest part of {', '.join(logs.partial)} was read"
+    if logs.truncated:
+        text += "; more lines than shown"
+    rows = [line for span, lines in logs.by_span.items() if span not in shown for line in lines]
+    table = _log_table(rows) if rows else ""
+    return f'<h2>Log lines</h2><p class="muted">{escape(text)}.</p>{table}'
