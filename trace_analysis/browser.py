@@ -43,13 +43,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trace_analysis.analyses.analyzer import Analyzer
 from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
+from trace_analysis.analyses.search import TraceFilter, found_in, parse_duration, parse_tags
 from trace_analysis.cli_common import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.formats.details import document, of_trace
+from trace_analysis.formats.details import PageReader, document, of_trace
 from trace_analysis.formats.jaeger import JaegerTrace
 from trace_analysis.model.results import Criteria, TraceResult
 from trace_analysis.reports import wording
 from trace_analysis.reports.html_report import page_head, tags, why
+from trace_analysis.reports.svg import duration_plot
 from trace_analysis.reports.trace_page import render_trace_page
 from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 from trace_analysis.sources.span_logs import trace_logs
@@ -183,6 +185,38 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         page = _list_page(search, services, operations, found, warnings, settings)
         return HTMLResponse(page)
 
+    @app.get("/search", response_class=HTMLResponse)
+    def search(
+        jaeger: Jaeger,
+        service: Annotated[str, Query(max_length=200)] = "",
+        operation: Annotated[str, Query(max_length=500)] = "",
+        tags: Annotated[str, Query(max_length=2000)] = "",
+        min_duration: Annotated[str, Query(alias="minDuration", max_length=20)] = "",
+        max_duration: Annotated[str, Query(alias="maxDuration", max_length=20)] = "",
+        lookback: Annotated[str, Query(max_length=20)] = "1h",
+        start: Annotated[int | None, Query(ge=0)] = None,
+        end: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=1500)] = 20,
+    ) -> HTMLResponse:
+        """Jaeger UI's search, by its URL (see trace_analysis/analyses/search.py)."""
+        form = JaegerSearch(
+            service.strip(), operation.strip(), tags, min_duration, max_duration, lookback,
+            start, end, limit,
+        )  # fmt: skip
+        try:
+            wanted, start_us, end_us = form.parsed()
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 400)
+        try:
+            services = jaeger.services()
+            form.service = wanted.service = form.service or _default_service(services)
+            found, warnings = _jaeger_search(jaeger, form, wanted, start_us, end_us, settings)
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 502)
+        operations = _operations(jaeger, form.service)
+        page = _search_page(form, services, operations, found, warnings, settings)
+        return HTMLResponse(page)
+
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
     def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
         try:
@@ -212,6 +246,88 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         return Response(body, media_type="application/json", headers=headers)
 
     return app
+
+
+@dataclass
+class JaegerSearch:
+    """The ``/search`` form: Jaeger UI's URL parameters, as given."""
+
+    service: str
+    operation: str
+    tags: str
+    min_duration: str
+    max_duration: str
+    lookback: str
+    start: int | None
+    end: int | None
+    limit: int
+
+    def parsed(self) -> tuple[TraceFilter, int, int]:
+        """The filter and the window (epoch µs); :class:`AnalyzerError` for a bad value."""
+        wanted = TraceFilter(
+            self.service,
+            self.operation,
+            parse_tags(self.tags),
+            parse_duration(self.min_duration, "minDuration"),
+            parse_duration(self.max_duration, "maxDuration"),
+        )
+        now_us = time.time_ns() // 1000
+        if self.lookback == "custom":
+            end_us = self.end if self.end is not None else now_us
+            start_us = self.start if self.start is not None else end_us - 3_600_000_000
+        else:
+            end_us, start_us = now_us, now_us - parse_lookback(self.lookback)
+        if start_us > end_us:
+            raise AnalyzerError("start is after end")
+        return wanted, start_us, end_us
+
+
+def _default_service(services: list[str]) -> str:
+    """The service a search opens on: the gateway's, else the first Jaeger knows."""
+    if DEFAULT_SERVICE in services:
+        return DEFAULT_SERVICE
+    return services[0] if services else ""
+
+
+def _jaeger_search(
+    jaeger: JaegerClient,
+    form: JaegerSearch,
+    wanted: TraceFilter,
+    start_us: int,
+    end_us: int,
+    settings: BrowserSettings,
+) -> tuple[list[TraceResult], list[str]]:
+    """The newest ``form.limit`` traces of the window that match, each analyzed; with a
+    filter, looked for through the whole window (up to ``DEFAULT_LIMIT`` traces read)."""
+    warnings: list[str] = []
+    if not form.service:
+        return [], warnings
+    read = DEFAULT_LIMIT if wanted.active else form.limit
+    jaeger.keep_documents = bool(wanted.tags)
+    window = iter_window(
+        jaeger, form.service, form.operation or None, start_us, end_us, min(read, 500), warnings
+    )
+    counted = _Counted(window)
+    analyzer = Analyzer(settings.criteria, limit=read, keep_all=True)
+    analyzer.feed(found_in(counted, wanted, PageReader()))
+    traces = sorted(analyzer.outcome().traces, key=lambda trace: -trace.start_us)
+    if wanted.active and counted.read >= read:
+        warnings.append(f"searched the newest {read:,} traces of the window only")
+    return traces[: form.limit], warnings
+
+
+class _Counted:
+    """The traces of an iterable, counted as they are read."""
+
+    def __init__(self, traces: Iterator[JaegerTrace]) -> None:
+        self.traces, self.read = traces, 0
+
+    def __iter__(self) -> Iterator[JaegerTrace]:
+        for trace in self.traces:
+            self.read += 1
+            yield trace
+            if self.read >= DEFAULT_LIMIT:
+                return
 
 
 def _fetch(jaeger: JaegerClient, trace_id: str) -> JaegerTrace:
@@ -269,7 +385,10 @@ def _operations(jaeger: JaegerClient, service: str) -> list[str]:
 
 
 def _nav() -> str:
-    return '<nav class="browser"><a href="/">&larr; all traces</a></nav>'
+    return (
+        '<nav class="browser"><a href="/">&larr; all traces</a> &middot; '
+        '<a href="/search">search</a> &middot; <a href="/dependencies">service map</a></nav>'
+    )
 
 
 def _error_page(message: str, status: int) -> HTMLResponse:
@@ -298,12 +417,78 @@ def _list_page(
     parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
     if not services:
         parts.append("<p><b>Jaeger has no traces yet.</b> Place an order, then reload.</p>")
+    parts.append(duration_plot(found))
     parts.append(f"<h2>Flagged ({len(flagged)})</h2>")
     parts.append(_table(flagged, settings) if flagged else "<p>None in this window.</p>")
     parts.append(f"<h2>Recent ({len(found)})</h2>")
     parts.append(_table(found, settings) if found else "<p>No trace matches.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+JAEGER_LOOKBACKS = ("1h", "2h", "3h", "6h", "12h", "24h", "2d", "7d")
+
+
+def _search_page(
+    form: JaegerSearch,
+    services: list[str],
+    operations: list[str],
+    found: list[TraceResult],
+    warnings: list[str],
+    settings: BrowserSettings,
+) -> str:
+    where = f"{form.service or 'no service'} in Jaeger at {settings.jaeger_url}"
+    parts = [
+        *page_head("Search traces"),
+        f"<style>{CSS}</style>",
+        _nav(),
+        _jaeger_form(form, services, operations),
+        f'<div class="muted">{escape(where)}: {len(found)} trace(s) found, newest first.</div>',
+    ]
+    parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
+    parts.append(duration_plot(found))
+    parts.append(_table(found, settings) if found else "<p>No trace matches.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _jaeger_form(form: JaegerSearch, services: list[str], operations: list[str]) -> str:
+    options = "".join(
+        f'<option value="{escape(s)}"{" selected" if s == form.service else ""}>'
+        f"{escape(s)}</option>"
+        for s in services or [form.service]
+    )
+    known = "".join(f'<option value="{escape(name)}"></option>' for name in operations)
+    choices = JAEGER_LOOKBACKS if form.lookback in JAEGER_LOOKBACKS else (
+        form.lookback, *JAEGER_LOOKBACKS
+    )  # fmt: skip
+    lookbacks = "".join(
+        f'<option value="{escape(value)}"{" selected" if value == form.lookback else ""}>'
+        f"{escape(value)}</option>"
+        for value in choices
+    )
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{value}">'
+        for name, value in (("start", form.start), ("end", form.end))
+        if value is not None
+    )
+    return (
+        '<form class="search" method="get" action="/search">'
+        f'<label>service<select name="service">{options}</select></label>'
+        '<label>operation<input name="operation" placeholder="all" list="operations" '
+        f'value="{escape(form.operation)}"></label>'
+        f'<datalist id="operations">{known}</datalist>'
+        '<label>tags<input name="tags" size="34" placeholder="http.response.status_code=500 '
+        f'error=true" value="{escape(form.tags)}"></label>'
+        f'<label>lookback<select name="lookback">{lookbacks}</select></label>'
+        '<label>min duration<input name="minDuration" size="8" placeholder="e.g. 100ms" '
+        f'value="{escape(form.min_duration)}"></label>'
+        '<label>max duration<input name="maxDuration" size="8" placeholder="e.g. 1.2s" '
+        f'value="{escape(form.max_duration)}"></label>'
+        '<label>limit<input name="limit" type="number" min="1" max="1500" '
+        f'value="{form.limit}"></label>{hidden}'
+        '<button type="submit">Find traces</button></form>'
+    )
 
 
 def _form(search: Search, services: list[str], operations: list[str]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ import msgspec
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.test_analyzer_live import FakeJaeger, jaeger  # noqa: F401 (fixture)
+from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 (fixture)
 from trace_analysis import browser
+from trace_analysis.analyses import search
 from trace_analysis.analyses.explain import explain
+from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats import details
 from trace_analysis.formats.jaeger import decode_envelope, decode_trace
 from trace_analysis.reports.trace_page import render_trace_page
@@ -376,3 +379,95 @@ def test_the_browser_shows_details_and_log_lines_and_serves_the_json(
     }["v3" if jaeger.v3 else "v1"](msgspec.json.decode(download.content))
     assert sorted(spans) == sorted([ROOT, CHILD])
     assert missing.status_code == 404
+
+
+# --- /search: Jaeger UI's search URL ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"http.response.status_code":"500"}', {"http.response.status_code": "500"}),
+        ('{"http.response.status_code":500,"error":true}', {
+            "http.response.status_code": "500", "error": "true"
+        }),
+        ("http.response.status_code=500 error=true", {
+            "http.response.status_code": "500", "error": "true"
+        }),
+        ('db.query.text="SELECT 1" k=', {"db.query.text": "SELECT 1", "k": ""}),
+        ("  ", {}),
+    ],
+)  # fmt: skip
+def test_tags_are_read_as_jaeger_ui_writes_them(text: str, expected: dict[str, str]) -> None:
+    assert search.parse_tags(text) == expected
+
+
+@pytest.mark.parametrize("text", ["[1]", "{bad", "novalue", "=x", 'a="unclosed'])
+def test_a_bad_tags_value_is_refused(text: str) -> None:
+    with pytest.raises(AnalyzerError, match="tags"):
+        search.parse_tags(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "us"),
+    [("100ms", 100_000), ("1.2s", 1_200_000), ("500us", 500), ("500µs", 500), ("2m", 120_000_000),
+     ("1500ns", 2), ("", None)],
+)  # fmt: skip
+def test_durations_are_read_as_jaeger_writes_them(text: str, us: int | None) -> None:
+    assert search.parse_duration(text, "minDuration") == us
+
+
+def test_tags_match_attributes_resources_events_and_an_error_status() -> None:
+    found = details.from_otlp(json.dumps(otlp_document()).encode())
+    wanted = {
+        "http.response.status_code": "500",  # an attribute, an integer compared as text
+        "service.version": "1.2.3",  # the resource
+        "exception.type": "ValueError",  # an event's
+    }
+    assert search._has_tags(found, wanted)
+    assert search._has_tags(found, {"error": "true"}), "a span with status ERROR"
+    assert not search._has_tags(found, {**wanted, "exception.type": "KeyError"})
+    assert not search._has_tags(found, {"http.response.status_code": "200"})
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("tags=error%3Dtrue", {37, 38, 39}),  # older than the newest 10: the window is searched
+        ('tags={"error":"true"}', {37, 38, 39}),
+        ("minDuration=250ms", {36, 37}),
+        ("minDuration=250ms&tags=error%3Dtrue", {37}),
+        ("maxDuration=10ms&limit=3", {0, 1, 2}),
+        ("tags=error%3Dtrue&limit=2", {37, 38}),
+        ("tags=nothing%3Dhere", set()),
+    ],
+)
+def test_a_search_by_jaeger_ui_url_finds_its_traces(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+    query: str,
+    expected: set[int],
+) -> None:
+    now = time.time_ns() // 1000
+    jaeger.traces = [
+        make_trace(i, now - 5_000_000 - i * 15_000_000, slow=i in (36, 37), error=i >= 37)
+        for i in range(40)
+    ]
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url)
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get(f"/search?service=api-gateway&limit=10&lookback=1h&{query}")
+    assert page.status_code == 200, page.text
+    shown = {i for i in range(40) if f'href="/trace/{i + 1:032x}"' in page.text}
+    assert shown == expected
+    assert f"{len(expected)} trace(s) found" in page.text
+    assert ("<svg" in page.text) == bool(expected), "the durations are plotted"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["tags=novalue", "minDuration=fast", "lookback=forever", "lookback=custom&start=9&end=1"],
+)
+def test_a_bad_search_is_a_400_naming_the_parameter(query: str) -> None:
+    settings = browser.BrowserSettings(jaeger_url="http://127.0.0.1:9")  # never asked
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get(f"/search?{query}")
+    assert page.status_code == 400 and "<b>error:</b>" in page.text

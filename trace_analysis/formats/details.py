@@ -77,14 +77,23 @@ Details = dict[str, list[SpanDetails]]  # by span id (two halves of a call may s
 
 def from_otlp(document: bytes) -> Details:
     """The spans of an OTLP JSON document (``{"resourceSpans": ...}``, or it under
-    ``"result"`` as Jaeger's ``/api/v3`` answers)."""
+    ``"result"`` as Jaeger's ``/api/v3`` answers), whatever their traces."""
+    details: Details = {}
+    for spans in otlp_by_trace(document).values():
+        for span_id, found in spans.items():
+            details.setdefault(span_id, []).extend(found)
+    return details
+
+
+def otlp_by_trace(document: bytes) -> dict[str, Details]:
+    """The spans of an OTLP JSON document by trace id (a search's answer mixes traces)."""
     try:
         body = msgspec.json.decode(document)
     except msgspec.DecodeError:
         return {}
     if isinstance(body, dict) and isinstance(body.get("result"), dict):
         body = body["result"]
-    details: Details = {}
+    by_trace: dict[str, Details] = {}
     for block in _list(body, "resourceSpans"):
         resource = _attributes(_dict(block, "resource").get("attributes"))
         service = next((value for key, value in resource if key == "service.name"), "")
@@ -94,8 +103,9 @@ def from_otlp(document: bytes) -> Details:
             scope_pair = (str(scope.get("name") or ""), str(scope.get("version") or ""))
             for span in _list(scope_block, "spans"):
                 item = _otlp_span(span, service, resource, scope_pair)
-                details.setdefault(item.span_id, []).append(item)
-    return details
+                trace = by_trace.setdefault(hex_id(str(span.get("traceId") or "")), {})
+                trace.setdefault(item.span_id, []).append(item)
+    return by_trace
 
 
 def from_jaeger(document: bytes) -> Details:
@@ -313,13 +323,30 @@ def _int(value: Any) -> int:
 
 
 def of_trace(trace: JaegerTrace) -> Details:
-    """The details of a trace fetched by id, from the document it was read from (none for a
-    trace built otherwise)."""
+    """The details of a trace fetched from Jaeger, from the document it was read from (none
+    for a trace built otherwise)."""
     if trace.otlp_document is not None:
-        return from_otlp(trace.otlp_document)
+        return otlp_by_trace(trace.otlp_document).get(trace.trace_id, {})
     if trace.encoded is not None:
         return from_jaeger(bytes(trace.encoded))
     return {}
+
+
+class PageReader:
+    """:func:`of_trace` for the traces of a search, read page by page: the traces of one
+    ``/api/v3`` page share its document, decoded once."""
+
+    def __init__(self) -> None:
+        self._document: bytes | None = None
+        self._traces: dict[str, Details] = {}
+
+    def __call__(self, trace: JaegerTrace) -> Details:
+        document = trace.otlp_document
+        if document is None:
+            return of_trace(trace)
+        if document is not self._document:
+            self._document, self._traces = document, otlp_by_trace(document)
+        return self._traces.get(trace.trace_id, {})
 
 
 def document(trace: JaegerTrace) -> tuple[bytes, str] | None:
