@@ -53,6 +53,7 @@ from trace_analysis.reports import wording
 from trace_analysis.reports.html_report import page_head, tags, why
 from trace_analysis.reports.svg import duration_plot
 from trace_analysis.reports.trace_page import render_trace_page
+from trace_analysis.reports.trace_pair import render_trace_pair
 from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 from trace_analysis.sources.span_logs import trace_logs
 
@@ -219,6 +220,8 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
 
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
     def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
+        if "..." in trace_id:  # Jaeger UI's comparison of two traces: /trace/<a>...<b>
+            return _pair(jaeger, *trace_id.split("...", 1))
         try:
             fetched = _fetch(jaeger, trace_id)
             outcome = explain([fetched], settings.criteria, [fetched.trace_id])
@@ -231,6 +234,16 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
             outcome.traces[0], of_trace(fetched), logs, _nav(), settings.jaeger_ui
         )
         return HTMLResponse(page)
+
+    def _pair(jaeger: JaegerClient, first: str, second: str) -> HTMLResponse:
+        try:
+            a, b = _fetch(jaeger, first), _fetch(jaeger, second)
+            outcome = explain([a, b], settings.criteria, [a.trace_id, b.trace_id])
+        except AnalyzerError as exc:
+            return _error_page(str(exc), _status(str(exc)))
+        if len(outcome.traces) < 2:  # the same trace twice
+            outcome.traces.append(outcome.traces[0])
+        return HTMLResponse(render_trace_pair(*outcome.traces[:2], nav=_nav()))
 
     @app.get("/trace/{trace_id}/json")
     def trace_json(trace_id: str, jaeger: Jaeger) -> Response:

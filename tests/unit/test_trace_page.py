@@ -17,12 +17,13 @@ from fastapi.testclient import TestClient
 
 from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 (fixture)
 from trace_analysis import browser
-from trace_analysis.analyses import search
+from trace_analysis.analyses import pair, search
 from trace_analysis.analyses.explain import explain
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats import details
 from trace_analysis.formats.jaeger import decode_envelope, decode_trace
 from trace_analysis.reports.trace_page import render_trace_page
+from trace_analysis.reports.trace_pair import render_trace_pair
 from trace_analysis.sources import span_logs
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
@@ -471,3 +472,48 @@ def test_a_bad_search_is_a_400_naming_the_parameter(query: str) -> None:
     with TestClient(browser.create_app(settings)) as client:
         page = client.get(f"/search?{query}")
     assert page.status_code == 400 and "<b>error:</b>" in page.text
+
+
+# --- /trace/<a>...<b>: two traces compared -------------------------------------------------------
+
+
+def test_two_traces_pair_their_spans_and_name_what_got_slower() -> None:
+    a, _ = analyzed(jaeger_document())
+    slow = jaeger_document()
+    slow["traceID"] = LINKED
+    for span in slow["spans"]:
+        span["traceID"] = LINKED
+    slow["spans"][0]["duration"] = 90_000
+    slow["spans"][1]["duration"] = 80_000
+    extra = dict(slow["spans"][1], spanID="c000000000000001", operationName=HOSTILE, logs=[])
+    slow["spans"].append(extra)
+    raw = decode_envelope(json.dumps({"data": [slow]}).encode(), "test")[0]
+    b = explain([decode_trace(raw, "test", 0)], browser.BrowserSettings().criteria, [LINKED])
+    pairs = pair.pair_spans(a, b.traces[0])
+    assert [(p.operation, p.change_us) for p in pairs] == [
+        ("POST /api/orders", 70_000),
+        ("process_order", 70_000),
+        (HOSTILE, None),
+    ]
+    assert pairs[2].a is None, "only in B"
+    assert [p.operation for p in pair.slower(pairs)] == ["POST /api/orders", "process_order"]
+    page = render_trace_pair(a, b.traces[0])
+    assert "<img" not in page and "<script>" not in page
+    assert "B took +70.0 ms" in page and "only in B" in page
+    assert "slower in B: order-service process_order, +70.0 ms (+700%)" in page
+
+
+def test_the_comparison_route_opens_two_traces_by_jaeger_ui_url(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+) -> None:
+    now = time.time_ns() // 1000
+    jaeger.traces = [make_trace(0, now - 2_000_000), make_trace(1, now - 1_000_000, slow=True)]
+    fast, slow = f"{1:032x}", f"{2:032x}"
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url)
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get(f"/trace/{fast}...{slow}")
+        missing = client.get(f"/trace/{fast}...{'ab' * 16}")
+        bad = client.get(f"/trace/{fast}...nothex")
+    assert page.status_code == 200
+    assert "slower in B: order-service POST /orders, +296.0 ms" in page.text
+    assert missing.status_code == 404 and bad.status_code == 400
