@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
+from itertools import islice
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -42,6 +43,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trace_analysis.analyses.analyzer import Analyzer
+from trace_analysis.analyses.dependencies import ServiceMap
 from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
 from trace_analysis.analyses.search import TraceFilter, found_in, parse_duration, parse_tags
 from trace_analysis.cli_common import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
@@ -51,7 +53,7 @@ from trace_analysis.formats.jaeger import JaegerTrace
 from trace_analysis.model.results import Criteria, TraceResult
 from trace_analysis.reports import wording
 from trace_analysis.reports.html_report import page_head, tags, why
-from trace_analysis.reports.svg import duration_plot
+from trace_analysis.reports.svg import duration_plot, service_map
 from trace_analysis.reports.trace_page import render_trace_page
 from trace_analysis.reports.trace_pair import render_trace_pair
 from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
@@ -217,6 +219,29 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         operations = _operations(jaeger, form.service)
         page = _search_page(form, services, operations, found, warnings, settings)
         return HTMLResponse(page)
+
+    @app.get("/dependencies", response_class=HTMLResponse)
+    def dependencies(
+        jaeger: Jaeger,
+        lookback: Annotated[str, Query(max_length=20)] = "1h",
+        limit: Annotated[int, Query(ge=1, le=DEFAULT_LIMIT)] = 1000,
+    ) -> HTMLResponse:
+        """The service map of the window: each service's newest ``limit`` traces, counted."""
+        try:
+            end_us = time.time_ns() // 1000
+            start_us = end_us - parse_lookback(lookback)
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 400)
+        graph, warnings = ServiceMap(), []
+        try:
+            for service in jaeger.services():
+                window = iter_window(
+                    jaeger, service, None, start_us, end_us, min(limit, 500), warnings
+                )
+                graph.add_all(islice(window, limit))
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 502)
+        return HTMLResponse(_dependencies_page(graph, lookback, limit, warnings, settings))
 
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
     def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
@@ -502,6 +527,38 @@ def _jaeger_form(form: JaegerSearch, services: list[str], operations: list[str])
         f'value="{form.limit}"></label>{hidden}'
         '<button type="submit">Find traces</button></form>'
     )
+
+
+def _dependencies_page(
+    graph: ServiceMap, lookback: str, limit: int, warnings: list[str], settings: BrowserSettings
+) -> str:
+    where = (
+        f"Jaeger at {settings.jaeger_url}, last {lookback}: {graph.traces:,} trace(s) "
+        f"(each service's newest {limit:,}), {len(graph.services)} service(s), "
+        f"{len(graph.edges)} edge(s)."
+    )
+    parts = [
+        *page_head("Service map"),
+        _nav(),
+        f'<div class="muted">{escape(where)}</div>',
+    ]
+    parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
+    if not graph.edges:
+        parts.append("<p><b>No calls between services in this window.</b></p>")
+    parts.append(service_map(graph))
+    rows = "".join(
+        f"<tr><td>{escape(edge.caller)}</td><td>{escape(edge.callee)}</td>"
+        f'<td class="num">{edge.calls:,}</td><td class="num">{edge.errors:,}</td>'
+        f'<td class="num">{edge.error_rate:.1%}</td></tr>'
+        for edge in sorted(graph.edges.values(), key=lambda e: (e.caller, e.callee))
+    )
+    if rows:
+        parts.append(
+            '<table><tr><th>caller</th><th>callee</th><th class="num">calls</th>'
+            f'<th class="num">failed</th><th class="num">error rate</th></tr>{rows}</table>'
+        )
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
 
 
 def _form(search: Search, services: list[str], operations: list[str]) -> str:

@@ -17,11 +17,12 @@ from fastapi.testclient import TestClient
 
 from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 (fixture)
 from trace_analysis import browser
-from trace_analysis.analyses import pair, search
+from trace_analysis.analyses import dependencies, pair, search
 from trace_analysis.analyses.explain import explain
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats import details
 from trace_analysis.formats.jaeger import decode_envelope, decode_trace
+from trace_analysis.reports import svg
 from trace_analysis.reports.trace_page import render_trace_page
 from trace_analysis.reports.trace_pair import render_trace_pair
 from trace_analysis.sources import span_logs
@@ -517,3 +518,49 @@ def test_the_comparison_route_opens_two_traces_by_jaeger_ui_url(
     assert page.status_code == 200
     assert "slower in B: order-service POST /orders, +296.0 ms" in page.text
     assert missing.status_code == 404 and bad.status_code == 400
+
+
+# --- /dependencies: the service map -------------------------------------------------------------
+
+
+def trace_of(document: dict[str, Any]):  # type: ignore[no-untyped-def]
+    raw = decode_envelope(json.dumps({"data": [document]}).encode(), "test")[0]
+    return decode_trace(raw, "test", 0)
+
+
+def test_the_service_map_counts_calls_and_failures_between_services() -> None:
+    graph = dependencies.ServiceMap()
+    graph.add_all(trace_of(make_trace(i, START_US + i, error=i % 4 == 0)) for i in range(8))
+    graph.add(trace_of(make_trace(0, START_US)))  # found again through another service
+    assert graph.traces == 8 and graph.services == {"api-gateway", "order-service"}
+    edge = graph.edges[("api-gateway", "order-service")]
+    assert (edge.calls, edge.errors, edge.error_rate) == (8, 2, 0.25)
+    assert graph.layers() == [["api-gateway"], ["order-service"]]
+    picture = svg.service_map(graph)
+    assert "8 calls, 25.0% errors" in picture and picture.count("<rect") == 2
+
+
+def test_a_loop_of_calls_still_draws_every_service_once() -> None:
+    graph = dependencies.ServiceMap()
+    for caller, callee in (("a", "b"), ("b", "c"), ("c", "a"), ("x", HOSTILE)):
+        graph.edges[(caller, callee)] = dependencies.Edge(caller, callee, 1, 0)
+        graph.services |= {caller, callee}
+    layers = graph.layers()
+    assert sorted(service for column in layers for service in column) == sorted(graph.services)
+    picture = svg.service_map(graph)
+    assert "<img" not in picture and "<script" not in picture
+
+
+def test_the_dependencies_page_draws_the_map_of_the_window(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+) -> None:
+    now = time.time_ns() // 1000
+    jaeger.traces = [make_trace(i, now - 1_000_000 * (i + 1), error=i == 0) for i in range(4)]
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url)
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get("/dependencies?lookback=1h")
+        bad = client.get("/dependencies?lookback=soon")
+    assert page.status_code == 200 and "<svg" in page.text
+    assert "4 calls, 25.0% errors" in page.text
+    assert "<td>api-gateway</td><td>order-service</td>" in page.text
+    assert bad.status_code == 400
