@@ -10,10 +10,14 @@ Local mode's Jaeger is built from source without its UI (a placeholder page answ
   ``lookback`` (15m, 1h, 6h, 1d, 2d) and ``limit`` (traces shown, newest first, 1-1000). A
   search by ``min_ms`` or ``errors`` looks through the whole window (up to the analyzer's
   20,000 newest traces), not only the newest ``limit``.
-- ``GET /trace/{trace_id}``: one trace as the analyzer's HTML report draws it: the waterfall,
-  the critical path, the culprit and the first failure (what ``analyze_traces.py --trace ID
-  --format html`` writes). The same path as Jaeger's UI, so reports link here by changing the
-  base URL only.
+- ``GET /search``: Jaeger UI's search by its URL (``service``, ``operation``, ``tags``,
+  ``minDuration``, ``maxDuration``, ``lookback``, ``limit``; see
+  :mod:`trace_analysis.analyses.search`), the found traces' durations plotted.
+- ``GET /trace/{trace_id}``: one trace, opening on its header, then the waterfall whose every
+  span opens on what it recorded and its log lines (:mod:`trace_analysis.reports.trace_page`);
+  ``/trace/{id}/json`` the trace as Jaeger answered it; ``/trace/{a}...{b}`` two traces
+  compared. The same paths as Jaeger's UI, so reports link here by changing the base URL only.
+- ``GET /dependencies``: the service map of a window, calls and error rates per edge.
 
 It reads Jaeger's query API only (``JAEGER_URL``, through the analyzer's :class:`JaegerClient`);
 it answers GET and nothing else, binds to loopback unless ``TRACE_BROWSER_HOST`` says
@@ -23,7 +27,10 @@ and sends a Content-Security-Policy that allows no script. A Jaeger that cannot 
 
 Settings (environment): ``JAEGER_URL`` (``http://127.0.0.1:16686``), ``TRACE_BROWSER_HOST``
 (``127.0.0.1``), ``TRACE_BROWSER_PORT`` (16680), ``TRACE_BROWSER_SLOW_MS`` (200),
-``TRACE_BROWSER_JAEGER_UI`` (a Jaeger UI to link each trace to as well; empty: none).
+``TRACE_BROWSER_JAEGER_UI`` (a Jaeger UI to link each trace to as well; empty: none),
+``TRACE_BROWSER_LOG_DIR`` (the log files each span's lines are read from; empty: none),
+``TRACE_BROWSER_LOG_BYTES`` (32 MiB read from the end of each, per page). docs/trace-browser.md
+has the pages and rules.
 """
 
 from __future__ import annotations
