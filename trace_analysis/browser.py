@@ -262,9 +262,9 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         logs = None
         if settings.log_dir:
             logs = trace_logs(Path(settings.log_dir), fetched.trace_id, settings.log_bytes)
-        page = render_trace_page(
-            outcome.traces[0], of_trace(fetched), logs, _nav(), settings.jaeger_ui
-        )
+        shown = outcome.traces[0]
+        drawn = {row.span_id for row in shown.waterfall or []}
+        page = render_trace_page(shown, of_trace(fetched, drawn), logs, _nav(), settings.jaeger_ui)
         return HTMLResponse(page)
 
     def _pair(jaeger: JaegerClient, first: str, second: str) -> HTMLResponse:

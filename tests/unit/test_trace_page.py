@@ -564,3 +564,13 @@ def test_the_dependencies_page_draws_the_map_of_the_window(
     assert "4 calls, 25.0% errors" in page.text
     assert "<td>api-gateway</td><td>order-service</td>" in page.text
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("kind", ["otlp", "jaeger"])
+def test_only_the_spans_a_page_draws_are_read_whole(kind: str) -> None:
+    """A trace of 50,000 spans draws a few hundred: only those are turned into details."""
+    if kind == "otlp":
+        found = details.otlp_by_trace(json.dumps(otlp_document()).encode(), {CHILD})[TRACE]
+    else:
+        found = details.from_jaeger(json.dumps(jaeger_document()).encode(), {CHILD})
+    assert list(found) == [CHILD]

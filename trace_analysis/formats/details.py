@@ -17,6 +17,7 @@ trace, which the analysis read on its own.
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,32 +86,36 @@ def from_otlp(document: bytes) -> Details:
     return details
 
 
-def otlp_by_trace(document: bytes) -> dict[str, Details]:
-    """The spans of an OTLP JSON document by trace id (a search's answer mixes traces)."""
+def otlp_by_trace(document: bytes, wanted: Set[str] | None = None) -> dict[str, Details]:
+    """The spans of an OTLP JSON document by trace id (a search's answer mixes traces); only
+    those whose span id is in ``wanted``, if given (a page draws at most a few hundred of a
+    trace's spans)."""
     try:
-        body = msgspec.json.decode(document)
+        body = _OTLP.decode(document)
     except msgspec.DecodeError:
         return {}
-    if isinstance(body, dict) and isinstance(body.get("result"), dict):
-        body = body["result"]
+    blocks = body.result.resource_spans if body.result is not None else body.resource_spans
     by_trace: dict[str, Details] = {}
-    for block in _list(body, "resourceSpans"):
-        resource = _attributes(_dict(block, "resource").get("attributes"))
+    for block in blocks or ():
+        decoded = _raw(block.resource)
+        resource = _attributes(decoded.get("attributes") if isinstance(decoded, dict) else None)
         service = next((value for key, value in resource if key == "service.name"), "")
-        scopes = _list(block, "scopeSpans") + _list(block, "instrumentationLibrarySpans")
-        for scope_block in scopes:
-            scope = _dict(scope_block, "scope") or _dict(scope_block, "instrumentationLibrary")
+        for scope_block in (block.scope_spans or []) + (block.library_spans or []):
+            scope = _raw(scope_block.scope) or _raw(scope_block.library)
+            scope = scope if isinstance(scope, dict) else {}
             scope_pair = (str(scope.get("name") or ""), str(scope.get("version") or ""))
-            for span in _list(scope_block, "spans"):
-                item = _otlp_span(span, service, resource, scope_pair)
-                trace = by_trace.setdefault(hex_id(str(span.get("traceId") or "")), {})
+            for span in scope_block.spans or ():
+                if wanted is not None and hex_id(span.span_id) not in wanted:
+                    continue
+                item = _otlp_span(_expand(span), service, resource, scope_pair)
+                trace = by_trace.setdefault(hex_id(span.trace_id), {})
                 trace.setdefault(item.span_id, []).append(item)
     return by_trace
 
 
-def from_jaeger(document: bytes) -> Details:
+def from_jaeger(document: bytes, wanted: Set[str] | None = None) -> Details:
     """The spans of one Jaeger JSON trace (``{"traceID", "spans", "processes"}``, or a
-    ``{"data": [trace]}`` answer)."""
+    ``{"data": [trace]}`` answer); ``wanted``: as :func:`otlp_by_trace`."""
     try:
         body = msgspec.json.decode(document)
     except msgspec.DecodeError:
@@ -124,6 +129,8 @@ def from_jaeger(document: bytes) -> Details:
         processes = trace.get("processes") if isinstance(trace.get("processes"), dict) else {}
         trace_id = str(trace.get("traceID") or "")
         for span in _list(trace, "spans"):
+            if wanted is not None and str(span.get("spanID") or "").lower() not in wanted:
+                continue
             process = span.get("process") or processes.get(span.get("processID"), {})
             item = _jaeger_span(span, process if isinstance(process, dict) else {}, trace_id)
             details.setdefault(item.span_id, []).append(item)
@@ -153,6 +160,67 @@ def text(value: Any) -> str:
 
 
 # --- OTLP JSON ------------------------------------------------------------------------------
+# A typed skeleton, its bulky parts left encoded: a page decodes those of the spans it draws.
+_NULL = msgspec.Raw(b"null")
+
+
+class _Span(msgspec.Struct, gc=False):
+    trace_id: str = msgspec.field(default="", name="traceId")
+    span_id: str = msgspec.field(default="", name="spanId")
+    name: Any = ""
+    kind: Any = 0
+    start: Any = msgspec.field(default=0, name="startTimeUnixNano")
+    attributes: msgspec.Raw = _NULL
+    events: msgspec.Raw = _NULL
+    links: msgspec.Raw = _NULL
+    status: msgspec.Raw = _NULL
+
+
+class _Scope(msgspec.Struct, gc=False):
+    scope: msgspec.Raw = _NULL
+    library: msgspec.Raw = msgspec.field(default=_NULL, name="instrumentationLibrary")
+    spans: list[_Span] | None = None
+
+
+class _Block(msgspec.Struct, gc=False):
+    resource: msgspec.Raw = _NULL
+    scope_spans: list[_Scope] | None = msgspec.field(default=None, name="scopeSpans")
+    library_spans: list[_Scope] | None = msgspec.field(
+        default=None, name="instrumentationLibrarySpans"
+    )
+
+
+class _Result(msgspec.Struct, gc=False):
+    resource_spans: list[_Block] | None = msgspec.field(default=None, name="resourceSpans")
+
+
+class _Document(_Result, gc=False):
+    result: _Result | None = None  # Jaeger's /api/v3 answer
+
+
+_OTLP = msgspec.json.Decoder(_Document)
+
+
+def _raw(raw: msgspec.Raw) -> Any:
+    """An encoded part, decoded as plain values (None if it is not JSON)."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
+def _expand(span: _Span) -> dict[str, Any]:
+    """The span as the plain values :func:`_otlp_span` reads."""
+    return {
+        "spanId": span.span_id,
+        "name": span.name,
+        "kind": span.kind,
+        "startTimeUnixNano": span.start,
+        "attributes": _raw(span.attributes),
+        "events": _raw(span.events),
+        "links": _raw(span.links),
+        "status": _raw(span.status),
+    }
 
 
 def _otlp_span(
@@ -322,13 +390,13 @@ def _int(value: Any) -> int:
         return 0
 
 
-def of_trace(trace: JaegerTrace) -> Details:
+def of_trace(trace: JaegerTrace, wanted: Set[str] | None = None) -> Details:
     """The details of a trace fetched from Jaeger, from the document it was read from (none
-    for a trace built otherwise)."""
+    for a trace built otherwise); ``wanted``: of these span ids only (OTLP)."""
     if trace.otlp_document is not None:
-        return otlp_by_trace(trace.otlp_document).get(trace.trace_id, {})
+        return otlp_by_trace(trace.otlp_document, wanted).get(trace.trace_id, {})
     if trace.encoded is not None:
-        return from_jaeger(bytes(trace.encoded))
+        return from_jaeger(bytes(trace.encoded), wanted)
     return {}
 
 
