@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -282,3 +284,60 @@ def test_a_trace_downloads_as_json_the_analyzer_reads(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["traces"][0]["span_count"] == 15
+
+
+def test_span_data_is_shown_not_run(stack: Stack, page: Page, tmp_path: Path) -> None:
+    """A span sent straight to the collector (OTLP/HTTP) with markup in its service name,
+    name, attributes, event, status message and link: every page shows it as text."""
+    trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    now = time.time_ns()
+
+    def value(text: str) -> dict[str, str]:
+        return {"stringValue": text}
+
+    span = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": HOSTILE,
+        "kind": 2,
+        "startTimeUnixNano": str(now),
+        "endTimeUnixNano": str(now + 5_000_000),
+        "attributes": [
+            {"key": HOSTILE, "value": value(HOSTILE)},
+            {"key": "http.response.status_code", "value": {"intValue": "500"}},
+        ],
+        "events": [
+            {
+                "name": "exception",
+                "timeUnixNano": str(now + 1_000_000),
+                "attributes": [
+                    {"key": "exception.message", "value": value(HOSTILE)},
+                    {"key": "exception.stacktrace", "value": value(HOSTILE * 20)},
+                ],
+            }
+        ],
+        "links": [{"traceId": "ab" * 16, "spanId": "cd" * 8}],
+        "status": {"code": 2, "message": HOSTILE},
+    }
+    resource = {"attributes": [{"key": "service.name", "value": value("hostile" + HOSTILE)}]}
+    body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}
+    sent = httpx.post(f"http://127.0.0.1:{stack.ports.otlp_http}/v1/traces", json=body, timeout=30)
+    assert sent.status_code == 200, sent.text
+    wait_for_trace(stack.jaeger_url, trace_id, {"hostile" + HOSTILE})
+
+    page.open(f"{stack.browser_url}/trace/{trace_id}")
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    assert page.count("img") == 0 and page.count("script") == 0
+    assert page.evaluate("document.title") == f"Trace {trace_id}", "no injected script ran"
+    assert visible(page, "td.k").count(HOSTILE) == 1 and HOSTILE in visible(page, "pre.stack")
+    assert f"status ERROR: {HOSTILE}" in page.text()
+    nothing_cut_off(page)
+    shoot(page, tmp_path / "shots" / "hostile.png")
+    tags = quote(json.dumps({HOSTILE: HOSTILE}))
+    service = quote("hostile" + HOSTILE)
+    page.open(f"{stack.browser_url}/search?service={service}&tags={tags}&lookback=1h")
+    assert trace_id in page.text("table")
+    assert page.count("img") == 0 and page.count("script") == 0
+    assert page.evaluate("document.title") == "Search traces"
+    page.open(f"{stack.browser_url}/dependencies")
+    assert page.count("img") == 0 and page.count("script") == 0
