@@ -207,8 +207,12 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         start: Annotated[int | None, Query(ge=0)] = None,
         end: Annotated[int | None, Query(ge=0)] = None,
         limit: Annotated[int, Query(ge=1, le=1500)] = 20,
+        trace_ids: Annotated[list[str] | None, Query(alias="traceID", max_length=50)] = None,
     ) -> HTMLResponse:
-        """Jaeger UI's search, by its URL (see trace_analysis/analyses/search.py)."""
+        """Jaeger UI's search, by its URL (see trace_analysis/analyses/search.py); with
+        ``traceID`` (repeated), those traces."""
+        if trace_ids:
+            return _by_ids(jaeger, trace_ids)
         form = JaegerSearch(
             service.strip(), operation.strip(), tags, min_duration, max_duration, lookback,
             start, end, limit,
@@ -265,6 +269,17 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         shown = outcome.traces[0]
         drawn = {row.span_id for row in shown.waterfall or []}
         page = render_trace_page(shown, of_trace(fetched, drawn), logs, _nav(), settings.jaeger_ui)
+        return HTMLResponse(page)
+
+    def _by_ids(jaeger: JaegerClient, trace_ids: list[str]) -> HTMLResponse:
+        try:
+            wanted = check_ids([t for t in trace_ids if t.strip()], from_file=False)
+            outcome = explain(from_jaeger(jaeger, wanted), settings.criteria, wanted)
+        except AnalyzerError as exc:
+            return _error_page(str(exc), _status(str(exc)))
+        form = JaegerSearch("", "", "", "", "", "1h", None, None, len(wanted))
+        services = _services_hint(jaeger)
+        page = _search_page(form, services, [], outcome.traces, [], settings)
         return HTMLResponse(page)
 
     def _pair(jaeger: JaegerClient, first: str, second: str) -> HTMLResponse:
@@ -419,6 +434,14 @@ def _search(
     if filtered and outcome.truncated:
         warnings.append(f"searched the newest {read:,} traces of the window only")
     return found[: search.limit], warnings
+
+
+def _services_hint(jaeger: JaegerClient) -> list[str]:
+    """The services, offered in a form; a hint only, so never an error."""
+    try:
+        return jaeger.services()
+    except AnalyzerError:
+        return []
 
 
 def _operations(jaeger: JaegerClient, service: str) -> list[str]:

@@ -574,3 +574,18 @@ def test_only_the_spans_a_page_draws_are_read_whole(kind: str) -> None:
     else:
         found = details.from_jaeger(json.dumps(jaeger_document()).encode(), {CHILD})
     assert list(found) == [CHILD]
+
+
+def test_a_search_by_trace_ids_lists_those_traces(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+) -> None:
+    now = time.time_ns() // 1000
+    jaeger.traces = [make_trace(i, now - 1_000_000 * (i + 1)) for i in range(3)]
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url)
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get(f"/search?traceID={1:032x}&traceID={3:x}")
+        missing = client.get(f"/search?traceID={'ab' * 16}")
+    assert page.status_code == 200
+    shown = {i for i in range(3) if f'href="/trace/{i + 1:032x}"' in page.text}
+    assert shown == {0, 2}, "ids as Jaeger's UI takes them, zero-padded or not"
+    assert missing.status_code == 404
