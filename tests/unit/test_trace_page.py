@@ -589,3 +589,13 @@ def test_a_search_by_trace_ids_lists_those_traces(
     shown = {i for i in range(3) if f'href="/trace/{i + 1:032x}"' in page.text}
     assert shown == {0, 2}, "ids as Jaeger's UI takes them, zero-padded or not"
     assert missing.status_code == 404
+
+
+def test_a_bar_from_start_to_end_keeps_its_duration_inside_the_track() -> None:
+    """Not over the span's name: a root bar leaves no room before or after it."""
+    trace, found = analyzed(jaeger_document())
+    page = render_trace_page(trace, found, None)
+    root_row = page.split('<details class="span"')[1]
+    assert '<span class="dur in" style="left:calc(0.000% + 4px)">' in root_row
+    child_row = page.split('<details class="span"')[2]
+    assert '<span class="dur" style="left:calc(' in child_row, "after a bar that leaves room"

@@ -54,7 +54,8 @@ section.trace { border: 1px solid var(--line); border-radius: 8px; padding: 14px
 .wf .bar.err { background-image: repeating-linear-gradient(45deg, transparent 0 4px,
   rgba(198,40,40,.9) 4px 7px) !important; }
 .wf .dur { position: absolute; top: 2px; font-size: 11px; color: var(--muted);
-  white-space: nowrap; }
+  white-space: nowrap; } .wf .dur.in { top: 3px; line-height: 14px; padding: 0 4px;
+  color: var(--fg); background: rgba(255,255,255,.85); border-radius: 3px; }
 .wf .axis { grid-column: 2; position: relative; height: 18px; border-bottom: 1px solid var(--line);
   font-size: 11px; color: var(--muted); }
 .wf .axis span { position: absolute; white-space: nowrap; }
@@ -261,15 +262,19 @@ def _waterfall_row(
         f'<span style="color:{colours.get(row.service, "#555")}">&#9632;</span> '
         f"{escape(row.service)} <b>{escape(row.operation)}</b></div>"
     )
-    if left + width < 85:  # the duration after the bar, else before it
+    # the duration after the bar, else before it, else (a bar from start to end) inside it
+    dur = "dur"
+    if left + width < 85:
         where = f"left:calc({left + width:.3f}% + 4px)"
-    else:
+    elif left >= 10:
         where = f"right:calc({100 - left:.3f}% + 4px)"
+    else:
+        where, dur = f"left:calc({left:.3f}% + 4px)", "dur in"
     track = (
         f'<div class="track" title="{title}">'
         f'<div class="{classes}" style="left:{left:.3f}%;width:{width:.3f}%;'
         f'background-color:{colours.get(row.service, "#888")}"></div>'
-        f'<span class="dur" style="{where}">{unit(row.duration_us)}</span></div>'
+        f'<span class="{dur}" style="{where}">{unit(row.duration_us)}</span></div>'
     )
     return label + track
 
