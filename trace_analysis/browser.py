@@ -45,7 +45,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -230,6 +230,18 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         operations = _operations(jaeger, form.service)
         page = _search_page(form, services, operations, found, warnings, settings)
         return HTMLResponse(page)
+
+    @app.get("/compare")
+    def compare(trace: Annotated[list[str] | None, Query(max_length=2)] = None) -> Response:
+        """Two traces ticked in a list: to their comparison, ``/trace/<a>...<b>`` (a path
+        relative to this browser, built from the checked ids only)."""
+        try:
+            ids = check_ids(trace or [], from_file=False)
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 400)
+        if len(ids) != 2:
+            return _error_page("tick two traces to compare them", 400)
+        return RedirectResponse(f"/trace/{ids[0]}...{ids[1]}", status_code=303)
 
     @app.get("/dependencies", response_class=HTMLResponse)
     def dependencies(
@@ -630,6 +642,8 @@ def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
             jaeger = f'<br><a class="muted" href="{escape(ui)}">in Jaeger</a>'
         rows.append(
             "<tr>"
+            f'<td><input type="checkbox" name="trace" value="{escape(trace.trace_id)}" '
+            f'aria-label="compare {escape(trace.trace_id)}"></td>'
             f'<td class="mono">{escape(wording.iso(trace.start_us) or "")}</td>'
             f'<td><a class="mono" href="{escape(link)}">{escape(trace.trace_id)}</a>{jaeger}</td>'
             f"<td>{escape(trace.root_service)} <b>{escape(trace.root_operation)}</b><br>"
@@ -641,10 +655,14 @@ def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
             "</tr>"
         )
     head = (
-        '<tr><th>started (UTC)</th><th>trace</th><th>root</th><th class="num">latency</th>'
-        "<th>status</th><th>culprit, first failure</th></tr>"
+        '<tr><th></th><th>started (UTC)</th><th>trace</th><th>root</th><th class="num">latency'
+        "</th><th>status</th><th>culprit, first failure</th></tr>"
     )
-    return f"<table>{head}{''.join(rows)}</table>"
+    # two traces ticked and compared, as in Jaeger's search results (/compare redirects)
+    return (
+        f'<form method="get" action="/compare"><table>{head}{"".join(rows)}</table>'
+        '<button type="submit">Compare the two ticked traces</button></form>'
+    )
 
 
 def main() -> None:

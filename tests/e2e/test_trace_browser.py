@@ -242,6 +242,15 @@ def test_search_by_tags_as_jaeger_ui_writes_them(
     found = page.text("table")
     assert traces["slow"] in found and traces["failed"] not in found
 
+    # two traces ticked in the results and compared, as in Jaeger's search
+    page.open(f"{stack.browser_url}/search?service=api-gateway&lookback=1h&limit=20")
+    for kind in ("slow", "fast"):
+        page.click(f'input[name=trace][value="{traces[kind]}"]')
+    page.click("form[action='/compare'] button")
+    pair = f"/trace/{traces['slow']}...{traces['fast']}"  # in the list's order, newest first
+    page.wait_for(f"location.pathname === '{pair}' && document.readyState === 'complete'")
+    assert page.text("h1") == "Two traces compared"
+
 
 def test_two_traces_compared_show_what_got_slower(
     stack: Stack, traces: dict[str, str], page: Page, tmp_path: Path

@@ -599,3 +599,30 @@ def test_a_bar_from_start_to_end_keeps_its_duration_inside_the_track() -> None:
     assert '<span class="dur in" style="left:calc(0.000% + 4px)">' in root_row
     child_row = page.split('<details class="span"')[2]
     assert '<span class="dur" style="left:calc(' in child_row, "after a bar that leaves room"
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "location"),
+    [
+        (f"trace={'A' * 32}&trace=12", 303, f"/trace/{'a' * 32}...12"),
+        (f"trace={'a' * 32}", 400, None),  # one is not a comparison
+        ("", 400, None),
+        ("trace=12&trace=//evil.example", 400, None),  # ids only: no other place
+        ("trace=1&trace=2&trace=3", 422, None),
+    ],
+)
+def test_two_ticked_traces_lead_to_their_comparison(
+    query: str, status: int, location: str | None
+) -> None:
+    settings = browser.BrowserSettings(jaeger_url="http://127.0.0.1:9")  # never asked
+    with TestClient(browser.create_app(settings)) as client:
+        response = client.get(f"/compare?{query}", follow_redirects=False)
+    assert response.status_code == status
+    assert response.headers.get("location") == location
+
+
+def test_every_listed_trace_can_be_ticked_for_a_comparison() -> None:
+    traces = [trace for trace, _ in [analyzed(jaeger_document())]]
+    page = browser._table(traces, browser.BrowserSettings())
+    assert '<form method="get" action="/compare">' in page
+    assert f'<input type="checkbox" name="trace" value="{TRACE}"' in page
