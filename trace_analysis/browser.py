@@ -267,7 +267,11 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         return HTMLResponse(_dependencies_page(graph, lookback, limit, warnings, settings))
 
     @app.get("/trace/{trace_id}", response_class=HTMLResponse)
-    def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
+    def trace(
+        trace_id: str,
+        jaeger: Jaeger,
+        ui_find: Annotated[str, Query(alias="uiFind", max_length=500)] = "",
+    ) -> HTMLResponse:
         if "..." in trace_id:  # Jaeger UI's comparison of two traces: /trace/<a>...<b>
             return _pair(jaeger, *trace_id.split("...", 1))
         try:
@@ -280,7 +284,8 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
             logs = trace_logs(Path(settings.log_dir), fetched.trace_id, settings.log_bytes)
         shown = outcome.traces[0]
         drawn = {row.span_id for row in shown.waterfall or []}
-        page = render_trace_page(shown, of_trace(fetched, drawn), logs, _nav(), settings.jaeger_ui)
+        details = of_trace(fetched, drawn)
+        page = render_trace_page(shown, details, logs, _nav(), settings.jaeger_ui, ui_find)
         return HTMLResponse(page)
 
     def _by_ids(jaeger: JaegerClient, trace_ids: list[str]) -> HTMLResponse:

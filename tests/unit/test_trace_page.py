@@ -626,3 +626,37 @@ def test_every_listed_trace_can_be_ticked_for_a_comparison() -> None:
     page = browser._table(traces, browser.BrowserSettings())
     assert '<form method="get" action="/compare">' in page
     assert f'<input type="checkbox" name="trace" value="{TRACE}"' in page
+
+
+@pytest.mark.parametrize(
+    ("find", "opened"),
+    [
+        (CHILD, [CHILD]),  # a span id, as a log line gives it
+        ("PROCESS_ORDER", [CHILD]),  # its name, case ignored
+        ("order failed", [ROOT]),  # a status message
+        ("1.2.3", [ROOT, CHILD]),  # the resource's version
+        ("ValueError", [CHILD]),  # an event's attribute
+        ("nothing like it", []),
+        ("", [CHILD]),  # no search: the first failure is open
+    ],
+)
+def test_ui_find_opens_the_spans_that_match(find: str, opened: list[str]) -> None:
+    trace, found = analyzed(jaeger_document())
+    page = render_trace_page(trace, found, None, find=find)
+    rows = page.split('<details class="span"')[1:]
+    is_open = [row.startswith(" open>") for row in rows]
+    drawn = [row.span_id for row in trace.waterfall]
+    assert [span for span, yes in zip(drawn, is_open, strict=True) if yes] == opened
+    if find:
+        assert f"{len(opened)} span(s) match" in page
+
+
+def test_ui_find_reaches_the_page_through_the_url(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+) -> None:
+    jaeger.traces = [jaeger_document()]
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url)
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get(f"/trace/{TRACE}?uiFind={ROOT}").text
+    assert "1 span(s) match" in page and page.count('<details class="span" open>') == 1
+    assert f'value="{ROOT}"' in page, "the search stays in its field"

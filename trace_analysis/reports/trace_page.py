@@ -31,7 +31,7 @@ CSS = """
 .head-facts span { font-size: 12px; color: var(--muted); } .head-facts b { font-size: 15px; }
 .warnings { margin: 8px 0; padding: 8px 12px 8px 28px; border: 1px solid #f0d9a8;
   background: #fff8e8; border-radius: 6px; } .warnings li { margin: 2px 0; }
-.actions a { margin-right: 16px; }
+.actions a { margin-right: 16px; } form.find { display: inline-block; margin-left: 8px; }
 .wf.spans { display: block; }
 .wf.spans .head, .wf.spans summary { display: grid;
   grid-template-columns: minmax(260px, 34%) 1fr; }
@@ -68,11 +68,15 @@ def render_trace_page(
     logs: TraceLogs | None,
     nav: str = "",
     jaeger_ui: str = "",
+    find: str = "",
 ) -> str:
     """The page (see the module doc); ``logs`` None: this browser reads no log files;
-    ``nav``: the browser's navigation, put first; ``jaeger_ui``: a Jaeger UI to link to."""
+    ``nav``: the browser's navigation, put first; ``jaeger_ui``: a Jaeger UI to link to;
+    ``find``: Jaeger UI's ``uiFind``, a span id or text: the spans that match are the ones
+    open (instead of the first failure's)."""
     colours = _colours_of(trace.services)
     first = trace.error_origin.span_id if trace.error_origin else None
+    matched = _found_spans(trace, details, find) if find.strip() else None
     trace_id = escape(trace.trace_id)
     # the browser's nav, then the root as the heading, as Jaeger's UI has it: "service: operation"
     parts = page_head(f"Trace {trace.trace_id}")[:-1]
@@ -85,12 +89,13 @@ def render_trace_page(
     parts.append(_header(trace))
     parts.append(_warnings(trace, details))
     parts.append(_findings(trace))
-    parts.append(_actions(trace, jaeger_ui))
+    parts.append(_actions(trace, jaeger_ui, find, matched))
     parts.append(_legend(colours))
 
     def detail(row: WaterfallRow) -> tuple[str, bool]:
         found = pick(details, row.span_id, row.service, row.operation)
-        return _span_body(row, found, logs), row.span_id == first
+        is_open = row.span_id == first if matched is None else id(row) in matched
+        return _span_body(row, found, logs), is_open
 
     parts.append(_waterfall(trace, colours, detail))
     if trace.waterfall is not None and len(trace.waterfall) < trace.span_count:
@@ -150,7 +155,7 @@ def _findings(trace: TraceResult) -> str:
     return f'<ul class="facts">{items}</ul>'
 
 
-def _actions(trace: TraceResult, jaeger_ui: str) -> str:
+def _actions(trace: TraceResult, jaeger_ui: str, find: str, matched: set[int] | None) -> str:
     path = f"/trace/{quote(trace.trace_id, safe='')}"
     links = [
         (f"{path}/json", "download JSON"),
@@ -159,7 +164,37 @@ def _actions(trace: TraceResult, jaeger_ui: str) -> str:
     if jaeger_ui:
         links.append((f"{jaeger_ui.rstrip('/')}{path}", "open in Jaeger UI"))
     body = "".join(f'<a href="{escape(href)}">{escape(text)}</a>' for href, text in links)
-    return f'<div class="actions">{body}</div>'
+    found = ""
+    if matched is not None:
+        found = f'<span class="muted">{len(matched)} span(s) match, opened below</span>'
+    form = (
+        f'<form class="find" method="get" action="{escape(path)}">'
+        '<input name="uiFind" placeholder="find a span: id, name, attribute" size="32" '
+        f'value="{escape(find)}"> <button type="submit">Find</button> {found}</form>'
+    )
+    return f'<div class="actions">{body}{form}</div>'
+
+
+def _found_spans(trace: TraceResult, details: Details, find: str) -> set[int]:
+    """The rows whose span matches ``find``: its id, or text in its service, name, kind,
+    status message, attributes (keys and values), events or resource (case ignored)."""
+    wanted = find.strip().lower()
+    found = set()
+    for row in trace.waterfall or []:
+        if row.span_id == wanted:
+            found.add(id(row))
+            continue
+        span = pick(details, row.span_id, row.service, row.operation)
+        texts = [row.service, row.operation]
+        if span is not None:
+            texts += [span.kind, span.status_message]
+            texts += [part for pair in span.attributes + span.resource for part in pair]
+            for event in span.events:
+                texts.append(event.name)
+                texts += [part for pair in event.attributes for part in pair]
+        if any(wanted in text.lower() for text in texts):
+            found.add(id(row))
+    return found
 
 
 def _span_body(row: WaterfallRow, found: SpanDetails | None, logs: TraceLogs | None) -> str:
