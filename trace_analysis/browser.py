@@ -494,6 +494,7 @@ def _list_page(
     parts = [
         *page_head("Trace browser"),
         f"<style>{CSS}</style>",
+        _nav(),
         f'<div class="muted">{escape(where)}, last {escape(search.lookback)}: '
         f"{len(found)} trace(s), {len(flagged)} flagged (slower than "
         f"{settings.slow_ms:g} ms or failing).</div>",
