@@ -660,3 +660,17 @@ def test_ui_find_reaches_the_page_through_the_url(
         page = client.get(f"/trace/{TRACE}?uiFind={ROOT}").text
     assert "1 span(s) match" in page and page.count('<details class="span" open>') == 1
     assert f'value="{ROOT}"' in page, "the search stays in its field"
+
+
+def test_the_service_map_reads_a_bounded_number_of_services(
+    jaeger: FakeJaeger,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Anyone who can send spans can name services: the map searches at most MAP_SERVICES."""
+    monkeypatch.setattr(browser, "MAP_SERVICES", 1)
+    settings = browser.BrowserSettings(jaeger_url=jaeger.url)
+    with TestClient(browser.create_app(settings)) as client:
+        page = client.get("/dependencies")
+    assert "Jaeger knows 2 services: the first 1 by name were read" in page.text
+    searched = {query["service"] for query in jaeger.queries}
+    assert searched == {"api-gateway"}
