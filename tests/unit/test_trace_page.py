@@ -22,8 +22,9 @@ from trace_analysis.analyses.explain import explain
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats import details
 from trace_analysis.formats.jaeger import decode_envelope, decode_trace
+from trace_analysis.model.results import WaterfallRow
 from trace_analysis.reports import svg
-from trace_analysis.reports.trace_page import render_trace_page
+from trace_analysis.reports.trace_page import render_trace_page, self_times
 from trace_analysis.reports.trace_pair import render_trace_pair
 from trace_analysis.sources import span_logs
 
@@ -674,3 +675,29 @@ def test_the_service_map_reads_a_bounded_number_of_services(
     assert "Jaeger knows 2 services: the first 1 by name were read" in page.text
     searched = {query["service"] for query in jaeger.queries}
     assert searched == {"api-gateway"}
+
+
+def row(depth: int, start: int, duration: int, operation: str = "op") -> WaterfallRow:
+    return WaterfallRow("s", depth, "svc", operation, start, duration, False, False)
+
+
+def test_self_time_is_what_no_child_covers() -> None:
+    rows = [
+        row(0, 0, 100),
+        row(1, 10, 30),  # 10-40
+        row(2, 15, 10),  # inside the one above: not the root's concern
+        row(1, 30, 30),  # 30-60, overlapping its sibling: covered once
+        row(1, 90, 30),  # 90-120, past the parent's end: clipped to 90-100
+        row(0, 200, 5),  # a second top span
+    ]
+    assert self_times(rows) == [40, 20, 10, 30, 30, 5]
+
+
+def test_the_trace_page_has_its_statistics_per_operation() -> None:
+    trace, found = analyzed(jaeger_document())
+    page = render_trace_page(trace, found, None)
+    stats = page.split('<details class="stats">')[1].split("</details>")[0]
+    # the root (20 ms) has one child (10 ms): self 10 ms each, the root listed first by name
+    assert "<td>api-gateway</td><td>POST /api/orders</td>" in stats
+    assert stats.count('<td class="num">10.0 ms</td>') >= 3
+    assert "critical path</b>" in page, "a span on the critical path says its own share"

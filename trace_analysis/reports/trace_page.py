@@ -57,6 +57,7 @@ table.logs td.l { white-space: nowrap; font-weight: 600; }
   background: #fff; } .event.exception { border-color: #f0b4b4; }
 pre.stack { white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0 0; padding: 6px 8px;
   max-height: 420px; overflow: auto; background: #fff5f5; border-radius: 4px; font-size: 12px; }
+details.stats { margin: 16px 0; } details.stats > summary { cursor: pointer; }
 details.resource > summary { cursor: pointer; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; }
 """
@@ -92,19 +93,84 @@ def render_trace_page(
     parts.append(_actions(trace, jaeger_ui, find, matched))
     parts.append(_legend(colours))
 
+    on_path: dict[str, int] = {}
+    for step in trace.critical_path:
+        on_path[step.span_id] = on_path.get(step.span_id, 0) + step.self_us
+
     def detail(row: WaterfallRow) -> tuple[str, bool]:
         found = pick(details, row.span_id, row.service, row.operation)
         is_open = row.span_id == first if matched is None else id(row) in matched
-        return _span_body(row, found, logs), is_open
+        own = on_path.get(row.span_id) if row.on_critical_path else None
+        return _span_body(row, found, logs, own), is_open
 
     parts.append(_waterfall(trace, colours, detail))
     if trace.waterfall is not None and len(trace.waterfall) < trace.span_count:
         more = trace.span_count - len(trace.waterfall)
         parts.append(f'<p class="muted">... {more} more spans not drawn.</p>')
+    parts.append(_statistics(trace))
     if logs is not None:
         parts.append(_logs_note(trace, logs))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def self_times(rows: list[WaterfallRow]) -> list[int]:
+    """Each row's self time (µs): its duration less the part its children cover (each child
+    clipped to it). ``rows`` are in waterfall order, parents first, so a row's parent is the
+    nearest row before it one level up."""
+    covered: list[list[tuple[int, int]]] = [[] for _ in rows]
+    stack: list[int] = []
+    for index, row in enumerate(rows):
+        while stack and rows[stack[-1]].depth >= row.depth:
+            stack.pop()
+        if stack:
+            covered[stack[-1]].append((row.start_us, row.start_us + row.duration_us))
+        stack.append(index)
+    result = []
+    for row, spans in zip(rows, covered, strict=True):
+        start, end = row.start_us, row.start_us + row.duration_us
+        busy, reach = 0, start
+        for low, high in sorted(spans):
+            low, high = max(low, reach), min(high, end)
+            if high > low:
+                busy, reach = busy + high - low, high
+        result.append(row.duration_us - busy)
+    return result
+
+
+def _statistics(trace: TraceResult) -> str:
+    """Jaeger UI's trace statistics: per service and operation, the spans, their total and
+    self time and how many failed, most self time first; folded."""
+    rows = trace.waterfall or []
+    if not rows:
+        return ""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for row, own in zip(rows, self_times(rows), strict=True):
+        group = groups.setdefault((row.service, row.operation), [0, 0, 0, 0])
+        group[0] += 1
+        group[1] += row.duration_us
+        group[2] += own
+        group[3] += row.error
+    ranked = sorted(groups.items(), key=lambda item: -item[1][2])
+    body = "".join(
+        f"<tr><td>{escape(service)}</td><td>{escape(operation)}</td>"
+        f'<td class="num">{count}</td>'
+        f'<td class="num">{wording.unit_for(total)(total)}</td>'
+        f'<td class="num">{wording.unit_for(own)(own)}</td>'
+        f'<td class="num">{wording.percent(own, trace.end_to_end_us or 1)}</td>'
+        f'<td class="num">{failed}</td></tr>'
+        for (service, operation), (count, total, own, failed) in ranked
+    )
+    head = (
+        '<tr><th>service</th><th>operation</th><th class="num">spans</th><th class="num">'
+        'total</th><th class="num">self</th><th class="num">self, of the trace</th>'
+        '<th class="num">failed</th></tr>'
+    )
+    return (
+        '<details class="stats"><summary><b>Trace statistics</b> <span class="muted">'
+        "(per operation: spans, total and self time)</span></summary>"
+        f"<table>{head}{body}</table></details>"
+    )
 
 
 def _header(trace: TraceResult) -> str:
@@ -197,7 +263,9 @@ def _found_spans(trace: TraceResult, details: Details, find: str) -> set[int]:
     return found
 
 
-def _span_body(row: WaterfallRow, found: SpanDetails | None, logs: TraceLogs | None) -> str:
+def _span_body(
+    row: WaterfallRow, found: SpanDetails | None, logs: TraceLogs | None, on_path_us: int | None
+) -> str:
     unit = wording.unit_for(max(row.duration_us, 1))
     bad = row.error or (found is not None and found.status_code == "ERROR")
     line = [
@@ -206,6 +274,8 @@ def _span_body(row: WaterfallRow, found: SpanDetails | None, logs: TraceLogs | N
         f"<span>start +{wording.unit_for(max(row.start_us, 1))(row.start_us)}</span>",
         f'<span class="mono">span {escape(row.span_id)}</span>',
     ]
+    if on_path_us is not None:
+        line.append(f"<span><b>critical path</b> {unit(on_path_us)} of its own</span>")
     parts = []
     if found is None:
         parts.append('<p class="muted">No details: Jaeger did not answer this span whole.</p>')
