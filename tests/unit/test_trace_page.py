@@ -701,3 +701,20 @@ def test_the_trace_page_has_its_statistics_per_operation() -> None:
     assert "<td>api-gateway</td><td>POST /api/orders</td>" in stats
     assert stats.count('<td class="num">10.0 ms</td>') >= 3
     assert "critical path</b>" in page, "a span on the critical path says its own share"
+
+
+def test_odd_jaeger_json_still_gives_what_it_can() -> None:
+    document = jaeger_document()
+    document["spans"][0]["processID"] = ["not", "a", "key"]
+    document["spans"][0]["warnings"] = "not a list"
+    document["spans"][1]["logs"] = "not a list"
+    found = details.from_jaeger(json.dumps(document).encode())
+    assert one(found, ROOT).service == "" and one(found, ROOT).warnings == []
+    assert one(found, CHILD).events == [] and one(found, CHILD).service == "order-service"
+
+
+def test_a_very_long_log_line_is_cut_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_text(log_line(TRACE, CHILD, "é" * 20_000) + "\n")
+    text = span_logs.trace_logs(tmp_path, TRACE, 1 << 20).by_span[CHILD][0].text
+    assert text.startswith("é" * 100), "non-ASCII kept as it is"
+    assert text.endswith(f"... ({20_000 - span_logs.MAX_TEXT:,} more characters)")

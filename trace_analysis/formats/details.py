@@ -131,7 +131,7 @@ def from_jaeger(document: bytes, wanted: Set[str] | None = None) -> Details:
         for span in _list(trace, "spans"):
             if wanted is not None and str(span.get("spanID") or "").lower() not in wanted:
                 continue
-            process = span.get("process") or processes.get(span.get("processID"), {})
+            process = span.get("process") or processes.get(str(span.get("processID")), {})
             item = _jaeger_span(span, process if isinstance(process, dict) else {}, trace_id)
             details.setdefault(item.span_id, []).append(item)
     return details
@@ -343,7 +343,7 @@ def _jaeger_span(span: dict[str, Any], process: dict[str, Any], trace_id: str) -
         links=links,
         scope=(_first(lifted, _SCOPE_TAGS), _first(lifted, _SCOPE_VERSION_TAGS)),
         resource=resource + _tags(process.get("tags")),
-        warnings=[str(w) for w in span.get("warnings") or [] if w],
+        warnings=[str(w) for w in _plain_list(span.get("warnings")) if w],
     )
 
 
@@ -376,6 +376,10 @@ def _first(values: dict[str, str], keys: tuple[str, ...]) -> str:
 def _list(container: Any, key: str) -> list[Any]:
     value = container.get(key) if isinstance(container, dict) else None
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _plain_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _dict(container: Any, key: str) -> dict[str, Any]:

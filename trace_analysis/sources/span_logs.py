@@ -17,6 +17,7 @@ from pathlib import Path
 from stackctl.logview import readable
 
 MAX_LINES = 2000  # per trace: a trace that logs more shows the first ones, and says so
+MAX_TEXT = 8192  # characters of one line shown; a longer one is cut, and says so
 
 
 @dataclass(slots=True)
@@ -96,7 +97,9 @@ def _add(found: TraceLogs, file: str, raw: bytes, trace_id: str) -> None:
         return
     span_id = str(record.pop("span_id", "") or "").lower()
     del record["trace_id"]
-    time, level, text = _parts(readable(json.dumps(record)))
+    time, level, text = _parts(readable(json.dumps(record, ensure_ascii=False)))
+    if len(text) > MAX_TEXT:
+        text = f"{text[:MAX_TEXT]}... ({len(text) - MAX_TEXT:,} more characters)"
     found.by_span.setdefault(span_id, []).append(LogLine(file, time, level, text))
 
 
