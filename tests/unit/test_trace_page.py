@@ -718,3 +718,13 @@ def test_a_very_long_log_line_is_cut_and_says_so(tmp_path: Path) -> None:
     text = span_logs.trace_logs(tmp_path, TRACE, 1 << 20).by_span[CHILD][0].text
     assert text.startswith("é" * 100), "non-ASCII kept as it is"
     assert text.endswith(f"... ({20_000 - span_logs.MAX_TEXT:,} more characters)")
+
+
+def test_jaeger_v2_warnings_in_otlp_are_the_span_warnings() -> None:
+    document = otlp_document()
+    root = document["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    warned = {"arrayValue": {"values": [{"stringValue": "clock skew adjusted"}]}}
+    root["attributes"].append({"key": "@jaeger@warnings", "value": warned})
+    found = one(details.from_otlp(json.dumps(document).encode()), ROOT)
+    assert found.warnings == ["clock skew adjusted"]
+    assert "@jaeger@warnings" not in dict(found.attributes)

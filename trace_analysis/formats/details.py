@@ -33,6 +33,7 @@ _SCOPE_TAGS = ("otel.scope.name", "otel.library.name")
 _SCOPE_VERSION_TAGS = ("otel.scope.version", "otel.library.version")
 _KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+_WARNINGS = "@jaeger@warnings"  # Jaeger v2's span warnings, in its OTLP answers
 
 
 @dataclass(slots=True)
@@ -242,7 +243,8 @@ def _otlp_span(
         if isinstance(code, int)
         else str(code).removeprefix("STATUS_CODE_").upper(),
         status_message=str(status.get("message") or ""),
-        attributes=_attributes(span.get("attributes")),
+        attributes=[pair for pair in _attributes(span.get("attributes")) if pair[0] != _WARNINGS],
+        warnings=_warnings(span.get("attributes")),
         events=sorted(
             (
                 Event(
@@ -266,6 +268,16 @@ def _otlp_span(
         scope=scope,
         resource=resource,
     )
+
+
+def _warnings(items: Any) -> list[str]:
+    """Jaeger's warnings on a span (its adjusters', its sanitizers'), which its v3 API writes
+    as the attribute ``@jaeger@warnings``, a list of strings."""
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and item.get("key") == _WARNINGS:
+            value = _plain(item.get("value"))
+            return [text(v) for v in value] if isinstance(value, list) else [text(value)]
+    return []
 
 
 def _attributes(items: Any) -> Attributes:
