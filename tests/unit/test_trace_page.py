@@ -728,3 +728,16 @@ def test_jaeger_v2_warnings_in_otlp_are_the_span_warnings() -> None:
     found = one(details.from_otlp(json.dumps(document).encode()), ROOT)
     assert found.warnings == ["clock skew adjusted"]
     assert "@jaeger@warnings" not in dict(found.attributes)
+
+
+def test_the_header_warns_of_clock_skew_and_a_missing_parent() -> None:
+    skewed = jaeger_document()
+    skewed["spans"][1]["startTime"] = START_US - 50_000  # before its caller: another clock
+    trace, found = analyzed(skewed)
+    warnings = render_trace_page(trace, found, None).split('<ul class="warnings">')[1]
+    assert "clock skew: order-service shifted to fit inside the calling span" in warnings
+    orphaned = jaeger_document()
+    orphaned["spans"][1]["references"][0]["spanID"] = "ffffffffffffffff"
+    trace, found = analyzed(orphaned)
+    warnings = render_trace_page(trace, found, None).split('<ul class="warnings">')[1]
+    assert "1 span(s) whose parent is missing; trace incomplete" in warnings
