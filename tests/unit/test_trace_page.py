@@ -19,12 +19,13 @@ from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa
 from trace_analysis import browser
 from trace_analysis.analyses import dependencies, pair, search
 from trace_analysis.analyses.explain import explain
+from trace_analysis.analyses.self_time import self_times
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats import details
 from trace_analysis.formats.jaeger import decode_envelope, decode_trace
 from trace_analysis.model.results import WaterfallRow
 from trace_analysis.reports import svg
-from trace_analysis.reports.trace_page import render_trace_page, self_times
+from trace_analysis.reports.trace_page import render_trace_page
 from trace_analysis.reports.trace_pair import render_trace_pair
 from trace_analysis.sources import span_logs
 
@@ -485,6 +486,7 @@ def test_two_traces_pair_their_spans_and_name_what_got_slower() -> None:
     slow["traceID"] = LINKED
     for span in slow["spans"]:
         span["traceID"] = LINKED
+    slow["spans"][1]["references"][0]["traceID"] = LINKED  # its parent, in this trace
     slow["spans"][0]["duration"] = 90_000
     slow["spans"][1]["duration"] = 80_000
     extra = dict(slow["spans"][1], spanID="c000000000000001", operationName=HOSTILE, logs=[])
@@ -498,11 +500,13 @@ def test_two_traces_pair_their_spans_and_name_what_got_slower() -> None:
         (HOSTILE, None),
     ]
     assert pairs[2].a is None, "only in B"
-    assert [p.operation for p in pair.slower(pairs)] == ["POST /api/orders", "process_order"]
+    # the root waited longer, but not on its own: the child is what got slower
+    assert [p.operation for p in pair.slower(pairs)] == ["process_order"]
+    assert [p.self_change_us for p in pairs[:2]] == [0, 70_000]
     page = render_trace_pair(a, b.traces[0])
     assert "<img" not in page and "<script>" not in page
     assert "B took +70.0 ms" in page and "only in B" in page
-    assert "slower in B: order-service process_order, +70.0 ms (+700%)" in page
+    assert "slower in B: order-service process_order, +70.0 ms (+700%) of its own time" in page
 
 
 def test_the_comparison_route_opens_two_traces_by_jaeger_ui_url(

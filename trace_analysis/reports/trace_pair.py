@@ -38,7 +38,7 @@ def render_trace_pair(a: TraceResult, b: TraceResult, nav: str = "") -> str:
     ]
     items += [
         f"slower in B: {pair.service} {pair.operation}, "
-        f"{_change(pair.change_us or 0, pair.a.duration_us if pair.a else 0, unit)}"
+        f"{_change(pair.self_change_us or 0, pair.a_self_us, unit)} of its own time"
         for pair in grown[:5]
     ]
     parts.append(
@@ -78,19 +78,21 @@ def _table(pairs: list[SpanPair], grown: set[int]) -> str:
             css, change = "only", "only in " + ("B" if pair.a is None else "A")
         else:
             delta = pair.change_us or 0
-            shrunk = -delta >= max(1000, 0.2 * pair.a.duration_us)
+            shrunk = -(pair.self_change_us or 0) >= max(1000, 0.2 * pair.a.duration_us)
             css = "slower" if id(pair) in grown else "faster" if shrunk else ""
             change = _change(delta, pair.a.duration_us, unit)
+        own = "" if pair.self_change_us is None else _change(pair.self_change_us, 0, unit)
         cells = [
             f'<td class="name" style="padding-left:{8 + 12 * min(pair.depth, 20)}px">'
             f"{escape(pair.service)} <b>{escape(pair.operation)}</b></td>",
             *(_duration(row, unit) for row in (pair.a, pair.b)),
-            f'<td class="num change{" bad" if css == "slower" else ""}">{escape(change)}</td>',
+            f'<td class="num">{escape(change)}</td>',
+            f'<td class="num change{" bad" if css == "slower" else ""}">{escape(own)}</td>',
         ]
         rows.append(f'<tr class="{css}">{"".join(cells)}</tr>')
     head = (
         '<tr><th>span (service operation)</th><th class="num">A</th><th class="num">B</th>'
-        '<th class="num">change</th></tr>'
+        '<th class="num">change</th><th class="num">own time change</th></tr>'
     )
     return f"<table>{head}{''.join(rows)}</table>"
 
