@@ -745,3 +745,14 @@ def test_the_header_warns_of_clock_skew_and_a_missing_parent() -> None:
     trace, found = analyzed(orphaned)
     warnings = render_trace_page(trace, found, None).split('<ul class="warnings">')[1]
     assert "1 span(s) whose parent is missing; trace incomplete" in warnings
+
+
+def test_events_are_ticks_on_their_span_bar() -> None:
+    """As Jaeger's UI marks a span's logs: the exception at +9 ms of the trace, in red, the
+    other event at +3 ms, on the child's bar (the trace is 20 ms long)."""
+    trace, found = analyzed(jaeger_document())
+    page = render_trace_page(trace, found, None)
+    child_row = page.split('<details class="span"')[2].split("</summary>")[0]
+    assert '<i class="mark" style="left:15.000%"></i>' in child_row
+    assert '<i class="mark exc" style="left:45.000%"></i>' in child_row
+    assert "ticks: events (red: an exception)" in page

@@ -22,7 +22,14 @@ from trace_analysis.analyses.self_time import self_times
 from trace_analysis.formats.details import Attributes, Details, SpanDetails, pick
 from trace_analysis.model.results import TraceResult, WaterfallRow
 from trace_analysis.reports import wording
-from trace_analysis.reports.html_report import _colours_of, _legend, _waterfall, page_head, tags
+from trace_analysis.reports.html_report import (
+    SpanView,
+    _colours_of,
+    _legend,
+    _waterfall,
+    page_head,
+    tags,
+)
 from trace_analysis.sources.span_logs import LogLine, TraceLogs
 
 STACK_KEY = "exception.stacktrace"
@@ -92,17 +99,17 @@ def render_trace_page(
     parts.append(_warnings(trace, details))
     parts.append(_findings(trace))
     parts.append(_actions(trace, jaeger_ui, find, matched))
-    parts.append(_legend(colours))
+    parts.append(_legend(colours, marks=True))
 
     on_path: dict[str, int] = {}
     for step in trace.critical_path:
         on_path[step.span_id] = on_path.get(step.span_id, 0) + step.self_us
 
-    def detail(row: WaterfallRow) -> tuple[str, bool]:
+    def detail(row: WaterfallRow) -> SpanView:
         found = pick(details, row.span_id, row.service, row.operation)
         is_open = row.span_id == first if matched is None else id(row) in matched
         own = on_path.get(row.span_id) if row.on_critical_path else None
-        return _span_body(row, found, logs, own), is_open
+        return SpanView(_span_body(row, found, logs, own), is_open, _marks(row, found))
 
     parts.append(_waterfall(trace, colours, detail))
     if trace.waterfall is not None and len(trace.waterfall) < trace.span_count:
@@ -113,6 +120,20 @@ def render_trace_page(
         parts.append(_logs_note(trace, logs))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _marks(row: WaterfallRow, found: SpanDetails | None) -> list[tuple[int, bool]]:
+    """The span's events on its bar, as Jaeger's UI marks its logs: µs from the trace's start
+    (the span's own clock, moved with it), kept within the bar."""
+    if found is None:
+        return []
+    end = row.start_us + row.duration_us
+    return [
+        (min(max(row.start_us + event.time_us - found.start_us, row.start_us), end),
+         event.name == "exception")
+        for event in found.events
+        if event.time_us
+    ]  # fmt: skip
 
 
 def _statistics(trace: TraceResult) -> str:
