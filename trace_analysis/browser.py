@@ -187,9 +187,7 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         search = Search(service.strip(), operation.strip(), min_ms, errors, lookback, limit)
         try:
             services = jaeger.services()
-            if not search.service:
-                search.service = DEFAULT_SERVICE if DEFAULT_SERVICE in services else ""
-                search.service = search.service or (services[0] if services else "")
+            search.service = search.service or _default_service(services)
             found, warnings = _search(jaeger, search, settings) if search.service else ([], [])
         except AnalyzerError as exc:
             return _error_page(str(exc), 502)
@@ -234,7 +232,7 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         return HTMLResponse(page)
 
     @app.get("/compare")
-    def compare(trace: Annotated[list[str] | None, Query(max_length=2)] = None) -> Response:
+    def compare(trace: Annotated[list[str] | None, Query(max_length=100)] = None) -> Response:
         """Two traces ticked in a list: to their comparison, ``/trace/<a>...<b>`` (a path
         relative to this browser, built from the checked ids only)."""
         try:
