@@ -65,8 +65,8 @@ def up() -> None:
     _up(stack)
     console.print(
         f"  gateway        {stack.gateway_url}/api/orders\n"
-        f"  trace browser  {stack.browser_url}/  (recent and flagged traces; search; "
-        "each trace's waterfall at /trace/<traceId>)\n"
+        f"  trace browser  {stack.browser_url}/  (recent and flagged traces; /search; "
+        "each trace at /trace/<traceId>; /dependencies)\n"
         f"  Jaeger API     {stack.jaeger_url}/api/traces/<traceId>  (and /api/services)\n"
         f"  collector      {stack.collector_metrics_url}  (its own metrics)\n"
         f"  logs           make logs P=<process>  ({stack.run_dir / 'logs'}/)"

@@ -291,6 +291,8 @@ class Stack(PortUrls):
             "JAEGER_URL": self.jaeger_url,
             "TRACE_BROWSER_HOST": "127.0.0.1",
             "TRACE_BROWSER_PORT": str(p.trace_browser),
+            # each span's log lines: the services' logs, which up writes here
+            "TRACE_BROWSER_LOG_DIR": str(self.run_dir / "logs"),
         }
         argv = [sys.executable, "-m", "trace_analysis.browser"]
         health = f"{self.browser_url}/healthz"

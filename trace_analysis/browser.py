@@ -10,10 +10,14 @@ Local mode's Jaeger is built from source without its UI (a placeholder page answ
   ``lookback`` (15m, 1h, 6h, 1d, 2d) and ``limit`` (traces shown, newest first, 1-1000). A
   search by ``min_ms`` or ``errors`` looks through the whole window (up to the analyzer's
   20,000 newest traces), not only the newest ``limit``.
-- ``GET /trace/{trace_id}``: one trace as the analyzer's HTML report draws it: the waterfall,
-  the critical path, the culprit and the first failure (what ``analyze_traces.py --trace ID
-  --format html`` writes). The same path as Jaeger's UI, so reports link here by changing the
-  base URL only.
+- ``GET /search``: Jaeger UI's search by its URL (``service``, ``operation``, ``tags``,
+  ``minDuration``, ``maxDuration``, ``lookback``, ``limit``; see
+  :mod:`trace_analysis.analyses.search`), the found traces' durations plotted.
+- ``GET /trace/{trace_id}``: one trace, opening on its header, then the waterfall whose every
+  span opens on what it recorded and its log lines (:mod:`trace_analysis.reports.trace_page`);
+  ``/trace/{id}/json`` the trace as Jaeger answered it; ``/trace/{a}...{b}`` two traces
+  compared. The same paths as Jaeger's UI, so reports link here by changing the base URL only.
+- ``GET /dependencies``: the service map of a window, calls and error rates per edge.
 
 It reads Jaeger's query API only (``JAEGER_URL``, through the analyzer's :class:`JaegerClient`);
 it answers GET and nothing else, binds to loopback unless ``TRACE_BROWSER_HOST`` says
@@ -29,7 +33,10 @@ Settings (environment): ``JAEGER_URL`` (``http://127.0.0.1:16686``), ``TRACE_BRO
 ``TRACE_BROWSER_JAEGER_UI`` (a Jaeger UI to link each trace to as well; empty: none),
 ``TRACE_BROWSER_JAEGER_TIMEOUT_SECONDS`` (10), ``TRACE_BROWSER_PAGE_DEADLINE_SECONDS`` (20),
 ``TRACE_BROWSER_MAX_JAEGER_CALLS`` (8), ``LOOPBACK_ALLOWED_HOSTS`` (empty),
-``REQUEST_HEAD_TIMEOUT_SECONDS`` (10), ``MAX_CONNECTIONS`` (1000).
+``REQUEST_HEAD_TIMEOUT_SECONDS`` (10), ``MAX_CONNECTIONS`` (1000),
+``TRACE_BROWSER_LOG_DIR`` (the log files each span's lines are read from; empty: none),
+``TRACE_BROWSER_LOG_BYTES`` (32 MiB read from the end of each, per page). docs/trace-browser.md
+has the pages and rules.
 """
 
 from __future__ import annotations
@@ -38,28 +45,40 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import escape
+from itertools import islice
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.loopback_host import ALLOWED_HOSTS_VARIABLE, HostRule, LoopbackHostMiddleware
 from servicekit.server import bounded_protocol
 from trace_analysis.analyses.analyzer import Analyzer
+from trace_analysis.analyses.dependencies import ServiceMap
 from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
+from trace_analysis.analyses.search import TraceFilter, found_in, parse_duration, parse_tags
 from trace_analysis.browser_limits import install as install_limits
 from trace_analysis.browser_limits import jaeger_slot, jaeger_status, page_deadline
 from trace_analysis.cli_common import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
-from trace_analysis.model.results import Criteria, Source, TraceResult
+from trace_analysis.formats.details import PageReader, document, of_trace
+from trace_analysis.formats.jaeger import JaegerTrace
+from trace_analysis.model.results import Criteria, TraceResult
 from trace_analysis.reports import wording
-from trace_analysis.reports.html_report import page_head, render_html, tags, why
+from trace_analysis.reports.html_report import page_head, tags, why
+from trace_analysis.reports.svg import duration_plot, service_map
+from trace_analysis.reports.trace_page import render_trace_page
+from trace_analysis.reports.trace_pair import render_trace_pair
 from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
+from trace_analysis.sources.span_logs import trace_logs
 
 LOOKBACKS = ("15m", "1h", "6h", "1d", "2d")
+JAEGER_LOOKBACKS = ("1h", "2h", "3h", "6h", "12h", "24h", "2d", "7d")  # /search's, as Jaeger UI's
+MAP_SERVICES = 50  # services whose traces the service map reads, one search each
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
@@ -127,6 +146,18 @@ class BrowserSettings(BaseSettings):
         10.0, gt=0, validation_alias=AliasChoices("request_head_timeout_seconds")
     )
     max_connections: int = Field(1000, ge=1)
+    log_dir: str = Field(
+        "",
+        validation_alias=AliasChoices("trace_browser_log_dir"),
+        description="the services' log files (<process>.log), read for each span's log lines; "
+        "empty: none",
+    )
+    log_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        validation_alias=AliasChoices("trace_browser_log_bytes"),
+        description="at most this many bytes read from the end of each log file per page",
+    )
 
     @property
     def criteria(self) -> Criteria:
@@ -207,9 +238,7 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         search = Search(service.strip(), operation.strip(), min_ms, errors, lookback, limit)
         try:
             services = jaeger.services()
-            if not search.service:
-                search.service = DEFAULT_SERVICE if DEFAULT_SERVICE in services else ""
-                search.service = search.service or (services[0] if services else "")
+            search.service = search.service or _default_service(services)
             found, warnings = _search(jaeger, search, settings) if search.service else ([], [])
         except AnalyzerError as exc:
             return _error_page(str(exc), jaeger_status(exc))
@@ -217,24 +246,237 @@ def create_app(settings: BrowserSettings | None = None) -> FastAPI:
         page = _list_page(search, services, operations, found, warnings, settings)
         return HTMLResponse(page)
 
-    @app.get("/trace/{trace_id}", response_class=HTMLResponse)
-    def trace(trace_id: str, jaeger: Jaeger) -> HTMLResponse:
+    @app.get("/search", response_class=HTMLResponse)
+    def search(
+        jaeger: Jaeger,
+        service: Annotated[str, Query(max_length=200)] = "",
+        operation: Annotated[str, Query(max_length=500)] = "",
+        tags: Annotated[str, Query(max_length=2000)] = "",
+        min_duration: Annotated[str, Query(alias="minDuration", max_length=20)] = "",
+        max_duration: Annotated[str, Query(alias="maxDuration", max_length=20)] = "",
+        lookback: Annotated[str, Query(max_length=20)] = "1h",
+        start: Annotated[int | None, Query(ge=0)] = None,
+        end: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=1500)] = 20,
+        trace_ids: Annotated[list[str] | None, Query(alias="traceID", max_length=50)] = None,
+    ) -> HTMLResponse:
+        """Jaeger UI's search, by its URL (see trace_analysis/analyses/search.py); with
+        ``traceID`` (repeated), those traces."""
+        if trace_ids:
+            return _by_ids(jaeger, trace_ids)
+        form = JaegerSearch(
+            service.strip(), operation.strip(), tags, min_duration, max_duration, lookback,
+            start, end, limit,
+        )  # fmt: skip
         try:
-            wanted = check_ids([trace_id], from_file=False)
+            wanted, start_us, end_us = form.parsed()
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 400)
+        try:
+            services = jaeger.services()
+            form.service = wanted.service = form.service or _default_service(services)
+            found, warnings = _jaeger_search(jaeger, form, wanted, start_us, end_us, settings)
+        except AnalyzerError as exc:
+            return _error_page(str(exc), jaeger_status(exc))
+        operations = _operations(jaeger, form.service)
+        page = _search_page(form, services, operations, found, warnings, settings)
+        return HTMLResponse(page)
+
+    @app.get("/compare")
+    def compare(trace: Annotated[list[str] | None, Query(max_length=100)] = None) -> Response:
+        """Two traces ticked in a list: to their comparison, ``/trace/<a>...<b>`` (a path
+        relative to this browser, built from the checked ids only)."""
+        try:
+            ids = check_ids(trace or [], from_file=False)
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 400)
+        if len(ids) != 2:
+            return _error_page("tick two traces to compare them", 400)
+        return RedirectResponse(f"/trace/{ids[0]}...{ids[1]}", status_code=303)
+
+    @app.get("/dependencies", response_class=HTMLResponse)
+    def dependencies(
+        jaeger: Jaeger,
+        lookback: Annotated[str, Query(max_length=20)] = "1h",
+        limit: Annotated[int, Query(ge=1, le=DEFAULT_LIMIT)] = 1000,
+    ) -> HTMLResponse:
+        """The service map of the window: each service's newest ``limit`` traces, counted."""
+        try:
+            end_us = time.time_ns() // 1000
+            start_us = end_us - parse_lookback(lookback)
+        except AnalyzerError as exc:
+            return _error_page(str(exc), 400)
+        graph, warnings = ServiceMap(), []
+        try:
+            services = jaeger.services()
+            if len(services) > MAP_SERVICES:
+                warnings.append(
+                    f"Jaeger knows {len(services):,} services: the first {MAP_SERVICES} by name "
+                    "were read (their calls to others are counted)"
+                )
+            for service in services[:MAP_SERVICES]:
+                window = iter_window(
+                    jaeger, service, None, start_us, end_us, min(limit, 500), warnings
+                )
+                graph.add_all(islice(window, limit))
+        except AnalyzerError as exc:
+            return _error_page(str(exc), jaeger_status(exc))
+        return HTMLResponse(_dependencies_page(graph, lookback, limit, warnings, settings))
+
+    @app.get("/trace/{trace_id}", response_class=HTMLResponse)
+    def trace(
+        trace_id: str,
+        jaeger: Jaeger,
+        ui_find: Annotated[str, Query(alias="uiFind", max_length=500)] = "",
+    ) -> HTMLResponse:
+        if "..." in trace_id:  # Jaeger UI's comparison of two traces: /trace/<a>...<b>
+            return _pair(jaeger, *trace_id.split("...", 1))
+        try:
+            fetched = _fetch(jaeger, trace_id)
+            outcome = explain([fetched], settings.criteria, [fetched.trace_id])
+        except AnalyzerError as exc:
+            return _error_page(str(exc), _status(exc))
+        logs = None
+        if settings.log_dir:
+            logs = trace_logs(Path(settings.log_dir), fetched.trace_id, settings.log_bytes)
+        shown = outcome.traces[0]
+        drawn = {row.span_id for row in shown.waterfall or []}
+        details = of_trace(fetched, drawn)
+        page = render_trace_page(shown, details, logs, _nav(), settings.jaeger_ui, ui_find)
+        return HTMLResponse(page)
+
+    def _by_ids(jaeger: JaegerClient, trace_ids: list[str]) -> HTMLResponse:
+        try:
+            wanted = check_ids([t for t in trace_ids if t.strip()], from_file=False)
             outcome = explain(from_jaeger(jaeger, wanted), settings.criteria, wanted)
         except AnalyzerError as exc:
-            message = str(exc)
-            status = 404 if "not found" in message else 400 if "not a trace id" in message else 0
-            return _error_page(message, status or jaeger_status(exc))
-        # The page's own links go to a Jaeger UI where there is one, else to this page: relative,
-        # never built from the client's Host.
-        source = Source("jaeger", settings.jaeger_url, trace_ids=wanted, api=jaeger.used)
-        source.link_base = settings.jaeger_ui or "/"
-        report = outcome.report(source, settings.criteria, [])
-        page = render_html(report, top=1, explained=True)
-        return HTMLResponse(page.replace("<body>", "<body>" + _nav(), 1))
+            return _error_page(str(exc), _status(exc))
+        form = JaegerSearch("", "", "", "", "", "1h", None, None, len(wanted))
+        services = _services_hint(jaeger)
+        page = _search_page(form, services, [], outcome.traces, [], settings)
+        return HTMLResponse(page)
+
+    def _pair(jaeger: JaegerClient, first: str, second: str) -> HTMLResponse:
+        try:
+            a, b = _fetch(jaeger, first), _fetch(jaeger, second)
+            outcome = explain([a, b], settings.criteria, [a.trace_id, b.trace_id])
+        except AnalyzerError as exc:
+            return _error_page(str(exc), _status(exc))
+        if len(outcome.traces) < 2:  # the same trace twice
+            outcome.traces.append(outcome.traces[0])
+        return HTMLResponse(render_trace_pair(*outcome.traces[:2], nav=_nav()))
+
+    @app.get("/trace/{trace_id}/json")
+    def trace_json(trace_id: str, jaeger: Jaeger) -> Response:
+        """The trace as Jaeger answered it (OTLP JSON from /api/v3, or Jaeger JSON from v1),
+        as a file to save; the analyzer reads either (``analyze_traces.py -i FILE``)."""
+        try:
+            fetched = _fetch(jaeger, trace_id)
+        except AnalyzerError as exc:
+            return PlainTextResponse(f"{exc}\n", _status(exc))
+        body, kind = document(fetched) or (b"", "none")
+        name = f"trace-{fetched.trace_id}.{kind}.json"
+        headers = {"content-disposition": f'attachment; filename="{name}"'}
+        return Response(body, media_type="application/json", headers=headers)
 
     return app
+
+
+@dataclass
+class JaegerSearch:
+    """The ``/search`` form: Jaeger UI's URL parameters, as given."""
+
+    service: str
+    operation: str
+    tags: str
+    min_duration: str
+    max_duration: str
+    lookback: str
+    start: int | None
+    end: int | None
+    limit: int
+
+    def parsed(self) -> tuple[TraceFilter, int, int]:
+        """The filter and the window (epoch µs); :class:`AnalyzerError` for a bad value."""
+        wanted = TraceFilter(
+            self.service,
+            self.operation,
+            parse_tags(self.tags),
+            parse_duration(self.min_duration, "minDuration"),
+            parse_duration(self.max_duration, "maxDuration"),
+        )
+        now_us = time.time_ns() // 1000
+        if self.lookback == "custom":
+            end_us = self.end if self.end is not None else now_us
+            start_us = self.start if self.start is not None else end_us - 3_600_000_000
+        else:
+            end_us, start_us = now_us, now_us - parse_lookback(self.lookback)
+        if start_us > end_us:
+            raise AnalyzerError("start is after end")
+        return wanted, start_us, end_us
+
+
+def _default_service(services: list[str]) -> str:
+    """The service a search opens on: the gateway's, else the first Jaeger knows."""
+    if DEFAULT_SERVICE in services:
+        return DEFAULT_SERVICE
+    return services[0] if services else ""
+
+
+def _jaeger_search(
+    jaeger: JaegerClient,
+    form: JaegerSearch,
+    wanted: TraceFilter,
+    start_us: int,
+    end_us: int,
+    settings: BrowserSettings,
+) -> tuple[list[TraceResult], list[str]]:
+    """The newest ``form.limit`` traces of the window that match, each analyzed; with a
+    filter, looked for through the whole window (up to ``DEFAULT_LIMIT`` traces read)."""
+    warnings: list[str] = []
+    if not form.service:
+        return [], warnings
+    read = DEFAULT_LIMIT if wanted.active else form.limit
+    jaeger.keep_documents = bool(wanted.tags)
+    window = iter_window(
+        jaeger, form.service, form.operation or None, start_us, end_us, min(read, 500), warnings
+    )
+    counted = _Counted(window)
+    analyzer = Analyzer(settings.criteria, limit=read, keep_all=True)
+    analyzer.feed(found_in(counted, wanted, PageReader()))
+    traces = sorted(analyzer.outcome().traces, key=lambda trace: -trace.start_us)
+    if wanted.active and counted.read >= read:
+        warnings.append(f"searched the newest {read:,} traces of the window only")
+    return traces[: form.limit], warnings
+
+
+class _Counted:
+    """The traces of an iterable, counted as they are read."""
+
+    def __init__(self, traces: Iterator[JaegerTrace]) -> None:
+        self.traces, self.read = traces, 0
+
+    def __iter__(self) -> Iterator[JaegerTrace]:
+        for trace in self.traces:
+            self.read += 1
+            yield trace
+            if self.read >= DEFAULT_LIMIT:
+                return
+
+
+def _fetch(jaeger: JaegerClient, trace_id: str) -> JaegerTrace:
+    """The trace with this id from Jaeger, as fetched (its document kept for the details)."""
+    wanted = check_ids([trace_id], from_file=False)
+    return next(from_jaeger(jaeger, wanted))
+
+
+def _status(exc: AnalyzerError) -> int:
+    """The HTTP status of a page that could not be drawn: an unknown trace 404, a bad id 400,
+    else Jaeger's (:func:`trace_analysis.browser_limits.jaeger_status`: 504 out of time, 502)."""
+    message = str(exc)
+    if "not found" in message:
+        return 404
+    return 400 if "not a trace id" in message else jaeger_status(exc)
 
 
 def _search(
@@ -271,6 +513,14 @@ def _search(
     return found[: search.limit], warnings
 
 
+def _services_hint(jaeger: JaegerClient) -> list[str]:
+    """The services, offered in a form; a hint only, so never an error."""
+    try:
+        return jaeger.services()
+    except AnalyzerError:
+        return []
+
+
 def _operations(jaeger: JaegerClient, service: str) -> list[str]:
     """The service's operations, offered in the search form; a hint only, so never an error."""
     try:
@@ -280,7 +530,10 @@ def _operations(jaeger: JaegerClient, service: str) -> list[str]:
 
 
 def _nav() -> str:
-    return '<nav class="browser"><a href="/">&larr; all traces</a></nav>'
+    return (
+        '<nav class="browser"><a href="/">&larr; all traces</a> &middot; '
+        '<a href="/search">search</a> &middot; <a href="/dependencies">service map</a></nav>'
+    )
 
 
 def _error_page(message: str, status: int) -> HTMLResponse:
@@ -301,6 +554,7 @@ def _list_page(
     parts = [
         *page_head("Trace browser"),
         f"<style>{CSS}</style>",
+        _nav(),
         f'<div class="muted">{escape(where)}, last {escape(search.lookback)}: '
         f"{len(found)} trace(s), {len(flagged)} flagged (slower than "
         f"{settings.slow_ms:g} ms or failing).</div>",
@@ -309,10 +563,105 @@ def _list_page(
     parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
     if not services:
         parts.append("<p><b>Jaeger has no traces yet.</b> Place an order, then reload.</p>")
+    parts.append(duration_plot(found))
     parts.append(f"<h2>Flagged ({len(flagged)})</h2>")
     parts.append(_table(flagged, settings) if flagged else "<p>None in this window.</p>")
     parts.append(f"<h2>Recent ({len(found)})</h2>")
     parts.append(_table(found, settings) if found else "<p>No trace matches.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _search_page(
+    form: JaegerSearch,
+    services: list[str],
+    operations: list[str],
+    found: list[TraceResult],
+    warnings: list[str],
+    settings: BrowserSettings,
+) -> str:
+    where = f"{form.service or 'no service'} in Jaeger at {settings.jaeger_url}"
+    parts = [
+        *page_head("Search traces"),
+        f"<style>{CSS}</style>",
+        _nav(),
+        _jaeger_form(form, services, operations),
+        f'<div class="muted">{escape(where)}: {len(found)} trace(s) found, newest first.</div>',
+    ]
+    parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
+    parts.append(duration_plot(found))
+    parts.append(_table(found, settings) if found else "<p>No trace matches.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _jaeger_form(form: JaegerSearch, services: list[str], operations: list[str]) -> str:
+    options = "".join(
+        f'<option value="{escape(s)}"{" selected" if s == form.service else ""}>'
+        f"{escape(s)}</option>"
+        for s in services or [form.service]
+    )
+    known = "".join(f'<option value="{escape(name)}"></option>' for name in operations)
+    choices = JAEGER_LOOKBACKS if form.lookback in JAEGER_LOOKBACKS else (
+        form.lookback, *JAEGER_LOOKBACKS
+    )  # fmt: skip
+    lookbacks = "".join(
+        f'<option value="{escape(value)}"{" selected" if value == form.lookback else ""}>'
+        f"{escape(value)}</option>"
+        for value in choices
+    )
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{value}">'
+        for name, value in (("start", form.start), ("end", form.end))
+        if value is not None
+    )
+    return (
+        '<form class="search" method="get" action="/search">'
+        f'<label>service<select name="service">{options}</select></label>'
+        '<label>operation<input name="operation" placeholder="all" list="operations" '
+        f'value="{escape(form.operation)}"></label>'
+        f'<datalist id="operations">{known}</datalist>'
+        '<label>tags<input name="tags" size="34" placeholder="http.response.status_code=500 '
+        f'error=true" value="{escape(form.tags)}"></label>'
+        f'<label>lookback<select name="lookback">{lookbacks}</select></label>'
+        '<label>min duration<input name="minDuration" size="8" placeholder="e.g. 100ms" '
+        f'value="{escape(form.min_duration)}"></label>'
+        '<label>max duration<input name="maxDuration" size="8" placeholder="e.g. 1.2s" '
+        f'value="{escape(form.max_duration)}"></label>'
+        '<label>limit<input name="limit" type="number" min="1" max="1500" '
+        f'value="{form.limit}"></label>{hidden}'
+        '<button type="submit">Find traces</button></form>'
+    )
+
+
+def _dependencies_page(
+    graph: ServiceMap, lookback: str, limit: int, warnings: list[str], settings: BrowserSettings
+) -> str:
+    where = (
+        f"Jaeger at {settings.jaeger_url}, last {lookback}: {graph.traces:,} trace(s) "
+        f"(each service's newest {limit:,}), {len(graph.services)} service(s), "
+        f"{len(graph.edges)} edge(s)."
+    )
+    parts = [
+        *page_head("Service map"),
+        _nav(),
+        f'<div class="muted">{escape(where)}</div>',
+    ]
+    parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in warnings]
+    if not graph.edges:
+        parts.append("<p><b>No calls between services in this window.</b></p>")
+    parts.append(service_map(graph))
+    rows = "".join(
+        f"<tr><td>{escape(edge.caller)}</td><td>{escape(edge.callee)}</td>"
+        f'<td class="num">{edge.calls:,}</td><td class="num">{edge.errors:,}</td>'
+        f'<td class="num">{edge.error_rate:.1%}</td></tr>'
+        for edge in sorted(graph.edges.values(), key=lambda e: (e.caller, e.callee))
+    )
+    if rows:
+        parts.append(
+            '<table><tr><th>caller</th><th>callee</th><th class="num">calls</th>'
+            f'<th class="num">failed</th><th class="num">error rate</th></tr>{rows}</table>'
+        )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
@@ -356,6 +705,8 @@ def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
             jaeger = f'<br><a class="muted" href="{escape(ui)}">in Jaeger</a>'
         rows.append(
             "<tr>"
+            f'<td><input type="checkbox" name="trace" value="{escape(trace.trace_id)}" '
+            f'aria-label="compare {escape(trace.trace_id)}"></td>'
             f'<td class="mono">{escape(wording.iso(trace.start_us) or "")}</td>'
             f'<td><a class="mono" href="{escape(link)}">{escape(trace.trace_id)}</a>{jaeger}</td>'
             f"<td>{escape(trace.root_service)} <b>{escape(trace.root_operation)}</b><br>"
@@ -367,10 +718,14 @@ def _table(traces: list[TraceResult], settings: BrowserSettings) -> str:
             "</tr>"
         )
     head = (
-        '<tr><th>started (UTC)</th><th>trace</th><th>root</th><th class="num">latency</th>'
-        "<th>status</th><th>culprit, first failure</th></tr>"
+        '<tr><th></th><th>started (UTC)</th><th>trace</th><th>root</th><th class="num">latency'
+        "</th><th>status</th><th>culprit, first failure</th></tr>"
     )
-    return f"<table>{head}{''.join(rows)}</table>"
+    # two traces ticked and compared, as in Jaeger's search results (/compare redirects)
+    return (
+        f'<form method="get" action="/compare"><table>{head}{"".join(rows)}</table>'
+        '<button type="submit">Compare the two ticked traces</button></form>'
+    )
 
 
 def main() -> None:

@@ -95,6 +95,9 @@ class JaegerTrace(msgspec.Struct):
     prepared: bool = False
     status_read: bool = False  # every span's tags were decoded (kind, status are known)
     entries: int = 1  # Jaeger entries of the input that held this trace (merged by span id)
+    # one trace fetched by id from /api/v3: the OTLP JSON answer, which a trace's page reads
+    # everything else from (trace_analysis.formats.details); Jaeger JSON keeps ``encoded``
+    otlp_document: bytes | None = None
 
 
 class _FloatSpan(Span):

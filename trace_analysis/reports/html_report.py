@@ -7,7 +7,9 @@ report's link base (:func:`~trace_analysis.reports.wording.trace_link`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from html import escape
+from typing import NamedTuple
 
 from trace_analysis.model.results import GroupStats, Report, TraceResult, WaterfallRow
 from trace_analysis.reports import wording
@@ -52,8 +54,11 @@ section.trace { border: 1px solid var(--line); border-radius: 8px; padding: 14px
 .wf .bar.cp { opacity: 1; outline: 2px solid #1d2330; outline-offset: -1px; }
 .wf .bar.err { background-image: repeating-linear-gradient(45deg, transparent 0 4px,
   rgba(198,40,40,.9) 4px 7px) !important; }
+.wf .mark { position: absolute; top: 2px; width: 2px; height: 16px; margin-left: -1px;
+  background: var(--fg); } .wf .mark.exc { background: var(--bad); width: 3px; }
 .wf .dur { position: absolute; top: 2px; font-size: 11px; color: var(--muted);
-  white-space: nowrap; }
+  white-space: nowrap; } .wf .dur.in { top: 3px; line-height: 14px; padding: 0 4px;
+  color: var(--fg); background: rgba(255,255,255,.85); border-radius: 3px; }
 .wf .axis { grid-column: 2; position: relative; height: 18px; border-bottom: 1px solid var(--line);
   font-size: 11px; color: var(--muted); }
 .wf .axis span { position: absolute; white-space: nowrap; }
@@ -208,7 +213,23 @@ def _trace_section(report: Report, trace: TraceResult, colours: dict[str, str]) 
     )
 
 
-def _waterfall(trace: TraceResult, colours: dict[str, str]) -> str:
+class SpanView(NamedTuple):
+    """What a waterfall row opens on (the trace browser's page): its HTML, whether it is
+    open from the start, and its events as marks on the bar: (µs from the trace's start,
+    whether it is an exception)."""
+
+    body: str
+    open: bool
+    marks: list[tuple[int, bool]]
+
+
+def _waterfall(
+    trace: TraceResult,
+    colours: dict[str, str],
+    detail: Callable[[WaterfallRow], SpanView] | None = None,
+) -> str:
+    """The trace's bars on one time axis; with ``detail``, each row is a ``<details>`` that
+    opens on what ``detail(row)`` gives."""
     rows = trace.waterfall or []
     if not rows:
         return ""
@@ -221,13 +242,28 @@ def _waterfall(trace: TraceResult, colours: dict[str, str]) -> str:
         for pct in (0, 25, 50, 75, 100)
     )
     cells = ['<div class="label"></div>', f'<div class="axis">{ticks}</div>']
+    if detail is not None:
+        opened = []
+        for row in rows:
+            view = detail(row)
+            opened.append(
+                f'<details class="span"{" open" if view.open else ""}><summary>'
+                f"{_waterfall_row(row, total, colours, unit, view.marks)}</summary>"
+                f"{view.body}</details>"
+            )
+        head = f'<div class="head">{"".join(cells)}</div>'
+        return f'<div class="wf spans">{head}{"".join(opened)}</div>'
     for row in rows:
         cells.append(_waterfall_row(row, total, colours, unit))
     return f'<div class="wf">{"".join(cells)}</div>'
 
 
 def _waterfall_row(
-    row: WaterfallRow, total: int, colours: dict[str, str], unit: wording.Unit
+    row: WaterfallRow,
+    total: int,
+    colours: dict[str, str],
+    unit: wording.Unit,
+    marks: Sequence[tuple[int, bool]] = (),
 ) -> str:
     left = 100 * row.start_us / total
     width = 100 * row.duration_us / total
@@ -243,27 +279,36 @@ def _waterfall_row(
         f'<span style="color:{colours.get(row.service, "#555")}">&#9632;</span> '
         f"{escape(row.service)} <b>{escape(row.operation)}</b></div>"
     )
-    if left + width < 85:  # the duration after the bar, else before it
+    # the duration after the bar, else before it, else (a bar from start to end) inside it
+    dur = "dur"
+    if left + width < 85:
         where = f"left:calc({left + width:.3f}% + 4px)"
-    else:
+    elif left >= 10:
         where = f"right:calc({100 - left:.3f}% + 4px)"
+    else:
+        where, dur = f"left:calc({left:.3f}% + 4px)", "dur in"
     track = (
         f'<div class="track" title="{title}">'
         f'<div class="{classes}" style="left:{left:.3f}%;width:{width:.3f}%;'
         f'background-color:{colours.get(row.service, "#888")}"></div>'
-        f'<span class="dur" style="{where}">{unit(row.duration_us)}</span></div>'
+        + "".join(
+            f'<i class="mark{" exc" if bad else ""}" style="left:{100 * at / total:.3f}%"></i>'
+            for at, bad in marks
+        )
+        + f'<span class="{dur}" style="{where}">{unit(row.duration_us)}</span></div>'
     )
     return label + track
 
 
-def _legend(colours: dict[str, str]) -> str:
+def _legend(colours: dict[str, str], marks: bool = False) -> str:
     items = "".join(
         f'<span><i style="background:{colour}"></i>{escape(service)}</span>'
         for service, colour in colours.items()
     )
+    ticks = "<span>ticks: events (red: an exception)</span>" if marks else ""
     return (
         f'<div class="legend muted">{items}<span>outlined: on the critical path</span>'
-        "<span>striped: failed</span></div>"
+        f"<span>striped: failed</span>{ticks}</div>"
     )
 
 
@@ -287,8 +332,12 @@ def _groups_table(groups: list[GroupStats], with_operation: bool) -> str:
 
 
 def _colours(report: Report) -> dict[str, str]:
-    services = sorted(
+    return _colours_of(
         {g.service for g in report.summary.services}
         | {s for t in report.traces for s in t.services}
     )
-    return {service: PALETTE[i % len(PALETTE)] for i, service in enumerate(services)}
+
+
+def _colours_of(services: Iterable[str]) -> dict[str, str]:
+    """A colour per service, by name order (the same service, the same colour)."""
+    return {service: PALETTE[i % len(PALETTE)] for i, service in enumerate(sorted(services))}

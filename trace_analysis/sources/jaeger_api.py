@@ -89,6 +89,9 @@ class JaegerClient:
     used: str | None = None
     call_deadline_s: float | None = None
     ends_at: float | None = None
+    # keep each v3 answer on its traces (JaegerTrace.otlp_document): a search by attributes
+    # reads them there (a trace by id always keeps it)
+    keep_documents: bool = False
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -197,6 +200,8 @@ class JaegerClient:
         for trace_id, spans in by_trace.items():
             trace = JaegerTrace(trace_id=trace_id, spans=spans)
             trace.prepared = trace.status_read = True
+            if full or self.keep_documents:
+                trace.otlp_document = body
             traces[trace_id] = trace
         return traces
 
