@@ -8,7 +8,6 @@ traceback (set ``ANALYZE_TRACES_DEBUG=1`` to get one for an unexpected failure).
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
@@ -42,7 +41,8 @@ from trace_analysis.cli_common import (
     flag_criteria,
     local_stack_hint,
     parse_lookback,
-    plain_width,
+    report_console,
+    safe_report,
     trace_link_base,
 )
 from trace_analysis.errors import AnalyzerError, JaegerUnreachable
@@ -402,6 +402,8 @@ def _threshold_us(positional: float | None, option: float | None, errors_only: b
 def _emit(
     report: Report, output_format: Format, output: Path | None, top: int, explained: bool = False
 ) -> None:
+    if output_format is not Format.json:  # JSON keeps the values, its encoder escapes them
+        report = safe_report(report)
     if output_format is Format.table:
         from rich.console import Console
 
@@ -416,11 +418,10 @@ def _emit(
             def draw(console: Console) -> None:
                 render_table(report, console, top)
 
-        if output is None:
-            draw(Console(width=None if sys.stdout.isatty() else plain_width()))
-            return
-        console = Console(record=True, width=plain_width(), file=io.StringIO())
+        console = report_console(to_string=output is not None)
         draw(console)
+        if output is None:
+            return
         text = console.export_text()
     elif output_format is Format.json:
         from trace_analysis.reports.json_report import render_json
@@ -479,5 +480,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    """Exit status 2 with ``message`` on stderr: it may quote input (a span's text, a file's
+    content, an argument), so its control characters are made visible."""
+    from servicekit.terminal import visible
+
+    print(f"{PROG}: error: {visible(message)}", file=sys.stderr)
     return 2

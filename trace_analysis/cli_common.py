@@ -4,20 +4,23 @@ syntax, the progress bar and the exit rule."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.model.results import Criteria, Report
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
     from trace_analysis.sources.jaeger_api import Progress as ProgressCallback
 
+T = TypeVar("T")
 PROG = "analyze_traces.py"
 DEFAULT_JAEGER_URL = "http://localhost:16686"
 DEFAULT_SERVICE = "api-gateway"
@@ -144,6 +147,27 @@ def parse_lookback(text: str) -> int:
     if not match or float(match.group(1)) <= 0:
         raise AnalyzerError(f"invalid --lookback {text!r}: use e.g. 15m, 1h, 2d")
     return int(float(match.group(1)) * _UNIT_US[match.group(2)])
+
+
+def report_console(to_string: bool = False) -> Console:
+    """The console a terminal report is drawn on: stdout (its width when a terminal, else
+    :func:`plain_width`), or, ``to_string``, a recording one for ``--output``. Markup, emoji
+    codes and highlighting are off: span text such as ``[bold]`` or ``:x:`` is printed as
+    written (control characters are made visible before, by :func:`safe_report`)."""
+    from rich.console import Console
+
+    plain = dict(markup=False, emoji=False, highlight=False)
+    if to_string:
+        return Console(record=True, width=plain_width(), file=io.StringIO(), **plain)
+    return Console(width=None if sys.stdout.isatty() else plain_width(), **plain)
+
+
+def safe_report(report: T) -> T:
+    """``report`` (a :class:`Report`, a comparison) with every string from span data, and any
+    other, made visible for a terminal or a Markdown file (``servicekit/terminal.py``)."""
+    from servicekit.terminal import visible_all
+
+    return visible_all(report)
 
 
 def plain_width() -> int:

@@ -8,7 +8,6 @@ back (``--baseline-offset``) or an explicit one (``--baseline-window START..END`
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 import time
@@ -295,17 +294,14 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
     from trace_analysis.reports.wording import source_text
 
     fmt = request.output_format
+    if fmt != "json":  # JSON keeps the values, its encoder escapes them
+        report, comparison = common.safe_report((report, comparison))
     candidate = source_text(report)
     if fmt == "table":
-        from rich.console import Console
-
         from trace_analysis.reports.comparison_table import render_comparison_table
         from trace_analysis.reports.table import render_table
 
-        if request.output is None:
-            console = Console(width=None if sys.stdout.isatty() else common.plain_width())
-        else:
-            console = Console(record=True, width=common.plain_width(), file=io.StringIO())
+        console = common.report_console(to_string=request.output is not None)
         render_comparison_table(comparison, candidate, console)
         if traces:
             console.print()
@@ -314,13 +310,11 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
             return
         text = console.export_text()
     elif fmt == "json":
-        import msgspec
-
         from trace_analysis.reports.comparison import comparison_dict
-        from trace_analysis.reports.json_report import report_dict
+        from trace_analysis.reports.json_report import encode_document, report_dict
 
         document = report_dict(report) | {"comparison": comparison_dict(comparison)}
-        text = msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"
+        text = encode_document(document)
     elif fmt == "markdown":
         from trace_analysis.reports.comparison import render_comparison_markdown
         from trace_analysis.reports.markdown import render_markdown
