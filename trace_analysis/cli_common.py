@@ -179,8 +179,18 @@ def plain_width() -> int:
 
 
 def exit_status(report: Report, fail_on: FailOn | None) -> int:
+    """0, or 1 when ``fail_on`` matches a flagged trace. Under ``--fail-on``, a run that read
+    no trace at all raises :class:`AnalyzerError` (exit 2): a gate must not pass on nothing,
+    whatever the source (a file, a window, a mistyped service)."""
     if fail_on is None:
         return 0
+    if not report.summary.traces:
+        from trace_analysis.reports.wording import source_text
+
+        raise AnalyzerError(
+            f"--fail-on {fail_on}: nothing was judged, no trace to judge in "
+            f"{source_text(report)}; check the file, --lookback, --service or --operation"
+        )
     for trace in report.traces:
         if (
             fail_on is FailOn.any

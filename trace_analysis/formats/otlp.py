@@ -5,7 +5,10 @@ Read from: the collector's ``file`` exporter and OTLP/HTTP JSON bodies (``{"reso
 trace-by-id answer (``{"batches": [...]}``, older ``instrumentationLibrarySpans`` included).
 Per the OTLP JSON encoding, ids are hex (base64, which some older tools wrote, is accepted
 too), 64-bit integers may be strings, and span kind and status code may be integers or enum
-names. Times are converted from ns to µs. Links are not parents.
+names. Field names may be the JSON ones (``scopeSpans``, ``traceId``) or, as proto3's JSON
+mapping lets a parser accept and Tempo's test data and some protobuf-to-JSON tools write, the
+protobuf ones (``scope_spans``, ``trace_id``): :func:`json_field_names` rewrites the latter.
+Times are converted from ns to µs. Links are not parents.
 
 A span's attributes stay encoded unless they can matter (the span failed, or an ``error``,
 ``fault.*`` or 5xx HTTP status code attribute is there): the span's kind and status are fields
@@ -126,6 +129,55 @@ def v3_error_message(body: Any) -> str | None:
     except msgspec.DecodeError:
         return None
     return (error.message or "no message") if error is not None else None
+
+
+# The protobuf names of the trace fields whose JSON name differs (opentelemetry-proto's
+# trace.proto, common.proto, resource.proto): the JSON name is their lowerCamelCase.
+PROTO_FIELD_NAMES = (
+    "resource_spans",
+    "scope_spans",
+    "instrumentation_library_spans",
+    "instrumentation_library",
+    "schema_url",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "trace_state",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "time_unix_nano",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    "string_value",
+    "bool_value",
+    "int_value",
+    "double_value",
+    "array_value",
+    "kvlist_value",
+    "bytes_value",
+)
+# A JSON string followed by a colon is always a key, never a value: only keys are rewritten.
+_PROTO_KEY = re.compile(rb'"(' + "|".join(PROTO_FIELD_NAMES).encode() + rb')"(\s*:)')
+# Cheap tests first (substring search runs at memory speed): how the names end, ``_id"``...
+_PROTO_MARKERS = tuple({f'_{name.rsplit("_", 1)[1]}"'.encode() for name in PROTO_FIELD_NAMES})
+
+
+def _camel(match: re.Match[bytes]) -> bytes:
+    head, *rest = match.group(1).split(b"_")
+    return b'"' + head + b"".join(word.capitalize() for word in rest) + b'"' + match.group(2)
+
+
+def json_field_names(buffer: Any) -> Any:
+    """``buffer`` (JSON bytes) with OTLP's protobuf field names as keys rewritten to their JSON
+    names (``"scope_spans":`` to ``"scopeSpans":``); ``buffer`` itself when it has none. A
+    document may mix both spellings."""
+    whole = getattr(buffer, "obj", buffer)  # a memoryview has no find(): search what it shows
+    if not any(whole.find(marker) >= 0 for marker in _PROTO_MARKERS):
+        return buffer
+    if _PROTO_KEY.search(buffer) is None:
+        return buffer
+    return _PROTO_KEY.sub(_camel, bytes(buffer))
 
 
 RESOURCE_SPANS = msgspec.json.Decoder(list[ResourceSpans] | None)
