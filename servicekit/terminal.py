@@ -109,7 +109,8 @@ def _walk(value: Any) -> Any:
 
 
 # In encoded JSON every C0 control is already an escape (and a structural newline is needed).
-_UNSAFE_BEYOND_C0 = re.compile("(?![\x00-\x1f])" + UNSAFE.pattern)
+_C0 = "\x00-\x1f"
+_UNSAFE_BEYOND_C0 = re.compile(UNSAFE.pattern.replace(_C0, "", 1))
 
 
 def _json_escape(match: re.Match[str]) -> str:
@@ -124,7 +125,12 @@ def visible_json(document: str) -> str:
     """Encoded JSON with DEL and each C1, format or separator character written as a
     ``\\uXXXX`` escape: the same values to a JSON parser, inert on a terminal (``--format
     json`` is printed to one too). The encoder has already escaped C0."""
-    if _UNSAFE_BEYOND_C0.search(document) is None:
+    # the character class is slow to scan for at every position: first ask which distinct
+    # characters there are (an ASCII document: only DEL can be one), at memory speed
+    if document.isascii():
+        if "\x7f" not in document:
+            return document
+    elif not any(_UNSAFE_BEYOND_C0.match(char) for char in set(document) if char > "\x7e"):
         return document
     return _UNSAFE_BEYOND_C0.sub(_json_escape, document)
 

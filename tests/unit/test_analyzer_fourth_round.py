@@ -121,8 +121,8 @@ def test_both_spellings_read_the_same(
 ) -> None:
     names = iter(range(10**6))
 
-    def mixed(key: str) -> str:  # every other key in protobuf spelling
-        return _snake(key) if next(names) % 2 else key
+    def mixed(key: str) -> str:  # the span lists in protobuf spelling, every other key too
+        return _snake(key) if key.endswith("Spans") or next(names) % 2 else key
 
     document = otlp_document(
         status_code={"json": 2, "protobuf": "STATUS_CODE_ERROR"}.get(spelling, 2)
@@ -169,8 +169,8 @@ def test_every_protobuf_name_maps_to_its_json_name() -> None:
     for name in PROTO_FIELD_NAMES:
         head, *rest = name.split("_")
         expected = head + "".join(word.capitalize() for word in rest)
-        out = json.loads(json_field_names(json.dumps({name: 1}).encode()))
-        assert out == {expected: 1}, name
+        out = json.loads(json_field_names(json.dumps({"scope_spans": [], name: 1}).encode()))
+        assert out == {"scopeSpans": [], expected: 1}, name
 
 
 # --- empty and all-zero trace ids -----------------------------------------------------------
@@ -403,3 +403,22 @@ def test_jaeger_ui_data_object_is_read_as_one_trace(capsys: Capsys, tmp_path: Pa
     assert data["traces"] == expected["traces"]
     broken = run_cli(capsys, "1", "--input", write(tmp_path, "b.json", {"data": {"x": 1}}))
     assert broken.code == 2 and "'data' is not an array of traces" in broken.err
+
+
+def test_protobuf_lines_with_a_trace_over_several_lines(capsys: Capsys, tmp_path: Path) -> None:
+    """The collector's file-exporter shape in protobuf names: a trace's spans on two lines
+    make one trace, not two copies of it."""
+    document = rename_keys(otlp_document(status_code=2), _snake)
+    (block,) = document["resource_spans"]
+    root, child = block["scope_spans"][0]["spans"]
+    lines = []
+    for span in (root, child):
+        one = json.loads(json.dumps(block))
+        one["scope_spans"][0]["spans"] = [span]
+        lines.append(json.dumps({"resource_spans": [one]}))
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    data = report(capsys, path)
+    trace = only(data)
+    assert trace["span_count"] == 2 and trace["culprit"]["operation"] == "SELECT carts"
+    assert not any("more than once" in w for w in data["warnings"])

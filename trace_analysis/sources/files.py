@@ -51,7 +51,8 @@ THRIFT_BATCH = (
 )
 _LEADING_TRACE_ID = re.compile(rb'\s*\{\s*"traceID"\s*:\s*"([^"]*)"')
 _LINE = re.compile(rb"[^\n]+")
-_SPAN_TRACE_ID = re.compile(rb'"traceId"\s*:\s*"([^"]*)"')  # OTLP and Zipkin spans
+# OTLP (JSON or protobuf field names) and Zipkin spans
+_SPAN_TRACE_ID = re.compile(rb'"trace(?:Id|_id)"\s*:\s*"([^"]*)"')
 _ABSENT = msgspec.Raw(b"")  # a key the document does not have
 
 
@@ -64,6 +65,7 @@ class _Top(msgspec.Struct):
     spans: msgspec.Raw = _ABSENT
     process: msgspec.Raw = _ABSENT  # Jaeger's Thrift Batch: one process, its spans
     resource_spans: msgspec.Raw = msgspec.field(default=_ABSENT, name="resourceSpans")
+    resource_spans_pb: msgspec.Raw = msgspec.field(default=_ABSENT, name="resource_spans")
     result: msgspec.Raw = _ABSENT
     batches: msgspec.Raw = _ABSENT
     trace: msgspec.Raw = _ABSENT  # Tempo v2 API: {"trace": {"resourceSpans": ...}}
@@ -118,6 +120,8 @@ class Collected:
             self.raws.append(msgspec.Raw(bytes(raw)))
         elif document.resource_spans is not _ABSENT:
             self._add_otlp(document.resource_spans, where, "OTLP JSON")
+        elif document.resource_spans_pb is not _ABSENT:  # protobuf field names
+            self._add_otlp(document.resource_spans_pb, where, "OTLP JSON")
         elif document.result is not _ABSENT:
             self._add_otlp_object(document.result, where, "Jaeger v3 (OTLP JSON)")
         elif document.batches is not _ABSENT:
@@ -190,7 +194,7 @@ class Collected:
             self.add_spans(by_trace, converted=False)
         elif "traceId" in probe and "id" in probe:
             self._add_zipkin(items, where, nested=False)
-        elif "resourceSpans" in probe:
+        elif "resourceSpans" in probe or "resource_spans" in probe:
             for item in items:
                 self.add_document(_decode_top(item, where), item)
         else:
@@ -205,12 +209,18 @@ class Collected:
 
     def _add_otlp_object(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         document = _decode_top(raw, where)
-        if isinstance(document, list) or document.resource_spans is _ABSENT:
+        if isinstance(document, list):
             raise AnalyzerError(f"{where}: {shape} without 'resourceSpans'")
-        self._add_otlp(document.resource_spans, where, shape)
+        spans = document.resource_spans
+        if spans is _ABSENT:
+            spans = document.resource_spans_pb
+        if spans is _ABSENT:
+            raise AnalyzerError(f"{where}: {shape} without 'resourceSpans'")
+        self._add_otlp(spans, where, shape)
 
     def _add_otlp(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         self.shapes.add(shape)
+        raw = otlp.json_field_names(raw)
         blocks = _decoded(otlp.RESOURCE_SPANS, raw, f"{where}: {shape}", "resourceSpans")
         self._add_converted(blocks, otlp.collect_spans)
 
@@ -317,7 +327,6 @@ def iter_traces(buffer: Any, source: str) -> Iterator[JaegerTrace]:
             raise AnalyzerError(f"{source}: file is empty, not a trace file")
     elif head[:1] not in b"{[":
         raise AnalyzerError(f"{source}: {looks_like_text(head)}")
-    buffer = otlp.json_field_names(buffer)
     try:
         document = _TOP.decode(buffer)
     except msgspec.DecodeError as exc:
