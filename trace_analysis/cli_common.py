@@ -46,6 +46,25 @@ def trace_link_base(jaeger_url: str, given: str | None) -> str | None:
     return local_browser(jaeger_url)
 
 
+LOCAL_STACK = "the `make up` stack of this checkout, from run/ports.json"
+NO_LOCAL_STACK = "the default, as no `make up` stack of this checkout runs"
+
+
+def jaeger_to_read(given: str | None) -> tuple[str, str | None]:
+    """The Jaeger query URL to read, and why that one when none was given: ``given``
+    (``--jaeger-url``, ``JAEGER_URL``); else the Jaeger of the stack ``make up`` runs from this
+    checkout, on the ports it recorded (they may be moved); else :data:`DEFAULT_JAEGER_URL`.
+    Another stack on the default port is never read without a word: the report names it."""
+    if given:
+        return given, None
+    from stackctl.ports import running_jaeger
+
+    found = running_jaeger()
+    if found is not None:
+        return found, LOCAL_STACK
+    return DEFAULT_JAEGER_URL, NO_LOCAL_STACK
+
+
 def local_stack_hint(jaeger_url: str) -> str:
     """For an unreachable ``jaeger_url``: where the Jaeger of the stack ``make up`` started from
     this checkout is, when that is elsewhere (its ports were moved), as the option to give;
@@ -139,6 +158,25 @@ class ProgressBar:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+_THRESHOLD = re.compile(r"^\s*(-?\d*\.?\d+)\s*(us|µs|ms|s|m)?\s*$")
+_THRESHOLD_UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
+
+
+def parse_threshold(text: str) -> int:
+    """A latency threshold to µs: ms without a unit (``200``, ``0.5``), or with one of
+    ``us``/``µs``, ``ms``, ``s``, ``m`` (``200ms``, ``1.5s``, ``500us``)."""
+    match = _THRESHOLD.match(text)
+    if match is None:
+        raise AnalyzerError(
+            f"invalid threshold {text!r}: give ms (200) or a duration with its unit (200ms, "
+            "1.5s, 500us)"
+        )
+    value = float(match.group(1)) * _THRESHOLD_UNIT_US[match.group(2) or "ms"]
+    if value < 0:
+        raise AnalyzerError(f"threshold must be 0 ms or more, not {text.strip()}")
+    return round(value)
 
 
 def parse_lookback(text: str) -> int:

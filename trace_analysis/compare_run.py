@@ -45,6 +45,7 @@ class CompareRequest:
     errors_only: bool
     slow_by: common.SlowBy
     jaeger_url: str
+    jaeger_chosen: str | None  # why this Jaeger, when no --jaeger-url named it
     api: str  # auto, v3 or v1 (see trace_analysis.sources.jaeger_api)
     service: str | None
     operation: str | None
@@ -202,6 +203,7 @@ def _sources(request: CompareRequest) -> tuple[Source, Source]:
             start_us=start_us,
             end_us=end_us,
             api=request.api,
+            jaeger_chosen=request.jaeger_chosen,
         )
 
     if request.input_path is not None:
@@ -218,6 +220,7 @@ def _sources(request: CompareRequest) -> tuple[Source, Source]:
             start_us=now_us - window_us,
             end_us=now_us,
             api=request.api,
+            jaeger_chosen=request.jaeger_chosen,
         )
     return baseline_source, source
 

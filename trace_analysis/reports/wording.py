@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from trace_analysis.model.results import Criteria, GroupStats, Report, TraceResult
+from trace_analysis.model.results import Criteria, GroupStats, Report, Source, TraceResult
 
 
 def ms(us: float) -> float:
@@ -109,7 +109,13 @@ def origin_text(report: Report) -> str:
     source = report.source
     if source.kind == "file":
         return f"file {source.input_path}"
-    return f"Jaeger at {source.jaeger_url}" + (f" (API {source.api})" if source.api else "")
+    return _jaeger_text(source) + (f" (API {source.api})" if source.api else "")
+
+
+def _jaeger_text(source: Source) -> str:
+    """``Jaeger at URL``, and why that one when no ``--jaeger-url`` named it."""
+    chosen = f" ({source.jaeger_chosen})" if source.jaeger_chosen else ""
+    return f"Jaeger at {source.jaeger_url}{chosen}"
 
 
 def source_text(report: Report) -> str:
@@ -121,7 +127,7 @@ def source_text(report: Report) -> str:
         if source.service:
             where += f", service {source.service}"
     else:
-        where = f"{source.service} in Jaeger at {source.jaeger_url}, last {source.lookback}"
+        where = f"{source.service} in {_jaeger_text(source)}, last {source.lookback}"
         if source.api:
             where += f" (API {source.api})"
     if source.operation:
