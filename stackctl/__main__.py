@@ -107,9 +107,9 @@ def url(
 def status() -> None:
     """Each process: pid, health."""
     table = Table("process", "pid", "health", "endpoint")
-    for name, pid, healthy, url in _stack().status():
-        state = "[green]healthy[/green]" if healthy else "[red]down[/red]"
-        table.add_row(name, str(pid or "-"), state, url)
+    for name, pid, state, url in _stack().status():
+        colour = "green" if state == "healthy" else "yellow" if pid else "red"
+        table.add_row(name, str(pid or "-"), f"[{colour}]{state}[/{colour}]", url)
     console.print(table)
 
 
