@@ -392,3 +392,15 @@ def test_markup_built_messages_print_span_text_as_written(module: str) -> None:
     assert "\x1b]8;" not in out, "no hyperlink was made"
     assert "\\x1b]0;owned" in out
     assert _unsafe_left(out) == []
+
+
+def test_trace_markdown_heading_holds_no_html(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(hostile_trace("<img src=x onerror=alert(1)>|```")))
+    result = run_cli(capsys, "--trace", "5" * 32, "--input", path, "-f", "markdown")
+    heading = next(line for line in result.out.splitlines() if line.startswith("### "))
+    assert "<img" not in heading and "&lt;img src=x onerror=alert(1)&gt;\\|" in heading
+    body = result.out.split("```text\n", 1)[1]
+    assert all(not line.lstrip().startswith("```") for line in body.splitlines()[:-1])
