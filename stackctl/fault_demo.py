@@ -144,6 +144,16 @@ def verdicts(report: dict[str, Any], trace_ids: set[str]) -> dict[str, Counter[s
     return blamed
 
 
+def say_verdicts(blamed: dict[str, Counter[str]]) -> None:
+    """Print what :func:`verdicts` found, per service (span text: made visible, never markup)."""
+    console.print("\nthe analyzer's verdicts on the demo's traces (from --format json):")
+    for service, roles in sorted(blamed.items()):
+        console.print(
+            f"  {visible_markup(service)}: "
+            + ", ".join(f"{n} traces {role}" for role, n in sorted(roles.items()))
+        )
+
+
 def check(blamed: dict[str, Counter[str]], latency_service: str, error_service: str) -> list[str]:
     """What is wrong with the verdicts (nothing: an empty list)."""
     problems = []
@@ -268,12 +278,7 @@ def _demo(
     # span text (service names) made visible before any of it is printed
     report = visible_all(json.loads(as_json.stdout))
     blamed = verdicts(report, {trace_id for _, trace_id, _ in results})
-    console.print("\nthe analyzer's verdicts on the demo's traces (from --format json):")
-    for service, roles in sorted(blamed.items()):
-        console.print(
-            f"  {visible_markup(service)}: "
-            + ", ".join(f"{n} traces {role}" for role, n in sorted(roles.items()))
-        )
+    say_verdicts(blamed)
     problems = check(blamed, latency_service, error_service)
     if not problems:
         console.print(

@@ -267,8 +267,8 @@ def test_every_text_output_makes_span_text_visible(
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-@pytest.mark.parametrize("args", [["--format", "table"], ["--trace", "5" * 32]])
-def test_each_kind_in_the_terminal_views(
+@pytest.mark.parametrize("args", [*OUTPUTS, pytest.param(["--format", "json"], id="json")])
+def test_each_kind_in_each_output(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, args: list[str]
 ) -> None:
     path = tmp_path / "t.json"
@@ -276,7 +276,11 @@ def test_each_kind_in_the_terminal_views(
     result = run_cli(capsys, "100", "--input", path, *args)
     assert result.code == 0, result.err
     assert _unsafe_left(result.out) == []
-    assert visible(HOSTILE[name]) in result.out
+    if "json" in args:
+        (trace,) = json.loads(result.out)["traces"]
+        assert trace["root"]["service"] == f"gateway{HOSTILE[name]}"  # the value kept
+    elif args == ["--format", "table"] or args == ["--trace", "5" * 32]:  # plain text views
+        assert visible(HOSTILE[name]) in result.out
 
 
 def test_on_a_real_terminal_only_rich_styles_are_written(
@@ -404,3 +408,33 @@ def test_trace_markdown_heading_holds_no_html(
     assert "<img" not in heading and "&lt;img src=x onerror=alert(1)&gt;\\|" in heading
     body = result.out.split("```text\n", 1)[1]
     assert all(not line.lstrip().startswith("```") for line in body.splitlines()[:-1])
+
+
+def test_the_fault_demo_prints_service_names_inert() -> None:
+    """`make demo-faults` prints the services the analyzer blamed, names taken from spans."""
+    from collections import Counter
+
+    from stackctl import fault_demo
+
+    hostile = f"svc{HOSTILE['OSC 0 title']}{HOSTILE['RLO']}{MARKUP}"
+    blamed = fault_demo.verdicts(
+        visible_all(
+            {
+                "traces": [
+                    {
+                        "trace_id": "ab",
+                        "slow": True,
+                        "error": False,
+                        "culprit": {"service": hostile},
+                        "error_origin": None,
+                    }
+                ]
+            }
+        ),
+        {"ab"},
+    )
+    assert blamed == {visible(hostile): Counter({fault_demo.SLOW: 1})}
+    with fault_demo.console.capture() as captured:
+        fault_demo.say_verdicts(blamed)
+    out = captured.get()
+    assert _unsafe_left(out) == [] and "[bold red]marked[/bold red]" in out
