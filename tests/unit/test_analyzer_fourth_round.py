@@ -344,9 +344,11 @@ def test_fail_on_with_nothing_judged_exits_2_and_says_so(
     assert without.code == 0, "without --fail-on an empty run is a report, not an error"
 
 
-def test_markdown_and_json_say_nothing_was_judged(capsys: Capsys) -> None:
+def test_markdown_html_and_json_say_nothing_was_judged(capsys: Capsys) -> None:
     markdown = run_cli(capsys, "200", "--input", FIXTURES / "empty.json", "-f", "markdown")
     assert "**NOTHING JUDGED: no trace to judge" in markdown.out
+    html = run_cli(capsys, "200", "--input", FIXTURES / "empty.json", "-f", "html")
+    assert "<p><b>NOTHING JUDGED: no trace to judge" in html.out
     gate = run_cli(capsys, "200", "-i", FIXTURES / "empty.json", "-f", "json", "--fail-on", "any")
     assert gate.code == 2 and json.loads(gate.out)["summary"]["traces"] == 0
 
