@@ -249,8 +249,8 @@ def analyze(
         raise AnalyzerError(
             "--save writes the window read from Jaeger: not with --input, --trace or a baseline"
         )
+    # a run reads Jaeger unless every side is a file; a file's report only links to a Jaeger
     reads_jaeger = input_path is None or baseline_offset is not None or baseline_window is not None
-    # a file's report links to the Jaeger named, or the default: nothing to choose
     jaeger_url, jaeger_chosen = (
         jaeger_to_read(jaeger_url) if reads_jaeger else (jaeger_url or DEFAULT_JAEGER_URL, None)
     )
@@ -267,7 +267,7 @@ def analyze(
             link_base,
             jaeger_chosen,
         )
-    if baseline is not None or baseline_offset is not None or baseline_window is not None:
+    if comparing:
         from trace_analysis.compare_run import CompareRequest, parse_min_change, run_comparison
 
         flagging = threshold is not None or threshold_ms is not None or errors_only
