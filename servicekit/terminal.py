@@ -87,9 +87,10 @@ T = TypeVar("T")
 
 
 def visible_all(value: T) -> T:
-    """A copy of ``value`` with :func:`visible` applied to every string in it: through
-    dataclasses (their init fields), lists, tuples and dicts (keys too); other values as they
-    are. For a report object about to be printed, so no renderer can forget a field."""
+    """``value`` with :func:`visible` applied to every string in it: through dataclasses
+    (their init fields), lists, tuples and dicts (keys too); other values as they are. What
+    changes is copied (``value`` itself is never modified), what does not is shared. For a
+    report object about to be printed, so no renderer can forget a field."""
     return _walk(value)
 
 
