@@ -163,6 +163,7 @@ _PROTO_KEY = re.compile(rb'"(' + "|".join(PROTO_FIELD_NAMES).encode() + rb')"(\s
 # ``instrumentation_library_spans``): tested first, at memory speed, so that a document in JSON
 # names (the collector's, Jaeger's) never pays for the rewrite.
 _PROTO_MARKER = re.compile(rb'_spans"')
+PROTO_MARKER_WITHIN = 65_536  # bytes: a document's head, so a large one is not scanned twice
 
 
 def _camel(match: re.Match[bytes]) -> bytes:
@@ -173,8 +174,11 @@ def _camel(match: re.Match[bytes]) -> bytes:
 def json_field_names(buffer: Any) -> Any:
     """``buffer`` (OTLP JSON bytes) with the protobuf field names as keys rewritten to their
     JSON names (``"trace_id":`` to ``"traceId":``) when its spans are held under the protobuf
-    name (``scope_spans``), the spelling of the rest mixed or not; else ``buffer`` itself."""
-    if _PROTO_MARKER.search(buffer) is None:  # any buffer (mmap, Raw), not copied
+    name (``scope_spans``, looked for in the first :data:`PROTO_MARKER_WITHIN` bytes: the first
+    resource's attributes come before it), the spelling of the rest mixed or not; else
+    ``buffer`` itself."""
+    head = memoryview(buffer)[:PROTO_MARKER_WITHIN]  # any buffer (mmap, Raw), not copied
+    if _PROTO_MARKER.search(head) is None:
         return buffer
     return _PROTO_KEY.sub(_camel, bytes(buffer))
 
