@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from servicekit.catalog import SERVICE_NAMES
+from servicekit.terminal import visible, visible_markup
 from stackctl.fault_demo import demo_faults
 from stackctl.logview import readable
 from stackctl.orders import order_body
@@ -21,14 +22,14 @@ from stackctl.stack import Stack, local_stack
 from stackctl.traces import wait_for_trace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
-console = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, emoji=False, soft_wrap=True)  # span text stays as written
 
 
 def _stack(starts: bool = False) -> Stack:
     try:
         stack = local_stack(starts=starts)
     except (StartError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {visible_markup(str(exc))}")
         raise typer.Exit(2) from None
     if stack.moved:
         console.print(
@@ -44,7 +45,7 @@ def _up(stack: Stack) -> None:
     try:
         stack.up(report=lambda line: console.print(f"  {line}"))
     except StartError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {visible_markup(str(exc))}")
         if any(proc.pid() for proc in stack.processes):
             console.print("Processes already started keep running; `make down` stops them.")
         raise typer.Exit(1) from None
@@ -106,9 +107,9 @@ def url(
 def status() -> None:
     """Each process: pid, health."""
     table = Table("process", "pid", "health", "endpoint")
-    for name, pid, healthy, url in _stack().status():
-        state = "[green]healthy[/green]" if healthy else "[red]down[/red]"
-        table.add_row(name, str(pid or "-"), state, url)
+    for name, pid, state, url in _stack().status():
+        colour = "green" if state == "healthy" else "yellow" if pid else "red"
+        table.add_row(name, str(pid or "-"), f"[{colour}]{state}[/{colour}]", url)
     console.print(table)
 
 
@@ -119,7 +120,8 @@ def logs(
     raw: Annotated[bool, typer.Option(help="the lines as written (JSON)")] = False,
 ) -> None:
     """The last lines of each process's log (run/logs/<process>.log), readable: time, level,
-    message, then the other fields."""
+    message, then the other fields. Control characters are shown escaped, ``--raw`` too: a
+    request's path or a span's text can carry terminal escapes."""
     processes = _stack().processes
     names = [proc.name for proc in processes]
     if name is not None and name not in names:
@@ -131,7 +133,8 @@ def logs(
         console.rule(f"{proc.name}  {proc.log_file}")
         if proc.log_file.exists():
             tail = proc.log_tail(lines).splitlines()
-            console.out("\n".join(tail if raw else map(readable, tail)), highlight=False)
+            shown = (visible(line if raw else readable(line)) for line in tail)
+            console.out("\n".join(shown), highlight=False)
 
 
 def show_trace(jaeger_url: str, trace_id: str) -> int:
@@ -175,7 +178,7 @@ def demo(ok: int = 3, out_of_stock: int = 2) -> None:
             trace = wait_for_trace(stack.jaeger_url, trace_id, services, frozenset(operations))
             console.print(
                 f"\n{response.status_code} {sku:<12} trace {trace_id}: {len(trace.spans)} spans "
-                f"from {', '.join(sorted(trace.services))}; "
+                f"from {visible_markup(', '.join(sorted(trace.services)))}; "
                 f"in Jaeger {time.monotonic() - answered:.2f} s after the response\n"
                 f"  in a browser: {stack.browser_url}/trace/{trace_id}\n"
                 f"$ python analyze_traces.py --trace {trace_id} --jaeger-url {stack.jaeger_url}"

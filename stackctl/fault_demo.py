@@ -32,13 +32,14 @@ import httpx
 import typer
 from rich.console import Console
 
+from servicekit.terminal import visible_all, visible_markup
 from stackctl.admin_token import admin_token
 from stackctl.orders import order_body
 from stackctl.process import StartError
 from stackctl.stack import ROOT, Stack, local_stack
 from stackctl.traces import wait_for_trace
 
-console = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, emoji=False, soft_wrap=True)  # span text stays as written
 ANALYZER = ROOT / "analyze_traces.py"
 ORDER = order_body(email="fault-demo@example.com", user_id=7)
 
@@ -143,6 +144,16 @@ def verdicts(report: dict[str, Any], trace_ids: set[str]) -> dict[str, Counter[s
     return blamed
 
 
+def say_verdicts(blamed: dict[str, Counter[str]]) -> None:
+    """Print what :func:`verdicts` found, per service (span text: made visible, never markup)."""
+    console.print("\nthe analyzer's verdicts on the demo's traces (from --format json):")
+    for service, roles in sorted(blamed.items()):
+        console.print(
+            f"  {visible_markup(service)}: "
+            + ", ".join(f"{n} traces {role}" for role, n in sorted(roles.items()))
+        )
+
+
 def check(blamed: dict[str, Counter[str]], latency_service: str, error_service: str) -> list[str]:
     """What is wrong with the verdicts (nothing: an empty list)."""
     problems = []
@@ -196,7 +207,7 @@ def demo_faults(
             threshold_ms,
         )
     except (DemoError, StartError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {visible_markup(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -264,12 +275,10 @@ def _demo(
     as_json = run_analyzer([*args, "--format", "json"])
     if as_json.returncode not in (0, 1):
         raise DemoError(f"the analyzer failed ({as_json.returncode}): {as_json.stderr.strip()}")
-    blamed = verdicts(json.loads(as_json.stdout), {trace_id for _, trace_id, _ in results})
-    console.print("\nthe analyzer's verdicts on the demo's traces (from --format json):")
-    for service, roles in sorted(blamed.items()):
-        console.print(
-            f"  {service}: " + ", ".join(f"{n} traces {role}" for role, n in sorted(roles.items()))
-        )
+    # span text (service names) made visible before any of it is printed
+    report = visible_all(json.loads(as_json.stdout))
+    blamed = verdicts(report, {trace_id for _, trace_id, _ in results})
+    say_verdicts(blamed)
     problems = check(blamed, latency_service, error_service)
     if not problems:
         console.print(
@@ -277,5 +286,5 @@ def _demo(
             f"{error_service} (failing), the two services with faults"
         )
         return
-    console.print("[red]MISMATCH[/red]: " + "; ".join(problems))
+    console.print("[red]MISMATCH[/red]: " + visible_markup("; ".join(problems)))
     raise typer.Exit(1)

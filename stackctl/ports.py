@@ -156,6 +156,15 @@ def local_jaeger(env: Mapping[str, str] | None = None) -> str | None:
     return None if recorded is None else f"http://127.0.0.1:{recorded.jaeger_query}"
 
 
+def running_jaeger(env: Mapping[str, str] | None = None) -> str | None:
+    """:func:`local_jaeger` while something listens on its port (a record a crashed stack
+    left behind does not count); else None."""
+    recorded = _recorded(env)
+    if recorded is None or not port_in_use(recorded.jaeger_query):
+        return None
+    return f"http://127.0.0.1:{recorded.jaeger_query}"
+
+
 def local_browser(jaeger_url: str, env: Mapping[str, str] | None = None) -> str | None:
     """The trace browser's URL of the local stack (``make up``) whose Jaeger query API is at
     ``jaeger_url``, from the ports its ``up`` recorded; None when no such stack runs."""

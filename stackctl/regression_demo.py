@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from servicekit.terminal import visible_all, visible_markup
 from stackctl.fault_demo import (
     DemoError,
     admin,
@@ -60,7 +61,7 @@ def demo_regression(
             admin(client, "GET", service, token, COMMAND)  # before any order: usable admin?
         table, report = compare_windows(stack, token, service, latency_ms, orders, concurrency)
     except (DemoError, StartError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {visible_markup(str(exc))}")
         raise typer.Exit(2) from None
     console.out(table.rstrip())
     problems = check(report["comparison"], service)
@@ -72,12 +73,12 @@ def demo_regression(
     if others and not problems:
         console.print(
             "note: "
-            + ", ".join(f"{op['service']} {op['operation']}" for op in others)
+            + visible_markup(", ".join(f"{op['service']} {op['operation']}" for op in others))
             + f" also got slower, by far less than {service}: the load on this machine moved "
             "between the two windows"
         )
     if problems:
-        console.print("[red]MISMATCH[/red]: " + "; ".join(problems))
+        console.print("[red]MISMATCH[/red]: " + visible_markup("; ".join(problems)))
         raise typer.Exit(1)
     console.print(
         f"[green]OK[/green]: the regression is attributed to {service}, the service with the "
@@ -143,7 +144,8 @@ def compare_windows(
     as_json = run_analyzer([*args(), "--format", "json"])
     if as_json.returncode != 0:
         raise DemoError(f"the analyzer failed ({as_json.returncode}): {as_json.stderr.strip()}")
-    return table.stdout, json.loads(as_json.stdout)
+    # span text (service and operation names) made visible before any of it is printed
+    return table.stdout, visible_all(json.loads(as_json.stdout))
 
 
 def check(comparison: dict[str, Any], service: str, entry: tuple[str, str] = ROOT) -> list[str]:

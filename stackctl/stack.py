@@ -371,8 +371,21 @@ class Stack(PortUrls):
                 report(f"{proc.name}: stopped")
         self.ports_file.unlink(missing_ok=True)
 
-    def status(self) -> list[tuple[str, int | None, bool, str]]:
-        return [(p.name, p.pid(), p.healthy(), p.health_url) for p in self.processes]
+    def status(self) -> list[tuple[str, int | None, str, str]]:
+        """Each process: name, pid, state and health URL. The state is ``healthy`` only for a
+        process this stack started (its pid file names a live process) that answers its health
+        URL; ``down``; ``starting or unhealthy``; or ``down, another process answers`` when
+        something else answers there (another checkout's stack on the default ports, say):
+        never taken for ours."""
+        rows = []
+        for proc in self.processes:
+            pid, answers = proc.pid(), proc.healthy()
+            if pid is None:
+                state = "down, another process answers" if answers else "down"
+            else:
+                state = "healthy" if answers else "starting or unhealthy"
+            rows.append((proc.name, pid, state, proc.health_url))
+        return rows
 
 
 def _jaeger_base_path(run: Path) -> str:

@@ -8,11 +8,12 @@ traceback (set ``ANALYZE_TRACES_DEBUG=1`` to get one for an unexpected failure).
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -40,9 +41,12 @@ from trace_analysis.cli_common import (
     SlowBy,
     exit_status,
     flag_criteria,
+    jaeger_to_read,
     local_stack_hint,
     parse_lookback,
-    plain_width,
+    parse_threshold,
+    report_console,
+    safe_report,
     trace_link_base,
 )
 from trace_analysis.errors import AnalyzerError, JaegerUnreachable
@@ -51,6 +55,7 @@ from trace_analysis.sources.files import iter_file_traces
 
 if TYPE_CHECKING:
     from trace_analysis.sources.jaeger_api import Progress as ProgressCallback
+    from trace_analysis.sources.window_file import WindowFile
 
 # requests, rich and the renderers are imported where used: a run from a file in CI should
 # not pay for the HTTP stack, and start-up is a visible part of a short run
@@ -74,15 +79,25 @@ def _count_option(name: str, help: str) -> typer.models.OptionInfo:
 )
 def analyze(
     threshold: Annotated[
-        float | None,
-        typer.Argument(metavar="THRESHOLD_MS", help="slow = root span longer than this many ms"),
+        str | None,
+        typer.Argument(
+            metavar="THRESHOLD_MS",
+            help="slow = root span longer than this: ms (200), or with a unit (200ms, 1.5s, 500us)",
+        ),
     ] = None,
     threshold_ms: Annotated[
-        float | None, typer.Option("--threshold-ms", "-t", help="same as THRESHOLD_MS")
+        str | None, typer.Option("--threshold-ms", "-t", help="same as THRESHOLD_MS")
     ] = None,
     jaeger_url: Annotated[
-        str, typer.Option("--jaeger-url", envvar="JAEGER_URL", help="Jaeger query base URL")
-    ] = DEFAULT_JAEGER_URL,
+        str | None,
+        typer.Option(
+            "--jaeger-url",
+            envvar="JAEGER_URL",
+            help="Jaeger query base URL [default: the Jaeger of the `make up` stack of this "
+            f"checkout, on its recorded ports (run/ports.json), else {DEFAULT_JAEGER_URL}]",
+            show_default=False,
+        ),
+    ] = None,
     service: Annotated[
         str | None,
         typer.Option(
@@ -128,6 +143,15 @@ def analyze(
     ] = Format.table,
     output: Annotated[
         Path | None, typer.Option("--output", metavar="FILE", help="write the report here")
+    ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            metavar="FILE",
+            help="also write the window's traces as Jaeger sent them to FILE (JSON Lines; "
+            ".gz: gzip), to read back with --input or compare with --baseline",
+        ),
     ] = None,
     fail_on: Annotated[
         FailOn | None,
@@ -220,6 +244,16 @@ def analyze(
 ) -> int:
     if top is None:
         top = DEFAULT_TOP_TABLE if output_format is Format.table else DEFAULT_TOP
+    comparing = baseline is not None or baseline_offset is not None or baseline_window is not None
+    if save is not None and (input_path is not None or trace_ids or comparing):
+        raise AnalyzerError(
+            "--save writes the window read from Jaeger: not with --input, --trace or a baseline"
+        )
+    # a run reads Jaeger unless every side is a file; a file's report only links to a Jaeger
+    reads_jaeger = input_path is None or baseline_offset is not None or baseline_window is not None
+    jaeger_url, jaeger_chosen = (
+        jaeger_to_read(jaeger_url) if reads_jaeger else (jaeger_url or DEFAULT_JAEGER_URL, None)
+    )
     if trace_ids:
         return _explain(
             trace_ids,
@@ -231,8 +265,9 @@ def analyze(
             output_format,
             output,
             link_base,
+            jaeger_chosen,
         )
-    if baseline is not None or baseline_offset is not None or baseline_window is not None:
+    if comparing:
         from trace_analysis.compare_run import CompareRequest, parse_min_change, run_comparison
 
         flagging = threshold is not None or threshold_ms is not None or errors_only
@@ -250,6 +285,7 @@ def analyze(
                 errors_only=errors_only,
                 slow_by=slow_by,
                 jaeger_url=jaeger_url,
+                jaeger_chosen=jaeger_chosen,
                 api=api.value,
                 service=service,
                 operation=operation,
@@ -289,8 +325,9 @@ def analyze(
             start_us=end_us - window_us,
             end_us=end_us,
             api=api.value,
+            jaeger_chosen=jaeger_chosen,
         )
-        with ProgressBar() as progress:
+        with ProgressBar() as progress, _window_file(save) as window:
             outcome = _read_jaeger(
                 source,
                 page_size,
@@ -300,6 +337,16 @@ def analyze(
                 criteria,
                 limit or DEFAULT_LIMIT,
                 waterfall,
+                window.write if window is not None else None,
+            )
+        if window is not None:
+            print(
+                f"{PROG}: saved the window ({outcome.summary.traces:,} traces, "
+                f"{window.pages} page(s) of Jaeger's answers) to {save}: read it back with "
+                f"--input {save}, or compare with --baseline {save}"
+                if window.pages
+                else f"{PROG}: the window is empty: nothing saved to {save}",
+                file=sys.stderr,
             )
     source.link_base = trace_link_base(jaeger_url, link_base)
     report = outcome.report(source, criteria, warnings)
@@ -316,8 +363,10 @@ def _read_jaeger(
     criteria: Criteria,
     limit: int,
     waterfall: bool,
+    save: Callable[[bytes], object] | None = None,
 ) -> Outcome:
-    """Analyze the traces of ``source``'s window, read from Jaeger page by page."""
+    """Analyze the traces of ``source``'s window, read from Jaeger page by page (``save``
+    gets each page as Jaeger sent it)."""
     from trace_analysis.sources.jaeger_api import JaegerClient, iter_window
 
     assert source.service is not None and source.start_us is not None
@@ -333,11 +382,20 @@ def _read_jaeger(
             page_size,
             warnings,
             progress,
+            save,
         )
         return analyze_traces(traces, criteria, None, None, limit, waterfall)
     finally:
         source.queries = client.queries
         source.api = client.used
+
+
+def _window_file(path: Path | None) -> AbstractContextManager[WindowFile | None]:
+    if path is None:
+        return nullcontext()
+    from trace_analysis.sources.window_file import WindowFile
+
+    return WindowFile(path)
 
 
 def _explain(
@@ -350,6 +408,7 @@ def _explain(
     output_format: Format,
     output: Path | None,
     link_base: str | None = None,
+    jaeger_chosen: str | None = None,
 ) -> int:
     """``--trace``: the traces asked for, each with its waterfall and findings."""
     from trace_analysis.analyses.explain import check_ids, explain, from_jaeger, from_traces
@@ -363,7 +422,7 @@ def _explain(
     else:
         from trace_analysis.sources.jaeger_api import JaegerClient
 
-        source = Source("jaeger", jaeger_url, trace_ids=wanted)
+        source = Source("jaeger", jaeger_url, trace_ids=wanted, jaeger_chosen=jaeger_chosen)
         client = JaegerClient(jaeger_url, timeout, api.value)
         try:
             outcome = explain(from_jaeger(client, wanted), criteria, wanted)
@@ -383,25 +442,27 @@ def _explain(
     return 0
 
 
-def _threshold_us(positional: float | None, option: float | None, errors_only: bool) -> int | None:
-    """The threshold in µs; None with ``errors_only`` (or ``--trace``) and none given."""
-    if positional is not None and option is not None and positional != option:
-        raise AnalyzerError(
-            f"two thresholds given ({positional:g} and --threshold-ms {option:g}): give one"
-        )
-    value = positional if positional is not None else option
-    if value is None:
+def _threshold_us(positional: str | None, option: str | None, errors_only: bool) -> int | None:
+    """The threshold in µs (ms without a unit: ``200``, ``200ms``, ``1s``, ``500us``); None
+    with ``errors_only`` (or ``--trace``) and none given."""
+    given = positional if positional is not None else option
+    if given is None:
         if errors_only:
             return None
         raise AnalyzerError(f"give a latency threshold in ms (e.g. `{PROG} 200`), or --errors-only")
-    if value < 0:
-        raise AnalyzerError(f"threshold must be 0 ms or more, not {value:g}")
-    return round(value * 1000)
+    value = parse_threshold(given)
+    if positional is not None and option is not None and parse_threshold(option) != value:
+        raise AnalyzerError(
+            f"two thresholds given ({positional} and --threshold-ms {option}): give one"
+        )
+    return value
 
 
 def _emit(
     report: Report, output_format: Format, output: Path | None, top: int, explained: bool = False
 ) -> None:
+    if output_format is not Format.json:  # JSON keeps the values, its encoder escapes them
+        report = safe_report(report)
     if output_format is Format.table:
         from rich.console import Console
 
@@ -416,11 +477,10 @@ def _emit(
             def draw(console: Console) -> None:
                 render_table(report, console, top)
 
-        if output is None:
-            draw(Console(width=None if sys.stdout.isatty() else plain_width()))
-            return
-        console = Console(record=True, width=plain_width(), file=io.StringIO())
+        console = report_console(to_string=output is not None)
         draw(console)
+        if output is None:
+            return
         text = console.export_text()
     elif output_format is Format.json:
         from trace_analysis.reports.json_report import render_json
@@ -479,5 +539,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    """Exit status 2 with ``message`` on stderr: it may quote input (a span's text, a file's
+    content, an argument), so its control characters are made visible."""
+    from servicekit.terminal import visible
+
+    print(f"{PROG}: error: {visible(message)}", file=sys.stderr)
     return 2

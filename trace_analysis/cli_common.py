@@ -4,20 +4,23 @@ syntax, the progress bar and the exit rule."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.model.results import Criteria, Report
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
     from trace_analysis.sources.jaeger_api import Progress as ProgressCallback
 
+T = TypeVar("T")
 PROG = "analyze_traces.py"
 DEFAULT_JAEGER_URL = "http://localhost:16686"
 DEFAULT_SERVICE = "api-gateway"
@@ -41,6 +44,25 @@ def trace_link_base(jaeger_url: str, given: str | None) -> str | None:
     from stackctl.ports import local_browser
 
     return local_browser(jaeger_url)
+
+
+LOCAL_STACK = "the `make up` stack of this checkout, from run/ports.json"
+NO_LOCAL_STACK = "the default, as no `make up` stack of this checkout runs"
+
+
+def jaeger_to_read(given: str | None) -> tuple[str, str | None]:
+    """The Jaeger query URL to read, and why that one when none was given: ``given``
+    (``--jaeger-url``, ``JAEGER_URL``); else the Jaeger of the stack ``make up`` runs from this
+    checkout, on the ports it recorded (they may be moved); else :data:`DEFAULT_JAEGER_URL`.
+    Another stack on the default port is never read without a word: the report names it."""
+    if given:
+        return given, None
+    from stackctl.ports import running_jaeger
+
+    found = running_jaeger()
+    if found is not None:
+        return found, LOCAL_STACK
+    return DEFAULT_JAEGER_URL, NO_LOCAL_STACK
 
 
 def local_stack_hint(jaeger_url: str) -> str:
@@ -138,12 +160,52 @@ class ProgressBar:
             self._bar.stop()
 
 
+_THRESHOLD = re.compile(r"^\s*(-?\d*\.?\d+)\s*(us|µs|ms|s|m)?\s*$")
+_THRESHOLD_UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
+
+
+def parse_threshold(text: str) -> int:
+    """A latency threshold to µs: ms without a unit (``200``, ``0.5``), or with one of
+    ``us``/``µs``, ``ms``, ``s``, ``m`` (``200ms``, ``1.5s``, ``500us``)."""
+    match = _THRESHOLD.match(text)
+    if match is None:
+        raise AnalyzerError(
+            f"invalid threshold {text!r}: give ms (200) or a duration with its unit (200ms, "
+            "1.5s, 500us)"
+        )
+    value = float(match.group(1)) * _THRESHOLD_UNIT_US[match.group(2) or "ms"]
+    if value < 0:
+        raise AnalyzerError(f"threshold must be 0 ms or more, not {text.strip()}")
+    return round(value)
+
+
 def parse_lookback(text: str) -> int:
     """``15m``, ``1h``, ``2d``, ``1.5h``, ``90s``, ``1w`` to microseconds."""
     match = _LOOKBACK.match(text)
     if not match or float(match.group(1)) <= 0:
         raise AnalyzerError(f"invalid --lookback {text!r}: use e.g. 15m, 1h, 2d")
     return int(float(match.group(1)) * _UNIT_US[match.group(2)])
+
+
+def report_console(to_string: bool = False) -> Console:
+    """The console a terminal report is drawn on: stdout (its width when a terminal, else
+    :func:`plain_width`), or, ``to_string``, a recording one for ``--output``. Markup, emoji
+    codes and highlighting are off: span text such as ``[bold]`` or ``:x:`` is printed as
+    written (control characters are made visible before, by :func:`safe_report`)."""
+    from rich.console import Console
+
+    plain = dict(markup=False, emoji=False, highlight=False)
+    if to_string:
+        return Console(record=True, width=plain_width(), file=io.StringIO(), **plain)
+    return Console(width=None if sys.stdout.isatty() else plain_width(), **plain)
+
+
+def safe_report(report: T) -> T:
+    """``report`` (a :class:`Report`, a comparison) with every string from span data, and any
+    other, made visible for a terminal or a Markdown file (``servicekit/terminal.py``)."""
+    from servicekit.terminal import visible_all
+
+    return visible_all(report)
 
 
 def plain_width() -> int:
@@ -155,8 +217,18 @@ def plain_width() -> int:
 
 
 def exit_status(report: Report, fail_on: FailOn | None) -> int:
+    """0, or 1 when ``fail_on`` matches a flagged trace. Under ``--fail-on``, a run that read
+    no trace at all raises :class:`AnalyzerError` (exit 2): a gate must not pass on nothing,
+    whatever the source (a file, a window, a mistyped service)."""
     if fail_on is None:
         return 0
+    if not report.summary.traces:
+        from trace_analysis.reports.wording import source_text
+
+        raise AnalyzerError(
+            f"--fail-on {fail_on}: nothing was judged, no trace to judge in "
+            f"{source_text(report)}; check the file, --lookback, --service or --operation"
+        )
     for trace in report.traces:
         if (
             fail_on is FailOn.any

@@ -8,7 +8,6 @@ back (``--baseline-offset``) or an explicit one (``--baseline-window START..END`
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 import time
@@ -46,6 +45,7 @@ class CompareRequest:
     errors_only: bool
     slow_by: common.SlowBy
     jaeger_url: str
+    jaeger_chosen: str | None  # why this Jaeger, when no --jaeger-url named it
     api: str  # auto, v3 or v1 (see trace_analysis.sources.jaeger_api)
     service: str | None
     operation: str | None
@@ -203,6 +203,7 @@ def _sources(request: CompareRequest) -> tuple[Source, Source]:
             start_us=start_us,
             end_us=end_us,
             api=request.api,
+            jaeger_chosen=request.jaeger_chosen,
         )
 
     if request.input_path is not None:
@@ -219,6 +220,7 @@ def _sources(request: CompareRequest) -> tuple[Source, Source]:
             start_us=now_us - window_us,
             end_us=now_us,
             api=request.api,
+            jaeger_chosen=request.jaeger_chosen,
         )
     return baseline_source, source
 
@@ -295,17 +297,14 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
     from trace_analysis.reports.wording import source_text
 
     fmt = request.output_format
+    if fmt != "json":  # JSON keeps the values, its encoder escapes them
+        report, comparison = common.safe_report((report, comparison))
     candidate = source_text(report)
     if fmt == "table":
-        from rich.console import Console
-
         from trace_analysis.reports.comparison_table import render_comparison_table
         from trace_analysis.reports.table import render_table
 
-        if request.output is None:
-            console = Console(width=None if sys.stdout.isatty() else common.plain_width())
-        else:
-            console = Console(record=True, width=common.plain_width(), file=io.StringIO())
+        console = common.report_console(to_string=request.output is not None)
         render_comparison_table(comparison, candidate, console)
         if traces:
             console.print()
@@ -314,13 +313,11 @@ def _emit(report: Report, comparison: Comparison, request: CompareRequest, trace
             return
         text = console.export_text()
     elif fmt == "json":
-        import msgspec
-
         from trace_analysis.reports.comparison import comparison_dict
-        from trace_analysis.reports.json_report import report_dict
+        from trace_analysis.reports.json_report import encode_document, report_dict
 
         document = report_dict(report) | {"comparison": comparison_dict(comparison)}
-        text = msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"
+        text = encode_document(document)
     elif fmt == "markdown":
         from trace_analysis.reports.comparison import render_comparison_markdown
         from trace_analysis.reports.markdown import render_markdown

@@ -54,7 +54,7 @@ def test_missing_file_and_directory_exit_2(
     ("args", "expected"),
     [
         ([], "give a latency threshold in ms (e.g. `analyze_traces.py 200`), or --errors-only"),
-        (["abc"], "Invalid value for 'THRESHOLD_MS'"),
+        (["abc"], "invalid threshold 'abc': give ms (200)"),
         (["-5"], "No such option: -5"),
         (["--threshold-ms", "-5"], "threshold must be 0 ms or more"),
         (["200", "--threshold-ms", "300"], "two thresholds given"),

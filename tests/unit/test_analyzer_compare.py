@@ -441,7 +441,7 @@ def test_attribution_shares_are_of_the_growth_and_never_pass_100_percent() -> No
         _change({"SELECT": (1_000, 16_750), "cache": (1_000, 250), "root": (5_000, 5_000)})
     )
     assert text == (
-        "p50 +15.8 ms (mean +15.0 ms: +15.8 ms grown, -0.8 ms shrunk), of which "
+        "p50 +15.8 ms (mean +15.0 ms: +15.8 ms grown, -750 µs shrunk), of which "
         "s SELECT +15.8 ms (100%)"
     )
     both = attribution_text(_change({"SELECT": (1_000, 11_000), "root": (5_000, 10_000)}))

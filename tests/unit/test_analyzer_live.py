@@ -411,12 +411,18 @@ def test_v3_search_sends_snake_case_parameters_in_rfc3339(
         assert jaeger.requests == ["/api/v3/traces", "/api/traces"]
 
 
-def test_no_traces_found_is_an_empty_window_not_a_failure(
+def test_no_traces_found_is_an_empty_window_that_says_so(
     jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = live_report(jaeger, capsys, "--fail-on", "any")
+    report = live_report(jaeger, capsys)
     assert report["summary"]["traces"] == 0
     assert report["source"]["api"] == ("v3" if jaeger.v3 else "v1")
+    table = run_cli(capsys, "200", "--jaeger-url", jaeger.url)
+    assert table.code == 0 and "NOTHING JUDGED: no trace to judge" in table.out
+    # a gate over an empty window must not pass
+    gate = run_cli(capsys, "200", "--jaeger-url", jaeger.url, "--fail-on", "any")
+    assert gate.code == 2 and "NOTHING JUDGED" in gate.out
+    assert "--fail-on any: nothing was judged" in gate.err and gate.err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

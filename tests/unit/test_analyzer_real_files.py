@@ -6,6 +6,7 @@ under a millisecond)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -309,4 +310,5 @@ def test_a_view_over_a_millisecond_keeps_ms(capsys: Capsys, output: str) -> None
         capsys, "--trace", "e001", "--input", CASES / "otlp_v3_get_trace.json", "-f", output
     )
     assert result.code == 0, result.err
-    assert "250.0 ms" in result.out and "µs" not in result.out
+    assert "250.0 ms" in result.out and "230.0 ms" in result.out
+    assert not re.search(r"(?<![\d,.])0\.0 ms", result.out)  # the root's start: "+0 µs"

@@ -171,4 +171,5 @@ def test_empty_result_is_a_clean_report(capsys: pytest.CaptureFixture[str]) -> N
     assert report["traces"] == [] and report["summary"]["traces"] == 0
     assert report["summary"]["latency_ms"] == {"count": 0, "p50": 0, "p95": 0, "p99": 0, "max": 0}
     table = run_cli(capsys, "200", "--input", empty)
-    assert table.code == 0 and "No trace slower than 200 ms or failing." in table.out
+    assert table.code == 0 and "NOTHING JUDGED: no trace to judge" in table.out
+    assert f"No trace from file {empty}." in table.out

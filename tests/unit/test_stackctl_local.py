@@ -2,7 +2,7 @@
 before anything starts and names the port, its owner and its variable; the ports `up` used are
 recorded and found again by the commands that follow; the admin token it makes stays in a file
 of its owner's; the installer is quiet and plain when piped and checks Go's version; log lines
-are made readable."""
+are made readable; `status` never takes another stack's process for one of ours."""
 
 from __future__ import annotations
 
@@ -236,3 +236,39 @@ def test_zap_lines_and_plain_lines() -> None:
     uvicorn = json.dumps({"message": "Uvicorn running", "color_message": "\x1b[1mUvicorn\x1b[0m"})
     assert "\x1b" not in readable(uvicorn)
     assert readable("[1, 2]") == "[1, 2]"
+
+
+def test_status_never_calls_another_stacks_gateway_ours(tmp_path: Path) -> None:
+    """After `make down`, a gateway answering on the same port (another checkout's stack) is
+    reported as such, not as this stack's healthy gateway; with our pid alive it is ours."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "readyz").write_text("ok")  # http.server answers 200 to GET /readyz
+    port = Ports.free().gateway
+    other = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=served,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not port_in_use(port):
+            assert time.monotonic() < deadline, "http.server did not listen"
+            time.sleep(0.05)
+        ports = replace(Ports.free(), gateway=port)
+        stack = Stack(tmp_path / "run", tmp_path / "data", ports=ports)
+        rows = {name: (pid, state) for name, pid, state, _ in stack.status()}
+        assert rows["api-gateway"] == (None, "down, another process answers")
+        assert rows["order-service"] == (None, "down")
+        sleeper = running_stack(tmp_path, ports)  # our pid file, a live process
+        try:
+            rows = {name: (pid, state) for name, pid, state, _ in stack.status()}
+            assert rows["api-gateway"] == (sleeper.pid, "healthy")
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        assert dict((n, s) for n, _, s, _ in stack.status())["api-gateway"] != "healthy"
+    finally:
+        other.kill()
+        other.wait()

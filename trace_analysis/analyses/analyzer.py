@@ -78,6 +78,7 @@ class Analyzer:
     duplicates: int = 0  # traces given again after they were analyzed (live paging)
     merged: int = 0  # traces whose spans came in several entries of the input
     empty: int = 0
+    anonymous_spans: int = 0  # spans under an empty or all-zero trace id: no trace to join
     truncated: bool = False
 
     def feed(self, traces: Iterable[JaegerTrace]) -> None:
@@ -99,6 +100,9 @@ class Analyzer:
 
     def _analyze(self, trace: JaegerTrace) -> None:
         trace_id = trace.trace_id
+        if not trace_id.strip().strip("0"):  # an invalid id (W3C, OTLP): nothing links them
+            self.anonymous_spans += len(trace.spans)
+            return
         if trace_id in self.seen:
             self.duplicates += 1
             return
@@ -130,6 +134,11 @@ class Analyzer:
             warnings.append(f"{self.duplicates} trace(s) appeared more than once; analyzed once")
         if self.empty:
             warnings.append(f"{self.empty} trace(s) without spans skipped")
+        if self.anonymous_spans:
+            warnings.append(
+                f"{self.anonymous_spans:,} span(s) with an empty or all-zero trace id skipped: "
+                "such an id is invalid (W3C Trace Context, OTLP), so no trace can be told apart"
+            )
         flagged = sorted(self.flagged, key=lambda r: (-(r.judged_us or r.latency_us), r.trace_id))
         return Outcome(flagged, self.builder.finish(), warnings, self.truncated)
 

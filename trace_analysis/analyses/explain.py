@@ -42,6 +42,11 @@ def check_ids(trace_ids: list[str], from_file: bool) -> list[str]:
     list of flagged traces shows them (no spaces, no ``/``)."""
     pattern, what = (_ANY_ID, "the id as the file writes it") if from_file else (_HEX_ID, "")
     for trace_id in trace_ids:
+        if trace_id.strip() and not trace_id.strip().strip("0"):
+            raise AnalyzerError(
+                f"--trace {trace_id!r}: an all-zero trace id is invalid (W3C Trace Context, "
+                "OTLP); spans written with it are skipped, as they belong to no trace"
+            )
         if not pattern.match(trace_id.strip()):
             header = _TRACE_HEADER.match(trace_id.strip())
             raise AnalyzerError(

@@ -5,7 +5,10 @@ Read from: the collector's ``file`` exporter and OTLP/HTTP JSON bodies (``{"reso
 trace-by-id answer (``{"batches": [...]}``, older ``instrumentationLibrarySpans`` included).
 Per the OTLP JSON encoding, ids are hex (base64, which some older tools wrote, is accepted
 too), 64-bit integers may be strings, and span kind and status code may be integers or enum
-names. Times are converted from ns to µs. Links are not parents.
+names. Field names may be the JSON ones (``scopeSpans``, ``traceId``) or, as proto3's JSON
+mapping lets a parser accept and Tempo's test data and some protobuf-to-JSON tools write, the
+protobuf ones (``scope_spans``, ``trace_id``): :func:`json_field_names` rewrites the latter.
+Times are converted from ns to µs. Links are not parents.
 
 A span's attributes stay encoded unless they can matter (the span failed, or an ``error``,
 ``fault.*`` or 5xx HTTP status code attribute is there): the span's kind and status are fields
@@ -126,6 +129,58 @@ def v3_error_message(body: Any) -> str | None:
     except msgspec.DecodeError:
         return None
     return (error.message or "no message") if error is not None else None
+
+
+# The protobuf names of the trace fields whose JSON name differs (opentelemetry-proto's
+# trace.proto, common.proto, resource.proto): the JSON name is their lowerCamelCase.
+PROTO_FIELD_NAMES = (
+    "resource_spans",
+    "scope_spans",
+    "instrumentation_library_spans",
+    "instrumentation_library",
+    "schema_url",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "trace_state",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "time_unix_nano",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    "string_value",
+    "bool_value",
+    "int_value",
+    "double_value",
+    "array_value",
+    "kvlist_value",
+    "bytes_value",
+)
+# A JSON string followed by a colon is always a key, never a value: only keys are rewritten.
+_PROTO_KEY = re.compile(rb'"(' + "|".join(PROTO_FIELD_NAMES).encode() + rb')"(\s*:)')
+# A document written with protobuf names holds its spans under ``scope_spans`` (or
+# ``instrumentation_library_spans``): tested first, at memory speed, so that a document in JSON
+# names (the collector's, Jaeger's) never pays for the rewrite.
+_PROTO_MARKER = re.compile(rb'_spans"')
+PROTO_MARKER_WITHIN = 65_536  # bytes: a document's head, so a large one is not scanned twice
+
+
+def _camel(match: re.Match[bytes]) -> bytes:
+    head, *rest = match.group(1).split(b"_")
+    return b'"' + head + b"".join(word.capitalize() for word in rest) + b'"' + match.group(2)
+
+
+def json_field_names(buffer: Any) -> Any:
+    """``buffer`` (OTLP JSON bytes) with the protobuf field names as keys rewritten to their
+    JSON names (``"trace_id":`` to ``"traceId":``) when its spans are held under the protobuf
+    name (``scope_spans``, looked for in the first :data:`PROTO_MARKER_WITHIN` bytes: the first
+    resource's attributes come before it), the spelling of the rest mixed or not; else
+    ``buffer`` itself."""
+    head = memoryview(buffer)[:PROTO_MARKER_WITHIN]  # any buffer (mmap, Raw), not copied
+    if _PROTO_MARKER.search(head) is None:
+        return buffer
+    return _PROTO_KEY.sub(_camel, bytes(buffer))
 
 
 RESOURCE_SPANS = msgspec.json.Decoder(list[ResourceSpans] | None)

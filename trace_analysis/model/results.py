@@ -173,6 +173,8 @@ class Source:
     trace_ids: list[str] | None = None  # --trace: the traces asked for
     # where reports link each trace, <link_base>/trace/<id>; None: Jaeger's UI at jaeger_url
     link_base: str | None = None
+    # why this Jaeger was read when no --jaeger-url named it (cli_common.jaeger_to_read)
+    jaeger_chosen: str | None = None
 
 
 @dataclass(slots=True)

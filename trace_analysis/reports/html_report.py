@@ -100,7 +100,9 @@ def render_html(report: Report, top: int, explained: bool = False) -> str:
         parts.append('<p class="muted">Stopped at --limit: more traces were there.</p>')
     parts += [f'<p class="muted">warning: {escape(w)}</p>' for w in report.warnings]
     if not shown:
-        parts.append(f"<p><b>No trace {escape(wording.criteria_text(report))}.</b></p>")
+        if not report.summary.traces:  # nothing judged: said first, as in the other formats
+            parts.append(f"<p><b>{escape(wording.headline(report))}</b></p>")
+        parts.append(f"<p><b>{escape(wording.none_flagged_text(report))}</b></p>")
     else:
         parts.append("<h2>Traces</h2>" if explained else "<h2>Flagged traces, slowest first</h2>")
         parts.append(_flagged_table(report, shown))

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from servicekit.terminal import visible_json
 from trace_analysis.model.results import (
     Criteria,
     ErrorOrigin,
@@ -26,9 +27,15 @@ _ORIGIN_FIELDS = tuple(f.name for f in fields(ErrorOrigin))  # named in JSON as 
 
 
 def render_json(report: Report) -> str:
+    return encode_document(report_dict(report))
+
+
+def encode_document(document: dict[str, Any]) -> str:
+    """``document`` as indented JSON text, every character a terminal would act on escaped
+    (``servicekit/terminal.py``): the report is printed to one as often as to a file."""
     # msgspec's encoder and formatter are C: the stdlib's json goes pure Python once indented
-    encoded = msgspec.json.format(msgspec.json.encode(report_dict(report)), indent=2)
-    return encoded.decode() + "\n"
+    encoded = msgspec.json.format(msgspec.json.encode(document), indent=2)
+    return visible_json(encoded.decode()) + "\n"
 
 
 def report_dict(report: Report) -> dict[str, Any]:

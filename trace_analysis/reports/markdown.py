@@ -22,7 +22,7 @@ def render_markdown(report: Report, top: int) -> str:
         lines += ["", "> Stopped at `--limit`: more traces were there."]
     lines += [""]
     if not report.traces:
-        lines += [f"No trace {wording.criteria_text(report)}.", ""]
+        lines += [wording.none_flagged_text(report), ""]
     else:
         lines += [
             "### Flagged traces, slowest first",

@@ -17,12 +17,15 @@ def render_table(report: Report, console: Console, top: int) -> None:
     console.print(
         Text(f"Traces {wording.criteria_text(report)}: {wording.source_text(report)}", style="bold")
     )
-    console.print(wording.headline(report))
+    console.print(
+        Text(wording.headline(report), style="" if report.summary.traces else "bold yellow")
+    )
     if report.truncated:
         console.print(Text("stopped at --limit: more traces were there", style="yellow"))
     console.print()
     if not report.traces:
-        console.print(Text(f"No trace {wording.criteria_text(report)}.", style="green"))
+        style = "green" if report.summary.traces else "bold yellow"
+        console.print(Text(wording.none_flagged_text(report), style=style))
     else:
         console.print(_flagged_table(report, top))
         if len(report.traces) > top:

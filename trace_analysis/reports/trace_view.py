@@ -38,11 +38,15 @@ def render_trace_table(report: Report, console: Console) -> None:
 
 
 def render_trace_markdown(report: Report) -> str:
+    """Each trace as a heading (span text escaped as in a table cell: no HTML, no line break)
+    and its view in a code block, whose lines never start with span text (so none closes it)."""
+    from trace_analysis.reports.markdown import _cell
+
     parts = []
     for trace in report.traces:
         lines = [line.plain for line in trace_lines(report, trace)]
         header, body = lines[0], lines[1:]
-        parts.append(f"### {header}\n\n```text\n" + "\n".join(body) + "\n```\n")
+        parts.append(f"### {_cell(header)}\n\n```text\n" + "\n".join(body) + "\n```\n")
     parts.extend(f"> warning: {warning}\n" for warning in report.warnings)
     return "\n".join(parts)
 

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from trace_analysis.model.results import Criteria, GroupStats, Report, TraceResult
+from trace_analysis.model.results import Criteria, GroupStats, Report, Source, TraceResult
 
 
 def ms(us: float) -> float:
@@ -15,42 +15,47 @@ def ms(us: float) -> float:
 
 
 def duration(us: float) -> str:
-    """A human duration: ``0.8 ms``, ``12.3 ms``, ``1,204 ms``, ``12.5 s``."""
+    """A duration in the unit that keeps its digits, figure by figure: ``5 µs``, ``2.5 µs``,
+    ``850 µs``, ``1.2 ms``, ``12.3 ms``, ``1,204 ms``, ``12.5 s``. A 5 µs span next to a 420 s
+    one reads "5 µs", never "0.0 ms"."""
     if us >= 10_000_000:
         return f"{us / 1_000_000:.1f} s"
     if us >= 1_000_000:
         return f"{us / 1000:,.0f} ms"
-    return f"{us / 1000:.1f} ms"
+    if us >= 999.5:  # what would print as "1,000 µs"
+        return f"{us / 1000:.1f} ms"
+    if us < 9.95 and us != int(us):  # a fraction of a µs (a percentile between two spans)
+        return f"{us:.1f} µs"
+    return f"{us:,.0f} µs"
 
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """The unit one view (a table, a waterfall) writes its durations in, chosen once for the
-    view so that its numbers compare: µs when all it shows is under 1 ms (a 30 µs trace must
-    not read "0.0 ms"), else :func:`duration`'s ms and s."""
-
-    micro: bool
+    """How one view (a table, a waterfall) writes its durations. Every figure takes the unit
+    that keeps its digits (:func:`duration`): one unit per view made a sub-millisecond figure
+    read "0.0 ms" beside large ones. The renderers still ask for their view's unit here."""
 
     def __call__(self, us: float) -> str:
-        return f"{us:,.0f} µs" if self.micro else duration(us)
+        return duration(us)
 
 
-MS = Unit(micro=False)
+MS = Unit()
 
 
 def unit_for(*largest_us: float) -> Unit:
-    """The unit of a view whose largest durations (µs) are ``largest_us``."""
-    return Unit(micro=max(largest_us, default=0) < 1000)
+    """The unit of a view whose largest durations (µs) are ``largest_us``: :data:`MS`, which
+    writes each figure in its own unit."""
+    return MS
 
 
 def trace_unit(*traces: TraceResult) -> Unit:
-    """The unit of a view of ``traces``: by the longest of their latencies and extents."""
-    return unit_for(*(max(t.latency_us, t.end_to_end_us, t.judged_us or 0) for t in traces))
+    """The unit of a view of ``traces``."""
+    return MS
 
 
 def groups_unit(groups: list[GroupStats]) -> Unit:
-    """The unit of a table of services or operations: by their largest p99."""
-    return unit_for(*(group.latency.p99_us for group in groups))
+    """The unit of a table of services or operations."""
+    return MS
 
 
 def percent(part: float, whole: float = 1.0) -> str:
@@ -104,7 +109,13 @@ def origin_text(report: Report) -> str:
     source = report.source
     if source.kind == "file":
         return f"file {source.input_path}"
-    return f"Jaeger at {source.jaeger_url}" + (f" (API {source.api})" if source.api else "")
+    return _jaeger_text(source) + (f" (API {source.api})" if source.api else "")
+
+
+def _jaeger_text(source: Source) -> str:
+    """``Jaeger at URL``, and why that one when no ``--jaeger-url`` named it."""
+    chosen = f" ({source.jaeger_chosen})" if source.jaeger_chosen else ""
+    return f"Jaeger at {source.jaeger_url}{chosen}"
 
 
 def source_text(report: Report) -> str:
@@ -116,7 +127,7 @@ def source_text(report: Report) -> str:
         if source.service:
             where += f", service {source.service}"
     else:
-        where = f"{source.service} in Jaeger at {source.jaeger_url}, last {source.lookback}"
+        where = f"{source.service} in {_jaeger_text(source)}, last {source.lookback}"
         if source.api:
             where += f" (API {source.api})"
     if source.operation:
@@ -172,12 +183,29 @@ def faults_text(trace: TraceResult) -> str | None:
     return "injected " + ", ".join(parts)
 
 
+NOTHING_JUDGED = "NOTHING JUDGED"
+
+
 def headline(report: Report) -> str:
+    """``145 traces (2,139 spans): 1 slow (0.7%), 4 failing (2.8%), 5 flagged``; with no trace
+    read, that first: "0 flagged" of nothing would read as a pass."""
     s = report.summary
+    if not s.traces:
+        return (
+            f"{NOTHING_JUDGED}: no trace to judge (an empty file or window, or a service or "
+            "operation that matched none)"
+        )
     return (
         f"{s.traces:,} traces ({s.spans:,} spans): {s.slow:,} slow ({percent(s.slow, s.traces)}), "
         f"{s.errors:,} failing ({percent(s.errors, s.traces)}), {s.flagged:,} flagged"
     )
+
+
+def none_flagged_text(report: Report) -> str:
+    """What the list of flagged traces says when it is empty: none matched, or none was read."""
+    if not report.summary.traces:
+        return f"No trace from {source_text(report)}."
+    return f"No trace {criteria_text(report)}."
 
 
 def group_cells(group: GroupStats, unit: Unit = MS) -> list[str]:

@@ -1,11 +1,12 @@
 """Reading saved traces in any shape a user holds, told apart by content, not file name.
 
 Read: gzip-compressed files (by their magic bytes) and a UTF-8 byte-order mark; Jaeger v1 JSON
-(the ``{"data": [...]}`` envelope, a single trace object, a list of traces, a list of spans
-that carry their own ``process``), OTLP JSON (``resourceSpans``, Jaeger v3's ``{"result":
-...}``, Tempo's ``{"batches": [...]}``), Zipkin v2 JSON (a list of spans, or of traces), and
-JSON Lines of any of these (``jq -c``, the collector's ``file`` exporter). Anything else is
-refused with one line naming what it looks like.
+(the ``{"data": [...]}`` envelope, jaeger-ui's ``{"data": {trace}}``, a single trace object,
+a list of traces, a list of spans that carry their own ``process``), OTLP JSON
+(``resourceSpans``, Jaeger v3's ``{"result": ...}``, Tempo's ``{"batches": [...]}``; protobuf
+field names too), Zipkin v2 JSON (a list of spans, or of traces), and JSON Lines of any of
+these (``jq -c``, the collector's ``file`` exporter). Anything else is refused with one line
+naming what it looks like (a Tempo search answer, Jaeger's Thrift batch JSON, OTLP metrics...).
 
 Jaeger JSON keeps its fast path: the file is memory-mapped, split into undecoded per-trace
 slices in one pass, and each trace is decoded, analyzed and dropped in turn. A trace id that
@@ -43,9 +44,15 @@ from trace_analysis.model.spans import merge_entries
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 FORMATS = "Jaeger JSON, OTLP JSON or Zipkin v2 JSON"
+THRIFT_BATCH = (
+    "this looks like Jaeger's Thrift Batch as JSON (one 'process', spans with traceIdLow/"
+    "traceIdHigh), what a client sends to a collector; the analyzer reads "
+    f"{FORMATS}: export the traces from Jaeger's query API (/api/traces/<id>) instead"
+)
 _LEADING_TRACE_ID = re.compile(rb'\s*\{\s*"traceID"\s*:\s*"([^"]*)"')
 _LINE = re.compile(rb"[^\n]+")
-_SPAN_TRACE_ID = re.compile(rb'"traceId"\s*:\s*"([^"]*)"')  # OTLP and Zipkin spans
+# OTLP (JSON or protobuf field names) and Zipkin spans
+_SPAN_TRACE_ID = re.compile(rb'"trace(?:Id|_id)"\s*:\s*"([^"]*)"')
 _ABSENT = msgspec.Raw(b"")  # a key the document does not have
 
 
@@ -56,7 +63,9 @@ class _Top(msgspec.Struct):
     errors: list[JaegerError] | None = None
     trace_id: str | None = msgspec.field(default=None, name="traceID")
     spans: msgspec.Raw = _ABSENT
+    process: msgspec.Raw = _ABSENT  # Jaeger's Thrift Batch: one process, its spans
     resource_spans: msgspec.Raw = msgspec.field(default=_ABSENT, name="resourceSpans")
+    resource_spans_pb: msgspec.Raw = msgspec.field(default=_ABSENT, name="resource_spans")
     result: msgspec.Raw = _ABSENT
     batches: msgspec.Raw = _ABSENT
     trace: msgspec.Raw = _ABSENT  # Tempo v2 API: {"trace": {"resourceSpans": ...}}
@@ -104,11 +113,15 @@ class Collected:
             raise AnalyzerError(f"{where}: Jaeger reported an error: {messages}")
         if document.data is not _ABSENT:
             self._add_envelope(document.data, where)
+        elif document.spans is not _ABSENT and document.process is not _ABSENT:
+            raise AnalyzerError(f"{where}: {THRIFT_BATCH}")
         elif document.spans is not _ABSENT:
             self.shapes.add("Jaeger trace")
             self.raws.append(msgspec.Raw(bytes(raw)))
         elif document.resource_spans is not _ABSENT:
             self._add_otlp(document.resource_spans, where, "OTLP JSON")
+        elif document.resource_spans_pb is not _ABSENT:  # protobuf field names
+            self._add_otlp(document.resource_spans_pb, where, "OTLP JSON")
         elif document.result is not _ABSENT:
             self._add_otlp_object(document.result, where, "Jaeger v3 (OTLP JSON)")
         elif document.batches is not _ABSENT:
@@ -128,6 +141,12 @@ class Collected:
             raise AnalyzerError(f"{where}: {looks_like(probe)}")
 
     def _add_envelope(self, data: msgspec.Raw, where: str) -> None:
+        if bytes(memoryview(data)[:1]) == b"{":  # jaeger-ui's state: {"data": {trace}}
+            inner = _decode_top(data, where)
+            if not isinstance(inner, list) and inner.spans is not _ABSENT and inner.trace_id:
+                self.shapes.add("jaeger-ui trace")
+                self.raws.append(data)
+                return
         try:
             items = _RAWS.decode(data) or []
         except msgspec.DecodeError:
@@ -161,6 +180,8 @@ class Collected:
                 f"{where}: this looks like Zipkin v1 JSON; the analyzer reads Zipkin v2 "
                 "(Zipkin's /api/v2 answers)"
             )
+        if "spans" in probe and "process" in probe:
+            raise AnalyzerError(f"{where}: {THRIFT_BATCH}")
         if "spans" in probe and "traceID" in probe:
             self.shapes.add("Jaeger JSON")
             self.raws.extend(items)
@@ -173,7 +194,7 @@ class Collected:
             self.add_spans(by_trace, converted=False)
         elif "traceId" in probe and "id" in probe:
             self._add_zipkin(items, where, nested=False)
-        elif "resourceSpans" in probe:
+        elif "resourceSpans" in probe or "resource_spans" in probe:
             for item in items:
                 self.add_document(_decode_top(item, where), item)
         else:
@@ -188,12 +209,18 @@ class Collected:
 
     def _add_otlp_object(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         document = _decode_top(raw, where)
-        if isinstance(document, list) or document.resource_spans is _ABSENT:
+        if isinstance(document, list):
             raise AnalyzerError(f"{where}: {shape} without 'resourceSpans'")
-        self._add_otlp(document.resource_spans, where, shape)
+        spans = document.resource_spans
+        if spans is _ABSENT:
+            spans = document.resource_spans_pb
+        if spans is _ABSENT:
+            raise AnalyzerError(f"{where}: {shape} without 'resourceSpans'")
+        self._add_otlp(spans, where, shape)
 
     def _add_otlp(self, raw: msgspec.Raw, where: str, shape: str) -> None:
         self.shapes.add(shape)
+        raw = otlp.json_field_names(raw)
         blocks = _decoded(otlp.RESOURCE_SPANS, raw, f"{where}: {shape}", "resourceSpans")
         self._add_converted(blocks, otlp.collect_spans)
 
@@ -360,7 +387,12 @@ def _flatten(lists: list[list[Any]]) -> list[Any]:
 def looks_like(probe: dict[str, Any] | None, what: str = "an object") -> str:
     """One line naming the shape of a document the analyzer does not read."""
     keys = set(probe or ())
-    if "resourceMetrics" in keys:
+    if {"traces", "metrics"} <= keys:
+        shape = (
+            "a Tempo search answer (trace summaries, no spans), not traces; fetch each trace "
+            "by id (Tempo's /api/traces/<traceID>, OTLP JSON) and analyze that"
+        )
+    elif "resourceMetrics" in keys:
         shape = "OTLP metrics, not traces"
     elif "resourceLogs" in keys:
         shape = "OTLP logs, not traces"

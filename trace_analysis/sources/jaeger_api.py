@@ -92,6 +92,7 @@ class JaegerClient:
     # keep each v3 answer on its traces (JaegerTrace.otlp_document): a search by attributes
     # reads them there (a trace by id always keeps it)
     keep_documents: bool = False
+    last_body: bytes = b""  # the last search's answer as Jaeger sent it (b"": none found)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -124,7 +125,7 @@ class JaegerClient:
         params = {"service": service, "start": start_us, "end": end_us, "limit": limit}
         if operation:
             params["operation"] = operation
-        body = self._get("/api/traces", params)
+        body = self.last_body = self._get("/api/traces", params)
         return list(decode_envelope(body, self.source))
 
     def trace(self, trace_id: str) -> JaegerTrace | None:
@@ -184,9 +185,10 @@ class JaegerClient:
             self.used = "v1"
             return None
         self.used = "v3"
+        self.last_body = b""
         if response.status_code == 404:
             return {}  # {"error": {"httpCode": 404, "message": "No traces found"}}
-        body = self._check(response, label)
+        body = self.last_body = self._check(response, label)
         try:
             answer = _V3_ANSWER.decode(body)
         except msgspec.DecodeError as exc:
@@ -284,11 +286,13 @@ def iter_window(
     page_size: int,
     warnings: list[str],
     progress: Progress | None = None,
+    save: Callable[[bytes], object] | None = None,
 ) -> Iterator[JaegerTrace]:
     """Every trace of ``service`` (and ``operation``) in ``[start_us, end_us]``, newest first.
 
     Appends to ``warnings`` what the caller should tell the user (a slice that stayed full
-    even at the narrowest width, a service Jaeger does not know).
+    even at the narrowest width, a service Jaeger does not know). ``save`` gets the body of
+    every page read (as Jaeger sent it; not those read again narrower), before its traces.
     """
     source = f"Jaeger at {client.base_url}"
     seen: set[str] = set()
@@ -305,6 +309,8 @@ def iter_window(
                 f"more than {page_size} traces within {MIN_SLICE_US // 1000} ms; some were "
                 "not read (raise --page-size)"
             )
+        if save is not None and page:
+            save(client.last_body)
         for index, item in enumerate(page):
             trace = item if isinstance(item, JaegerTrace) else decode_trace(item, source, index)
             if trace.trace_id in seen:
