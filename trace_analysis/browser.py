@@ -42,7 +42,7 @@ has the pages and rules.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html import escape
 from itertools import islice
@@ -595,21 +595,25 @@ def _search_page(
     return "\n".join(parts)
 
 
-def _jaeger_form(form: JaegerSearch, services: list[str], operations: list[str]) -> str:
-    options = "".join(
-        f'<option value="{escape(s)}"{" selected" if s == form.service else ""}>'
-        f"{escape(s)}</option>"
-        for s in services or [form.service]
+def _options(values: Iterable[str], selected: str | None = None) -> str:
+    """``<option>`` elements for a ``<select>`` (the ``selected`` one marked) or, with no
+    ``selected``, suggestions for a ``<datalist>`` (value only); all escaped."""
+    if selected is None:
+        return "".join(f'<option value="{escape(value)}"></option>' for value in values)
+    return "".join(
+        f'<option value="{escape(value)}"{" selected" if value == selected else ""}>'
+        f"{escape(value)}</option>"
+        for value in values
     )
-    known = "".join(f'<option value="{escape(name)}"></option>' for name in operations)
+
+
+def _jaeger_form(form: JaegerSearch, services: list[str], operations: list[str]) -> str:
+    options = _options(services or [form.service], form.service)
+    known = _options(operations)
     choices = JAEGER_LOOKBACKS if form.lookback in JAEGER_LOOKBACKS else (
         form.lookback, *JAEGER_LOOKBACKS
     )  # fmt: skip
-    lookbacks = "".join(
-        f'<option value="{escape(value)}"{" selected" if value == form.lookback else ""}>'
-        f"{escape(value)}</option>"
-        for value in choices
-    )
+    lookbacks = _options(choices, form.lookback)
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{value}">'
         for name, value in (("start", form.start), ("end", form.end))
@@ -667,16 +671,9 @@ def _dependencies_page(
 
 
 def _form(search: Search, services: list[str], operations: list[str]) -> str:
-    options = "".join(
-        f'<option value="{escape(s)}"{" selected" if s == search.service else ""}>'
-        f"{escape(s)}</option>"
-        for s in services or [search.service]
-    )
-    known = "".join(f'<option value="{escape(name)}"></option>' for name in operations)
-    lookbacks = "".join(
-        f"<option{' selected' if value == search.lookback else ''}>{value}</option>"
-        for value in LOOKBACKS
-    )
+    options = _options(services or [search.service], search.service)
+    known = _options(operations)
+    lookbacks = _options(LOOKBACKS, search.lookback)
     return (
         '<form class="search" method="get" action="/">'
         f'<label>service<select name="service">{options}</select></label>'
