@@ -64,6 +64,15 @@ def make_trace(index: int, start_us: int, slow: bool = False, error: bool = Fals
     }
 
 
+def forty_traces(jaeger: FakeJaeger) -> None:
+    """40 traces over 10 minutes, newest first; only the oldest are slow (36, 37) or fail (37+)."""
+    now = time.time_ns() // 1000
+    jaeger.traces = [
+        make_trace(i, now - 5_000_000 - i * 15_000_000, slow=i in (36, 37), error=i >= 37)
+        for i in range(40)
+    ]
+
+
 @dataclass
 class FakeJaeger:
     """Serves canned traces the way Jaeger does: those whose root starts in [start, end],

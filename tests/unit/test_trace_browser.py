@@ -5,14 +5,18 @@ browser, stack and search are in tests/e2e/test_trace_browser.py."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from stackctl.ports import Ports
-from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 (fixture)
+from tests.unit.test_analyzer_live import (  # noqa: F401 (the fixture jaeger)
+    FakeJaeger,
+    forty_traces,
+    jaeger,
+    make_trace,
+)
 from tests.unit.test_analyzer_support import FIXTURES, run_cli
 from trace_analysis import browser
 from trace_analysis.analyses.analyzer import Analyzer
@@ -91,11 +95,7 @@ def test_a_filtered_search_finds_matches_older_than_the_newest_limit(
 ) -> None:
     """40 traces over 10 minutes; only the oldest fail or are slow. A search shows up to
     ``limit`` traces: the filter is applied to the window, not to the newest ``limit``."""
-    now = time.time_ns() // 1000
-    jaeger.traces = [
-        make_trace(i, now - 5_000_000 - i * 15_000_000, slow=i in (36, 37), error=i >= 37)
-        for i in range(40)
-    ]
+    forty_traces(jaeger)
     settings = browser.BrowserSettings(jaeger_url=jaeger.url)
     with TestClient(browser.create_app(settings), base_url="http://127.0.0.1") as client:
         page = client.get(f"/?service=api-gateway&limit=10&{query}").text

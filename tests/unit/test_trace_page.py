@@ -15,7 +15,12 @@ import msgspec
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.test_analyzer_live import FakeJaeger, jaeger, make_trace  # noqa: F401 (fixture)
+from tests.unit.test_analyzer_live import (  # noqa: F401 (the fixture jaeger)
+    FakeJaeger,
+    forty_traces,
+    jaeger,
+    make_trace,
+)
 from trace_analysis import browser
 from trace_analysis.analyses import dependencies, pair, search
 from trace_analysis.analyses.explain import explain
@@ -451,11 +456,7 @@ def test_a_search_by_jaeger_ui_url_finds_its_traces(
     query: str,
     expected: set[int],
 ) -> None:
-    now = time.time_ns() // 1000
-    jaeger.traces = [
-        make_trace(i, now - 5_000_000 - i * 15_000_000, slow=i in (36, 37), error=i >= 37)
-        for i in range(40)
-    ]
+    forty_traces(jaeger)
     settings = browser.BrowserSettings(jaeger_url=jaeger.url)
     with TestClient(browser.create_app(settings), base_url="http://127.0.0.1") as client:
         page = client.get(f"/search?service=api-gateway&limit=10&lookback=1h&{query}")
