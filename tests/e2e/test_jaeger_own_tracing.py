@@ -45,7 +45,9 @@ def test_jaeger_exports_no_spans_of_its_own(
     try:
         jaeger.start()
         jaeger.wait_healthy(time.monotonic() + 60)
-        with httpx.Client(base_url=stack.jaeger_url, timeout=10) as client:
+        # Jaeger's own query port, under the base path its Host-checking front would use
+        direct = stack.ports.url("jaeger_query_internal", stack.jaeger_base_path.rstrip("/"))
+        with httpx.Client(base_url=direct, timeout=10) as client:
             for _ in range(5):  # queries a tracing Jaeger would record as spans
                 assert client.get("/api/services").status_code == 200
                 client.get("/api/v3/traces", params={"query.service_name": "x"})
