@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
+from servicekit.catalog import SECRET_VARIABLES, SERVICE_NAMES, SERVICES, ServiceSpec
 from stackctl import opensearch
 from stackctl.admin_token import admin_token
 from stackctl.ports import ROOT, Ports, PortUrls, port_in_use, port_owner, record_of, run_dir
@@ -137,12 +138,21 @@ class Stack(PortUrls):
     # --- process definitions ----------------------------------------------------------------
 
     def _managed(
-        self, name: str, argv: list[str], health: str, env: dict[str, str], ports: Iterable[str]
+        self,
+        name: str,
+        argv: list[str],
+        health: str,
+        env: dict[str, str],
+        ports: Iterable[str],
+        secrets: tuple[str, ...] = (),
     ) -> ManagedProcess:
-        """``ports``: the fields of :class:`Ports` the process listens on."""
+        """``ports``: the fields of :class:`Ports` the process listens on; ``secrets``: the
+        secret variables it reads (any other is withheld from it)."""
         listens = {Ports.variable(port): getattr(self.ports, port) for port in ports}
         env = {**self.env, **env}
-        return ManagedProcess(name, argv, health, self.run_dir, env, cwd=ROOT, ports=listens)
+        return ManagedProcess(
+            name, argv, health, self.run_dir, env, cwd=ROOT, ports=listens, secrets=secrets
+        )
 
     def _opensearch(self) -> ManagedProcess:
         p = self.ports
@@ -197,6 +207,8 @@ class Stack(PortUrls):
             "OTELCOL_METRICS_PORT": str(p.collector_metrics),
             "OTELCOL_STORAGE_DIR": str(self.data_dir / "otel-collector"),
         }
+        if "GOMEMLIMIT" not in {**os.environ, **self.env}:
+            env["GOMEMLIMIT"] = f"{memory_limit_mib(self.collector[1], self.env)}MiB"
         argv = [str(binary), "--config", str(self.collector[1])]
         health = f"http://127.0.0.1:{p.collector_health}/"
         listens = ("otlp_grpc", "otlp_http", "collector_health", "collector_metrics", "spanmetrics")
@@ -243,7 +255,9 @@ class Stack(PortUrls):
         }
         health = f"http://127.0.0.1:{port}/readyz"
         argv = [sys.executable, "-m", spec.package]
-        return self._managed(spec.name, argv, health, env, [spec.env_prefix.lower()])
+        return self._managed(
+            spec.name, argv, health, env, [spec.env_prefix.lower()], secrets=SECRET_VARIABLES
+        )
 
     def _browser(self) -> ManagedProcess:
         """The trace browser, reading this stack's Jaeger; loopback only."""
@@ -331,6 +345,20 @@ class Stack(PortUrls):
 
     def status(self) -> list[tuple[str, int | None, bool, str]]:
         return [(p.name, p.pid(), p.healthy(), p.health_url) for p in self.processes]
+
+
+def memory_limit_mib(config: Path, env: dict[str, str]) -> int:
+    """The memory_limiter's ``limit_mib`` a collector config gets: ``OTELCOL_MEMORY_LIMIT_MIB``
+    (``env``, then ours), else the config's own default. The collector runs with ``GOMEMLIMIT``
+    at this figure, so the Go runtime collects harder as the heap nears the limiter's limit.
+    Raises ValueError for a config without that setting."""
+    value = {**os.environ, **env}.get("OTELCOL_MEMORY_LIMIT_MIB")
+    if value:
+        return int(value)
+    found = re.search(r"limit_mib: \$\{env:OTELCOL_MEMORY_LIMIT_MIB:-(\d+)\}", config.read_text())
+    if found is None:
+        raise ValueError(f"{config}: no limit_mib from OTELCOL_MEMORY_LIMIT_MIB")
+    return int(found.group(1))
 
 
 def running(run_dir: Path) -> bool:
