@@ -208,7 +208,7 @@ class Stack(PortUrls):
             "OTELCOL_STORAGE_DIR": str(self.data_dir / "otel-collector"),
         }
         if "GOMEMLIMIT" not in {**os.environ, **self.env}:
-            env["GOMEMLIMIT"] = f"{memory_limit_mib(self.collector[1], self.env)}MiB"
+            env["GOMEMLIMIT"] = gomemlimit(memory_limit_mib(self.collector[1], self.env))
         argv = [str(binary), "--config", str(self.collector[1])]
         health = f"http://127.0.0.1:{p.collector_health}/"
         listens = ("otlp_grpc", "otlp_http", "collector_health", "collector_metrics", "spanmetrics")
@@ -349,9 +349,8 @@ class Stack(PortUrls):
 
 def memory_limit_mib(config: Path, env: dict[str, str]) -> int:
     """The memory_limiter's ``limit_mib`` a collector config gets: ``OTELCOL_MEMORY_LIMIT_MIB``
-    (``env``, then ours), else the config's own default. The collector runs with ``GOMEMLIMIT``
-    at this figure, so the Go runtime collects harder as the heap nears the limiter's limit.
-    Raises ValueError for a config without that setting."""
+    (``env``, then ours), else the config's own default. Raises ValueError for a config without
+    that setting."""
     value = {**os.environ, **env}.get("OTELCOL_MEMORY_LIMIT_MIB")
     if value:
         return int(value)
@@ -359,6 +358,13 @@ def memory_limit_mib(config: Path, env: dict[str, str]) -> int:
     if found is None:
         raise ValueError(f"{config}: no limit_mib from OTELCOL_MEMORY_LIMIT_MIB")
     return int(found.group(1))
+
+
+def gomemlimit(limit_mib: int) -> str:
+    """The collector's ``GOMEMLIMIT`` for a memory_limiter ``limit_mib``: 80 % of it, as the
+    processor's documentation advises, so the Go runtime collects harder before the limiter has
+    to refuse, and the process stays under its container's limit."""
+    return f"{limit_mib * 4 // 5}MiB"
 
 
 def running(run_dir: Path) -> bool:

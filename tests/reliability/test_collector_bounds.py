@@ -233,9 +233,9 @@ def grpc_burst(size: int, concurrent: int) -> Callable[[Stack], list]:
 
 BURSTS = {
     "8 x 19 MiB over HTTP (over the limit)": http_burst(19 * MIB, 8),
-    "16 x the HTTP limit": http_burst(HTTP_BODY_LIMIT - 4096, 16),
-    "64 x 1 MiB over HTTP": http_burst(MIB, 64),
+    "128 x the HTTP limit": http_burst(HTTP_BODY_LIMIT - 4096, 128),
     "16 x the gRPC limit": grpc_burst(GRPC_LIMIT - 4096, 16),
+    "64 x the gRPC limit": grpc_burst(GRPC_LIMIT - 4096, 64),
     "8 x 16 MiB over gRPC (over the limit)": grpc_burst(16 * MIB, 8),
 }
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from servicekit.catalog import SECRET_VARIABLES, SERVICE_NAMES
-from stackctl.stack import Stack
+from stackctl.stack import Stack, gomemlimit
 from tests.compose_model import ROOT, compose, env_of, resolve_otel_config
 
 MIB = 1 << 20
@@ -187,15 +187,15 @@ def test_the_chart_ships_these_very_files() -> None:
     configmaps = (CHART / "templates" / "configmaps.yaml").read_text()
     assert "agent.yaml" in configmaps and "gateway.yaml" in configmaps
     collectors = (CHART / "templates" / "collectors.yaml").read_text()
-    assert collectors.count("name: GOMEMLIMIT") == 2
+    assert collectors.count("(div (mul .Values.") == 2  # GOMEMLIMIT: 80 % of memoryLimitMiB
 
 
-def test_compose_runs_the_local_config_with_gomemlimit_at_the_limit() -> None:
+def test_compose_runs_the_local_config_with_gomemlimit_below_the_limit() -> None:
     model = compose()
     service = model["services"]["otel-collector"]
     assert any("otel-collector/config.yaml" in str(v) for v in service["volumes"])
     env = env_of(model, "otel-collector")
-    assert env["GOMEMLIMIT"] == f"{env['OTELCOL_MEMORY_LIMIT_MIB']}MiB"
+    assert env["GOMEMLIMIT"] == gomemlimit(int(env["OTELCOL_MEMORY_LIMIT_MIB"] or 0))
 
 
 # --- secrets ------------------------------------------------------------------------------
