@@ -34,3 +34,8 @@ GATEWAY = ServiceSpec("api-gateway", "api_gateway", "GATEWAY", 8080)
 # In start order: the gateway, which calls the other three, last.
 SERVICES = (INVENTORY, ORDER, NOTIFICATION, GATEWAY)
 SERVICE_NAMES = tuple(spec.name for spec in SERVICES)
+
+# The environment variables that hold secrets. Only the four services read them (the bearer
+# token of the fault admin routes); stackctl gives them to no other process, compose and the
+# chart to no other container.
+SECRET_VARIABLES = ("ADMIN_TOKEN",)

@@ -2,6 +2,10 @@
 
 The pid file also records the process start time (from /proc), so a stale file whose pid the
 kernel has since given to another program is never mistaken for ours, and never signalled.
+
+A process inherits the caller's environment, less every secret variable
+(:data:`servicekit.catalog.SECRET_VARIABLES`) it is not named as reading: Jaeger, the collector
+or the trace browser never get ``ADMIN_TOKEN``, wherever it was set.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from servicekit.catalog import SECRET_VARIABLES
 
 
 class StartError(RuntimeError):
@@ -58,6 +64,13 @@ class ManagedProcess:
     cwd: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)  # the TCP ports it listens on, by *_PORT
     sockets: list[Path] = field(default_factory=list)  # the Unix sockets it listens on
+    secrets: tuple[str, ...] = ()  # the secret variables it reads (SECRET_VARIABLES)
+
+    def environment(self) -> dict[str, str]:
+        """What the process starts with: ours and ``env`` over it, without the secrets it does
+        not read."""
+        withheld = set(SECRET_VARIABLES) - set(self.secrets)
+        return {k: v for k, v in {**os.environ, **self.env}.items() if k not in withheld}
 
     @property
     def pid_file(self) -> Path:
@@ -106,7 +119,7 @@ class ManagedProcess:
             proc = subprocess.Popen(
                 self.argv,
                 cwd=self.cwd,
-                env={**os.environ, **self.env},
+                env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

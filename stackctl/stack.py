@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import re
 import shutil
 import subprocess
 import sys
@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_urlsafe
 
 import httpx
 
-from servicekit.catalog import SERVICE_NAMES, SERVICES, ServiceSpec
+from servicekit.catalog import SECRET_VARIABLES, SERVICE_NAMES, SERVICES, ServiceSpec
 from stackctl import opensearch
 from stackctl.admin_token import admin_token
 from stackctl.ports import ROOT, Ports, PortUrls, port_in_use, port_owner, record_of, run_dir
@@ -152,12 +153,22 @@ class Stack(PortUrls):
         env: dict[str, str],
         ports: Iterable[str],
         sockets: Iterable[Path] = (),
+        secrets: tuple[str, ...] = (),
     ) -> ManagedProcess:
-        """``ports``: the fields of :class:`Ports` the process listens on."""
+        """``ports``: the fields of :class:`Ports` the process listens on; ``secrets``: the
+        secret variables it reads (any other is withheld from it)."""
         listens = {Ports.variable(port): getattr(self.ports, port) for port in ports}
         env = {**self.env, **env}
         return ManagedProcess(
-            name, argv, health, self.run_dir, env, cwd=ROOT, ports=listens, sockets=list(sockets)
+            name,
+            argv,
+            health,
+            self.run_dir,
+            env,
+            cwd=ROOT,
+            ports=listens,
+            sockets=list(sockets),
+            secrets=secrets,
         )
 
     def _opensearch(self) -> ManagedProcess:
@@ -217,6 +228,8 @@ class Stack(PortUrls):
             "OTELCOL_METRICS_PORT": str(p.collector_metrics),
             "OTELCOL_STORAGE_DIR": str(self.data_dir / "otel-collector"),
         }
+        if "GOMEMLIMIT" not in {**os.environ, **self.env}:
+            env["GOMEMLIMIT"] = gomemlimit(memory_limit_mib(self.collector[1], self.env))
         argv = [str(binary), "--config", str(self.collector[1])]
         health = f"http://127.0.0.1:{p.collector_health}/"
         listens = ("otlp_grpc", "collector_health", "collector_metrics", "spanmetrics")
@@ -282,7 +295,9 @@ class Stack(PortUrls):
         }
         health = f"http://127.0.0.1:{port}/readyz"
         argv = [sys.executable, "-m", spec.package]
-        return self._managed(spec.name, argv, health, env, [spec.env_prefix.lower()])
+        return self._managed(
+            spec.name, argv, health, env, [spec.env_prefix.lower()], secrets=SECRET_VARIABLES
+        )
 
     def _browser(self) -> ManagedProcess:
         """The trace browser, reading this stack's Jaeger; loopback only."""
@@ -394,7 +409,7 @@ def _jaeger_base_path(run: Path) -> str:
     try:
         return (run / "jaeger-query-base-path").read_text().strip()
     except OSError:
-        return "/" + secrets.token_urlsafe(24)
+        return "/" + token_urlsafe(24)
 
 
 def _keep_jaeger_base_path(run: Path, path: str) -> None:
@@ -405,6 +420,26 @@ def _keep_jaeger_base_path(run: Path, path: str) -> None:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(path + "\n")
+
+
+def memory_limit_mib(config: Path, env: dict[str, str]) -> int:
+    """The memory_limiter's ``limit_mib`` a collector config gets: ``OTELCOL_MEMORY_LIMIT_MIB``
+    (``env``, then ours), else the config's own default. Raises ValueError for a config without
+    that setting."""
+    value = {**os.environ, **env}.get("OTELCOL_MEMORY_LIMIT_MIB")
+    if value:
+        return int(value)
+    found = re.search(r"limit_mib: \$\{env:OTELCOL_MEMORY_LIMIT_MIB:-(\d+)\}", config.read_text())
+    if found is None:
+        raise ValueError(f"{config}: no limit_mib from OTELCOL_MEMORY_LIMIT_MIB")
+    return int(found.group(1))
+
+
+def gomemlimit(limit_mib: int) -> str:
+    """The collector's ``GOMEMLIMIT`` for a memory_limiter ``limit_mib``: 80 % of it, as the
+    processor's documentation advises, so the Go runtime collects harder before the limiter has
+    to refuse, and the process stays under its container's limit."""
+    return f"{limit_mib * 4 // 5}MiB"
 
 
 def running(run_dir: Path) -> bool:
