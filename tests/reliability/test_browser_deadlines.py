@@ -12,7 +12,6 @@ under 45 hanging pages.
 from __future__ import annotations
 
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ import pytest
 
 from tests.reliability.conftest import record
 from tests.reliability.support import percentile, trace_browser
+from tests.standin import StandIn, serving
 
 CALL_DEADLINE_S = 2.0
 PAGE_DEADLINE_S = 3.0
@@ -38,7 +38,7 @@ ANSWERED_WITHIN_S = PAGE_DEADLINE_S + 10
 class Upstream(socketserver.BaseRequestHandler):
     """One connection of the stand-in Jaeger; ``server.mode`` says how it misbehaves."""
 
-    server: UpstreamServer
+    server: StandIn
 
     def handle(self) -> None:
         self.request.settimeout(30)
@@ -69,33 +69,16 @@ class Upstream(socketserver.BaseRequestHandler):
             return
 
 
-class UpstreamServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Upstream)
-        self.mode = "trickle"
-        self.stop = threading.Event()
-
-
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    server = UpstreamServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def upstream() -> Iterator[StandIn]:
+    with serving(StandIn(Upstream, "trickle")) as server:
         yield server
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
-def browser(upstream: UpstreamServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def browser(upstream: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with trace_browser(
-        f"http://127.0.0.1:{upstream.server_address[1]}",
+        upstream.url,
         tmp_path_factory.mktemp("browser-deadlines"),
         TRACE_BROWSER_JAEGER_TIMEOUT_SECONDS=str(CALL_DEADLINE_S),
         TRACE_BROWSER_PAGE_DEADLINE_SECONDS=str(PAGE_DEADLINE_S),
@@ -113,7 +96,7 @@ def timed_get(url: str, timeout: float = 120) -> tuple[int, str, float, httpx.He
 @pytest.mark.parametrize("mode", ["trickle", "trickle-head", "silent"])
 @pytest.mark.parametrize("path", ["/", "/trace/0123456789abcdef0123456789abcdef"])
 def test_a_stalling_jaeger_ends_in_a_504_page_by_the_deadline(
-    browser: str, upstream: UpstreamServer, mode: str, path: str
+    browser: str, upstream: StandIn, mode: str, path: str
 ) -> None:
     upstream.mode = mode
     status, text, took, _ = timed_get(browser + path)
@@ -124,7 +107,7 @@ def test_a_stalling_jaeger_ends_in_a_504_page_by_the_deadline(
 
 
 def test_pages_over_the_cap_get_503_at_once_and_healthz_answers(
-    browser: str, upstream: UpstreamServer, tmp_path: Path
+    browser: str, upstream: StandIn, tmp_path: Path
 ) -> None:
     """45 pages at once against a trickling Jaeger: ``SLOTS`` wait (504 by the deadline), the
     others get 503 with Retry-After; /healthz answers meanwhile; then the slots are free."""
@@ -161,7 +144,7 @@ def test_pages_over_the_cap_get_503_at_once_and_healthz_answers(
     )
 
 
-def test_a_jaeger_that_answers_is_read_normally(browser: str, upstream: UpstreamServer) -> None:
+def test_a_jaeger_that_answers_is_read_normally(browser: str, upstream: StandIn) -> None:
     """The deadlines do not cut a Jaeger that answers: the page is the usual one."""
     upstream.mode = "good"
     status, text, _, _ = timed_get(browser + "/")

@@ -144,27 +144,6 @@ def test_each_host_form_gets_its_answer_from_every_surface(
             assert order.encode() in answer, (what, form)
 
 
-@pytest.mark.parametrize("form", MALFORMED)
-def test_a_malformed_host_is_a_bad_request(
-    shared_stack: Stack, browser: int, order: str, form: str
-) -> None:
-    for what, port, path in surfaces(shared_stack, browser, order):
-        status, answer = get(port, path, form.format(port=port))
-        assert status == 400, (what, form, answer[:300])
-        assert order.encode() not in answer and b"api-gateway" not in answer, (what, form)
-
-
-@pytest.mark.parametrize("form", LOOPBACK)
-def test_loopback_names_and_addresses_are_answered(
-    shared_stack: Stack, browser: int, order: str, form: str
-) -> None:
-    for what, port, path in surfaces(shared_stack, browser, order):
-        status, answer = get(port, path, form.format(port=port))
-        assert status == 200, (what, form, answer[:300])
-        if "trace" in what:
-            assert order.encode() in answer, (what, form)
-
-
 @pytest.mark.parametrize(
     "head",
     [

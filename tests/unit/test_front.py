@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Iterator
 
@@ -14,12 +13,13 @@ from starlette.testclient import TestClient
 
 from servicekit.loopback_host import HostRule, LoopbackHostMiddleware
 from stackctl.front import Front, FrontSettings, create_app
+from tests.standin import StandIn, serving
 
 
 class Backend(socketserver.BaseRequestHandler):
     """Records each request as received; answers per ``server.mode``."""
 
-    server: BackendServer
+    server: StandIn
 
     def handle(self) -> None:
         data = b""
@@ -48,36 +48,19 @@ class Backend(socketserver.BaseRequestHandler):
         )
 
 
-class BackendServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Backend)
-        self.mode = "answer"
-        self.seen: list[tuple[bytes, bytes]] = []
-        self.stop = threading.Event()
-
-
 @pytest.fixture
-def backend() -> Iterator[BackendServer]:
-    server = BackendServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+def backend() -> Iterator[StandIn]:
+    with serving(StandIn(Backend, "answer")) as server:
         yield server
-    finally:
-        server.stop.set()
-        server.shutdown()
-        server.server_close()
 
 
-def client_of(backend: BackendServer, **settings: object) -> TestClient:
-    upstream = f"http://127.0.0.1:{backend.server_address[1]}"
+def client_of(backend: StandIn, **settings: object) -> TestClient:
+    upstream = backend.url
     app = create_app(FrontSettings(upstream=upstream, **settings), HostRule())  # type: ignore[arg-type]
     return TestClient(app, base_url="http://127.0.0.1:16686")
 
 
-def test_it_forwards_under_the_prefix_without_hop_by_hop_fields(backend: BackendServer) -> None:
+def test_it_forwards_under_the_prefix_without_hop_by_hop_fields(backend: StandIn) -> None:
     with client_of(backend, upstream_path_prefix="/s3cret/") as client:
         response = client.post(
             "/api/x%2Fy?a=1&b=%20",
@@ -102,14 +85,14 @@ def test_it_forwards_under_the_prefix_without_hop_by_hop_fields(backend: Backend
     assert body == b"z" * 300_000
 
 
-def test_a_foreign_host_reaches_nothing(backend: BackendServer) -> None:
+def test_a_foreign_host_reaches_nothing(backend: StandIn) -> None:
     with client_of(backend) as client:
         response = client.get("/api/services", headers={"Host": "rebind.attacker.example"})
     assert response.status_code == 421
     assert backend.seen == []
 
 
-def test_a_silent_backend_is_a_504_by_the_deadline(backend: BackendServer) -> None:
+def test_a_silent_backend_is_a_504_by_the_deadline(backend: StandIn) -> None:
     backend.mode = "silent"
     with client_of(backend, timeout_seconds=0.5) as client:
         started = time.monotonic()
@@ -127,8 +110,8 @@ def test_an_absent_backend_is_a_502() -> None:
             assert client.get("/").status_code == 502
 
 
-def test_one_exchange_over_the_cap_gets_503_at_once(backend: BackendServer) -> None:
-    front = Front(f"http://127.0.0.1:{backend.server_address[1]}", max_concurrent_requests=2)
+def test_one_exchange_over_the_cap_gets_503_at_once(backend: StandIn) -> None:
+    front = Front(backend.url, max_concurrent_requests=2)
     front.active = 2  # two exchanges under way
     with TestClient(LoopbackHostMiddleware(front, HostRule()), base_url="http://127.0.0.1") as c:
         response = c.get("/")
