@@ -125,10 +125,9 @@ def test_a_long_head_under_the_limits_is_answered_and_its_attributes_are_cut(
     assert tags["user_agent.original"] == user_agent[:ATTRIBUTE_LIMIT]
 
 
-def test_a_span_the_storage_refuses_shows_in_jaegers_counters(stack: Stack) -> None:
-    """A span from an exporter without span limits (another team's service, say), with a tag
-    too long for a Badger key: Jaeger refuses it, and says so where delivery checks look."""
-    failed_before = store_failed(stack)
+def unlimited_span(stack: Stack, value: str | list[str]) -> str:
+    """One span from an exporter without span limits (another team's service, say), its
+    ``user_agent.original`` set to ``value``; its trace id."""
     provider = TracerProvider(
         resource=Resource({"service.name": "unlimited-client"}),
         span_limits=SpanLimits(max_attribute_length=None),
@@ -136,10 +135,31 @@ def test_a_span_the_storage_refuses_shows_in_jaegers_counters(stack: Stack) -> N
     exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{stack.ports.otlp_grpc}", insecure=True)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     with provider.get_tracer("test").start_as_current_span("GET") as span:
-        span.set_attribute("user_agent.original", "u" * (BADGER_KEY_LIMIT + 5_000))
+        span.set_attribute("user_agent.original", value)
         trace_id = format(span.get_span_context().trace_id, "032x")
     provider.shutdown()
+    return trace_id
 
+
+def test_a_string_too_long_for_the_storage_is_stored_cut_down(stack: Stack) -> None:
+    """The collector cuts every string attribute to what Jaeger's Badger can index, and says so
+    in the value, where the span enters: nothing acknowledged is refused later."""
+    failed_before = store_failed(stack)
+    trace_id = unlimited_span(stack, "u" * (BADGER_KEY_LIMIT + 5_000))
+    deadline, trace = time.monotonic() + 30, None
+    while trace is None and time.monotonic() < deadline:
+        trace = fetch_trace(stack.jaeger_url, trace_id) or time.sleep(0.2)
+    assert trace is not None, "the cut-down span is not in Jaeger"
+    value = StoredTrace.tags(trace.spans[0])["user_agent.original"]
+    assert value == "u" * (4096 - len("[truncated]")) + "[truncated]"  # 4096 bytes in all
+    assert store_failed(stack) == failed_before
+
+
+def test_a_span_the_storage_refuses_shows_in_jaegers_counters(stack: Stack) -> None:
+    """An array attribute is not cut (only strings are): one too long for a Badger key is
+    refused by Jaeger, which says so where delivery checks look."""
+    failed_before = store_failed(stack)
+    trace_id = unlimited_span(stack, ["u" * 4000] * ((BADGER_KEY_LIMIT + 5_000) // 4000))
     deadline = time.monotonic() + 15
     while store_failed(stack) == failed_before and time.monotonic() < deadline:
         time.sleep(0.2)
