@@ -233,6 +233,9 @@ def main() -> None:
     bounds = ServerBounds()
     host, _, port = settings.listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs each request's URL at INFO: it holds the upstream's base path (the secret that
+    # keeps Jaeger's own port closed to pages) and whatever a user searched for.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     log.info(
         "front on %s for %s; answers loopback Host and %s",
         settings.listen,

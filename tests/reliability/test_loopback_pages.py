@@ -299,6 +299,9 @@ def test_what_stands_behind_the_fronts_gives_a_page_nothing(
     assert shared_stack.ports.otlp_http in listening  # the front
     base = (shared_stack.run_dir / "jaeger-query-base-path").stat().st_mode
     assert not base & (stat.S_IRWXG | stat.S_IRWXO)
+    # nor is the base path written where logs are read and shared
+    for log in (shared_stack.run_dir / "logs").glob("*.log"):
+        assert base_path.strip("/") not in log.read_text(errors="replace"), log.name
 
 
 def _listening() -> list[str]:
