@@ -42,7 +42,7 @@ has the pages and rules.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from html import escape
 from itertools import islice
@@ -431,37 +431,59 @@ def _jaeger_search(
     end_us: int,
     settings: BrowserSettings,
 ) -> tuple[list[TraceResult], list[str]]:
-    """The newest ``form.limit`` traces of the window that match, each analyzed; with a
-    filter, looked for through the whole window (up to ``DEFAULT_LIMIT`` traces read)."""
-    warnings: list[str] = []
+    """The newest ``form.limit`` traces of the window that match ``wanted`` (read as they come,
+    their details parsed only for a search by tags), each analyzed."""
     if not form.service:
-        return [], warnings
-    read = DEFAULT_LIMIT if wanted.active else form.limit
+        return [], []
     jaeger.keep_documents = bool(wanted.tags)
-    window = iter_window(
-        jaeger, form.service, form.operation or None, start_us, end_us, min(read, 500), warnings
+    found, warnings = _newest(
+        jaeger, form.service, form.operation, (start_us, end_us), form.limit, settings,
+        filtered=wanted.active, matching=lambda traces: found_in(traces, wanted, PageReader()),
+    )  # fmt: skip
+    return found[: form.limit], warnings
+
+
+def _newest(
+    jaeger: JaegerClient,
+    service: str,
+    operation: str,
+    window_us: tuple[int, int],
+    limit: int,
+    settings: BrowserSettings,
+    *,
+    filtered: bool,
+    matching: Callable[[Iterable[JaegerTrace]], Iterable[JaegerTrace]] = iter,
+) -> tuple[list[TraceResult], list[str]]:
+    """The traces of a service's window (``window_us``: start, end, epoch µs) that ``matching``
+    lets through, each analyzed (culprit, failure), newest first. Unfiltered, the newest
+    ``limit``; ``filtered``, the matches are looked for in the whole window, up to
+    ``DEFAULT_LIMIT`` traces read: a filter applied to the newest ``limit`` only would answer
+    "none" while older traces of the window match."""
+    warnings: list[str] = []
+    read = DEFAULT_LIMIT if filtered else limit
+    window = _Counted(
+        iter_window(jaeger, service, operation or None, *window_us, min(read, 500), warnings),
+        read,
     )
-    counted = _Counted(window)
     analyzer = Analyzer(settings.criteria, limit=read, keep_all=True)
-    analyzer.feed(found_in(counted, wanted, PageReader()))
-    traces = sorted(analyzer.outcome().traces, key=lambda trace: -trace.start_us)
-    if wanted.active and counted.read >= read:
+    analyzer.feed(matching(window))
+    if filtered and window.more:
         warnings.append(f"searched the newest {read:,} traces of the window only")
-    return traces[: form.limit], warnings
+    return sorted(analyzer.outcome().traces, key=lambda trace: -trace.start_us), warnings
 
 
 class _Counted:
-    """The traces of an iterable, counted as they are read."""
+    """At most ``cap`` traces of an iterable; ``more`` once it is known to hold another."""
 
-    def __init__(self, traces: Iterator[JaegerTrace]) -> None:
-        self.traces, self.read = traces, 0
+    def __init__(self, traces: Iterator[JaegerTrace], cap: int) -> None:
+        self.traces, self.cap, self.more = traces, cap, False
 
     def __iter__(self) -> Iterator[JaegerTrace]:
-        for trace in self.traces:
-            self.read += 1
-            yield trace
-            if self.read >= DEFAULT_LIMIT:
+        for read, trace in enumerate(self.traces):
+            if read >= self.cap:
+                self.more = True
                 return
+            yield trace
 
 
 def _fetch(jaeger: JaegerClient, trace_id: str) -> JaegerTrace:
@@ -482,34 +504,20 @@ def _status(exc: AnalyzerError) -> int:
 def _search(
     jaeger: JaegerClient, search: Search, settings: BrowserSettings
 ) -> tuple[list[TraceResult], list[str]]:
-    """The traces of the search's window, newest first, each analyzed (culprit, failure), at
-    most ``limit``. With a filter (``min_ms``, ``errors``) the matches are searched for in the
-    whole window, up to ``DEFAULT_LIMIT`` traces read: a filter applied to the newest
-    ``limit`` only would answer "none" while older traces of the window match."""
+    """The list page's traces: the newest ``limit`` of the window at least ``min_ms`` long (and
+    failing, with ``errors``), each analyzed."""
     end_us = time.time_ns() // 1000
-    warnings: list[str] = []
+    window_us = (end_us - parse_lookback(search.lookback), end_us)
     filtered = search.min_ms > 0 or search.errors
-    read = DEFAULT_LIMIT if filtered else search.limit
-    traces = iter_window(
-        jaeger,
-        search.service,
-        search.operation or None,
-        end_us - parse_lookback(search.lookback),
-        end_us,
-        min(read, 500),
-        warnings,
-    )
-    analyzer = Analyzer(settings.criteria, limit=read, keep_all=True)
-    analyzer.feed(traces)
-    outcome = analyzer.outcome()
+    traces, warnings = _newest(
+        jaeger, search.service, search.operation, window_us, search.limit, settings,
+        filtered=filtered,
+    )  # fmt: skip
     found = [
         trace
-        for trace in outcome.traces
+        for trace in traces
         if trace.latency_us >= search.min_ms * 1000 and (trace.error or not search.errors)
     ]
-    found.sort(key=lambda trace: -trace.start_us)
-    if filtered and outcome.truncated:
-        warnings.append(f"searched the newest {read:,} traces of the window only")
     return found[: search.limit], warnings
 
 
