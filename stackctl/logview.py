@@ -44,6 +44,13 @@ def readable(line: str) -> str:
         return line
     if not isinstance(record, dict):
         return line
+    clock, level, text = readable_parts(record)
+    return f"{clock} {level:<5} {text}"
+
+
+def readable_parts(record: dict[str, Any]) -> tuple[str, str, str]:
+    """A decoded JSON log line's ``HH:MM:SS.mmm`` time, upper-case level and text (the message,
+    then the other fields as ``key=value``), taking those fields out of ``record``."""
     clock = _clock(_first(record, TIME_KEYS))
     level = str(_first(record, LEVEL_KEYS)).upper()
     message = _first(record, MESSAGE_KEYS)
@@ -56,4 +63,4 @@ def readable(line: str) -> str:
         for key, value in record.items()
         if key not in QUIET_KEYS and value not in (None, "", [], {})
     )
-    return f"{clock} {level:<5} {message}" + (f"  {fields}" if fields else "")
+    return clock, level, f"{message}" + (f"  {fields}" if fields else "")

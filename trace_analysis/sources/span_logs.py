@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stackctl.logview import readable
+from stackctl.logview import readable_parts
 
 MAX_LINES = 2000  # per trace: a trace that logs more shows the first ones, and says so
 MAX_TEXT = 8192  # characters of one line shown; a longer one is cut, and says so
@@ -97,14 +97,8 @@ def _add(found: TraceLogs, file: str, raw: bytes, trace_id: str) -> None:
         return
     span_id = str(record.pop("span_id", "") or "").lower()
     del record["trace_id"]
-    time, level, text = _parts(readable(json.dumps(record, ensure_ascii=False)))
+    time, level, text = readable_parts(record)
+    text = text.strip()
     if len(text) > MAX_TEXT:
         text = f"{text[:MAX_TEXT]}... ({len(text) - MAX_TEXT:,} more characters)"
     found.by_span.setdefault(span_id, []).append(LogLine(file, time, level, text))
-
-
-def _parts(line: str) -> tuple[str, str, str]:
-    """``readable``'s ``time level text`` split in three."""
-    time, _, rest = line.partition(" ")
-    level, _, text = rest.lstrip().partition(" ")
-    return time, level, text.strip()
