@@ -17,7 +17,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from servicekit.catalog import ServiceSpec
 
 
-class ServiceSettings(BaseSettings):
+class ServerBounds(BaseSettings):
+    """What every HTTP server of the stack bounds (:func:`servicekit.server.bounded_protocol`):
+    the services, the trace browser and the Host-checking fronts, by the same variables."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    request_head_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request head not received in this time: 408 and close"
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="connections one process holds; more are refused with 503"
+    )
+
+
+class ServiceSettings(ServerBounds):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     host: str = Field("127.0.0.1", description="bind address")
@@ -29,14 +43,8 @@ class ServiceSettings(BaseSettings):
     max_header_bytes: int = Field(
         16384, gt=0, description="larger header fields (in total) get 431"
     )
-    request_head_timeout_seconds: float = Field(
-        10.0, gt=0, description="a request head not received in this time: 408 and close"
-    )
     request_body_timeout_seconds: float = Field(
         20.0, gt=0, description="a request body not received in this time after its head: 408"
-    )
-    max_connections: int = Field(
-        1000, ge=1, description="connections one process holds; more are refused with 503"
     )
     switch_interval_ms: float = Field(
         5.0, gt=0, description="how long a thread holds the GIL before another may run"

@@ -33,10 +33,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from servicekit.loopback_host import ALLOWED_HOSTS_VARIABLE, HostRule, LoopbackHostMiddleware
 from servicekit.server import bounded_protocol
+from servicekit.settings import ServerBounds
 
 log = logging.getLogger(__name__)
 Respond = Callable[[int, list[tuple[bytes, bytes]]], Awaitable[None]]
-RETRY_AFTER_SECONDS = 1
+RETRY_AFTER_SECONDS = 1  # what a front at its cap asks a client to wait
 # RFC 9110, 7.6.1: meant for one connection only, never forwarded; Host is the backend's.
 HOP_BY_HOP = frozenset(
     {
@@ -101,7 +102,9 @@ class Front:
             await self._lifespan(receive, send)
             return
         if self.active >= self.max_concurrent:
-            await _plain(send, 503, "busy: try again", [(b"retry-after", b"1")])
+            await _plain(
+                send, 503, "busy: try again", [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+            )
             return
         self.active += 1
         try:
@@ -215,15 +218,6 @@ def create_app(settings: FrontSettings | None = None, rule: HostRule | None = No
         settings.timeout_seconds,
     )
     return LoopbackHostMiddleware(front, rule or HostRule.from_env())
-
-
-class ServerBounds(BaseSettings):
-    """The bounds every service's server has (``servicekit.settings``), by the same names."""
-
-    model_config = SettingsConfigDict(extra="ignore")
-
-    request_head_timeout_seconds: float = Field(10.0, gt=0)
-    max_connections: int = Field(1000, ge=1)
 
 
 def main() -> None:

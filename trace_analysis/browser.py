@@ -53,10 +53,11 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from servicekit.loopback_host import ALLOWED_HOSTS_VARIABLE, HostRule, LoopbackHostMiddleware
 from servicekit.server import bounded_protocol
+from servicekit.settings import ServerBounds
 from trace_analysis.analyses.analyzer import Analyzer
 from trace_analysis.analyses.dependencies import ServiceMap
 from trace_analysis.analyses.explain import check_ids, explain, from_jaeger
@@ -95,8 +96,9 @@ form.search input, form.search select { font: inherit; padding: 3px 6px; }
 """
 
 
-class BrowserSettings(BaseSettings):
-    """Read from the environment; see the module docstring."""
+class BrowserSettings(ServerBounds):
+    """Read from the environment; see the module docstring (and, for its server's bounds,
+    :class:`servicekit.settings.ServerBounds`)."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -142,10 +144,6 @@ class BrowserSettings(BaseSettings):
         validation_alias=AliasChoices(ALLOWED_HOSTS_VARIABLE.lower()),
         description="comma-separated names (or addresses) answered besides loopback ones",
     )
-    request_head_timeout_s: float = Field(
-        10.0, gt=0, validation_alias=AliasChoices("request_head_timeout_seconds")
-    )
-    max_connections: int = Field(1000, ge=1)
     log_dir: str = Field(
         "",
         validation_alias=AliasChoices("trace_browser_log_dir"),
@@ -744,7 +742,7 @@ def main() -> None:
         port=settings.port,
         log_level="warning",
         # a request head gets a deadline and the connections a cap, as in every service
-        http=bounded_protocol(settings.request_head_timeout_s, settings.max_connections),
+        http=bounded_protocol(settings.request_head_timeout_seconds, settings.max_connections),
     )
 
 
