@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 from trace_analysis.errors import AnalyzerError
+from trace_analysis.formats.durations import UNIT_US
 from trace_analysis.model.results import Criteria, Report
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ DEFAULT_LIMIT = 20_000  # live mode: the newest traces of the window
 DEFAULT_TOP_TABLE = 10
 DEFAULT_TOP = 50
 _LOOKBACK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000}
-_UNIT_US |= {"d": 24 * _UNIT_US["h"], "w": 7 * 24 * _UNIT_US["h"]}
 
 
 def trace_link_base(jaeger_url: str, given: str | None) -> str | None:
@@ -161,7 +160,6 @@ class ProgressBar:
 
 
 _THRESHOLD = re.compile(r"^\s*(-?\d*\.?\d+)\s*(us|µs|ms|s|m)?\s*$")
-_THRESHOLD_UNIT_US = {"us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
 
 
 def parse_threshold(text: str) -> int:
@@ -173,7 +171,7 @@ def parse_threshold(text: str) -> int:
             f"invalid threshold {text!r}: give ms (200) or a duration with its unit (200ms, "
             "1.5s, 500us)"
         )
-    value = float(match.group(1)) * _THRESHOLD_UNIT_US[match.group(2) or "ms"]
+    value = float(match.group(1)) * UNIT_US[match.group(2) or "ms"]
     if value < 0:
         raise AnalyzerError(f"threshold must be 0 ms or more, not {text.strip()}")
     return round(value)
@@ -184,7 +182,7 @@ def parse_lookback(text: str) -> int:
     match = _LOOKBACK.match(text)
     if not match or float(match.group(1)) <= 0:
         raise AnalyzerError(f"invalid --lookback {text!r}: use e.g. 15m, 1h, 2d")
-    return int(float(match.group(1)) * _UNIT_US[match.group(2)])
+    return int(float(match.group(1)) * UNIT_US[match.group(2)])
 
 
 def report_console(to_string: bool = False) -> Console:

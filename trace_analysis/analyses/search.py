@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.details import Details
+from trace_analysis.formats.durations import UNIT_US
 from trace_analysis.formats.jaeger import JaegerTrace
 from trace_analysis.model.spans import prepare
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h)\s*$")
-_DURATION_US = {"ns": 0.001, "us": 1, "µs": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
-_DURATION_US["h"] = 3_600_000_000
 
 
 @dataclass
@@ -106,7 +105,7 @@ def parse_duration(text: str, name: str) -> int | None:
     match = _DURATION.match(text)
     if not match:
         raise AnalyzerError(f"{name}: {text!r} is not a duration (e.g. 100ms, 1.2s, 500us)")
-    return round(float(match.group(1)) * _DURATION_US[match.group(2)])
+    return round(float(match.group(1)) * UNIT_US[match.group(2)])
 
 
 def found_in(
