@@ -23,6 +23,7 @@ from trace_analysis.errors import AnalyzerError
 
 _NULL = msgspec.Raw(b"null")
 UNKNOWN_SERVICE = "unknown service"  # a span whose process (or resource) names no service
+INSTANCE_ID = "service.instance.id"  # OpenTelemetry semconv: one process of a service
 
 
 class Tag(msgspec.Struct, gc=False):
@@ -43,6 +44,8 @@ class Log(msgspec.Struct, gc=False):
 
 class Process(msgspec.Struct, gc=False):
     service_name: str = msgspec.field(default="", name="serviceName")
+    # decoded for ``service.instance.id`` (a few tags per process, not per span)
+    tags: list[Tag] | None = None
 
 
 class Span(msgspec.Struct):
@@ -65,6 +68,9 @@ class Span(msgspec.Struct):
     # derived by trace_analysis.model.spans and trace_analysis.model.tree
     parent_id: str | None = None
     service: str = ""
+    # the process's ``service.instance.id`` (resource attribute, Jaeger process tag); "" when
+    # the data has none (older exports, Zipkin)
+    instance: str = ""
     clock: str = ""  # the process that timed this span: spans of one clock cannot skew
     kind: str = "internal"  # Jaeger's span.kind words: server, client, producer, ...
     follows: bool = False  # the parent reference is FOLLOWS_FROM: the parent does not wait

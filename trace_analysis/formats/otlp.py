@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from trace_analysis.formats.jaeger import UNKNOWN_SERVICE, Span
+from trace_analysis.formats.jaeger import INSTANCE_ID, UNKNOWN_SERVICE, Span
 from trace_analysis.formats.status import (
     BY_STATUS,
     ERROR_TAG,
@@ -198,7 +198,7 @@ def collect_spans(
     """
     ids: dict[str, str] = {}  # trace ids as written -> as compared
     for block in resource_spans or ():
-        service, clock = _process(block.resource)
+        service, instance, clock = _process(block.resource)
         for scope in _scopes(block):
             for otlp in scope.spans or ():
                 written = otlp.trace_id
@@ -208,12 +208,14 @@ def collect_spans(
                 spans = into.get(trace_id)
                 if spans is None:
                     spans = into[trace_id] = []
-                spans.append(convert(otlp, service, clock, full))
+                spans.append(convert(otlp, service, clock, full, instance))
 
 
-def convert(otlp: OtlpSpan, service: str, clock: str, full: bool = False) -> Span:
+def convert(
+    otlp: OtlpSpan, service: str, clock: str, full: bool = False, instance: str = ""
+) -> Span:
     """One OTLP span as the analysis's span, status and kind read (``full``: see
-    :func:`collect_spans`)."""
+    :func:`collect_spans`; ``instance``: its resource's ``service.instance.id``)."""
     try:
         start_ns = int(otlp.start_ns)
         end_ns = int(otlp.end_ns)
@@ -234,6 +236,7 @@ def convert(otlp: OtlpSpan, service: str, clock: str, full: bool = False) -> Spa
         if parent
         else None,
         service=service,
+        instance=instance,
         clock=clock,
         kind=_KINDS.get(kind, "internal") if kind.__class__ is int else _kind_name(kind),  # type: ignore[arg-type]
         error=error,
@@ -316,12 +319,13 @@ def hex_id(value: str) -> str:
     return value.lower()
 
 
-def _process(resource: Resource | None) -> tuple[str, str]:
-    """The service name and the clock key (service and instance) of a resource."""
+def _process(resource: Resource | None) -> tuple[str, str, str]:
+    """The service name, ``service.instance.id`` ("" without one) and the clock key (service
+    and instance, else host) of a resource."""
     attributes = {a.key: a.value.plain() for a in (resource.attributes or ()) if resource}
     service = str(attributes.get("service.name") or "") or UNKNOWN_SERVICE
-    instance = attributes.get("service.instance.id") or attributes.get("host.name") or ""
-    return service, f"{service}\x00{instance}"
+    instance = str(attributes.get(INSTANCE_ID) or "")
+    return service, instance, f"{service}\x00{instance or attributes.get('host.name') or ''}"
 
 
 def _scopes(block: ResourceSpans) -> list[ScopeSpans]:

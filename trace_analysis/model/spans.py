@@ -17,6 +17,7 @@ import msgspec
 
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.jaeger import (
+    INSTANCE_ID,
     UNKNOWN_SERVICE,
     JaegerTrace,
     Process,
@@ -68,7 +69,7 @@ def prepare(trace: JaegerTrace, source: str = "input") -> None:
     if trace.prepared:
         return
     processes = trace.processes
-    resolved: dict[str, tuple[str, str]] = {}
+    resolved: dict[str, tuple[str, str, str]] = {}
     trace_id = trace.trace_id
     for span in trace.spans:
         refs = span.references
@@ -82,11 +83,14 @@ def prepare(trace: JaegerTrace, source: str = "input") -> None:
             process_id = span.process_id
             found = resolved.get(process_id)
             if found is None:
-                service = _service(processes.get(process_id))
-                found = resolved[process_id] = (service, f"{service}\x00{process_id}")
-            span.service, span.clock = found
+                process = processes.get(process_id)
+                service = _service(process)
+                clock = f"{service}\x00{process_id}"
+                found = resolved[process_id] = (service, _instance(process), clock)
+            span.service, span.instance, span.clock = found
         else:
             span.service = _service(span.inline_process)
+            span.instance = _instance(span.inline_process)
             span.clock = f"{span.service}\x00{span.process_id}"
     if may_carry_status(trace.encoded):
         for span in trace.spans:
@@ -302,6 +306,14 @@ def _parent_id(refs: list[Reference], trace_id: str) -> tuple[str | None, bool]:
 
 def _service(process: Process | None) -> str:
     return (process.service_name if process else "") or UNKNOWN_SERVICE
+
+
+def _instance(process: Process | None) -> str:
+    """The process's ``service.instance.id`` tag, "" without one."""
+    for tag in (process.tags if process else None) or ():
+        if tag.key == INSTANCE_ID:
+            return str(tag.value)
+    return ""
 
 
 def _int(value: object) -> int | None:
