@@ -23,10 +23,10 @@ import typer
 from trace_analysis.analyses.analyzer import Outcome, analyze_traces
 from trace_analysis.analyses.compare import (
     DEFAULT_MIN_CHANGE_TEXT,
-    DEFAULT_MIN_CHANGE_US,
     DEFAULT_MIN_SAMPLES,
     CompareCriteria,
 )
+from trace_analysis.analyses.significance import DEFAULT_MIN_CHANGE_US
 from trace_analysis.cli_common import (
     DEFAULT_JAEGER_URL,
     DEFAULT_LIMIT,

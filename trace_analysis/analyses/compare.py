@@ -28,17 +28,20 @@ from typing import Literal
 
 from trace_analysis.analyses.analyzer import error_message
 from trace_analysis.analyses.critical_path import critical_path
+from trace_analysis.analyses.significance import (
+    ALPHA,
+    DEFAULT_MIN_CHANGE,
+    DEFAULT_MIN_CHANGE_US,
+    relative,
+)
 from trace_analysis.analyses.summary import percentiles
 from trace_analysis.formats.jaeger import JaegerTrace, Span
 from trace_analysis.model.results import Source
 from trace_analysis.model.spans import build_spans
 from trace_analysis.model.tree import build_tree
 
-DEFAULT_MIN_CHANGE = 0.20  # relative change of p50 or p95 that counts
 DEFAULT_MIN_CHANGE_TEXT = f"{DEFAULT_MIN_CHANGE:.0%}"  # the same, as --min-change takes it
-DEFAULT_MIN_CHANGE_US = 1_000  # and absolute: below 1 ms, scheduling noise on a busy host
 DEFAULT_MIN_SAMPLES = 30  # spans per side; fewer: no verdict
-ALPHA = 0.01  # significance level of both tests
 MAX_MESSAGES = 20  # distinct error messages kept per operation and side
 MAX_ATTRIBUTION = 5  # contributors listed per regressed entry operation
 MIN_SHARE = 0.05  # ... each with at least this share of the largest one's growth
@@ -369,11 +372,6 @@ def _latency_verdict(
         ):
             return "regressed" if larger else "improved"
     return None
-
-
-def relative(before: float, after: float) -> float | None:
-    """``after`` relative to ``before`` (0.25: 25% more); None when ``before`` is 0."""
-    return (after - before) / before if before else None
 
 
 def _attribution(before: _Operation, after: _Operation) -> tuple[list[Contribution], float, float]:

@@ -11,8 +11,8 @@ from trace_analysis.analyses.compare import (
     Contribution,
     OperationChange,
     SideStats,
-    relative,
 )
+from trace_analysis.analyses.significance import relative
 from trace_analysis.model.results import Source
 from trace_analysis.reports.wording import duration, iso, ms, percent
 
