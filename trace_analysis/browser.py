@@ -70,7 +70,7 @@ from trace_analysis.formats.details import PageReader, document, of_trace
 from trace_analysis.formats.jaeger import JaegerTrace
 from trace_analysis.model.results import Criteria, TraceResult
 from trace_analysis.reports import wording
-from trace_analysis.reports.html_report import page_head, tags, why
+from trace_analysis.reports.html_report import instances_html, page_head, tags, why
 from trace_analysis.reports.svg import duration_plot, service_map
 from trace_analysis.reports.trace_page import render_trace_page
 from trace_analysis.reports.trace_pair import render_trace_pair
@@ -672,6 +672,10 @@ def _dependencies_page(
             '<table><tr><th>caller</th><th>callee</th><th class="num">calls</th>'
             f'<th class="num">failed</th><th class="num">error rate</th></tr>{rows}</table>'
         )
+    instances, findings = graph.instances.finish()
+    if instances:  # a service ran as several processes: which one is the bad replica
+        parts.append(f"<h2>{escape(wording.INSTANCES_TITLE)}</h2>")
+        parts.append(instances_html(instances, findings))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -175,11 +175,12 @@ def to_otlp(trace: dict) -> list[dict]:
                     "status": {"code": 2} if tags.get("otel.status_code") == "ERROR" else {},
                 }
             )
-        resource = {
-            "attributes": [
-                {"key": "service.name", "value": {"stringValue": process["serviceName"]}}
-            ]
-        }
+        attributes = [{"key": "service.name", "value": {"stringValue": process["serviceName"]}}]
+        attributes += [  # the process's tags are its resource's other attributes
+            {"key": tag["key"], "value": {"stringValue": str(tag["value"])}}
+            for tag in process.get("tags", [])
+        ]
+        resource = {"attributes": attributes}
         blocks.append({"resource": resource, "scopeSpans": [{"scope": {}, "spans": spans}]})
     return blocks
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from trace_analysis.analyses.critical_path import critical_path, culprit, path_steps
+from trace_analysis.analyses.instances import InstanceCounter, mark_outliers
 from trace_analysis.analyses.summary import SummaryBuilder
 from trace_analysis.formats.jaeger import JaegerTrace, Span, decode_logs
 from trace_analysis.formats.status import BY_ERROR_TAG, BY_HTTP_STATUS, BY_STATUS
@@ -73,6 +74,8 @@ class Analyzer:
     waterfall: bool = False
     keep_all: bool = False
     builder: SummaryBuilder = field(default_factory=SummaryBuilder)
+    # per-instance figures: of a window, not of traces asked for by id (keep_all)
+    instances: InstanceCounter = field(default_factory=InstanceCounter)
     flagged: list[TraceResult] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     duplicates: int = 0  # traces given again after they were analyzed (live paging)
@@ -115,6 +118,8 @@ class Analyzer:
             return
         if (self.service or self.operation) and not _matches(spans, self.service, self.operation):
             return
+        if not self.keep_all:
+            self.instances.add(spans)
         tree = build_tree(spans, by_id)
         tree.notes[:0] = notes
         result = analyze_tree(
@@ -140,7 +145,10 @@ class Analyzer:
                 "such an id is invalid (W3C Trace Context, OTLP), so no trace can be told apart"
             )
         flagged = sorted(self.flagged, key=lambda r: (-(r.judged_us or r.latency_us), r.trace_id))
-        return Outcome(flagged, self.builder.finish(), warnings, self.truncated)
+        summary = self.builder.finish()
+        summary.instances, summary.instance_findings = self.instances.finish()
+        mark_outliers((trace.error_origin for trace in flagged), summary.instance_findings)
+        return Outcome(flagged, summary, warnings, self.truncated)
 
 
 def analyze_traces(
@@ -254,6 +262,7 @@ def error_origin(tree: SpanTree) -> ErrorOrigin | None:
         message=error_message(first),
         http_status=first.http_status,
         error_spans=errors,
+        instance=first.instance,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from trace_analysis.analyses.instances import InstanceCounter
 from trace_analysis.formats.jaeger import JaegerTrace
 from trace_analysis.model.spans import build_spans
 
@@ -30,12 +31,14 @@ class Edge:
 
 @dataclass
 class ServiceMap:
-    """The edges of the traces counted, by (caller, callee); every service seen."""
+    """The edges of the traces counted, by (caller, callee); every service seen; the
+    instances of each service, counted as the analyzer's report counts them."""
 
     edges: dict[tuple[str, str], Edge] = field(default_factory=dict)
     services: set[str] = field(default_factory=set)
     traces: int = 0
     seen: set[str] = field(default_factory=set)
+    instances: InstanceCounter = field(default_factory=InstanceCounter)
 
     def add(self, trace: JaegerTrace) -> None:
         """Count one trace's calls between services; a trace given again is skipped (a
@@ -45,6 +48,7 @@ class ServiceMap:
         self.seen.add(trace.trace_id)
         self.traces += 1
         spans, by_id, _ = build_spans(trace)
+        self.instances.add(spans)
         for span in spans:
             self.services.add(span.service)
             parent = by_id.get(span.parent_id) if span.parent_id else None

@@ -7,6 +7,7 @@ renderers convert to milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class ErrorOrigin:
     message: str
     http_status: int | None
     error_spans: int  # how many spans of the trace failed in all
+    instance: str = ""  # its process's service.instance.id ("" when the data has none)
+    # set when that instance stands out among its service's (see InstanceFinding)
+    outlier: InstanceFinding | None = None
 
 
 @dataclass(slots=True)
@@ -144,6 +148,34 @@ class GroupStats:
 
 
 @dataclass(slots=True)
+class InstanceStats:
+    """Every span of one process (``service.instance.id``) of a service that ran as several."""
+
+    service: str
+    instance: str
+    latency: Percentiles  # of its spans' durations, µs
+    errors: int
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.latency.count if self.latency.count else 0.0
+
+
+@dataclass(slots=True)
+class InstanceFinding:
+    """An instance whose error rate or p95 stands out from its peers' (the other instances of
+    its service, their spans pooled): trace_analysis.analyses.instances says when."""
+
+    service: str
+    instance: str
+    measure: Literal["errors", "p95"]
+    value: float  # the instance's error rate (0..1) or p95 (µs)
+    peers_value: float  # the same of its peers pooled
+    peers: int  # how many other instances
+    p_value: float  # one-sided: Fisher's exact test (errors), Mann-Whitney U (p95)
+
+
+@dataclass(slots=True)
 class Summary:
     traces: int
     spans: int
@@ -154,6 +186,9 @@ class Summary:
     latency: Percentiles  # of trace latency (root span duration)
     services: list[GroupStats]  # per service: its entry spans (the requests it served)
     operations: list[GroupStats]  # per service and operation: every span
+    # per instance, of the services seen with more than one (none: nothing to compare)
+    instances: list[InstanceStats] = field(default_factory=list)
+    instance_findings: list[InstanceFinding] = field(default_factory=list)
 
 
 @dataclass(slots=True)

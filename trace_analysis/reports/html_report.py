@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import NamedTuple
 
-from trace_analysis.model.results import GroupStats, Report, TraceResult, WaterfallRow
+from trace_analysis.model.results import (
+    GroupStats,
+    InstanceFinding,
+    InstanceStats,
+    Report,
+    TraceResult,
+    WaterfallRow,
+)
 from trace_analysis.reports import wording
 
 # colour-blind-safe palette (Okabe-Ito, without black); a service keeps its colour everywhere
@@ -112,6 +119,9 @@ def render_html(report: Report, top: int, explained: bool = False) -> str:
     if report.summary.services:
         parts.append("<h2>Per service (requests served)</h2>")
         parts.append(_groups_table(report.summary.services, with_operation=False))
+    if report.summary.instances:
+        parts.append(f"<h2>{escape(wording.INSTANCES_TITLE)}</h2>")
+        parts.append(instances_html(report.summary.instances, report.summary.instance_findings))
     if shown:
         parts.append("<h2>Waterfalls</h2>")
         parts.append(_legend(colours))
@@ -331,6 +341,26 @@ def _groups_table(groups: list[GroupStats], with_operation: bool) -> str:
         cells += "".join(f'<td class="num">{value}</td>' for value in values)
         rows.append(f"<tr>{cells}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def instances_html(instances: list[InstanceStats], findings: list[InstanceFinding]) -> str:
+    """The per-instance table, an outlier's row in bold, then each finding in a line (also
+    the trace browser's, on its service map)."""
+    outliers = {(f.service, f.instance) for f in findings}
+    head = "<tr><th>service</th><th>instance</th>" + "".join(
+        f'<th class="num">{name}</th>' for name in wording.INSTANCE_COLUMNS
+    )
+    rows = []
+    for stats in instances:
+        cells = f"<td>{escape(stats.service)}</td><td>{escape(stats.instance)}</td>"
+        cells += "".join(f'<td class="num">{v}</td>' for v in wording.instance_cells(stats))
+        bold = ' style="font-weight:bold"' if (stats.service, stats.instance) in outliers else ""
+        rows.append(f"<tr{bold}>{cells}</tr>")
+    lines = "".join(
+        f'<p><b style="color:var(--bad)">stands out</b> {escape(wording.finding_text(f))}</p>'
+        for f in findings
+    )
+    return f"<table>{head}</tr>{''.join(rows)}</table>{lines}"
 
 
 def _colours(report: Report) -> dict[str, str]:

@@ -16,14 +16,17 @@ from trace_analysis.model.results import (
     Criteria,
     ErrorOrigin,
     GroupStats,
+    InstanceFinding,
+    InstanceStats,
     Percentiles,
     Report,
     TraceResult,
 )
-from trace_analysis.reports.wording import iso, ms, trace_link
+from trace_analysis.reports.wording import finding_text, iso, ms, trace_link
 
 SCHEMA_VERSION = 1
-_ORIGIN_FIELDS = tuple(f.name for f in fields(ErrorOrigin))  # named in JSON as in the model
+# named in JSON as in the model; the instance and whether it stands out are written apart
+_ORIGIN_FIELDS = tuple(f.name for f in fields(ErrorOrigin) if f.name not in ("instance", "outlier"))
 
 
 def render_json(report: Report) -> str:
@@ -42,6 +45,7 @@ def report_dict(report: Report) -> dict[str, Any]:
     source = report.source
     summary = report.summary
     traces = summary.traces
+    outliers = {(f.service, f.instance) for f in summary.instance_findings}
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": report.generated_at,
@@ -78,6 +82,8 @@ def report_dict(report: Report) -> dict[str, Any]:
             "latency_ms": _percentiles(summary.latency),
             "services": [_group(group, "requests") for group in summary.services],
             "operations": [_group(group, "spans") for group in summary.operations],
+            "instances": [_instance(s, outliers) for s in summary.instances],
+            "instance_findings": [_finding(f) for f in summary.instance_findings],
         },
         "traces": [_trace(report, trace) for trace in report.traces],
         "warnings": list(report.warnings),
@@ -121,9 +127,7 @@ def _findings(report: Report, trace: TraceResult) -> dict[str, Any]:
         "error": trace.error,
         "incomplete": trace.incomplete,
         "notes": trace.notes,
-        "error_origin": None
-        if origin is None
-        else {name: getattr(origin, name) for name in _ORIGIN_FIELDS},
+        "error_origin": None if origin is None else _origin(origin),
         "culprit": None
         if culprit is None
         else {
@@ -185,6 +189,40 @@ def _group(group: GroupStats, count_name: str) -> dict[str, Any]:
         }
     )
     return result
+
+
+def _origin(origin: ErrorOrigin) -> dict[str, Any]:
+    result = {name: getattr(origin, name) for name in _ORIGIN_FIELDS}
+    result["instance"] = origin.instance or None
+    result["instance_stands_out"] = origin.outlier is not None
+    return result
+
+
+def _instance(stats: InstanceStats, outliers: set[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "service": stats.service,
+        "instance": stats.instance,
+        "spans": stats.latency.count,
+        "errors": stats.errors,
+        "error_rate": round(stats.error_rate, 4),
+        "p50_ms": ms(stats.latency.p50_us),
+        "p95_ms": ms(stats.latency.p95_us),
+        "stands_out": (stats.service, stats.instance) in outliers,
+    }
+
+
+def _finding(finding: InstanceFinding) -> dict[str, Any]:
+    to_json = (lambda v: round(v, 4)) if finding.measure == "errors" else ms
+    return {
+        "service": finding.service,
+        "instance": finding.instance,
+        "measure": finding.measure,
+        "value": to_json(finding.value),
+        "peers_value": to_json(finding.peers_value),
+        "peers": finding.peers,
+        "p_value": finding.p_value,
+        "text": finding_text(finding),
+    }
 
 
 def _slow_by(criteria: Criteria) -> dict[str, Any] | None:

@@ -80,6 +80,26 @@ def render_markdown(report: Report, top: int) -> str:
         unit = wording.groups_unit(ranked)
         lines += [_group_row(group, True, unit) for group in ranked]
         lines.append("")
+    if report.summary.instances:
+        lines += [
+            f"### {wording.INSTANCES_TITLE}",
+            "",
+            "| service | instance | " + " | ".join(wording.INSTANCE_COLUMNS) + " |",
+            "| --- | --- |" + " ---: |" * len(wording.INSTANCE_COLUMNS),
+        ]
+        lines += [
+            "| "
+            + " | ".join([_cell(s.service), _cell(s.instance), *wording.instance_cells(s)])
+            + " |"
+            for s in report.summary.instances
+        ]
+        lines.append("")
+        lines += [
+            f"- **stands out**: {_cell(wording.finding_text(f))}"
+            for f in report.summary.instance_findings
+        ]
+        if report.summary.instance_findings:
+            lines.append("")
     for warning in report.warnings:
         lines.append(f"> **warning**: {_cell(warning)}")
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -37,6 +37,11 @@ def render_table(report: Report, console: Console, top: int) -> None:
         console.print(_services_table(report.summary.services))
         console.print()
         console.print(_operations_table(report.summary.operations))
+    if report.summary.instances:
+        console.print()
+        console.print(_instances_table(report))
+        for finding in report.summary.instance_findings:
+            console.print(Text.assemble(("stands out ", "bold red"), wording.finding_text(finding)))
     for warning in report.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
 
@@ -127,6 +132,17 @@ def _operations_table(groups: list[GroupStats]) -> Table:
             unit(p.p99_us),
             _rate(group),
         )
+    return table
+
+
+def _instances_table(report: Report) -> Table:
+    table = Table(title=wording.INSTANCES_TITLE, title_justify="left")
+    for name in ("service", "instance", *wording.INSTANCE_COLUMNS):
+        table.add_column(name, justify="left" if name in ("service", "instance") else "right")
+    outliers = {(f.service, f.instance) for f in report.summary.instance_findings}
+    for stats in report.summary.instances:
+        style = "bold red" if (stats.service, stats.instance) in outliers else ""
+        table.add_row(stats.service, stats.instance, *wording.instance_cells(stats), style=style)
     return table
 
 

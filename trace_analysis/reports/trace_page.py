@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from trace_analysis.analyses.self_time import self_times
 from trace_analysis.formats.details import Attributes, Details, SpanDetails, pick
+from trace_analysis.formats.jaeger import INSTANCE_ID
 from trace_analysis.model.results import TraceResult, WaterfallRow
 from trace_analysis.reports import wording
 from trace_analysis.reports.html_report import (
@@ -286,6 +287,9 @@ def _span_body(
             f"<span>kind {escape(found.kind)}</span>",
             f'<span class="{css}">status {status}</span>',
         ]
+        instance = next((value for key, value in found.resource if key == INSTANCE_ID), None)
+        if instance:  # which replica: a bad one is found by its id (/dependencies)
+            line.append(f'<span>instance <span class="mono">{escape(instance)}</span></span>')
         if found.scope[0]:
             scope = " ".join(filter(None, found.scope))
             line.append(f"<span>scope {escape(scope)}</span>")

@@ -6,7 +6,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from trace_analysis.model.results import Criteria, GroupStats, Report, Source, TraceResult
+from trace_analysis.model.results import (
+    Criteria,
+    GroupStats,
+    InstanceFinding,
+    InstanceStats,
+    Report,
+    Source,
+    TraceResult,
+)
 
 
 def ms(us: float) -> float:
@@ -168,7 +176,38 @@ def error_text(trace: TraceResult, spans_after: bool = False) -> str | None:
     extra = ""
     if spans_after and more:
         extra = f" (then {more} more failing span{'s' if more > 1 else ''})"
-    return f"{origin.service} {origin.operation}: {origin.message}{extra}"
+    text = f"{origin.service} {origin.operation}: {origin.message}{extra}"
+    if origin.outlier is not None:
+        text += f"; on instance {origin.instance}, which stands out: {_figures(origin.outlier)}"
+    return text
+
+
+INSTANCE_COLUMNS = ("spans", "errors", "error rate", "p50", "p95")
+INSTANCES_TITLE = "Per instance (services seen with several)"
+
+
+def instance_cells(stats: InstanceStats, unit: Unit = MS) -> list[str]:
+    """An instance's row after its service and id: spans, errors, error rate, p50, p95."""
+    p = stats.latency
+    return [
+        f"{p.count:,}",
+        f"{stats.errors:,}",
+        percent(stats.errors, p.count),
+        unit(p.p50_us),
+        unit(p.p95_us),
+    ]
+
+
+def finding_text(finding: InstanceFinding) -> str:
+    """``inventory-service instance X: 40% errors vs 0% on its 2 peers``."""
+    return f"{finding.service} instance {finding.instance}: {_figures(finding)}"
+
+
+def _figures(finding: InstanceFinding) -> str:
+    peers = f"its {finding.peers} peer{'s' if finding.peers > 1 else ''}"
+    if finding.measure == "errors":
+        return f"{percent(finding.value)} errors vs {percent(finding.peers_value)} on {peers}"
+    return f"p95 {duration(finding.value)} vs {duration(finding.peers_value)} on {peers}"
 
 
 def faults_text(trace: TraceResult) -> str | None:
