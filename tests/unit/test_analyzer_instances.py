@@ -5,6 +5,9 @@ description: a gateway (one instance) calling inventory-service on three instanc
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -414,3 +417,40 @@ def test_a_spans_details_show_its_instance(
         page = client.get(f"/trace/{2:032x}").text
     assert '<span>instance <span class="mono">inventory-b</span></span>' in page
     assert '<span>instance <span class="mono">gateway-1</span></span>' in page
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "json"])
+def test_a_hostile_instance_id_reaches_no_terminal_raw(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str
+) -> None:
+    """An instance id is whatever a process sent: its control characters are shown escaped."""
+    hostile = "inv\x1b[2J\x1b]0;title\x07-b\x9b1A"
+    traces = describe(instances=("inventory-a", hostile, "inventory-c"), failing={hostile: 2})
+    text = run_cli(capsys, "1s", "-i", saved(tmp_path, "otlp", traces), "-f", fmt).out
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "x1b[2J" in text or "u001b[2J" in text  # shown, escaped
+
+
+def test_scipy_is_imported_only_when_an_instance_may_stand_out(tmp_path: Path) -> None:
+    """scipy.stats costs a second or more of start-up: instances alike (no errors, the same
+    latency) run no test and do not load it; a failing one does."""
+    probe = (
+        "import sys; from trace_analysis.cli import main; code = main(sys.argv[1:]); "
+        "print('scipy' in sys.modules, code)"
+    )
+
+    def loaded(path: Path) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", probe, "1s", "-i", path, "-f", "json", "--output", os.devnull],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()[-2]
+
+    assert loaded(write(tmp_path, "alike.json", as_otlp(describe()))) == "False"
+    assert loaded(write(tmp_path, "bad.json", as_otlp(describe(failing={"inventory-b": 2})))) == (
+        "True"
+    )
