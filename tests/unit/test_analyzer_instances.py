@@ -37,11 +37,13 @@ def describe(
     slow: str | None = None,
     ids: bool = True,
     start_us: int = START_US,
+    gateway_of: dict[str, str] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """``count`` traces, each a gateway request whose call to inventory-service goes to the
     next instance in turn. ``failing``: instance -> how many of each 5 of its calls fail;
     ``slow``: that instance takes 40 ms instead of 4; ``ids``: whether processes carry
-    ``service.instance.id``. Durations vary a little (as real ones do: no ties)."""
+    ``service.instance.id``; ``gateway_of``: inventory instance -> the gateway instance that
+    calls it (default: gateway-1 for all). Durations vary a little (as real ones do: no ties)."""
     traces = []
     for i in range(count):
         instance = instances[i % len(instances)]
@@ -50,7 +52,7 @@ def describe(
         inventory_us = (40_000 if instance == slow else 4_000) + (i * 37 % 11) * 100
         start = start_us + i * 1_000_000
         error = "out of stock" if fails else None
-        gateway = "gateway-1" if ids else ""
+        gateway = (gateway_of or {}).get(instance, "gateway-1") if ids else ""
         inventory = instance if ids else ""
         rows = (  # service, instance, name, kind, start offset, duration, error
             ("api-gateway", gateway, "POST /api/orders", "server", 0, inventory_us + 6_000, None),
@@ -307,6 +309,21 @@ def test_instances_alike_are_listed_and_none_is_named(
         assert "Per instance" in out and "stands out" not in out
 
 
+@pytest.mark.parametrize("kind", FORMATS)
+def test_a_caller_is_not_blamed_for_its_callees_failures(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str
+) -> None:
+    """Every call to inventory-b comes from gateway-2, whose client spans fail with it: the
+    failure started on inventory-b, and only inventory-b is named."""
+    traces = describe(failing={"inventory-b": 2}, gateway_of={"inventory-b": "gateway-2"})
+    data = report(capsys, saved(tmp_path, kind, traces))
+    rows = {(r["service"], r["instance"]): r for r in data["summary"]["instances"]}
+    assert rows[("api-gateway", "gateway-2")]["spans"] == 40
+    assert rows[("api-gateway", "gateway-2")]["errors"] == 0  # passed on, not started there
+    assert rows[("inventory-service", "inventory-b")]["errors"] == 8
+    assert [f["text"] for f in data["summary"]["instance_findings"]] == [BAD]
+
+
 def test_a_lone_failure_on_a_small_instance_is_not_named() -> None:
     """One failed span of one is 100% errors, but one span is no evidence: Fisher's exact
     test weighs the sample, where a rate alone would name it."""
@@ -316,7 +333,7 @@ def test_a_lone_failure_on_a_small_instance_is_not_named() -> None:
         span.service = "inventory-service"
         span.instance = "inventory-a" if index < 20 else "inventory-b" if index < 40 else "lone"
     spans[40].error = True
-    counter.add(spans)
+    counter.add(spans, {})
     stats, findings = counter.finish()
     assert [(s.instance, s.latency.count, s.errors) for s in stats] == [
         ("inventory-a", 20, 0),

@@ -119,7 +119,7 @@ class Analyzer:
         if (self.service or self.operation) and not _matches(spans, self.service, self.operation):
             return
         if not self.keep_all:
-            self.instances.add(spans)
+            self.instances.add(spans, by_id)
         tree = build_tree(spans, by_id)
         tree.notes[:0] = notes
         result = analyze_tree(

@@ -48,7 +48,7 @@ class ServiceMap:
         self.seen.add(trace.trace_id)
         self.traces += 1
         spans, by_id, _ = build_spans(trace)
-        self.instances.add(spans)
+        self.instances.add(spans, by_id)
         for span in spans:
             self.services.add(span.service)
             parent = by_id.get(span.parent_id) if span.parent_id else None

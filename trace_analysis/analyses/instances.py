@@ -2,8 +2,10 @@
 stands out: the one bad replica behind a load balancer.
 
 An instance is a ``service.instance.id`` (a resource attribute, a Jaeger process tag). For each
-service seen with two instances or more, every span of each instance is counted: spans, failed
-spans, p50/p95 of their durations. An instance stands out against its peers (the service's
+service seen with two instances or more, every span of each instance is counted: spans, errors,
+p50/p95 of their durations. Errors are the failures that started there: a failing span none of
+whose children failed (as the first failure of a trace is found), so a caller whose callee
+failed is not blamed for it. An instance stands out against its peers (the service's
 other instances, their spans pooled) when, one-sided, at ``ALPHA`` divided by the number of
 the service's instances (a Bonferroni correction: each instance is one test):
 
@@ -41,8 +43,16 @@ class InstanceCounter:
         # service -> instance -> (durations of its spans in µs, how many failed)
         self._services: dict[str, dict[str, tuple[array, list[int]]]] = {}
 
-    def add(self, spans: Iterable[Span]) -> None:
+    def add(self, spans: list[Span], by_id: dict[str, Span]) -> None:
+        """Count one trace's ``spans`` (``by_id``: the same by span id, for their parents)."""
         services = self._services
+        # a failure passed on (a caller failing because its callee did) is counted once, on
+        # the instance where it started: a failing span with a failing child is not counted
+        passed_on = {
+            id(parent)
+            for span in spans
+            if span.error and span.parent_id and (parent := by_id.get(span.parent_id))
+        }
         for span in spans:
             instance = span.instance
             if not instance:
@@ -54,7 +64,7 @@ class InstanceCounter:
             if group is None:
                 group = instances[instance] = (array("q"), [0])
             group[0].append(span.duration)
-            if span.error:
+            if span.error and id(span) not in passed_on:
                 group[1][0] += 1
 
     def finish(self) -> tuple[list[InstanceStats], list[InstanceFinding]]:
