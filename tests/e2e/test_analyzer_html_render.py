@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_analyzer_compare import checkout_traces, write
+from tests.unit.test_analyzer_instances import as_otlp, describe
 from tests.unit.test_analyzer_support import FIXTURES, run_cli
 
 FLAGGED = [
@@ -100,6 +101,26 @@ def test_rendered_comparison_html(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert dom.count("<tr>") == 1 + 3  # the header and the three regressed operations
     assert "<b>GET /checkout</b>: p50 +" in dom and "of which stock SELECT stock +" in dom
     shot = tmp_path / "comparison.png"
+    painted = render(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,900")
+    assert painted.returncode == 0, painted.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_rendered_per_instance_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The per-instance table of an HTML report in headless Chromium: three rows, the
+    failing instance in bold and named below."""
+    traces = write(tmp_path, "replicas.json", as_otlp(describe(failing={"inventory-b": 2})))
+    page = tmp_path / "instances.html"
+    result = run_cli(capsys, "1s", "-i", traces, "-f", "html", "--output", page)
+    assert result.code == 0, result.err
+    rendered = render(page, tmp_path / "profile", "--dump-dom")
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    dom = rendered.stdout
+    assert "<h2>Per instance (services seen with several)</h2>" in dom
+    assert '<tr style="font-weight:bold"><td>inventory-service</td><td>inventory-b</td>' in dom
+    assert dom.count("<td>inventory-service</td><td>inventory-") == 3
+    assert "inventory-service instance inventory-b: 40% errors vs 0% on its 2 peers" in dom
+    shot = tmp_path / "instances.png"
     painted = render(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,900")
     assert painted.returncode == 0, painted.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
