@@ -41,14 +41,16 @@ has the pages and rules.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from html import escape
 from itertools import islice
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
@@ -67,8 +69,8 @@ from trace_analysis.browser_limits import jaeger_slot, jaeger_status, page_deadl
 from trace_analysis.cli_common import DEFAULT_LIMIT, DEFAULT_SERVICE, parse_lookback
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.details import PageReader, document, of_trace
-from trace_analysis.formats.jaeger import JaegerTrace
-from trace_analysis.model.results import Criteria, TraceResult
+from trace_analysis.formats.jaeger import INSTANCE_ID, JaegerTrace
+from trace_analysis.model.results import Criteria, InstanceStats, TraceResult
 from trace_analysis.reports import wording
 from trace_analysis.reports.html_report import instances_html, page_head, tags, why
 from trace_analysis.reports.svg import duration_plot, service_map
@@ -675,9 +677,15 @@ def _dependencies_page(
     instances, findings = graph.instances.finish()
     if instances:  # a service ran as several processes: which one is the bad replica
         parts.append(f"<h2>{escape(wording.INSTANCES_TITLE)}</h2>")
-        parts.append(instances_html(instances, findings))
+        parts.append(instances_html(instances, findings, partial(_instance_search, lookback)))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _instance_search(lookback: str, stats: InstanceStats) -> str:
+    """``/search`` for the traces of one instance (its id as a JSON tag: any character)."""
+    tags = json.dumps({INSTANCE_ID: stats.instance})
+    return "/search?" + urlencode({"service": stats.service, "tags": tags, "lookback": lookback})
 
 
 def _form(search: Search, services: list[str], operations: list[str]) -> str:

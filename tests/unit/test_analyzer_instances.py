@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 import time
+from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jsonschema
 import pytest
@@ -403,7 +405,14 @@ def test_the_service_map_lists_the_instances_and_names_the_bad_one(
     with TestClient(browser.create_app(settings), base_url="http://127.0.0.1") as client:
         page = client.get("/dependencies?lookback=1h").text
     assert "<h2>Per instance (services seen with several)</h2>" in page
-    assert "<td>inventory-service</td><td>inventory-b</td>" in page
+    link = "/search?" + urlencode(
+        {
+            "service": "inventory-service",
+            "tags": '{"service.instance.id": "inventory-b"}',
+            "lookback": "1h",
+        }
+    )
+    assert f'<td>inventory-service</td><td><a href="{escape(link)}">inventory-b</a></td>' in page
     flat = " ".join(page.split())
     assert (
         "stands out</b> inventory-service instance inventory-b: 100% errors vs 0% on its 2 peers"

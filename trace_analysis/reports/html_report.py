@@ -343,16 +343,23 @@ def _groups_table(groups: list[GroupStats], with_operation: bool) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def instances_html(instances: list[InstanceStats], findings: list[InstanceFinding]) -> str:
+def instances_html(
+    instances: list[InstanceStats],
+    findings: list[InstanceFinding],
+    link: Callable[[InstanceStats], str] | None = None,
+) -> str:
     """The per-instance table, an outlier's row in bold, then each finding in a line (also
-    the trace browser's, on its service map)."""
+    the trace browser's, on its service map); ``link``: where each instance id links to."""
     outliers = {(f.service, f.instance) for f in findings}
     head = "<tr><th>service</th><th>instance</th>" + "".join(
         f'<th class="num">{name}</th>' for name in wording.INSTANCE_COLUMNS
     )
     rows = []
     for stats in instances:
-        cells = f"<td>{escape(stats.service)}</td><td>{escape(stats.instance)}</td>"
+        name = escape(stats.instance)
+        if link is not None:
+            name = f'<a href="{escape(link(stats))}">{name}</a>'
+        cells = f"<td>{escape(stats.service)}</td><td>{name}</td>"
         cells += "".join(f'<td class="num">{v}</td>' for v in wording.instance_cells(stats))
         bold = ' style="font-weight:bold"' if (stats.service, stats.instance) in outliers else ""
         rows.append(f"<tr{bold}>{cells}</tr>")
