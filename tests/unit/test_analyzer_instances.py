@@ -217,6 +217,27 @@ def test_a_span_without_an_instance_id_has_none(tmp_path: Path, kind: str) -> No
         assert {s.instance for s in spans} == {""}
 
 
+@pytest.mark.parametrize(
+    ("tags", "instance"),
+    [
+        ({"service.instance.id": "x"}, ""),  # an object, not a list: read as no tags
+        ([{"key": "service.instance.id", "type": "int64", "value": 7}], "7"),
+        ([{"key": "service.instance.id", "value": None}], ""),
+        (None, ""),
+        ([{"key": "host.name", "type": "string", "value": "h"}], ""),
+    ],
+)
+def test_odd_process_tags_give_no_instance_and_no_error(
+    tmp_path: Path, tags: Any, instance: str
+) -> None:
+    document = as_jaeger(describe(count=1))
+    for process in document["data"][0]["processes"].values():
+        process["tags"] = tags
+    (trace,) = iter_file_traces(write(tmp_path, "odd.json", document))
+    spans, _, _ = build_spans(trace)
+    assert {s.instance for s in spans} == {instance}
+
+
 # --- the failing instance, named in every format --------------------------------------------------
 
 

@@ -44,8 +44,8 @@ class Log(msgspec.Struct, gc=False):
 
 class Process(msgspec.Struct, gc=False):
     service_name: str = msgspec.field(default="", name="serviceName")
-    # decoded for ``service.instance.id`` (a few tags per process, not per span)
-    tags: list[Tag] | None = None
+    # still encoded: only ``service.instance.id`` is read, leniently (process_instance)
+    tags: msgspec.Raw = _NULL
 
 
 class Span(msgspec.Struct):
@@ -220,6 +220,21 @@ def decode_tags(raw: msgspec.Raw) -> list[Tag]:
     if raw is _NULL:
         return []
     return _TAGS.decode(raw) or []
+
+
+def process_instance(process: Process | None) -> str:
+    """The process's ``service.instance.id`` tag, "" without one. Malformed process tags read
+    as none rather than fail the run: the instance only adds a per-instance view."""
+    if process is None or process.tags is _NULL:
+        return ""
+    try:
+        tags = _TAGS.decode(process.tags) or []
+    except msgspec.DecodeError:
+        return ""
+    for tag in tags:
+        if tag.key == INSTANCE_ID:
+            return "" if tag.value is None else str(tag.value)
+    return ""
 
 
 def decode_logs(raw: msgspec.Raw) -> list[Log]:

@@ -17,7 +17,6 @@ import msgspec
 
 from trace_analysis.errors import AnalyzerError
 from trace_analysis.formats.jaeger import (
-    INSTANCE_ID,
     UNKNOWN_SERVICE,
     JaegerTrace,
     Process,
@@ -25,6 +24,7 @@ from trace_analysis.formats.jaeger import (
     Span,
     decode_tags,
     describe_error,
+    process_instance,
 )
 from trace_analysis.formats.status import (
     ERROR_TAG,
@@ -86,11 +86,11 @@ def prepare(trace: JaegerTrace, source: str = "input") -> None:
                 process = processes.get(process_id)
                 service = _service(process)
                 clock = f"{service}\x00{process_id}"
-                found = resolved[process_id] = (service, _instance(process), clock)
+                found = resolved[process_id] = (service, process_instance(process), clock)
             span.service, span.instance, span.clock = found
         else:
             span.service = _service(span.inline_process)
-            span.instance = _instance(span.inline_process)
+            span.instance = process_instance(span.inline_process)
             span.clock = f"{span.service}\x00{span.process_id}"
     if may_carry_status(trace.encoded):
         for span in trace.spans:
@@ -306,14 +306,6 @@ def _parent_id(refs: list[Reference], trace_id: str) -> tuple[str | None, bool]:
 
 def _service(process: Process | None) -> str:
     return (process.service_name if process else "") or UNKNOWN_SERVICE
-
-
-def _instance(process: Process | None) -> str:
-    """The process's ``service.instance.id`` tag, "" without one."""
-    for tag in (process.tags if process else None) or ():
-        if tag.key == INSTANCE_ID:
-            return str(tag.value)
-    return ""
 
 
 def _int(value: object) -> int | None:
