@@ -46,13 +46,7 @@ class InstanceCounter:
     def add(self, spans: list[Span], by_id: dict[str, Span]) -> None:
         """Count one trace's ``spans`` (``by_id``: the same by span id, for their parents)."""
         services = self._services
-        # a failure passed on (a caller failing because its callee did) is counted once, on
-        # the instance where it started: a failing span with a failing child is not counted
-        passed_on = {
-            id(parent)
-            for span in spans
-            if span.error and span.parent_id and (parent := by_id.get(span.parent_id))
-        }
+        failed: list[tuple[Span, list[int]]] = []
         for span in spans:
             instance = span.instance
             if not instance:
@@ -64,8 +58,19 @@ class InstanceCounter:
             if group is None:
                 group = instances[instance] = (array("q"), [0])
             group[0].append(span.duration)
-            if span.error and id(span) not in passed_on:
-                group[1][0] += 1
+            if span.error:
+                failed.append((span, group[1]))
+        if failed:
+            # a failure passed on (a caller failing because its callee did) is counted once,
+            # on the instance where it started: a failing span with a failing child is not
+            passed_on = {
+                id(parent)
+                for span in spans
+                if span.error and span.parent_id and (parent := by_id.get(span.parent_id))
+            }
+            for span, errors in failed:
+                if id(span) not in passed_on:
+                    errors[0] += 1
 
     def finish(self) -> tuple[list[InstanceStats], list[InstanceFinding]]:
         """Each instance of the services with several (by service, then instance), and the

@@ -15,6 +15,7 @@ stdlib ``json`` module. Three things keep the analyzer fast and its memory flat:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -227,8 +228,13 @@ def process_instance(process: Process | None) -> str:
     as none rather than fail the run: the instance only adds a per-instance view."""
     if process is None or process.tags is _NULL:
         return ""
+    return _instance_in(bytes(process.tags))
+
+
+@lru_cache(maxsize=4096)  # every trace of a process repeats its tags: decoded once
+def _instance_in(encoded: bytes) -> str:
     try:
-        tags = _TAGS.decode(process.tags) or []
+        tags = _TAGS.decode(encoded) or []
     except msgspec.DecodeError:
         return ""
     for tag in tags:
