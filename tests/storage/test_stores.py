@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -10,8 +11,8 @@ import pytest
 
 from api_gateway.compensation import SCHEMA as BACKLOG_SCHEMA
 from api_gateway.compensation import release_backlog
+from api_gateway.idempotency import HEARTBEAT_SECONDS, IdempotencyStore, add_lease_columns
 from api_gateway.idempotency import SCHEMA as KEYS_SCHEMA
-from api_gateway.idempotency import IdempotencyStore, add_lease_columns
 from inventory_service.store import (
     SCHEMA as INVENTORY_SCHEMA,
 )
@@ -139,6 +140,7 @@ def test_a_lease_past_its_deadline_is_taken_over_by_one_other_owner(
         alive.claim("k", "f", "order-2")
     assert int(busy.value.headers["Retry-After"]) > 1  # another owner's deadline
     clock[0] += 60
+    alive.heartbeat(), other.heartbeat()  # their periodic beats (a shared store)
     claim = alive.claim("k", "f", "order-2")
     assert (claim.order_id, claim.taken_over) == ("order-1", True)
     with pytest.raises(ProblemError):
@@ -192,3 +194,28 @@ def test_the_compensation_backlog_keeps_each_id_once_oldest_first(
     reopened = gateway_db(database_url, tmp_path)
     assert release_backlog(reopened).ids() == ["r-1", "r-3"], "durable"
     reopened.close()
+
+
+def test_on_a_shared_store_a_lease_whose_owner_stopped_beating_is_taken_over(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Before its deadline: the owner's heartbeat ran out (it died), or not (it lives)."""
+    db = gateway_db(pg_url, tmp_path)
+    clock = [time.time()]
+    dead = IdempotencyStore(db, 60, 5, owner="dead", clock=lambda: clock[0])
+    live = IdempotencyStore(db, 60, 5, owner="live", clock=lambda: clock[0])
+    retrier = IdempotencyStore(db, 60, 5, owner="retrier", clock=lambda: clock[0])
+    assert dead.heartbeat_ttl == 5 + 2 * HEARTBEAT_SECONDS
+    dead.claim("of-the-dead", "f", "order-1")
+    live.claim("of-the-living", "f", "order-2")
+    with pytest.raises(ProblemError) as soon:
+        retrier.claim("of-the-dead", "f", "order-3")
+    assert soon.value.headers["Retry-After"] == str(math.ceil(dead.heartbeat_ttl))
+    clock[0] += dead.heartbeat_ttl
+    live.heartbeat(), retrier.heartbeat()
+    claim = retrier.claim("of-the-dead", "f", "order-3")
+    assert (claim.order_id, claim.taken_over) == ("order-1", True)
+    with pytest.raises(ProblemError) as busy:
+        retrier.claim("of-the-living", "f", "order-4")
+    assert int(busy.value.headers["Retry-After"]) == math.ceil(live.heartbeat_ttl)
+    db.close()
