@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.catalog import ServiceSpec
+from servicekit.storage.base import DEFAULT_POOL_SIZE
 
 
 class ServerBounds(BaseSettings):
@@ -37,6 +38,14 @@ class ServiceSettings(ServerBounds):
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8000, description="overridden per service: service_port()")
     data_dir: Path = Path("data")
+    database_url: SecretStr = Field(
+        SecretStr(""),
+        description="empty: SQLite under DATA_DIR; postgresql://user:password@host:port/db:"
+        " PostgreSQL, each service in a schema named after its package (a secret)",
+    )
+    database_pool_size: int = Field(
+        DEFAULT_POOL_SIZE, ge=1, description="PostgreSQL connections one process holds at most"
+    )
     log_level: str = "INFO"
     max_body_bytes: int = Field(64 * 1024, description="larger bodies get 413")
     max_uri_bytes: int = Field(8192, gt=0, description="longer request targets get 414")
