@@ -832,3 +832,28 @@ def test_collector_manifests_are_on_the_installers_pin(manifest: str, pin: str) 
     components = {k: v for k, v in builder.items() if k not in ("dist", "replaces")}
     gomods = [m["gomod"] for items in components.values() for m in items]
     assert gomods and all(m.endswith(f" v{version}") for m in gomods), gomods
+
+
+def test_the_stand_ins_cover_every_third_party_image() -> None:
+    """docker/stand-ins/build.sh reads its tags from the files that name them: every image of
+    the compose file and the Dockerfile's base, PostgreSQL's included (no engine needed)."""
+    out = subprocess.run(
+        [str(ROOT / "docker" / "stand-ins" / "build.sh"), "--tags"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    named = {s["image"] for s in services().values() if "image" in s and "pull_policy" not in s}
+    for svc in services().values():
+        named |= set(
+            re.findall(r"^FROM\s+(\S+)", svc.get("build", {}).get("dockerfile_inline", ""), re.M)
+        )
+    python = next(
+        rest
+        for k, rest in dockerfile_instructions(DOCKERFILE)
+        if k == "ARG" and rest.startswith("PYTHON_IMAGE=")
+    )
+    assert sorted(out) == sorted({*named, python.split("=", 1)[1]}), out
+    assert services()[DATABASE]["image"] in out
+    assert (ROOT / "docker" / "stand-ins" / "postgres" / "Dockerfile").is_file()
