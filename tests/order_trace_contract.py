@@ -104,10 +104,14 @@ def from_jaeger(trace: StoredTrace) -> list[ContractSpan]:
     return out
 
 
-def check_order_trace(spans: list[ContractSpan], order_id: str, item_count: int) -> None:
+def check_order_trace(
+    spans: list[ContractSpan], order_id: str, item_count: int, db_system: str = "sqlite"
+) -> None:
     """One complete trace over the four services, with the spans and attributes an order makes.
 
     ``item_count`` is the order's total quantity; its total is checked by the caller.
+    ``db_system`` is the services' ``db.system.name``: ``sqlite``, or ``postgresql`` where
+    ``DATABASE_URL`` points at PostgreSQL.
     """
     made = Counter((s.kind, s.name) for s in spans)
     assert made == ORDER_SPANS, f"extra {made - ORDER_SPANS}, missing {ORDER_SPANS - made}"
@@ -161,7 +165,7 @@ def check_order_trace(spans: list[ContractSpan], order_id: str, item_count: int)
     db = [s for s in clients if s not in calls]
     assert {s.service for s in db} == DB_SERVICES
     for span in db:
-        assert span.attributes["db.system.name"] == "sqlite"
+        assert span.attributes["db.system.name"] == db_system
         operation = span.attributes["db.operation.name"]
         assert span.name == f"{operation} {span.attributes['db.collection.name']}"
         assert str(span.attributes["db.query.text"]).upper().startswith(str(operation))

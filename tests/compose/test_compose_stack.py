@@ -56,7 +56,8 @@ def per_order(stack: ComposeProject, first_order: dict) -> Counter[str]:
         timeout=60,
     )
     item_count = sum(item["quantity"] for item in readme_order()["items"])
-    check_order_trace(from_jaeger(trace), first_order["orderId"], item_count)
+    # compose's services store in PostgreSQL
+    check_order_trace(from_jaeger(trace), first_order["orderId"], item_count, "postgresql")
     return span_count_by_service(trace)
 
 
