@@ -45,7 +45,8 @@ COLLECTOR_VERSION = installer_pin("COLLECTOR_VERSION")
 JAEGER_VERSION = installer_pin("JAEGER_VERSION")
 # Jaeger v2 is released from the module github.com/jaegertracing/jaeger under v1.x tags.
 JAEGER_MODULE_VERSION = installer_pin("JAEGER_MODULE_VERSION")
-ONE_GIB = 1024**3
+# The whole stack's memory limits stay under this: a small VM or laptop runs it beside its OS.
+MEMORY_BUDGET = 1280 * 2**20
 OTLP_EXPORTERS = ("otlp", "otlp_grpc")
 
 
@@ -94,7 +95,11 @@ class PythonService:
 
 
 PYTHON_SERVICES = {spec.name: PythonService(spec) for spec in SERVICES}
-BACKENDS = ("otel-collector", "jaeger", "prometheus")
+DATABASE = "postgres"  # the services' PostgreSQL
+BACKENDS = (DATABASE, "otel-collector", "jaeger", "prometheus")
+# Variables compose refuses to start without (``${VAR:?reason}``, no default): secrets, never
+# written in the repository. The static checks interpolate with these sample values.
+REQUIRED_SECRETS = {"POSTGRES_PASSWORD": "compose-model-password"}
 PUBLISHED = {"api-gateway": 8080, "jaeger": 16686, "prometheus": 9090}
 # Variables the OpenTelemetry SDK reads in every service (not pydantic settings).
 OTEL_SDK_VARS = {
@@ -172,13 +177,15 @@ def compose_raw() -> dict[str, Any]:
 
 
 def compose_with(env: dict[str, str]) -> dict[str, Any]:
-    """The compose model after interpolation with ``env`` (the project's environment)."""
-    return interpolate_model(compose_raw(), env)
+    """The compose model after interpolation with ``env`` (the project's environment) and the
+    required secrets' sample values (``env`` may override them)."""
+    return interpolate_model(compose_raw(), {**REQUIRED_SECRETS, **env})
 
 
 @cache
 def compose() -> dict[str, Any]:
-    """The compose model as Docker sees it without a .env file (every default applies)."""
+    """The compose model as Docker sees it with only the required secrets set (every default
+    applies)."""
     return compose_with({})
 
 
@@ -215,6 +222,8 @@ def compose_variable_refs() -> dict[str, str | None]:
     walk(compose_raw())
     refs: dict[str, str | None] = {}
     for m in (m for text in strings for m in _BRACED.finditer(text)):
+        if m["op"] == ":?" and m["name"] in REQUIRED_SECRETS:
+            continue  # required, no default: see required_refs()
         default = m["arg"] if m["op"] in (":-", "-") else None
         if m["name"] in refs and refs[m["name"]] != default:
             raise AssertionError(
@@ -222,6 +231,15 @@ def compose_variable_refs() -> dict[str, str | None]:
                 f"{refs[m['name']]!r} and {default!r}"
             )
         refs[m["name"]] = default
+    return refs
+
+
+def required_refs() -> dict[str, set[str]]:
+    """``${VAR:?reason}`` references of docker-compose.yml: name -> the reasons given."""
+    refs: dict[str, set[str]] = {}
+    for m in _BRACED.finditer(compose_text().replace("$$", "")):
+        if m["op"] in (":?", "?"):
+            refs.setdefault(m["name"], set()).add(m["arg"] or "")
     return refs
 
 

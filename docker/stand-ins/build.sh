@@ -5,7 +5,7 @@
 #
 #   docker/stand-ins/build.sh            # build the stand-ins whose tag the engine lacks
 #   docker/stand-ins/build.sh --force    # rebuild every stand-in (never replaces a real image)
-#   docker/stand-ins/build.sh --tags     # print the five tags (builds nothing)
+#   docker/stand-ins/build.sh --tags     # print the six tags (builds nothing)
 #
 # A tag the engine already has as a real image (pulled) is left alone. Every stand-in carries
 # the label org.otel-order-stack.stand-in=<source>, so `docker image ls --filter
@@ -33,9 +33,11 @@ BUSYBOX_TAG="$(one "$(grep -o 'FROM busybox:[^ ]*' "$ROOT/docker-compose.yml" | 
 COLLECTOR_TAG="$(one "$(grep -o 'FROM otel/opentelemetry-collector-contrib:[^ ]*' "$ROOT/docker-compose.yml" | cut -c6-)" "docker-compose.yml: no collector base")"
 JAEGER_TAG="$(one "$(sed -n 's/^ *image: \(jaegertracing\/jaeger:.*\)$/\1/p' "$ROOT/docker-compose.yml")" "docker-compose.yml: no Jaeger image")"
 PROMETHEUS_TAG="$(one "$(sed -n 's/^ *image: \(prom\/prometheus:.*\)$/\1/p' "$ROOT/docker-compose.yml")" "docker-compose.yml: no Prometheus image")"
+POSTGRES_TAG="$(one "$(sed -n 's/^ *image: \(postgres:.*\)$/\1/p' "$ROOT/docker-compose.yml")" "docker-compose.yml: no PostgreSQL image")"
 
 if [[ "${1:-}" == --tags ]]; then
-  printf '%s\n' "$PYTHON_TAG" "$BUSYBOX_TAG" "$COLLECTOR_TAG" "$JAEGER_TAG" "$PROMETHEUS_TAG"
+  printf '%s\n' "$PYTHON_TAG" "$BUSYBOX_TAG" "$COLLECTOR_TAG" "$JAEGER_TAG" "$PROMETHEUS_TAG" \
+    "$POSTGRES_TAG"
   exit 0
 fi
 FORCE=false
@@ -145,5 +147,12 @@ if needed "$PROMETHEUS_TAG" debian-prometheus; then
   debian_binary prometheus /usr/bin/prometheus "$WORK/ctx-prometheus/prometheus"
   build "$PROMETHEUS_TAG" prometheus "debian-prometheus" \
     --build-arg "BASE_IMAGE=$PYTHON_TAG" --build-arg "BUSYBOX_IMAGE=$BUSYBOX_TAG"
+fi
+# --- PostgreSQL: Debian's postgresql-15 package on the bookworm base -------------------------
+# apt-get runs in the build, from the base's own bookworm sources (the package registry).
+if needed "$POSTGRES_TAG" debian-postgresql-15; then
+  mkdir -p "$WORK/ctx-postgres"
+  install -m 0755 "$HERE/postgres/docker-entrypoint.sh" "$WORK/ctx-postgres/docker-entrypoint.sh"
+  build "$POSTGRES_TAG" postgres "debian-postgresql-15" --build-arg "BASE_IMAGE=$PYTHON_TAG"
 fi
 say "stand-ins ready"

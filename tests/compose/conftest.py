@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shlex
 import subprocess
 import time
@@ -24,8 +25,10 @@ import pytest
 from tests.compose.engine import ROOT, ComposeProject, DockerEngine
 
 PROJECT = "otel-order-stack-compose-test"
+# The database password compose requires (a new one each run: the volume is removed at the end).
+POSTGRES_PASSWORD = secrets.token_hex(16)
 # The spanmetrics connector's flush (15 s by default) would make the metrics checks wait.
-ENV = {"OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s"}
+ENV = {"OTELCOL_SPANMETRICS_FLUSH_INTERVAL": "1s", "POSTGRES_PASSWORD": POSTGRES_PASSWORD}
 README = ROOT / "README.md"
 
 

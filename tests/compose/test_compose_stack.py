@@ -21,9 +21,9 @@ import pytest
 
 from servicekit.catalog import SERVICE_NAMES, SERVICES
 from stackctl.traces import StoredTrace, wait_for_trace
-from tests.compose.conftest import readme_command, readme_order
+from tests.compose.conftest import POSTGRES_PASSWORD, readme_command, readme_order
 from tests.compose.engine import ROOT, ComposeProject, docker
-from tests.compose_model import PUBLISHED, memory_bytes, services
+from tests.compose_model import DATABASE, PUBLISHED, compose, environment, memory_bytes, services
 from tests.order_trace_contract import ORDER_SPANS, check_order_trace, from_jaeger
 from tests.reliability.support import Load, span_count_by_service, wait_for_traces, wait_until
 
@@ -56,7 +56,8 @@ def per_order(stack: ComposeProject, first_order: dict) -> Counter[str]:
         timeout=60,
     )
     item_count = sum(item["quantity"] for item in readme_order()["items"])
-    check_order_trace(from_jaeger(trace), first_order["orderId"], item_count)
+    # compose's services store in PostgreSQL
+    check_order_trace(from_jaeger(trace), first_order["orderId"], item_count, "postgresql")
     return span_count_by_service(trace)
 
 
@@ -195,7 +196,96 @@ def test_every_container_is_non_root_with_a_read_only_root(stack: ComposeProject
     assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe.stderr
 
 
+# --- the services' data: in PostgreSQL --------------------------------------------------------
+
+
+def psql(stack: ComposeProject, query: str) -> list[list[str]]:
+    """Rows of ``query`` run by psql in the postgres container (its socket: no password)."""
+    env = environment(DATABASE)
+    out = stack.compose(
+        "exec", "-T", DATABASE, "psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
+        "-v", "ON_ERROR_STOP=1", "-AtF", "\t", "-c", query,
+    )  # fmt: skip
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def test_the_order_is_stored_in_postgresql_one_schema_per_service(
+    stack: ComposeProject, first_order: dict
+) -> None:
+    order_id = first_order["orderId"]
+    assert re.fullmatch(r"[0-9a-f]{32}", order_id), order_id
+    rows = psql(
+        stack, f"SELECT order_id, status FROM order_service.orders WHERE order_id = '{order_id}'"
+    )
+    assert rows == [[order_id, first_order["status"]]], rows
+    schemas = {row[0] for row in psql(stack, "SELECT schema_name FROM information_schema.schemata")}
+    assert schemas >= {spec.package for spec in SERVICES}, schemas
+    # the gateway's idempotency and the inventory's reservation are there too
+    assert psql(stack, "SELECT count(*) FROM inventory_service.reservations") != [["0"]]
+
+
+def test_the_database_spans_say_postgresql(
+    stack: ComposeProject, first_order: dict, per_order: Counter[str]
+) -> None:
+    trace = whole_trace(stack, first_order["traceId"], per_order)
+    database = environment(DATABASE)["POSTGRES_DB"]
+    db_spans = []
+    for span in trace.spans:
+        tags = {tag["key"]: tag["value"] for tag in span.get("tags", [])}
+        if "db.system.name" in tags:
+            db_spans.append((trace.service_of(span), tags))
+    assert {service for service, _ in db_spans} >= {"inventory-service", "order-service"}
+    for service, tags in db_spans:
+        assert tags["db.system.name"] == "postgresql", (service, tags)
+        package = next(s.package for s in SERVICES if s.name == service)
+        assert tags["db.namespace"] == f"{database}|{package}", (service, tags)
+        assert tags.get("server.address") == DATABASE, (service, tags)
+    assert POSTGRES_PASSWORD not in json.dumps(trace.raw), "the password is in a span"
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)
+def test_no_service_container_writes_a_sqlite_file(stack: ComposeProject, spec) -> None:
+    """DATA_DIR (/data) is on the read-only root, with no volume: nothing is there, nor any
+    SQLite file in the container's only writable place, /tmp."""
+    probe = (
+        "import pathlib, json; print(json.dumps(sorted(str(p) for p in "
+        "[*pathlib.Path('/data').rglob('*'), *pathlib.Path('/tmp').rglob('*.db*')])))"
+    )
+    out = stack.compose("exec", "-T", spec.name, "python", "-c", probe)
+    assert json.loads(out) == [], out
+    assert environment(spec.name)["DATABASE_URL"].startswith("postgresql://")
+
+
+def test_the_postgres_image_refuses_a_first_start_without_a_password(stack: ComposeProject) -> None:
+    """The official image's rule, kept by compose's image: no password, no initdb (and so no
+    database open to anyone who reaches its port)."""
+    image = services()[DATABASE]["image"]
+    result = docker(
+        "run", "--rm", "--user", "postgres", "--read-only", "--tmpfs", "/var/lib/postgresql/data",
+        "--tmpfs", "/var/run/postgresql", "-e", "POSTGRES_USER=orders", image,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    assert "POSTGRES_PASSWORD" in result.stderr, result.stderr
+
+
+def test_the_database_password_is_in_no_log(stack: ComposeProject, first_order: dict) -> None:
+    logs = stack.compose("logs", "--no-color")
+    assert POSTGRES_PASSWORD not in logs
+    assert "postgresql://" not in logs, "a database URL is logged"
+
+
 # --- faults and lifecycle: these restart containers, the last one removes the volumes -------
+
+
+def test_a_restarted_order_service_reads_the_order_back_from_postgresql(
+    stack: ComposeProject, first_order: dict
+) -> None:
+    stack.compose("restart", "order-service", timeout=120)
+    stack.compose("up", "-d", "--wait", timeout=300)
+    order = httpx.get(f"{stack.gateway_url}/api/orders/{first_order['orderId']}", timeout=30)
+    assert order.status_code == 200, order.text
+    assert order.json()["orderId"] == first_order["orderId"]
 
 
 def docker_size(text: str) -> float:
@@ -285,12 +375,12 @@ def test_down_then_up_keeps_the_data_and_down_v_removes_it(
     stack: ComposeProject, first_order: dict, per_order: Counter[str]
 ) -> None:
     volumes = stack.volumes()
-    assert len(volumes) == len(services()), volumes  # one named volume per service
+    assert volumes == {f"{stack.name}_{name}" for name in compose()["volumes"]}, volumes
     stack.compose("down", timeout=180)
     assert stack.volumes() == volumes
     stack.compose("up", "-d", "--wait", timeout=300)
     whole_trace(stack, first_order["traceId"], per_order)
-    # the SQLite data survived too: the order is still there
+    # PostgreSQL's volume survived too: the order is still there
     order = httpx.get(f"{stack.gateway_url}/api/orders/{first_order['orderId']}", timeout=30)
     assert order.status_code == 200, order.text
     stack.compose("down", "-v", timeout=180)

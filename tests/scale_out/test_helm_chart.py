@@ -63,17 +63,31 @@ def find(docs: list[dict], kind: str, component: str) -> dict:
     return doc
 
 
-def env_of(workload: dict) -> dict[str, str]:
+def env_entries(workload: dict) -> dict[str, dict]:
+    """Name -> the container's env entry (``value`` or ``valueFrom``)."""
     [container] = workload["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container.get("env", [])}
+    return {e["name"]: e for e in container.get("env", [])}
 
 
+def env_of(workload: dict) -> dict[str, str]:
+    """The plain values of the container's env (entries taken from a Secret are left out)."""
+    return {name: e["value"] for name, e in env_entries(workload).items() if "value" in e}
+
+
+DATABASE_URL = "postgresql://orders:s3cret@db.example:5432/orders"
 VARIANTS = {
     "default": (),
     "badger": ("storage=badger",),
     "external-opensearch": ("opensearch.deploy=false", "opensearch.url=http://search:9200"),
     "sampling": ("sampling.headPercent=50", "sampling.baselinePercent=25"),
     "kafka": ("kafka.enabled=true", "kafka.brokers={kafka-0:9092,kafka-1:9092}"),
+    "postgresql": ("postgresql.enabled=true", "service.replicas=3"),
+    "database-url": (f"database.url={DATABASE_URL}", "service.replicas=2"),
+    "existing-secret": (
+        "database.existingSecret=shop-db",
+        "database.existingSecretKey=url",
+        "service.replicas=4",
+    ),
 }
 
 
@@ -182,11 +196,164 @@ def test_values_choose_storage_and_sampling() -> None:
         (("opensearch.deploy=false",), "opensearch.url is required"),
         (("kafka.enabled=true",), "kafka.brokers is required"),
         (("kafka.enabled=true", "kafka.brokers={k:1}", "storage=badger"), "storage opensearch"),
+        (("service.replicas=0",), "replicas"),
+        (("database.url=mysql://a:b@h/db",), "database/url"),
+        (
+            ("postgresql.enabled=true", f"database.url={DATABASE_URL}"),
+            "set only one of database.url, database.existingSecret and postgresql.enabled",
+        ),
+        (
+            ("postgresql.enabled=true", "database.existingSecret=shop-db"),
+            "set only one of",
+        ),
+        # 4 services x 7 replicas x 8 connections + 3 reserved = 227 > 200
+        (("postgresql.enabled=true", "service.replicas=7"), "postgresql.maxConnections=200"),
     ],
 )
 def test_bad_values_are_refused_with_their_name(sets: tuple[str, ...], error: str) -> None:
     result = helm("template", RELEASE, str(CHART), *(f"--set={s}" for s in sets))
     assert result.returncode != 0 and error in result.stderr, result.stderr
+
+
+# --- the services' database: replicas only with a shared one ---------------------------------
+
+SQLITE_REASON = "needs a shared database"
+
+
+def service_deployments(docs: list[dict]) -> list[dict]:
+    return [find(docs, "Deployment", spec.name) for spec in SERVICES]
+
+
+def volume_names(deployment: dict) -> set[str]:
+    return {v["name"] for v in deployment["spec"]["template"]["spec"].get("volumes", [])}
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("service.replicas=3",),
+        ("service.replicas=2",),
+        ("service.replicas=3", "storage=badger"),
+        ("service.replicas=2", "database.existingSecretKey=url"),  # a key alone is no database
+    ],
+)
+def test_replicas_over_one_with_per_pod_sqlite_are_refused_with_the_reason(
+    sets: tuple[str, ...],
+) -> None:
+    """Every Pod would keep its own SQLite files: its own stock, orders and idempotency keys."""
+    result = helm("template", RELEASE, str(CHART), *(f"--set={s}" for s in sets))
+    assert result.returncode != 0, "replicas > 1 with per-Pod SQLite must not render"
+    assert SQLITE_REASON in result.stderr and "SQLite" in result.stderr, result.stderr
+    assert "postgresql.enabled=true" in result.stderr, "the error names the way out"
+
+
+def test_one_replica_keeps_sqlite_on_a_per_pod_volume() -> None:
+    for deployment in service_deployments(render()):
+        assert deployment["spec"]["replicas"] == 1
+        assert "data" in volume_names(deployment)
+        assert env_of(deployment)["DATA_DIR"] == "/data"
+        assert "DATABASE_URL" not in env_entries(deployment)
+    names = {d["metadata"]["name"] for d in render()}
+    assert not names & {f"{RELEASE}-database", f"{RELEASE}-postgresql"}, "no database objects"
+
+
+@pytest.mark.parametrize(
+    ("variant", "secret", "key", "replicas"),
+    [
+        ("postgresql", f"{RELEASE}-database", "DATABASE_URL", 3),
+        ("database-url", f"{RELEASE}-database", "DATABASE_URL", 2),
+        ("existing-secret", "shop-db", "url", 4),
+    ],
+)
+def test_with_a_database_replicas_share_it_through_a_secret(
+    variant: str, secret: str, key: str, replicas: int
+) -> None:
+    docs = render(*VARIANTS[variant])
+    for deployment in service_deployments(docs):
+        assert deployment["spec"]["replicas"] == replicas
+        assert "data" not in volume_names(deployment), "no per-Pod SQLite volume"
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert "/data" not in {m["mountPath"] for m in container["volumeMounts"]}
+        entries = env_entries(deployment)
+        assert "DATA_DIR" not in entries
+        assert entries["DATABASE_URL"] == {
+            "name": "DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
+        }
+        assert env_of(deployment)["DATABASE_POOL_SIZE"] == "8"
+    # the URL and its password are in the Secret only, never in a workload or ConfigMap
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    if variant == "existing-secret":
+        assert not secrets, "the operator's Secret is used, none is made"
+    else:
+        [made] = secrets
+        assert made["metadata"]["name"] == secret and key in made["stringData"]
+        url = made["stringData"][key]
+        password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+        others = yaml.safe_dump_all([d for d in docs if d["kind"] != "Secret"])
+        assert url not in others and password not in others
+    if variant == "database-url":
+        assert url == DATABASE_URL
+
+
+def test_the_evaluation_postgresql_is_a_non_root_statefulset_with_a_volume() -> None:
+    docs = render(*VARIANTS["postgresql"])
+    statefulset = find(docs, "StatefulSet", "postgresql")
+    pod = statefulset["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert statefulset["spec"]["replicas"] == 1
+    assert (
+        container["image"]
+        == yaml.safe_load((CHART / "values.yaml").read_text())["images"]["postgresql"]
+    )
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0 and pod["securityContext"]["fsGroup"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/var/lib/postgresql/data"
+    assert "/var/run/postgresql" in mounts.values()
+    probe = container["readinessProbe"]["exec"]["command"]
+    assert probe[0] == "pg_isready" and "orders" in probe
+    limits = container["resources"]["limits"]
+    assert limits["memory"] == "512Mi", "fits a small node beside the stack"
+    env = env_entries(statefulset)
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{RELEASE}-database",
+        "key": "POSTGRES_PASSWORD",
+    }
+    assert env_of(statefulset)["POSTGRES_USER"] == "orders"
+    assert env_of(statefulset)["POSTGRES_DB"] == "orders"
+    assert "max_connections=200" in container["args"]
+    service = find(docs, "Service", "postgresql")
+    assert service["spec"]["ports"] == [
+        {"name": "postgresql", "port": 5432, "targetPort": "postgresql"}
+    ]
+    # the services' URL points at it, with the generated password
+    secret = find(docs, "Secret", "database")["stringData"]
+    password = secret["POSTGRES_PASSWORD"]
+    assert len(password) >= 32 and password.isalnum()
+    expected = f"postgresql://orders:{password}@{RELEASE}-postgresql:5432/orders"
+    assert secret["DATABASE_URL"] == expected
+    # a new install gets a new password (helm template has no cluster to keep the old one from)
+    again = find(render(*VARIANTS["postgresql"]), "Secret", "database")["stringData"]
+    assert again["POSTGRES_PASSWORD"] != password
+
+
+@pytest.mark.parametrize(
+    ("password", "encoded"),
+    [("pa ss@w:rd/1", "pa%20ss%40w%3Ard%2F1"), ("plain", "plain"), ("a+b%c", "a%2Bb%25c")],
+)
+def test_a_given_postgresql_password_is_percent_encoded_in_the_url(
+    password: str, encoded: str
+) -> None:
+    docs = render(*VARIANTS["postgresql"], f"postgresql.password={password}")
+    secret = find(docs, "Secret", "database")["stringData"]
+    assert secret["POSTGRES_PASSWORD"] == password
+    assert (
+        secret["DATABASE_URL"] == f"postgresql://orders:{encoded}@{RELEASE}-postgresql:5432/orders"
+    )
 
 
 # --- strict validation against the Kubernetes schemas ------------------------------------------

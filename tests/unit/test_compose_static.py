@@ -38,15 +38,17 @@ from tests.compose_model import (
     COLLECTOR_VERSION,
     COMPOSE_SCHEMA,
     COMPOSE_SCHEMA_SHA256,
+    DATABASE,
     DOCS,
     JAEGER_CONFIG,
     JAEGER_VERSION,
-    ONE_GIB,
+    MEMORY_BUDGET,
     OTEL_SDK_VARS,
     OTLP_EXPORTERS,
     PROMETHEUS_CONFIG,
     PUBLISHED,
     PYTHON_SERVICES,
+    REQUIRED_SECRETS,
     ROOT,
     compose,
     compose_raw,
@@ -59,11 +61,13 @@ from tests.compose_model import (
     healthcheck_url,
     host_port,
     installer_pin,
+    interpolate_model,
     memory_bytes,
     otel_env_refs,
     parse_env_example,
     passthrough_vars,
     require,
+    required_refs,
     resolve_otel_config,
     services,
     settings_env_vars,
@@ -110,7 +114,15 @@ def test_every_image_is_pinned() -> None:
         assert "@sha256:" in image or re.search(r":[^/:]+$", image), f"{where}: {image} untagged"
         tag = image.rsplit(":", 1)[-1]
         assert tag not in {"latest", "stable", "main", "master", "edge"}, f"{where}: {image}"
+        if where == DATABASE:
+            continue  # PostgreSQL's major version is the pin: below
         assert re.search(r"\d+\.\d+\.\d+", tag), f"{where}: {image} is not a full version"
+    # PostgreSQL's major version fixes its data format; its minor releases are fixes only, and
+    # the official image's <major>-bookworm tag is what Debian bookworm's postgresql-15 (the
+    # stand-in) is. The chart's evaluation PostgreSQL is the same image.
+    assert services()[DATABASE]["image"] == "postgres:15-bookworm"
+    chart = yaml.safe_load((ROOT / "deploy/helm/otel-order-stack/values.yaml").read_text())
+    assert chart["images"]["postgresql"] == services()[DATABASE]["image"]
     assert services()["jaeger"]["image"] == f"jaegertracing/jaeger:{JAEGER_VERSION}"
     assert re.fullmatch(r"prom/prometheus:v3\.\d+\.\d+", services()["prometheus"]["image"])
     inline = services()["otel-collector"]["build"]["dockerfile_inline"]
@@ -129,9 +141,27 @@ def test_every_service_has_a_real_healthcheck() -> None:
         assert not hc.get("disable"), f"{name}: healthcheck disabled"
         test = hc["test"]
         assert isinstance(test, list) and test[0] == "CMD", f"{name}: use exec form ['CMD', ...]"
+        if name == DATABASE:
+            continue  # pg_isready: below
         assert "/" in " ".join(test), f"{name}: the healthcheck must probe an endpoint"
         for key in ("interval", "timeout", "retries", "start_period"):
             assert key in hc, f"{name}: healthcheck.{key} missing"
+
+
+def test_postgres_healthcheck_asks_the_server_over_tcp() -> None:
+    """pg_isready on 127.0.0.1:5432, where the services connect: the first start's setup
+    server listens on the Unix socket only, so postgres is healthy once the real one is up."""
+    test = services()[DATABASE]["healthcheck"]["test"]
+    env = environment(DATABASE)
+    assert test == [
+        "CMD",
+        "pg_isready",
+        "--host=127.0.0.1",
+        "--port=5432",
+        f"--username={env['POSTGRES_USER']}",
+        f"--dbname={env['POSTGRES_DB']}",
+    ]
+    assert services()[DATABASE]["expose"] == ["5432"]
 
 
 def test_python_healthchecks_probe_readyz_on_the_service_port() -> None:
@@ -196,6 +226,8 @@ def test_start_order_waits_for_health() -> None:
     assert graph["api-gateway"] >= {"inventory-service", "order-service", "notification-service"}
     for name in PYTHON_SERVICES:
         assert "otel-collector" in graph[name], f"{name} should start after the collector"
+        assert DATABASE in graph[name], f"{name} should start once PostgreSQL answers"
+    assert not graph[DATABASE], "PostgreSQL waits for nobody"
     assert graph["otel-collector"] == {"jaeger"}
     assert not graph["prometheus"], "Prometheus retries its scrapes; it waits for nobody"
     assert "prometheus" not in graph["jaeger"], "trace ingestion must not wait for metrics"
@@ -222,7 +254,10 @@ def test_restart_policy_and_hardening() -> None:
         assert "no-new-privileges:true" in svc.get("security_opt", []), name
         assert svc.get("logging", {}).get("options", {}).get("max-size"), f"{name}: log rotation"
         assert "privileged" not in svc and "network_mode" not in svc, name
-        assert svc.get("user") in (None,), f"{name}: the image's own non-root user is used"
+        # The image's own non-root user; postgres names it, since the official image starts as
+        # root only to chown and drop to it (which needs capabilities that are dropped here).
+        expected = "postgres" if name == DATABASE else None
+        assert svc.get("user") == expected, f"{name}: the image's own non-root user is used"
     for name in PYTHON_SERVICES:
         # uvicorn's graceful shutdown is 10 s; SIGKILL must not cut the span flush short.
         assert services()[name]["stop_grace_period"] in ("15s", "20s", "30s")
@@ -239,9 +274,12 @@ def test_data_lives_on_named_volumes() -> None:
                 assert source not in used, f"{source} is shared by {used[source]} and {name}"
                 used[source] = name
     for name in PYTHON_SERVICES:
-        assert environment(name)["DATA_DIR"] == "/data"
-        volume = name.split("-")[0] if name != "api-gateway" else "gateway"
-        assert f"{volume}-data:/data" in services()[name]["volumes"], name
+        # their state is in PostgreSQL: no volume, and /data is on the read-only root
+        assert "volumes" not in services()[name], f"{name}: its data belongs in PostgreSQL"
+    postgres = services()[DATABASE]
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    # the socket and lock file, and the entrypoint's scratch space, beside a read-only root
+    assert {m.split(":")[0] for m in postgres["tmpfs"]} == {"/var/run/postgresql", "/tmp"}
     command = services()["prometheus"]["command"]
     assert "--storage.tsdb.path=/prometheus" in command
     assert "prometheus-data:/prometheus" in services()["prometheus"]["volumes"]
@@ -249,7 +287,7 @@ def test_data_lives_on_named_volumes() -> None:
     assert set(used) == declared, f"declared but unused volumes: {declared - set(used)}"
 
 
-def test_memory_limits_keep_the_stack_under_one_gib() -> None:
+def test_memory_limits_keep_the_stack_within_its_budget() -> None:
     limits = {}
     for name, svc in services().items():
         resources = svc.get("deploy", {}).get("resources", {}).get("limits", {})
@@ -257,7 +295,10 @@ def test_memory_limits_keep_the_stack_under_one_gib() -> None:
         assert "cpus" in resources, f"{name}: no CPU limit"
         limits[name] = memory_bytes(resources["memory"])
     total = sum(limits.values())
-    assert total < ONE_GIB, f"memory limits add up to {total / 2**20:.0f} MiB: {limits}"
+    assert total < MEMORY_BUDGET, f"memory limits add up to {total / 2**20:.0f} MiB: {limits}"
+    # PostgreSQL's shared buffers stay well inside its container
+    shared = next(a for a in services()[DATABASE]["command"] if a.startswith("shared_buffers="))
+    assert memory_bytes(shared.split("=")[1].lower()) <= limits[DATABASE] // 2
     # The file's header states the total; keep it true.
     stated = re.search(r"Memory limits add up to (\d+) MiB", compose_text())
     assert stated and int(stated[1]) == total // 2**20
@@ -368,6 +409,64 @@ def test_env_example_is_commented_and_has_the_fault_section() -> None:
             value = line.split("=", 1)[1]
             assert not value.startswith(("'", '"')) and " #" not in value, f"line {i + 1}"
     assert any("FAULT-INJECTION SECTION" in line for line in lines)
+
+
+# --- the database and its password -----------------------------------------------------------
+
+
+def test_compose_refuses_to_start_without_the_database_password() -> None:
+    """POSTGRES_PASSWORD has no default anywhere in the repository: interpolation (what every
+    `docker compose` command does first) fails, naming the variable."""
+    assert set(required_refs()) == set(REQUIRED_SECRETS) == {"POSTGRES_PASSWORD"}
+    for env in ({}, {"POSTGRES_PASSWORD": ""}):
+        with pytest.raises(ValueError, match="POSTGRES_PASSWORD"):
+            interpolate_model(compose_raw(), env)
+    active, commented, _ = parse_env_example()
+    assert "POSTGRES_PASSWORD" in commented and "POSTGRES_PASSWORD" not in active
+    assert "POSTGRES_PASSWORD" not in compose_variable_refs()  # no default to document
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"POSTGRES_PASSWORD": "0f9a1c2e", "POSTGRES_USER": "shop", "POSTGRES_DB": "sales"},
+        {"POSTGRES_PASSWORD": "A-b.c_d~e", "DATABASE_POOL_SIZE": "3"},
+    ],
+)
+def test_the_services_reach_postgres_with_its_own_user_password_and_database(
+    env: dict[str, str],
+) -> None:
+    model = compose_with(env)
+    password = {**REQUIRED_SECRETS, **env}["POSTGRES_PASSWORD"]
+    postgres = env_of(model, DATABASE)
+    user, db = postgres["POSTGRES_USER"], postgres["POSTGRES_DB"]
+    assert (user, db) == (env.get("POSTGRES_USER", "orders"), env.get("POSTGRES_DB", "orders"))
+    assert postgres["POSTGRES_PASSWORD"] == password
+    for name in PYTHON_SERVICES:
+        service = env_of(model, name)
+        assert service["DATABASE_URL"] == f"postgresql://{user}:{password}@postgres:5432/{db}"
+        assert service["DATABASE_POOL_SIZE"] == env.get("DATABASE_POOL_SIZE", "8")
+    # the password reaches the four services and postgres, no other container, no command
+    for name, svc in model["services"].items():
+        holders = {k for k, v in env_of(model, name).items() if v and password in v}
+        expected = (
+            {"DATABASE_URL"} if name in PYTHON_SERVICES else {"POSTGRES_PASSWORD"}
+            if name == DATABASE else set()
+        )  # fmt: skip
+        assert holders == expected, name
+        assert password not in str({k: v for k, v in svc.items() if k != "environment"}), name
+
+
+def test_postgres_has_room_for_every_services_pool() -> None:
+    command = services()[DATABASE]["command"]
+    assert command[0] == "postgres"
+    max_connections = int(
+        next(a for a in command if a.startswith("max_connections=")).split("=")[1]
+    )
+    pool = int(environment("order-service")["DATABASE_POOL_SIZE"])
+    reserved = 3  # superuser_reserved_connections
+    assert len(PYTHON_SERVICES) * pool + reserved <= max_connections
 
 
 # --- collector, Jaeger, Prometheus ------------------------------------------------------------
@@ -733,3 +832,28 @@ def test_collector_manifests_are_on_the_installers_pin(manifest: str, pin: str) 
     components = {k: v for k, v in builder.items() if k not in ("dist", "replaces")}
     gomods = [m["gomod"] for items in components.values() for m in items]
     assert gomods and all(m.endswith(f" v{version}") for m in gomods), gomods
+
+
+def test_the_stand_ins_cover_every_third_party_image() -> None:
+    """docker/stand-ins/build.sh reads its tags from the files that name them: every image of
+    the compose file and the Dockerfile's base, PostgreSQL's included (no engine needed)."""
+    out = subprocess.run(
+        [str(ROOT / "docker" / "stand-ins" / "build.sh"), "--tags"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    named = {s["image"] for s in services().values() if "image" in s and "pull_policy" not in s}
+    for svc in services().values():
+        named |= set(
+            re.findall(r"^FROM\s+(\S+)", svc.get("build", {}).get("dockerfile_inline", ""), re.M)
+        )
+    python = next(
+        rest
+        for k, rest in dockerfile_instructions(DOCKERFILE)
+        if k == "ARG" and rest.startswith("PYTHON_IMAGE=")
+    )
+    assert sorted(out) == sorted({*named, python.split("=", 1)[1]}), out
+    assert services()[DATABASE]["image"] in out
+    assert (ROOT / "docker" / "stand-ins" / "postgres" / "Dockerfile").is_file()

@@ -75,3 +75,46 @@ http://{{ include "oos.name" (dict "root" . "component" "opensearch") }}:9200
 {{- required "opensearch.url is required when opensearch.deploy is false" .Values.opensearch.url -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Which database the services use: "" (per-Pod SQLite), "url", "existingSecret" or
+     "postgresql"; more than one set is refused, and so is service.replicas > 1 with SQLite. */}}
+{{- define "oos.database" -}}
+{{- $chosen := list -}}
+{{- if .Values.database.url }}{{ $chosen = append $chosen "url" }}{{ end -}}
+{{- if .Values.database.existingSecret }}{{ $chosen = append $chosen "existingSecret" }}{{ end -}}
+{{- if .Values.postgresql.enabled }}{{ $chosen = append $chosen "postgresql" }}{{ end -}}
+{{- if gt (len $chosen) 1 -}}
+{{- fail (printf "set only one of database.url, database.existingSecret and postgresql.enabled (got %s)" (join ", " $chosen)) -}}
+{{- end -}}
+{{- $db := first $chosen | default "" -}}
+{{- if and (not $db) (gt (int .Values.service.replicas) 1) -}}
+{{- fail (printf "service.replicas=%v needs a shared database: without one every service Pod keeps its own SQLite files (its own stock, orders and idempotency keys, lost with the Pod). Set postgresql.enabled=true, database.url or database.existingSecret, or keep service.replicas=1" .Values.service.replicas) -}}
+{{- end -}}
+{{- $db -}}
+{{- end -}}
+
+{{/* The Secret and key that hold DATABASE_URL (a database is configured). */}}
+{{- define "oos.databaseSecretName" -}}
+{{- if .Values.database.existingSecret -}}
+{{ .Values.database.existingSecret }}
+{{- else -}}
+{{ include "oos.name" (dict "root" . "component" "database") }}
+{{- end -}}
+{{- end -}}
+
+{{- define "oos.databaseSecretKey" -}}
+{{- ternary .Values.database.existingSecretKey "DATABASE_URL" (ne .Values.database.existingSecret "") -}}
+{{- end -}}
+
+{{/* The evaluation PostgreSQL's password: postgresql.password, else the one the release's
+     Secret already holds (upgrades keep it), else a new random one. */}}
+{{- define "oos.postgresqlPassword" -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "oos.name" (dict "root" . "component" "database")) -}}
+{{- if .Values.postgresql.password -}}
+{{ .Values.postgresql.password }}
+{{- else if and $secret $secret.data (hasKey $secret.data "POSTGRES_PASSWORD") -}}
+{{ index $secret.data "POSTGRES_PASSWORD" | b64dec }}
+{{- else -}}
+{{ randAlphaNum 32 }}
+{{- end -}}
+{{- end -}}
