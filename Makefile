@@ -18,9 +18,12 @@ help: ## List the targets
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
 
-up: ## Start Jaeger, the collector, the four services and the trace browser (STORAGE=opensearch: Jaeger on OpenSearch)
+# DB=postgres: the services on a local PostgreSQL; REPLICAS=N (with DB=postgres): N processes of
+# each service behind HAProxy on the usual ports. Both reach stackctl as environment variables.
+up: ## Start Jaeger, the collector, the four services and the trace browser (STORAGE=opensearch, DB=postgres, REPLICAS=N)
 	@$(ENSURE)
 	@$(if $(filter opensearch,$(STORAGE)),$(ENSURE) --opensearch)
+	@$(if $(filter postgres,$(DB)),$(ENSURE) --postgres)
 	@$(PY) -m stackctl up
 
 down: ## Stop what `make up` started
@@ -37,8 +40,9 @@ logs: ## Last lines of each process's log, readable (P=<process> for one, N=<lin
 	@$(ENSURE) --python
 	@$(PY) -m stackctl logs $(P) $(if $(N),--lines $(N)) $(if $(RAW),--raw)
 
-demo: ## Bring the stack up if needed, place orders, show their traces from Jaeger
+demo: ## Bring the stack up if needed, place orders, show their traces from Jaeger (DB, REPLICAS as for up)
 	@$(ENSURE)
+	@$(if $(filter postgres,$(DB)),$(ENSURE) --postgres)
 	@$(PY) -m stackctl demo
 
 test: install lint ## Lint, then unit, end-to-end, reliability, compose and scale-out tests (real binaries, real Docker)

@@ -1,0 +1,135 @@
+"""HAProxy in front of the replicas of each service (`make up REPLICAS=N`): Debian's haproxy,
+one process, its config written to ``<run>/haproxy.cfg``.
+
+Each service keeps its usual port (``GATEWAY_PORT`` ...): HAProxy listens there and balances
+round-robin over the service's replicas, each on a port of its own. A replica is taken out once
+``GET /readyz`` fails twice (checked every second) and back after one success. The services
+call each other through these ports too, so a stopped replica of any service is routed around.
+
+Retries: only ``conn-failure`` (no connection could be made: nothing was sent), each to another
+replica (``option redispatch``). A request that reached a replica is never sent again by the
+balancer: the replica may have acted on it (a POST that reserved stock); the client decides,
+with ``Idempotency-Key``. ``option http-server-close`` gives every request a new connection to
+its replica, so no request is ever written on an idle connection the replica is closing.
+
+Headers pass through unchanged (``traceparent``, ``baggage``, ``Idempotency-Key``); HAProxy
+adds none (no ``X-Forwarded-For``: the services trust no proxy by default, see
+``TRUSTED_PROXIES``). Its log (``<run>/logs/haproxy.log``) has its own warnings (a replica
+going down or up), never the requests: a request's path can hold an order id, which no log line
+may.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+USER = "haproxy"  # Debian's package creates it
+# The services bound their own work (deadlines, Request-Timeout-Ms); the balancer must not cut
+# a slow but live exchange first, so its idle timeouts are well above the saga's worst case.
+EXCHANGE_TIMEOUT = "300s"
+# Above the services' own head limits (16 KiB of header fields), so theirs answer (431), not
+# HAProxy's 400.
+BUFFER_BYTES = 65536
+
+
+def binary() -> Path:
+    """Debian's ``/usr/sbin/haproxy`` (or the one on PATH); RuntimeError when missing."""
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if found is None:
+        raise RuntimeError("no haproxy: run scripts/install_backends.sh --postgres")
+    return Path(found)
+
+
+def config_file(run_dir: Path) -> Path:
+    return run_dir / "haproxy.cfg"
+
+
+def stats_socket(run_dir: Path) -> Path:
+    """Its runtime API (``show stat``), mode 0600: how `up` waits for every replica to be UP."""
+    return run_dir / "haproxy.sock"
+
+
+def render(run_dir: Path, services: Mapping[str, tuple[int, Sequence[int]]]) -> str:
+    """The config: ``services`` maps each service name to (its usual port, its replicas'
+    ports)."""
+    drop_root: list[str] = []
+    if os.geteuid() == 0:  # it needs no privilege once its ports are bound
+        try:
+            pwd.getpwnam(USER)
+            drop_root = [f"    user {USER}", f"    group {USER}"]
+        except KeyError:
+            pass
+    lines = [
+        "global",
+        f"    stats socket {stats_socket(run_dir)} mode 600 level user",
+        f"    tune.bufsize {BUFFER_BYTES}",
+        "    maxconn 4096",
+        *drop_root,
+        "",
+        "defaults",
+        "    mode http",
+        "    option http-server-close",
+        "    retries 3",
+        "    retry-on conn-failure",
+        "    option redispatch",
+        "    timeout connect 2s",
+        f"    timeout client {EXCHANGE_TIMEOUT}",
+        f"    timeout server {EXCHANGE_TIMEOUT}",
+        "    timeout http-request 30s",
+        "    timeout http-keep-alive 10s",
+        "    timeout queue 10s",
+        "    timeout check 2s",
+        "    option httpchk GET /readyz",
+        "    http-check expect status 200",
+        "    default-server check inter 1s fall 2 rise 1",
+    ]
+    for name, (port, replicas) in services.items():
+        lines += ["", f"frontend {name}", f"    bind 127.0.0.1:{port}"]
+        lines += [f"    default_backend {name}", "", f"backend {name}", "    balance roundrobin"]
+        lines += [
+            f"    server {name}-{k} 127.0.0.1:{replica}"
+            for k, replica in enumerate(replicas, start=1)
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(run_dir: Path, services: Mapping[str, tuple[int, Sequence[int]]]) -> Path:
+    path = config_file(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(run_dir, services))
+    return path
+
+
+def command(run_dir: Path) -> list[str]:
+    """Foreground (``-db``); the config is checked as it starts."""
+    return [str(binary()), "-db", "-f", str(config_file(run_dir))]
+
+
+def server_states(run_dir: Path, timeout: float = 2.0) -> dict[str, str]:
+    """Each replica's state as HAProxy sees it (``{"api-gateway-1": "UP", ...}``), from its
+    stats socket; empty when HAProxy does not answer."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(stats_socket(run_dir)))
+            sock.sendall(b"show stat\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return {}
+    rows = b"".join(chunks).decode(errors="replace").splitlines()
+    if not rows or not rows[0].startswith("# "):
+        return {}
+    header = rows[0][2:].split(",")
+    states = {}
+    for row in rows[1:]:
+        values = dict(zip(header, row.split(","), strict=False))
+        if values.get("svname") not in (None, "FRONTEND", "BACKEND"):
+            states[values["svname"]] = values.get("status", "")
+    return states
