@@ -40,7 +40,7 @@ PORTS = {
 SCOPES = {
     "server": ("opentelemetry.instrumentation.fastapi", "0.59b0"),
     "client": ("opentelemetry.instrumentation.httpx", "0.59b0"),
-    "db": ("servicekit.db", ""),
+    "db": ("servicekit.storage", ""),
     "manual": ("servicekit", "0.1.0"),
 }
 START_US = 1_764_000_000_000_000  # 2025-11-24T16:00:00Z: a fixed epoch keeps the output stable

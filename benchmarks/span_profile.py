@@ -11,7 +11,7 @@ stack, and every sample is put in one category:
   semantic-convention and propagation helpers), the OpenTelemetry API (context, propagation),
   the SDK (spans, attributes, processors, sampler), this project's own hooks (``servicekit``:
   span names and ``server.address``, redaction, the sampler, the span counter) and its own
-  db spans (``servicekit/db.py``), or none of them (the application's own work).
+  db spans (``servicekit/storage/base.py``), or none of them (the application's own work).
 
 A sample stands for 10 ms of the GIL held, so samples / orders gives milliseconds per order;
 the difference between the two stacks shows what tracing adds outside OpenTelemetry's own code
@@ -33,7 +33,7 @@ REST = "application, frameworks, the rest"
 # (substring of the innermost deciding frame, ``function (file:line)``, category); the first
 # match wins.
 CATEGORIES = (
-    ("statement_span (", "instrumentation: db spans (servicekit/db.py)"),
+    ("statement_span (", "instrumentation: db spans (servicekit/storage)"),
     ("instrumentation/asgi/", "instrumentation: server spans (ASGI, FastAPI)"),
     ("instrumentation/fastapi/", "instrumentation: server spans (ASGI, FastAPI)"),
     ("instrumentation/httpx/", "instrumentation: client spans (httpx)"),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ from opentelemetry.trace import Span
 from starlette.background import BackgroundTask
 
 from servicekit.admin import admin_router
-from servicekit.db import Database
+from servicekit.catalog import SERVICES
 from servicekit.deadline import DeadlineMiddleware
 from servicekit.edge import HeadAsGetMiddleware, serve_edge
 from servicekit.faults import FaultInjector, FaultMiddleware, parse_faults
@@ -36,6 +36,7 @@ from servicekit.redaction import redact_server_span
 from servicekit.semconv import split_server_address
 from servicekit.server import bounded_protocol
 from servicekit.settings import ServiceSettings
+from servicekit.storage import Database, Migration, Seed, open_database
 from servicekit.telemetry import Telemetry
 
 try:
@@ -44,6 +45,7 @@ except metadata.PackageNotFoundError:  # a source tree that was never installed
     SERVICE_VERSION = "0.0.0"
 
 log = logging.getLogger(__name__)
+_PACKAGES = {spec.name: spec.package for spec in SERVICES}  # service.name: its schema
 ShutdownHook = Callable[[], Awaitable[None] | None]
 
 
@@ -53,6 +55,7 @@ class ServiceApp(FastAPI):
     telemetry: Telemetry
     readiness_checks: list[Callable[[], None]]
     shutdown_hooks: list[ShutdownHook]
+    periodic: list[tuple[float, Callable[[], Awaitable[None]]]]
     fault_injector: FaultInjector
     trusted_proxies: tuple[Network, ...] = ()
 
@@ -65,12 +68,36 @@ class ServiceApp(FastAPI):
         kwargs.setdefault("responses", PROBLEM_RESPONSES)
         super().include_router(router, **kwargs)
 
-    def open_database(self, path: Path, schema: str) -> Database:
-        """The service's SQLite file: traced, checked by ``/readyz``, closed on shutdown."""
-        db = Database(path, schema, self.telemetry.provider)
+    def open_database(
+        self,
+        settings: ServiceSettings,
+        file_name: str,
+        script: str,
+        seeds: Sequence[Seed] = (),
+        migrations: Sequence[Migration] = (),
+    ) -> Database:
+        """The service's store (:func:`servicekit.storage.open_database`): ``DATABASE_URL``'s
+        PostgreSQL schema named after the service's package, else the SQLite file ``file_name``
+        under ``DATA_DIR``. Traced, checked by ``/readyz``, closed on shutdown."""
+        db = open_database(
+            settings.database_url.get_secret_value(),
+            settings.data_dir,
+            file_name,
+            _PACKAGES.get(self.title, self.title.replace("-", "_")),
+            script,
+            self.telemetry.provider,
+            settings.database_pool_size,
+            seeds,
+            migrations,
+        )
         self.readiness_checks.append(db.ping)
         self.shutdown_hooks.append(db.close)
         return db
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` every ``seconds`` while the app serves (from start-up to shutdown); a
+        failing run is logged and the next one comes all the same."""
+        self.periodic.append((seconds, job))
 
     def downstream(
         self,
@@ -103,7 +130,11 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(app: ServiceApp) -> AsyncIterator[None]:
+        jobs = [asyncio.create_task(_repeat(seconds, job)) for seconds, job in app.periodic]
         yield
+        for task in jobs:  # before the hooks close what the jobs use
+            task.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
         for hook in app.shutdown_hooks:
             result = hook()
             if inspect.isawaitable(result):
@@ -122,6 +153,7 @@ def create_service_app(
     )
     app.readiness_checks = []
     app.shutdown_hooks = []
+    app.periodic = []
     app.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
     app.fault_injector = FaultInjector(
         service_name=name,
@@ -159,6 +191,15 @@ def create_service_app(
     )
     _untrace_background_tasks()
     return app
+
+
+async def _repeat(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic %s failed", getattr(job, "__qualname__", job))
 
 
 def _server_request_hook(span: Span, scope: dict[str, Any]) -> None:

@@ -36,6 +36,6 @@ SERVICES = (INVENTORY, ORDER, NOTIFICATION, GATEWAY)
 SERVICE_NAMES = tuple(spec.name for spec in SERVICES)
 
 # The environment variables that hold secrets. Only the four services read them (the bearer
-# token of the fault admin routes, the database's URL with its password); stackctl gives them
-# to no other process, compose and the chart to no other container.
+# token of the fault admin routes, the database URL with its password); stackctl gives them to
+# no other process, compose and the chart to no other container.
 SECRET_VARIABLES = ("ADMIN_TOKEN", "DATABASE_URL")

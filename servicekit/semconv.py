@@ -11,7 +11,7 @@ OpenTelemetry semantic conventions (HTTP and database spans).
   container's address) and the port in ``server.port``, so both ends of a call name one server.
 - Database spans: :func:`summarize_sql` gives ``db.operation.name`` and ``db.collection.name``,
   which name the span ``{db.operation.name} {db.collection.name}`` (``SELECT reservations``);
-  servicekit/db.py traces the statements with it.
+  servicekit/storage/base.py traces the statements with it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.catalog import ServiceSpec
@@ -37,6 +37,14 @@ class ServiceSettings(ServerBounds):
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8000, description="overridden per service: service_port()")
     data_dir: Path = Path("data")
+    database_url: SecretStr = Field(
+        SecretStr(""),
+        description="empty: SQLite under DATA_DIR; postgresql://user:password@host:port/db:"
+        " PostgreSQL, each service in a schema named after its package (a secret)",
+    )
+    database_pool_size: int = Field(
+        8, ge=1, description="PostgreSQL connections one process holds at most"
+    )
     log_level: str = "INFO"
     max_body_bytes: int = Field(64 * 1024, description="larger bodies get 413")
     max_uri_bytes: int = Field(8192, gt=0, description="longer request targets get 414")

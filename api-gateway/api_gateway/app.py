@@ -15,7 +15,13 @@ from api_gateway.admin_proxy import admin_proxy
 from api_gateway.clients import InventoryClient, OrderClient
 from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
 from api_gateway.compensation import cancellation_backlog, release_backlog
-from api_gateway.idempotency import SCHEMA, IdempotencyStore, request_fingerprint, run_once
+from api_gateway.idempotency import (
+    SCHEMA,
+    IdempotencyStore,
+    add_lease_columns,
+    request_fingerprint,
+    run_once,
+)
 from api_gateway.models import OrderRequest, OrderResponse, StoredOrder
 from api_gateway.orders import OrderFlow, saga_worst_case_seconds
 from servicekit.admin import ClientFaultBaggageFilter, require_admin_token
@@ -46,6 +52,9 @@ class GatewaySettings(ServiceSettings):
         gt=0,
         description="how long an Idempotency-Key stays in progress before a retry takes it"
         " over; raised to the saga's worst case if shorter",
+    )
+    compensation_retry_seconds: float = Field(
+        5.0, gt=0, description="how often pending compensations are retried without an order"
     )
     fault_baggage_anonymous: bool = Field(
         False,
@@ -118,7 +127,9 @@ def create_app(
     def downstream(name: str, url: str):  # type: ignore[no-untyped-def]
         return app.downstream(name, url, timeout, transports.get(name))
 
-    gateway_db = app.open_database(settings.data_dir / "gateway.db", SCHEMA + RELEASES_SCHEMA)
+    gateway_db = app.open_database(
+        settings, "gateway.db", SCHEMA + RELEASES_SCHEMA, migrations=(add_lease_columns,)
+    )
     inventory = downstream(INVENTORY.name, settings.inventory_url)
     orders = downstream(ORDER.name, settings.order_url)
     notifications = downstream(NOTIFICATION.name, settings.notification_url)
@@ -131,6 +142,7 @@ def create_app(
         releases=release_backlog(gateway_db),
         cancellations=cancellation_backlog(gateway_db),
     )
+    app.every(settings.compensation_retry_seconds, app.state.flow.sweep)
     worst_case = saga_worst_case_seconds(timeout, settings.notify_timeout_seconds)
     lease = max(settings.idempotency_lease_seconds, worst_case)
     if lease > settings.idempotency_lease_seconds:

@@ -19,16 +19,20 @@ if the saga fails instead, it is compensated and the key freed, as for any faile
 reservation the dead owner had already released is never turned into an order: the take-over
 cancels that order id and starts afresh under a new one (:func:`run_once`).
 
-Owners known dead: this store is one gateway process's own (one SQLite file), so at start-up
-every lease held by another owner is orphaned. It is not taken over at once: a call the dead
-owner sent just before it died may still be running, and a callee commits only within the
+Owners known dead: a store that is one gateway process's own (SQLite, one file) has, at
+start-up, every lease held by another owner orphaned. It is not taken over at once: a call the
+dead owner sent just before it died may still be running, and a callee commits only within the
 caller's budget (:mod:`servicekit.deadline`), so such a lease expires ``takeover_grace`` seconds
 after start-up (the downstream timeout and its margins) unless it expires sooner. A store shared
-by several gateways must leave that to the deadline alone.
+by several gateways (PostgreSQL, ``Database.shared``) skips that: other owners may be alive, and
+the deadline alone decides.
 
-The SQL is plain standard SQL, each change in an explicit transaction; every lease decision is
-a single conditional ``UPDATE`` (compare-and-set on owner and deadline), so two retries can never
-both take one lease over.
+The SQL is written once for both backends (:mod:`servicekit.storage`), each change in an
+explicit transaction. The claim is ``INSERT ... ON CONFLICT DO NOTHING``: of concurrent first
+requests, in one process or several, exactly one inserts; the others (on PostgreSQL they wait
+for the inserting transaction to end) read the row it committed. Every lease decision after that
+is a single conditional ``UPDATE`` (compare-and-set on owner and deadline), so two retries can
+never both take one lease over.
 """
 
 from __future__ import annotations
@@ -47,10 +51,10 @@ from typing import Any
 from opentelemetry import trace
 from starlette.concurrency import run_in_threadpool
 
-from servicekit.db import Database
 from servicekit.problems import ProblemError
+from servicekit.storage import UTC_NOW, Cursor, Database
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
     request_hash TEXT NOT NULL,
@@ -59,13 +63,25 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     order_id TEXT,
     owner TEXT,
     lease_expires_at DOUBLE PRECISION,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    created_at TEXT NOT NULL DEFAULT {UTC_NOW}
 );
 """
-# Columns a data directory from before leases lacks (added at start-up).
+# Columns a data directory from before leases lacks (added at start-up: add_lease_columns).
 LEASE_COLUMNS = {"order_id": "TEXT", "owner": "TEXT", "lease_expires_at": "DOUBLE PRECISION"}
 # This process, as the owner of the leases it takes.
 OWNER = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def add_lease_columns(cur: Cursor) -> None:
+    """Migration: add the :data:`LEASE_COLUMNS` a table from before leases lacks (both backends:
+    the columns present are read from an empty result's description)."""
+    present = {column[0] for column in cur.execute(LEASE_PROBE).description}
+    for column, kind in LEASE_COLUMNS.items():
+        if column not in present:  # names and types from the constant above, never from input
+            cur.execute(f"ALTER TABLE idempotency_keys ADD COLUMN {column} {kind}")
+
+
+LEASE_PROBE = "SELECT * FROM idempotency_keys WHERE 1 = 0"
 
 
 def request_fingerprint(body: dict[str, Any]) -> str:
@@ -95,22 +111,13 @@ class IdempotencyStore:
         self.lease_seconds = lease_seconds
         self.owner = owner
         self.clock = clock
-        self._add_lease_columns()
-        self.orphaned = self._adopt_orphans(takeover_grace)
-
-    def _add_lease_columns(self) -> None:
-        conn = self.db.connection()
-        empty = conn.execute("SELECT * FROM idempotency_keys WHERE 1 = 0")
-        present = {column[0] for column in empty.description}
-        for column, kind in LEASE_COLUMNS.items():
-            if column not in present:
-                conn.execute(f"ALTER TABLE idempotency_keys ADD COLUMN {column} {kind}")
+        self.orphaned = 0 if db.shared else self._adopt_orphans(takeover_grace)
 
     def _adopt_orphans(self, grace: float) -> int:
         """Leases of earlier processes expire within ``grace`` seconds; how many there were."""
         expires = self.clock() + grace
-        with self.db.transaction() as conn:  # untraced (conn.execute): start-up, not a request
-            return conn.execute(
+        with self.db.transaction(traced=False) as cur:  # start-up, not a request
+            return cur.execute(
                 "UPDATE idempotency_keys SET lease_expires_at = ? WHERE state = 'in_progress'"
                 " AND (owner IS NULL OR owner <> ?)"
                 " AND (lease_expires_at IS NULL OR lease_expires_at > ?)",
@@ -121,21 +128,22 @@ class IdempotencyStore:
         """Claim ``key`` for a new saga under ``order_id``, replay it, or take its lease over."""
         now = self.clock()
         expires = now + self.lease_seconds
-        with self.db.transaction() as conn:
-            cur = conn.cursor()
+        with self.db.transaction() as cur:
+            claimed = cur.execute(
+                "INSERT INTO idempotency_keys"
+                " (key, request_hash, state, order_id, owner, lease_expires_at)"
+                " VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key, fingerprint, order_id, self.owner, expires),
+            ).rowcount
+            if claimed == 1:
+                return Claim(order_id=order_id)
             row = cur.execute(
                 "SELECT request_hash, state, response, order_id, owner, lease_expires_at"
                 " FROM idempotency_keys WHERE key = ?",
                 (key,),
             ).fetchone()
-            if row is None:
-                cur.execute(
-                    "INSERT INTO idempotency_keys"
-                    " (key, request_hash, state, order_id, owner, lease_expires_at)"
-                    " VALUES (?, ?, 'in_progress', ?, ?, ?)",
-                    (key, fingerprint, order_id, self.owner, expires),
-                )
-                return Claim(order_id=order_id)
+            if row is None:  # freed by its failed saga in between: the client retries
+                raise _in_progress(1)
             if row["request_hash"] != fingerprint:
                 raise ProblemError(
                     422,
@@ -156,13 +164,7 @@ class IdempotencyStore:
             # This process runs it: usually done within a second. Another: it may be dead,
             # its lease is what is left.
             left = 1 if row["owner"] == self.owner else (deadline or now) - now
-            wait = max(1, math.ceil(left))
-            raise ProblemError(
-                409,
-                "Request in progress",
-                "A request with this Idempotency-Key is in progress.",
-                headers={"Retry-After": str(wait)},
-            )
+            raise _in_progress(max(1, math.ceil(left)))
         return Claim(order_id=row["order_id"] or order_id, taken_over=True)
 
     def restart(self, key: str, order_id: str) -> None:
@@ -183,8 +185,8 @@ class IdempotencyStore:
 
     def abandon(self, key: str) -> None:
         """Free the key of a failed (and compensated) saga, so the client can retry it."""
-        with self.db.transaction() as conn:
-            conn.cursor().execute(
+        with self.db.transaction() as cur:
+            cur.execute(
                 "DELETE FROM idempotency_keys"
                 " WHERE key = ? AND owner = ? AND state = 'in_progress'",
                 (key, self.owner),
@@ -193,24 +195,30 @@ class IdempotencyStore:
     def _held(self, update: str, key: str, values: tuple[Any, ...]) -> None:
         """``update`` the row while this process still owns its lease; a lease taken over by
         another process meanwhile (this one outlived its deadline) is left to that one."""
-        with self.db.transaction() as conn:
-            conn.cursor().execute(
+        with self.db.transaction() as cur:
+            cur.execute(
                 f"{update} WHERE key = ? AND owner = ? AND state = 'in_progress'",
                 (*values, key, self.owner),
             )
 
     def state(self, key: str) -> dict[str, Any] | None:
-        row = (
-            self.db.connection()
-            .cursor()
-            .execute(
+        with self.db.read() as cur:
+            row = cur.execute(
                 "SELECT state, order_id, owner, lease_expires_at FROM idempotency_keys"
                 " WHERE key = ?",
                 (key,),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return None if row is None else dict(row)
+
+
+def _in_progress(retry_after: int) -> ProblemError:
+    """409 with ``Retry-After`` (seconds): the key's first request is still being processed."""
+    return ProblemError(
+        409,
+        "Request in progress",
+        "A request with this Idempotency-Key is in progress.",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 class ReservationReleased(Exception):

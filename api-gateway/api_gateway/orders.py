@@ -7,7 +7,8 @@ those prices (a client's ``price`` is not used). The server span records
 
 A release that cannot reach inventory-service, or a reservation whose outcome is unknown, is
 kept in a :class:`~api_gateway.compensation.CompensationBacklog` and retried before the next
-order (:meth:`OrderFlow.retry_backlog`, outside any order's ``Idempotency-Key`` lease).
+order (:meth:`OrderFlow.retry_backlog`, outside any order's ``Idempotency-Key`` lease) and by
+the periodic :meth:`OrderFlow.sweep`.
 
 Every step is keyed by the order id and idempotent under it (a reservation or an order that
 exists is returned, not made again), so a saga can be run again under its id to finish what a
@@ -206,21 +207,50 @@ class OrderFlow:
             await run_in_threadpool(backlog.remove, item_id)
         return True
 
-    async def retry_backlog(self) -> None:
-        """Earlier orders' compensations that failed, each in a trace of its own."""
-        if not (self.releases.count or self.cancellations.count):
+    async def retry_backlog(self, parent: otel_context.Context | None = None) -> None:
+        """Earlier orders' compensations that failed, each in a trace of its own (``parent``:
+        each a child of that context's span instead)."""
+        if not any(await self._pending()):
             return
         for backlog, compensate in (
             (self.releases, self._release),
             (self.cancellations, self.cancel),
         ):
             for item_id in await run_in_threadpool(backlog.ids, RETRIES_PER_ORDER):
-                token = otel_context.attach(otel_context.Context())
+                token = otel_context.attach(parent or otel_context.Context())
                 try:
                     if not await compensate(item_id, retry=True):
                         break  # that service is still unreachable: try again next order
                 finally:
                     otel_context.detach(token)
+
+    async def _pending(self) -> tuple[int, int]:
+        """(releases, cancellations) pending: a query each on a shared store (in the thread
+        pool), this process's tally otherwise (no query, no thread hop per order)."""
+
+        def counts() -> tuple[int, int]:
+            return self.releases.count, self.cancellations.count
+
+        shared = self.releases.db.shared or self.cancellations.db.shared
+        return await run_in_threadpool(counts) if shared else counts()
+
+    async def sweep(self) -> None:
+        """The periodic retry (``COMPENSATION_RETRY_SECONDS``): what is pending, also entries
+        another gateway added to a shared store, is carried out even when no order comes. One
+        span (``compensation_sweep``, a trace's root) per sweep that finds something to do;
+        an empty backlog costs a count query and no span."""
+        releases, cancellations = await self._pending()
+        if not (releases or cancellations):
+            return
+        with self.tracer.start_as_current_span(
+            "compensation_sweep",
+            context=otel_context.Context(),
+            attributes={
+                "compensation.pending_releases": releases,
+                "compensation.pending_cancellations": cancellations,
+            },
+        ):
+            await self.retry_backlog(otel_context.get_current())
 
     async def _notify(self, order_id: str, email: str, total: Decimal) -> str:
         """Ask notification-service to send; never fails the order, bounded in time."""

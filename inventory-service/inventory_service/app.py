@@ -18,7 +18,7 @@ from inventory_service.models import (
     ReserveRequest,
     StockLevel,
 )
-from inventory_service.store import SCHEMA, InsufficientStock, InventoryStore, UnknownSku
+from inventory_service.store import SCHEMA, SEEDS, InsufficientStock, InventoryStore, UnknownSku
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import INVENTORY
 from servicekit.dependencies import from_state
@@ -105,6 +105,6 @@ def create_app(
 ) -> ServiceApp:
     settings = settings or InventorySettings()
     app = create_service_app(SERVICE_NAME, settings, exporter)
-    app.state.store = InventoryStore(app.open_database(settings.data_dir / "inventory.db", SCHEMA))
+    app.state.store = InventoryStore(app.open_database(settings, "inventory.db", SCHEMA, SEEDS))
     app.include_router(router)
     return app

@@ -1,8 +1,13 @@
-"""Stock, prices and reservations in SQLite: inventory-service is the catalogue.
+"""Stock, prices and reservations (:mod:`servicekit.storage`): inventory-service is the catalogue.
 
-A reservation is one ``BEGIN IMMEDIATE`` transaction with one conditional ``UPDATE`` per line
+A reservation is one transaction with one conditional ``UPDATE`` per line
 (``... WHERE available >= quantity``): either every line is taken or the whole transaction rolls
-back, and stock can never go negative whatever the concurrency, because SQLite serialises writers.
+back, and stock can never go negative whatever the concurrency, in one process or many. SQLite
+serialises writers (``BEGIN IMMEDIATE``); on PostgreSQL the ``UPDATE`` takes the row's lock and,
+under READ COMMITTED, re-checks its ``WHERE`` against the row a concurrent reservation committed,
+so that condition stays the guard. Lines are taken in sku order, so two reservations of the same
+skus lock them in one order and never deadlock; a repeated ``reservation_id`` is serialised on
+its id (:meth:`~servicekit.storage.Cursor.lock`), so the second sees the first's outcome.
 Each reserved line carries its unit price from the ``prices`` table, read in the same
 transaction: the price an order is charged is the catalogue's, never the caller's. Prices are
 kept as decimal text (``"50.00"``) and read back as ``Decimal``.
@@ -16,11 +21,11 @@ from typing import Any
 
 from opentelemetry import trace
 
-from servicekit.db import Database
 from servicekit.deadline import check_deadline
 from servicekit.redaction import RESERVATION_ID_HASH, order_id_hash
+from servicekit.storage import UTC_NOW, Cursor, Database, Seed
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS stock (
     sku TEXT PRIMARY KEY,
     available INTEGER NOT NULL CHECK (available >= 0)
@@ -30,7 +35,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     sku TEXT NOT NULL,
     quantity INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'reserved',
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    created_at TEXT NOT NULL DEFAULT {UTC_NOW},
     PRIMARY KEY (reservation_id, sku)
 );
 CREATE TABLE IF NOT EXISTS prices (
@@ -74,14 +79,17 @@ class InsufficientStock(Exception):
         self.available = available
 
 
-# Part of the schema script, so seeding is not traced as if it were a request. A data directory
-# from before prices gets its prices table here too.
-SCHEMA += "".join(
-    f"INSERT OR IGNORE INTO stock (sku, available) VALUES ('{sku}', {qty});\n"
-    for sku, qty in SEED_STOCK.items()
-) + "".join(
-    f"INSERT OR IGNORE INTO prices (sku, price) VALUES ('{sku}', '{price}');\n"
-    for sku, price in SEED_PRICES.items()
+# Run with the schema at start-up (untraced: not a request); a data directory from before
+# prices gets its prices here too.
+SEEDS: tuple[Seed, ...] = (
+    (
+        "INSERT INTO stock (sku, available) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        tuple(SEED_STOCK.items()),
+    ),
+    (
+        "INSERT INTO prices (sku, price) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        tuple(SEED_PRICES.items()),
+    ),
 )
 
 
@@ -91,14 +99,10 @@ class InventoryStore:
 
     def stock(self, sku: str) -> tuple[int, Decimal] | None:
         """(units in stock, unit price), or None for a sku the catalogue does not sell."""
-        row = (
-            self.db.connection()
-            .cursor()
-            .execute(
+        with self.db.read() as cur:
+            row = cur.execute(
                 "SELECT available, price FROM stock JOIN prices USING (sku) WHERE sku = ?", (sku,)
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return None if row is None else (int(row["available"]), Decimal(row["price"]))
 
     def reserve(
@@ -114,14 +118,14 @@ class InventoryStore:
         wanted: dict[str, int] = {}
         for sku, quantity in lines:
             wanted[sku] = wanted.get(sku, 0) + quantity
-        with self.db.transaction() as conn:
-            cur = conn.cursor()
+        with self.db.transaction() as cur:
+            cur.lock(f"reservation {reservation_id}")
             existing = _reservation_lines(cur, reservation_id)
             if existing:
                 rows = [(r["sku"], r["quantity"]) for r in existing]
                 return existing[0]["status"], _priced(rows, _prices(cur, dict(rows)))
             prices: dict[str, Decimal] = {}
-            for sku, quantity in wanted.items():
+            for sku, quantity in sorted(wanted.items()):
                 # The price is read by the statement that takes the stock: one statement a line.
                 taken = cur.execute(
                     "UPDATE stock SET available = available - ? WHERE sku = ? AND available >= ?"
@@ -162,15 +166,15 @@ class InventoryStore:
 
     def release(self, reservation_id: str) -> tuple[str, list[tuple[str, int]]]:
         """Give the stock of a reservation back, once; releasing twice changes nothing."""
-        with self.db.transaction() as conn:
-            cur = conn.cursor()
+        with self.db.transaction() as cur:
+            cur.lock(f"reservation {reservation_id}")
             rows = _reservation_lines(cur, reservation_id)
             if not rows:
                 return "unknown", []
             if rows[0]["status"] == "reserved":
                 cur.executemany(
                     "UPDATE stock SET available = available + ? WHERE sku = ?",
-                    [(r["quantity"], r["sku"]) for r in rows],
+                    sorted(((r["quantity"], r["sku"]) for r in rows), key=lambda line: line[1]),
                 )
                 cur.execute(
                     "UPDATE reservations SET status = 'released' WHERE reservation_id = ?",
@@ -182,7 +186,7 @@ class InventoryStore:
         return "released", [(r["sku"], r["quantity"]) for r in rows]
 
 
-def _prices(cur: Any, skus: Iterable[str]) -> dict[str, Decimal]:
+def _prices(cur: Cursor, skus: Iterable[str]) -> dict[str, Decimal]:
     wanted = list(skus)
     marks = ",".join("?" * len(wanted))
     rows = cur.execute(f"SELECT sku, price FROM prices WHERE sku IN ({marks})", wanted)
@@ -193,7 +197,7 @@ def _priced(lines: Iterable[tuple[str, int]], prices: dict[str, Decimal]) -> lis
     return [(sku, quantity, prices[sku]) for sku, quantity in lines]
 
 
-def _reservation_lines(cur: Any, reservation_id: str) -> list[Any]:
+def _reservation_lines(cur: Cursor, reservation_id: str) -> list[Any]:
     """The reservation's lines (``sku``, ``quantity``, ``status``); none for an unknown id."""
     return cur.execute(
         "SELECT sku, quantity, status FROM reservations WHERE reservation_id = ?",

@@ -22,23 +22,23 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from servicekit.app import ServiceApp, create_service_app
 from servicekit.catalog import NOTIFICATION
-from servicekit.db import Database
 from servicekit.dependencies import from_state
 from servicekit.money import Money
 from servicekit.redaction import ORDER_ID_HASH, order_id_hash
 from servicekit.settings import ServiceSettings, service_faults, service_port
+from servicekit.storage import UTC_NOW, Database
 
 SERVICE_NAME = NOTIFICATION.name
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"])
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS notifications (
     notification_id TEXT PRIMARY KEY,
     order_id TEXT NOT NULL,
     recipient_hash TEXT NOT NULL,
     status TEXT NOT NULL,
-    sent_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    sent_at TEXT NOT NULL DEFAULT {UTC_NOW}
 );
 """
 
@@ -96,8 +96,8 @@ class Notifier:
                 }
             )
             time.sleep(self.send_delay_ms / 1000)  # the mail relay round trip
-            with self.db.transaction() as conn:
-                conn.cursor().execute(
+            with self.db.transaction() as cur:
+                cur.execute(
                     "INSERT INTO notifications (notification_id, order_id, recipient_hash, status)"
                     " VALUES (?, ?, ?, 'sent')",
                     (notification_id, order_id, recipient),
@@ -126,7 +126,7 @@ def create_app(
 ) -> ServiceApp:
     settings = settings or NotificationSettings()
     app = create_service_app(SERVICE_NAME, settings, exporter)
-    db = app.open_database(settings.data_dir / "notifications.db", SCHEMA)
+    db = app.open_database(settings, "notifications.db", SCHEMA)
     app.state.notifier = Notifier(app.telemetry.tracer, db, settings.notify_send_delay_ms)
     app.include_router(router)
     return app

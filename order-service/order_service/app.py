@@ -72,6 +72,6 @@ def create_app(
 ) -> ServiceApp:
     settings = settings or OrderSettings()
     app = create_service_app(SERVICE_NAME, settings, exporter)
-    app.state.store = OrderStore(app.open_database(settings.data_dir / "orders.db", SCHEMA))
+    app.state.store = OrderStore(app.open_database(settings, "orders.db", SCHEMA))
     app.include_router(router)
     return app

@@ -1,4 +1,4 @@
-"""Orders in SQLite: the order row and its lines are written in one transaction, or not at all."""
+"""Orders (:mod:`servicekit.storage`): the order row and its lines, one transaction or nothing."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 from decimal import Decimal
 
 from order_service.models import CreateOrder, Order, OrderLine
-from servicekit.db import Database
 from servicekit.deadline import check_deadline
 from servicekit.money import to_cents
+from servicekit.storage import UTC_NOW, Database
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS orders (
     order_id TEXT PRIMARY KEY,
     user_id INTEGER NOT NULL,
@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS orders (
     status TEXT NOT NULL,
     total TEXT NOT NULL,
     items TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    created_at TEXT NOT NULL DEFAULT {UTC_NOW}
 );
 """
 
@@ -35,11 +35,10 @@ class OrderStore:
     def create(self, body: CreateOrder, total: Decimal) -> tuple[Order, bool]:
         """Insert the order; a repeated ``orderId`` returns the stored one, ``created=False``."""
         items = json.dumps([line.model_dump(mode="json") for line in body.items])
-        with self.db.transaction() as conn:
-            cur = conn.cursor()
+        with self.db.transaction() as cur:
             cur.execute(
-                "INSERT OR IGNORE INTO orders (order_id, user_id, reservation_id, status, total,"
-                " items) VALUES (?, ?, ?, 'confirmed', ?, ?)",
+                "INSERT INTO orders (order_id, user_id, reservation_id, status, total, items)"
+                " VALUES (?, ?, ?, 'confirmed', ?, ?) ON CONFLICT DO NOTHING",
                 (body.orderId, body.userId, body.reservationId, str(total), items),
             )
             created = cur.rowcount == 1
@@ -50,19 +49,12 @@ class OrderStore:
 
     def delete(self, order_id: str) -> bool:
         """Compensation: remove an order the caller was told failed. Idempotent."""
-        with self.db.transaction() as conn:
-            return (
-                conn.cursor().execute("DELETE FROM orders WHERE order_id = ?", (order_id,)).rowcount
-                == 1
-            )
+        with self.db.transaction() as cur:
+            return cur.execute("DELETE FROM orders WHERE order_id = ?", (order_id,)).rowcount == 1
 
     def get(self, order_id: str) -> Order | None:
-        row = (
-            self.db.connection()
-            .cursor()
-            .execute("SELECT * FROM orders WHERE order_id = ?", (order_id,))
-            .fetchone()
-        )
+        with self.db.read() as cur:
+            row = cur.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
         if row is None:
             return None
         return Order(

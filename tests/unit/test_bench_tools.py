@@ -113,11 +113,12 @@ STDLIB = "/usr/lib/python3.11"
         ),
         # Our own db spans count, the statement they wrap does not.
         (
-            "execute (/app/servicekit/db.py:77);statement_span (/app/servicekit/db.py:50)",
-            "instrumentation: db spans (servicekit/db.py)",
+            "execute (/app/servicekit/storage/base.py:77);"
+            "statement_span (/app/servicekit/storage/base.py:50)",
+            "instrumentation: db spans (servicekit/storage)",
         ),
         (
-            "handle (/app/order_service/app.py:40);execute (/app/servicekit/db.py:77)",
+            "handle (/app/order_service/app.py:40);execute (/app/servicekit/storage/base.py:77)",
             None,
         ),
         (

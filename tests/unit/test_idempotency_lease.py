@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from api_gateway.idempotency import IdempotencyStore, request_fingerprint
+from api_gateway.idempotency import IdempotencyStore, add_lease_columns, request_fingerprint
 from api_gateway.models import OrderRequest
-from servicekit.db import Database
 from servicekit.faults import RuntimeFault
 from servicekit.identifiers import new_order_id
+from servicekit.storage import Database
+from servicekit.storage.sqlite import SqliteDatabase
 from tests.unit.conftest import ORDER, InProcessStack, build_stack
 
 pytestmark = pytest.mark.anyio
@@ -31,8 +32,8 @@ DEAD = "dead-gateway-1"
 
 def leave_lease(stack: InProcessStack, key: str, order_id: str, expires_in: float) -> None:
     """The row a gateway that died mid-saga leaves: in progress, its owner, its deadline."""
-    with gateway_db(stack).transaction() as conn:
-        conn.execute(
+    with gateway_db(stack).transaction() as cur:
+        cur.execute(
             "INSERT INTO idempotency_keys"
             " (key, request_hash, state, order_id, owner, lease_expires_at)"
             " VALUES (?, ?, 'in_progress', ?, ?, ?)",
@@ -68,7 +69,8 @@ async def release(stack: InProcessStack, order_id: str) -> None:
 
 def orders(stack: InProcessStack) -> list[str]:
     db = stack.apps["order-service"].state.store.db
-    return [row[0] for row in db.connection().execute("SELECT order_id FROM orders")]
+    with db.read(traced=False) as cur:
+        return [row["order_id"] for row in cur.execute("SELECT order_id FROM orders")]
 
 
 def key_state(stack: InProcessStack, key: str) -> str | None:
@@ -159,7 +161,7 @@ def test_a_restart_adopts_the_leases_of_its_dead_predecessor(tmp_path: Path) -> 
 
     from api_gateway.idempotency import SCHEMA
 
-    db = Database(tmp_path / "gateway.db", SCHEMA, TracerProvider())
+    db = SqliteDatabase(tmp_path / "gateway.db", SCHEMA, TracerProvider())
     first = IdempotencyStore(db, lease_seconds=60, takeover_grace=5, owner="first")
     first.claim("k", "f", "order-1")
     with pytest.raises(Exception) as live:
@@ -191,7 +193,9 @@ def test_a_key_table_from_before_leases_is_upgraded_and_its_keys_taken_over(
     old = """CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL,
         state TEXT NOT NULL, response TEXT, created_at TEXT);
         INSERT INTO idempotency_keys (key, request_hash, state) VALUES ('k', 'f', 'in_progress');"""
-    db = Database(tmp_path / "gateway.db", old, TracerProvider())
+    db = SqliteDatabase(
+        tmp_path / "gateway.db", old, TracerProvider(), migrations=(add_lease_columns,)
+    )
     store = IdempotencyStore(db, lease_seconds=60, takeover_grace=0, owner="new")
     claim = store.claim("k", "f", "fresh-id")
     assert (claim.order_id, claim.taken_over) == ("fresh-id", True)

@@ -127,7 +127,8 @@ async def test_compensations_and_failures_keep_the_id_out_of_spans_and_logs(
     assert failed.status_code == 503, failed.text
     db = stack.apps["inventory-service"].state.store.db
     query = "SELECT reservation_id FROM reservations WHERE status = 'released'"
-    [order_id] = [row[0] for row in db.connection().execute(query)]
+    with db.read(traced=False) as cur:
+        [order_id] = [row["reservation_id"] for row in cur.execute(query)]
     spans = stack.spans()
     names = {s.name for s in spans}
     assert {"compensate_reservation", "compensate_order", "DELETE /orders/{order_id}"} <= names

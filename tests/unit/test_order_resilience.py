@@ -118,7 +118,8 @@ async def test_concurrent_orders_never_oversell(tmp_path: Path) -> None:
     # keeps a slow machine from turning the queueing into 504s, which is not what this tests.
     stack = build_stack(tmp_path, overrides={"api-gateway": {"downstream_timeout_seconds": 120}})
     inventory = stack.apps["inventory-service"].state.store.db
-    inventory.connection().execute("UPDATE stock SET available = 50 WHERE sku = 'SKU789'")
+    with inventory.transaction() as cur:
+        cur.execute("UPDATE stock SET available = 50 WHERE sku = 'SKU789'")
     order = {**ORDER, "items": [{"sku": "SKU789", "quantity": 1, "price": 3.5}]}
     responses = await asyncio.gather(
         *(stack.client.post("/api/orders", json=order) for _ in range(200))
@@ -128,7 +129,8 @@ async def test_concurrent_orders_never_oversell(tmp_path: Path) -> None:
     assert statuses.count(400) == 150
     assert stack.available("SKU789") == 0
     orders = stack.apps["order-service"].state.store.db
-    assert orders.connection().execute("SELECT count(*) FROM orders").fetchone()[0] == 50
+    with orders.read(traced=False) as cur:
+        assert cur.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == 50
     await stack.client.aclose()
 
 

@@ -44,7 +44,8 @@ INVALID_ORDERS = [
 async def _assert_nothing_changed(stack: InProcessStack, before: int) -> None:
     assert stack.available("SKU123") == before
     orders = stack.apps["order-service"].state.store.db
-    count = orders.connection().execute("SELECT count(*) FROM orders").fetchone()[0]
+    with orders.read(traced=False) as cur:
+        count = cur.execute("SELECT count(*) AS n FROM orders").fetchone()["n"]
     assert count == 0
 
 

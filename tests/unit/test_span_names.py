@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.background import BackgroundTask
 
-from servicekit.db import Database
 from servicekit.http_client import Downstream
 from servicekit.redaction import ORDER_ID_HASH, order_id_hash
 from servicekit.semconv import SqlSummary, host_and_port, split_server_address, summarize_sql
+from servicekit.storage.sqlite import SqliteDatabase
 from servicekit.telemetry import configure_process
 from tests.unit.conftest import ORDER, InProcessStack
 
@@ -98,9 +98,9 @@ def test_sql_span_name_falls_back_to_what_is_known() -> None:
 
 def _db_spans(
     tmp_path: Path, traced: tuple[TracerProvider, InMemorySpanExporter]
-) -> tuple[Database, InMemorySpanExporter]:
+) -> tuple[SqliteDatabase, InMemorySpanExporter]:
     provider, exporter = traced
-    db = Database(tmp_path / "shop.db", "CREATE TABLE stock (sku TEXT PRIMARY KEY)", provider)
+    db = SqliteDatabase(tmp_path / "shop.db", "CREATE TABLE stock (sku TEXT PRIMARY KEY)", provider)
     return db, exporter
 
 
@@ -108,9 +108,9 @@ def test_statements_are_spans_named_by_operation_and_table(
     tmp_path: Path, traced: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
     db, exporter = _db_spans(tmp_path, traced)
-    with db.transaction() as conn:
-        conn.cursor().executemany("INSERT INTO stock (sku) VALUES (?)", [("a",), ("b",)])
-        rows = conn.cursor().execute("SELECT sku FROM stock ORDER BY sku").fetchall()
+    with db.transaction() as cur:
+        cur.executemany("INSERT INTO stock (sku) VALUES (?)", [("a",), ("b",)])
+        rows = cur.execute("SELECT sku FROM stock ORDER BY sku").fetchall()
     db.close()
     assert [row["sku"] for row in rows] == ["a", "b"]
     insert, select = exporter.get_finished_spans()  # BEGIN and COMMIT are not traced
@@ -132,10 +132,10 @@ def test_a_failing_statement_is_an_error_span_and_still_raises(
     tmp_path: Path, traced: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
     db, exporter = _db_spans(tmp_path, traced)
-    conn = db.connection()
-    conn.cursor().execute("INSERT INTO stock (sku) VALUES ('a')")
-    with pytest.raises(Exception, match="UNIQUE constraint failed"):
-        conn.cursor().execute("INSERT INTO stock (sku) VALUES ('a')")
+    with db.read() as cur:
+        cur.execute("INSERT INTO stock (sku) VALUES ('a')")
+        with pytest.raises(Exception, match="UNIQUE constraint failed"):
+            cur.execute("INSERT INTO stock (sku) VALUES ('a')")
     db.close()
     _, failed = exporter.get_finished_spans()
     assert failed.name == "INSERT stock"
