@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -152,38 +152,43 @@ def test_an_order_is_readable_from_every_gateway_replica(stack: Stack) -> None:
     assert bodies[0].json()["orderId"] == order_id
 
 
-def instance_ports(trace: StoredTrace) -> dict[str, dict[str, set[int]]]:
-    """Per service: each ``service.instance.id`` and the ports its server spans answered on."""
-    seen: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+def server_instances(trace: StoredTrace) -> dict[str, str]:
+    """Per service: the ``service.instance.id`` of the process whose server span is in
+    ``trace``."""
+    found = {}
     for span in trace.spans:
-        tags = StoredTrace.tags(span)
-        if tags.get("span.kind") != "server":
-            continue
-        process = StoredTrace.tags(trace.raw["processes"][span["processID"]])
-        seen[trace.service_of(span)][process["service.instance.id"]].add(int(tags["server.port"]))
-    return seen
+        if StoredTrace.tags(span).get("span.kind") == "server":
+            process = StoredTrace.tags(trace.raw["processes"][span["processID"]])
+            found[trace.service_of(span)] = process["service.instance.id"]
+    return found
 
 
 def test_each_replica_is_an_instance_of_its_own(stack: Stack) -> None:
-    """``service.instance.id`` (a process tag in Jaeger) tells the replicas apart: each
-    replica's server spans carry one id of their own, on that replica's port."""
-    ids: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    """``service.instance.id`` (a process tag in Jaeger) tells the replicas apart: the replica
+    whose log has a trace's request is always the same instance in Jaeger, and no two replicas
+    share an id."""
+    traces = []
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
         for _ in range(4 * REPLICAS):
             response = client.post("/api/orders", json=order_body())
             assert response.status_code == 201, response.text
-            trace = wait_for_trace(
-                stack.jaeger_url,
-                response.json()["traceId"],
-                {"api-gateway", "inventory-service", "order-service", "notification-service"},
-                frozenset({"process_order", "send_notification"}),
-                timeout=30,
+            traces.append(
+                wait_for_trace(
+                    stack.jaeger_url,
+                    response.json()["traceId"],
+                    set(stack.replica_processes),
+                    frozenset({"process_order", "send_notification"}),
+                    timeout=30,
+                )
             )
-            for service, instances in instance_ports(trace).items():
-                for instance, ports in instances.items():
-                    ids[service][instance] |= ports
-    for spec_name, instances in ids.items():
-        replica_ports = set(stack.replica_ports[spec_name])
-        assert len(instances) == REPLICAS, (spec_name, dict(instances))
-        assert all(len(ports) == 1 for ports in instances.values()), (spec_name, instances)
-        assert set().union(*instances.values()) == replica_ports, spec_name
+    for service, replicas in stack.replica_processes.items():
+        logs = [proc.log_file.read_text() for proc in replicas]
+        pairs = set()
+        for trace in traces:
+            trace_id = trace.raw["traceID"]
+            [replica] = [
+                proc.name for proc, log in zip(replicas, logs, strict=True) if trace_id in log
+            ]
+            pairs.add((replica, server_instances(trace)[service]))
+        assert len(pairs) == REPLICAS, (service, pairs)  # one id per replica, each one used
+        assert len({instance for _, instance in pairs}) == REPLICAS, (service, pairs)
