@@ -18,6 +18,7 @@ from opentelemetry.trace import StatusCode
 
 from servicekit.catalog import SERVICE_NAMES
 from servicekit.redaction import ORDER_ID_HASH, RESERVATION_ID_HASH, order_id_hash
+from servicekit.storage.sqlite import DB_SYSTEM as SQLITE
 from stackctl.traces import StoredTrace
 
 # (span kind, span name) -> how many one order of one line makes: 15 spans in four services.
@@ -104,10 +105,13 @@ def from_jaeger(trace: StoredTrace) -> list[ContractSpan]:
     return out
 
 
-def check_order_trace(spans: list[ContractSpan], order_id: str, item_count: int) -> None:
+def check_order_trace(
+    spans: list[ContractSpan], order_id: str, item_count: int, db_system: str = SQLITE
+) -> None:
     """One complete trace over the four services, with the spans and attributes an order makes.
 
     ``item_count`` is the order's total quantity; its total is checked by the caller.
+    ``db_system``: the services' store (``postgresql`` with ``DATABASE_URL``).
     """
     made = Counter((s.kind, s.name) for s in spans)
     assert made == ORDER_SPANS, f"extra {made - ORDER_SPANS}, missing {ORDER_SPANS - made}"
@@ -161,7 +165,7 @@ def check_order_trace(spans: list[ContractSpan], order_id: str, item_count: int)
     db = [s for s in clients if s not in calls]
     assert {s.service for s in db} == DB_SERVICES
     for span in db:
-        assert span.attributes["db.system.name"] == "sqlite"
+        assert span.attributes["db.system.name"] == db_system
         operation = span.attributes["db.operation.name"]
         assert span.name == f"{operation} {span.attributes['db.collection.name']}"
         assert str(span.attributes["db.query.text"]).upper().startswith(str(operation))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from servicekit.storage.postgres import DB_SYSTEM as POSTGRESQL
 from stackctl.orders import order_body
 from stackctl.process import ManagedProcess
 from stackctl.stack import Stack
@@ -45,11 +46,13 @@ def under_load(stack: Stack, lose: Callable[[ManagedProcess], None], replica: in
     answered, lost = threading.Semaphore(0), threading.Event()
 
     def one(client: httpx.Client) -> Answer:
+        status, body = 0, {}  # 0: no answer at all
         try:
             response = client.post("/api/orders", json=order_body())
-            status, body = response.status_code, response.json()
-        except (httpx.TransportError, ValueError):
-            status, body = 0, {}
+            status = response.status_code
+            body = response.json()
+        except (httpx.TransportError, ValueError):  # none, or HAProxy's own error page
+            pass
         answered.release()
         return Answer(status, body.get("orderId"), body.get("traceId"), lost.is_set())
 
@@ -80,7 +83,9 @@ def test_replicas_stopped_mid_load_lose_no_order_and_no_span(restored: Stack) ->
     answers = under_load(stack, ManagedProcess.stop, replica=0)
     confirmed = check_confirmed_stored(stack, answers)
     for answer in confirmed:
-        wait_for_order_trace(stack.jaeger_url, answer.trace_id, answer.order_id, timeout=60)
+        wait_for_order_trace(
+            stack.jaeger_url, answer.trace_id, answer.order_id, timeout=60, db_system=POSTGRESQL
+        )
     record(
         "replicas SIGTERM mid-load",
         orders=ORDERS,
