@@ -8,7 +8,7 @@ INSTALL := scripts/install_backends.sh
 ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
-.PHONY: test-compose test-scale-out bench-scale-out
+.PHONY: test-compose test-scale-out test-replicas bench-scale-out
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
 
@@ -45,8 +45,9 @@ demo: ## Bring the stack up if needed, place orders, show their traces from Jaeg
 	@$(if $(filter postgres,$(DB)),$(ENSURE) --postgres)
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, end-to-end, reliability, compose and scale-out tests (real binaries, real Docker)
+test: install lint ## Lint, then unit, end-to-end, reliability, compose, scale-out and replicas tests (real binaries, real Docker)
 	@$(INSTALL) --test-tools
+	@$(INSTALL) --postgres
 	@$(INSTALL) --docker
 	@$(PY) -m pytest tests
 
@@ -61,6 +62,10 @@ test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Ch
 test-scale-out: install ## Scale-out tier: Jaeger on OpenSearch, the agent and gateway collectors, the Helm chart
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests/scale_out
+
+test-replicas: install ## Replicas tier: PostgreSQL, two processes of each service behind HAProxy; oversell, idempotency, replica loss
+	@$(INSTALL) --postgres
+	@$(PY) -m pytest tests/replicas
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability

@@ -74,6 +74,16 @@ def up() -> None:
     )
     if stack.storage == "opensearch":
         console.print(f"  OpenSearch     {stack.opensearch_url}/_cat/indices?v  (Jaeger's indices)")
+    if stack.database == "postgres":
+        console.print(
+            f"  PostgreSQL     127.0.0.1:{stack.ports.postgres}  (the services' store, one schema "
+            "each; docs/scale-out.md, Replicas)"
+        )
+    if stack.replicas > 1:
+        console.print(
+            f"  replicas       {stack.replicas} of each service behind haproxy on the usual "
+            "ports; make status shows each, make logs P=<service>-<k> one"
+        )
     if not stack.prometheus_missing:
         console.print(
             f"  Prometheus     http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
