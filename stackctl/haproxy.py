@@ -16,11 +16,13 @@ Headers pass through unchanged (``traceparent``, ``baggage``, ``Idempotency-Key`
 adds none (no ``X-Forwarded-For``: the services trust no proxy by default, see
 ``TRUSTED_PROXIES``). Its log (``<run>/logs/haproxy.log``) has its own warnings (a replica
 going down or up), never the requests: a request's path can hold an order id, which no log line
-may.
+may. The errors it makes itself (502, 503, 504) are ``application/problem+json``, as the
+services' are.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -35,6 +37,15 @@ EXCHANGE_TIMEOUT = "300s"
 # Above the services' own head limits (16 KiB of header fields), so theirs answer (431), not
 # HAProxy's 400.
 BUFFER_BYTES = 65536
+
+
+# The answers HAProxy makes itself, as RFC 9457 problems like the services' own (without a
+# traceId: no service saw the request): status -> (reason phrase, detail).
+PROBLEMS = {
+    502: ("Bad Gateway", "The replica that took the request closed its connection unanswered."),
+    503: ("Service Unavailable", "No replica of this service is ready; retry shortly."),
+    504: ("Gateway Timeout", "The replica that took the request did not answer in time."),
+}
 
 
 def binary() -> Path:
@@ -54,6 +65,27 @@ def stats_socket(run_dir: Path) -> Path:
     return run_dir / "haproxy.sock"
 
 
+def error_file(run_dir: Path, status: int) -> Path:
+    return run_dir / "haproxy-errors" / f"{status}.http"
+
+
+def write_error_files(run_dir: Path) -> None:
+    """The raw responses of :data:`PROBLEMS` (HAProxy sends an ``errorfile`` as it is)."""
+    for status, (reason, detail) in PROBLEMS.items():
+        body = json.dumps(
+            {"type": "about:blank", "title": reason, "status": status, "detail": detail}
+        )
+        retry = "Retry-After: 1\r\n" if status == 503 else ""
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/problem+json\r\n"
+            f"Cache-Control: no-store\r\n{retry}Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        path = error_file(run_dir, status)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(head + body)
+
+
 def render(run_dir: Path, services: Mapping[str, tuple[int, Sequence[int]]]) -> str:
     """The config: ``services`` maps each service name to (its usual port, its replicas'
     ports)."""
@@ -71,8 +103,12 @@ def render(run_dir: Path, services: Mapping[str, tuple[int, Sequence[int]]]) -> 
         "    maxconn 4096",
         *drop_root,
         "",
+        "http-errors problems",
+        *(f"    errorfile {status} {error_file(run_dir, status)}" for status in PROBLEMS),
+        "",
         "defaults",
         "    mode http",
+        "    errorfiles problems",
         "    option http-server-close",
         "    retries 3",
         "    retry-on conn-failure",
@@ -101,6 +137,7 @@ def render(run_dir: Path, services: Mapping[str, tuple[int, Sequence[int]]]) -> 
 def write_config(run_dir: Path, services: Mapping[str, tuple[int, Sequence[int]]]) -> Path:
     path = config_file(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_error_files(run_dir)
     path.write_text(render(run_dir, services))
     return path
 

@@ -105,3 +105,21 @@ def test_replicas_killed_mid_load_lose_no_confirmed_order(restored: Stack) -> No
         statuses=dict(Counter(a.status for a in answers)),
         confirmed=len(confirmed),
     )
+
+
+def test_a_service_without_replicas_is_a_503_problem(restored: Stack) -> None:
+    """Every inventory replica stopped: HAProxy answers for them, as a problem with
+    ``Retry-After``, once its checks have taken them out; the gateway's order fails cleanly."""
+    stack = restored
+    for proc in stack.replica_processes["inventory-service"]:
+        proc.stop()
+    url = f"{stack.service_url('inventory-service')}/inventory/SKU123"
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["status"] == 503
+    order = httpx.post(f"{stack.gateway_url}/api/orders", json=order_body(), timeout=60)
+    assert order.status_code in (502, 503, 504), order.text
+    assert order.headers["content-type"] == "application/problem+json"
+    assert order.json()["traceId"], "the gateway's own problem, with its trace"

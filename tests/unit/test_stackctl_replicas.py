@@ -6,6 +6,7 @@ The running stack is tested in tests/replicas/."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from pathlib import Path
@@ -177,3 +178,18 @@ def test_the_password_is_kept_for_its_owner_only(tmp_path: Path) -> None:
     assert postgres.password_file(run).stat().st_mode & 0o077 == 0
     assert postgres.password(run) == first, "the next up and the services get the same"
     assert Stack(run, tmp_path / "data", database="postgres").postgres_password == first
+
+
+def test_haproxys_own_errors_are_problems(tmp_path: Path) -> None:
+    haproxy.write_error_files(tmp_path)
+    for status in (502, 503, 504):
+        raw = haproxy.error_file(tmp_path, status).read_bytes()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        assert lines[0].startswith(f"HTTP/1.1 {status} ")
+        fields = dict(line.split(": ", 1) for line in lines[1:])
+        assert fields["Content-Type"] == "application/problem+json"
+        assert int(fields["Content-Length"]) == len(body)
+        problem = json.loads(body)
+        assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert b"Retry-After: 1\r\n" in haproxy.error_file(tmp_path, 503).read_bytes()
