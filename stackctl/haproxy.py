@@ -61,7 +61,8 @@ def config_file(run_dir: Path) -> Path:
 
 
 def stats_socket(run_dir: Path) -> Path:
-    """Its runtime API (``show stat``), mode 0600: how `up` waits for every replica to be UP."""
+    """Its runtime API, mode 0600: how `up` waits for every replica to be UP, and how a replica
+    is drained before it is stopped."""
     return run_dir / "haproxy.sock"
 
 
@@ -98,7 +99,7 @@ def render(run_dir: Path, services: Mapping[str, tuple[int, Sequence[int]]]) -> 
             pass
     lines = [
         "global",
-        f"    stats socket {stats_socket(run_dir)} mode 600 level user",
+        f"    stats socket {stats_socket(run_dir)} mode 600 level admin",
         f"    tune.bufsize {BUFFER_BYTES}",
         "    maxconn 4096",
         *drop_root,
@@ -147,26 +148,41 @@ def command(run_dir: Path) -> list[str]:
     return [str(binary()), "-db", "-f", str(config_file(run_dir))]
 
 
-def server_states(run_dir: Path, timeout: float = 2.0) -> dict[str, str]:
-    """Each replica's state as HAProxy sees it (``{"api-gateway-1": "UP", ...}``), from its
-    stats socket; empty when HAProxy does not answer."""
+def ask(run_dir: Path, command: str, timeout: float = 2.0) -> str:
+    """One command of HAProxy's runtime API on its stats socket; "" when it does not answer."""
     try:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(timeout)
             sock.connect(str(stats_socket(run_dir)))
-            sock.sendall(b"show stat\n")
+            sock.sendall(command.encode() + b"\n")
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
     except OSError:
-        return {}
-    rows = b"".join(chunks).decode(errors="replace").splitlines()
+        return ""
+    return b"".join(chunks).decode(errors="replace")
+
+
+def server_stats(run_dir: Path) -> dict[str, dict[str, str]]:
+    """Each replica's row of ``show stat`` (``status``: ``UP``, ``DOWN``, ``DRAIN``...;
+    ``scur``: requests in progress on it), by its name; empty when HAProxy does not answer."""
+    rows = ask(run_dir, "show stat").splitlines()
     if not rows or not rows[0].startswith("# "):
         return {}
     header = rows[0][2:].split(",")
-    states = {}
+    stats = {}
     for row in rows[1:]:
         values = dict(zip(header, row.split(","), strict=False))
         if values.get("svname") not in (None, "FRONTEND", "BACKEND"):
-            states[values["svname"]] = values.get("status", "")
-    return states
+            stats[values["svname"]] = values
+    return stats
+
+
+def server_states(run_dir: Path) -> dict[str, str]:
+    """Each replica's state as HAProxy sees it (``{"api-gateway-1": "UP", ...}``)."""
+    return {name: row.get("status", "") for name, row in server_stats(run_dir).items()}
+
+
+def set_state(run_dir: Path, service: str, replica: str, state: str) -> None:
+    """``ready``, ``drain`` (no new requests; those in progress finish) or ``maint``."""
+    ask(run_dir, f"set server {service}/{replica} state {state}")

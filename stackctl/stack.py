@@ -526,6 +526,22 @@ class Stack(PortUrls):
         replicas = self.replica_ports or {}
         return {spec.name: (self.ports.of(spec), replicas[spec.name]) for spec in SERVICES}
 
+    def stop_replica(self, proc: ManagedProcess, timeout: float = 20.0) -> None:
+        """Stop one replica without cutting a request off: HAProxy drains it first (no new
+        request; those in progress finish, waited for up to ``timeout``), then SIGTERM. A bare
+        SIGTERM can race the balancer: a request HAProxy has just written to the replica's
+        socket but the replica has not read yet is dropped as it closes. It is then marked
+        ready again, so HAProxy's checks take it back in once it is started."""
+        service = next(name for name, procs in self.replica_processes.items() if proc in procs)
+        haproxy.set_state(self.run_dir, service, proc.name, "drain")
+        deadline = time.monotonic() + timeout
+        while haproxy.server_stats(self.run_dir).get(proc.name, {}).get("scur", "0") != "0":
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        proc.stop()
+        haproxy.set_state(self.run_dir, service, proc.name, "ready")
+
     def balancer_states(self) -> dict[str, str]:
         """Each replica's state in HAProxy (``UP``, ``DOWN``...); empty without replicas."""
         return haproxy.server_states(self.run_dir) if self.replicas > 1 else {}

@@ -2,7 +2,9 @@
 
 Stopped (SIGTERM): it finishes what it took, flushes its spans and exits; HAProxy routes new
 requests to the other replica (a refused connection is retried there). No confirmed order is
-missing from the database and every confirmed order's whole trace is in Jaeger.
+missing from the database and every confirmed order's whole trace is in Jaeger. A request
+HAProxy had just written to the replica as it closed can still be cut off (its client gets no
+answer); drained in HAProxy first (``Stack.stop_replica``), none is.
 
 Killed (SIGKILL): what it was doing is cut off; its callers see 502 and their sagas compensate.
 No confirmed order is lost. Its spans still in the export buffer are lost (docs/scale-out.md):
@@ -27,9 +29,9 @@ from stackctl.stack import Stack
 from tests.replicas.conftest import record, stored_orders
 from tests.scale_out.conftest import wait_for_order_trace
 
-ORDERS = 60
 WORKERS = 6
-LOSE_AFTER = 15  # answers before the replicas go
+LOSE_AFTER = 15  # answers before the replicas go, and sent after they went
+MAX_ORDERS = 300
 
 
 @dataclass
@@ -38,33 +40,47 @@ class Answer:
     order_id: str | None
     trace_id: str | None
     after_loss: bool
+    error: str | None = None  # what the client got instead of an answer
 
 
 def under_load(stack: Stack, lose: Callable[[ManagedProcess], None], replica: int) -> list[Answer]:
-    """``ORDERS`` orders through the balancer from ``WORKERS`` clients; after ``LOSE_AFTER``
-    answers, ``lose`` is applied to replica ``replica`` (0-based) of every service."""
-    answered, lost = threading.Semaphore(0), threading.Event()
+    """Orders through the balancer from ``WORKERS`` clients; after ``LOSE_AFTER`` answers,
+    ``lose`` is applied to replica ``replica`` (0-based) of every service, and the orders go on
+    until ``LOSE_AFTER`` more were answered after that (``MAX_ORDERS`` at most)."""
+    answers: list[Answer] = []
+    lock, lost, enough = threading.Lock(), threading.Event(), threading.Event()
+    began = threading.Event()
 
-    def one(client: httpx.Client) -> Answer:
-        status, body = 0, {}  # 0: no answer at all
-        try:
-            response = client.post("/api/orders", json=order_body())
-            status = response.status_code
-            body = response.json()
-        except (httpx.TransportError, ValueError):  # none, or HAProxy's own error page
-            pass
-        answered.release()
-        return Answer(status, body.get("orderId"), body.get("traceId"), lost.is_set())
+    def work(client: httpx.Client) -> None:
+        while not enough.is_set():
+            status, body, error = 0, {}, None  # 0: no answer at all
+            after_loss = lost.is_set()
+            try:
+                response = client.post("/api/orders", json=order_body())
+                status = response.status_code
+                body = response.json()
+            except (httpx.TransportError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            with lock:
+                answers.append(
+                    Answer(status, body.get("orderId"), body.get("traceId"), after_loss, error)
+                )
+                if len(answers) >= LOSE_AFTER:
+                    began.set()
+                after = sum(a.after_loss for a in answers)
+                if after >= LOSE_AFTER or len(answers) >= MAX_ORDERS:
+                    enough.set()
 
     client = httpx.Client(base_url=stack.gateway_url, timeout=120)
     with client, ThreadPoolExecutor(WORKERS) as pool:
-        futures = [pool.submit(one, client) for _ in range(ORDERS)]
-        for _ in range(LOSE_AFTER):
-            answered.acquire(timeout=120)
+        workers = [pool.submit(work, client) for _ in range(WORKERS)]
+        began.wait(timeout=120)
         for procs in stack.replica_processes.values():
             lose(procs[replica])
         lost.set()
-        return [future.result() for future in futures]
+        for worker in workers:
+            worker.result()
+    return answers
 
 
 def check_confirmed_stored(stack: Stack, answers: list[Answer]) -> list[Answer]:
@@ -77,22 +93,39 @@ def check_confirmed_stored(stack: Stack, answers: list[Answer]) -> list[Answer]:
     return confirmed
 
 
+def check_traces_whole(stack: Stack, confirmed: list[Answer]) -> None:
+    for answer in confirmed:
+        wait_for_order_trace(
+            stack.jaeger_url, answer.trace_id, answer.order_id, timeout=60, db_system=POSTGRESQL
+        )
+
+
 def test_replicas_stopped_mid_load_lose_no_order_and_no_span(restored: Stack) -> None:
     stack = restored
     started = time.monotonic()
     answers = under_load(stack, ManagedProcess.stop, replica=0)
     confirmed = check_confirmed_stored(stack, answers)
-    for answer in confirmed:
-        wait_for_order_trace(
-            stack.jaeger_url, answer.trace_id, answer.order_id, timeout=60, db_system=POSTGRESQL
-        )
+    check_traces_whole(stack, confirmed)
     record(
         "replicas SIGTERM mid-load",
-        orders=ORDERS,
+        orders=len(answers),
         statuses=dict(Counter(a.status for a in answers)),
+        errors=sorted({a.error for a in answers if a.error}),
         confirmed_traces_whole=len(confirmed),
         wall_s=round(time.monotonic() - started, 1),
     )
+
+
+def test_replicas_drained_then_stopped_mid_load_cut_no_request(restored: Stack) -> None:
+    """``Stack.stop_replica``: HAProxy drains the replica before its SIGTERM, so not one
+    request is cut off: every order is confirmed, its trace whole."""
+    stack = restored
+    answers = under_load(stack, stack.stop_replica, replica=0)
+    assert Counter(a.status for a in answers) == {201: len(answers)}, [
+        (a.status, a.error) for a in answers if a.status != 201
+    ]
+    check_traces_whole(stack, check_confirmed_stored(stack, answers))
+    record("replicas drained, then SIGTERM, mid-load", orders=len(answers))
 
 
 def test_replicas_killed_mid_load_lose_no_confirmed_order(restored: Stack) -> None:
@@ -101,8 +134,9 @@ def test_replicas_killed_mid_load_lose_no_confirmed_order(restored: Stack) -> No
     confirmed = check_confirmed_stored(stack, answers)
     record(
         "replicas SIGKILL mid-load",
-        orders=ORDERS,
+        orders=len(answers),
         statuses=dict(Counter(a.status for a in answers)),
+        errors=sorted({a.error for a in answers if a.error}),
         confirmed=len(confirmed),
     )
 
