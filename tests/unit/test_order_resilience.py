@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.unit.conftest import ORDER, InProcessStack, ProcessBoundaryTransport, build_stack
 
@@ -238,3 +240,53 @@ async def test_an_order_stored_before_a_crash_is_deleted_once_order_service_is_b
     assert cancellations.ids() == [] and cancellations.count == 0
     assert stack.available("SKU123") == before - 2, "only the second order holds stock"
     await stack.client.aclose()
+
+
+async def test_the_sweep_gives_a_lost_reservation_back_without_a_new_order(
+    tmp_path: Path,
+) -> None:
+    """As above, but no order follows: the periodic sweep does the release, in one
+    ``compensation_sweep`` trace; a sweep with nothing pending makes no span."""
+    wrap, inventory = _crash_after_commit("inventory-service", "/inventory/reserve")
+    stack = build_stack(tmp_path, wrap)
+    before = stack.available("SKU123")
+    assert (await stack.client.post("/api/orders", json=ORDER)).status_code == 503
+    flow = stack.apps["api-gateway"].state.flow
+    inventory[0].down = False
+    stack.exporter.clear()
+    await flow.sweep()
+    assert stack.available("SKU123") == before, "given back"
+    assert flow.releases.ids() == [] and flow.releases.count == 0
+    sweep = next(s for s in stack.spans() if s.name == "compensation_sweep")
+    assert sweep.parent is None and sweep.attributes["compensation.pending_releases"] == 1
+    release = next(s for s in stack.spans() if s.name == "compensate_reservation")
+    assert release.parent is not None and release.parent.span_id == sweep.context.span_id
+    stack.exporter.clear()
+    await flow.sweep()
+    assert stack.spans() == []
+    await stack.client.aclose()
+
+
+def test_a_periodic_job_runs_while_the_app_serves_and_survives_its_failures(
+    tmp_path: Path,
+) -> None:
+    """``ServiceApp.every``: started with the app's lifespan, a failing run logged and the next
+    one run all the same."""
+    from fastapi.testclient import TestClient
+
+    from order_service.app import OrderSettings
+    from order_service.app import create_app as create_order
+
+    app = create_order(OrderSettings(data_dir=tmp_path), InMemorySpanExporter())
+    runs: list[int] = []
+    second_run = threading.Event()
+
+    async def job() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("the first run fails")
+        second_run.set()
+
+    app.every(0.01, job)
+    with TestClient(app):
+        assert second_run.wait(10), "the job ran again after its failure"
