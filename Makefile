@@ -19,11 +19,12 @@ install: ## Install the Python env, the collector and Jaeger (only what is missi
 	@$(INSTALL)
 
 # DB=postgres: the services on a local PostgreSQL; REPLICAS=N (with DB=postgres): N processes of
-# each service behind HAProxy on the usual ports. Both reach stackctl as environment variables.
+# each service behind HAProxy on the usual ports. Both reach stackctl as environment variables;
+# --postgres installs Debian's postgresql and haproxy when missing.
 up: ## Start Jaeger, the collector, the four services and the trace browser (STORAGE=opensearch, DB=postgres, REPLICAS=N)
 	@$(ENSURE)
 	@$(if $(filter opensearch,$(STORAGE)),$(ENSURE) --opensearch)
-	@$(if $(filter postgres,$(DB)),$(ENSURE) --postgres)
+	@$(if $(or $(filter postgres,$(DB)),$(filter-out 1,$(REPLICAS))),$(ENSURE) --postgres)
 	@$(PY) -m stackctl up
 
 down: ## Stop what `make up` started
@@ -42,7 +43,7 @@ logs: ## Last lines of each process's log, readable (P=<process> for one, N=<lin
 
 demo: ## Bring the stack up if needed, place orders, show their traces from Jaeger (DB, REPLICAS as for up)
 	@$(ENSURE)
-	@$(if $(filter postgres,$(DB)),$(ENSURE) --postgres)
+	@$(if $(or $(filter postgres,$(DB)),$(filter-out 1,$(REPLICAS))),$(ENSURE) --postgres)
 	@$(PY) -m stackctl demo
 
 test: install lint ## Lint, then unit, storage, end-to-end, reliability, compose, scale-out and replicas tests (real binaries, real Docker)

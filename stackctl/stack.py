@@ -37,6 +37,7 @@ from secrets import token_urlsafe
 import httpx
 
 from servicekit.catalog import SECRET_VARIABLES, SERVICE_NAMES, SERVICES, ServiceSpec
+from servicekit.settings import ServiceSettings
 from stackctl import haproxy, opensearch, postgres
 from stackctl.admin_token import admin_token
 from stackctl.ports import (
@@ -257,7 +258,8 @@ class Stack(PortUrls):
         )
 
     def _postgres(self) -> ManagedProcess:
-        pool = int({**os.environ, **self.env}.get("DATABASE_POOL_SIZE") or 8)
+        default = ServiceSettings.model_fields["database_pool_size"].default
+        pool = int({**os.environ, **self.env}.get("DATABASE_POOL_SIZE") or default)
         connections = postgres.max_connections(self.replicas * len(SERVICES), pool)
         try:
             argv = postgres.command(
