@@ -27,7 +27,9 @@ import os
 import pwd
 import shutil
 import socket
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 USER = "haproxy"  # Debian's package creates it
@@ -186,3 +188,33 @@ def server_states(run_dir: Path) -> dict[str, str]:
 def set_state(run_dir: Path, service: str, replica: str, state: str) -> None:
     """``ready``, ``drain`` (no new requests; those in progress finish) or ``maint``."""
     ask(run_dir, f"set server {service}/{replica} state {state}")
+
+
+def wait_all_up(run_dir: Path, replicas: Iterable[str], deadline: float) -> None:
+    """Until HAProxy has every replica in (its checks run every second); RuntimeError naming
+    those still out at ``deadline`` (``time.monotonic()``)."""
+    while True:
+        states = server_states(run_dir)
+        out = sorted(name for name in replicas if states.get(name) != "UP")
+        if not out:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"haproxy: not in the balancer in time: {', '.join(out)}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def drained(run_dir: Path, service: str, replica: str, timeout: float) -> Iterator[None]:
+    """A replica out of the balancer for the block: no new request goes to it, and the block
+    starts once those in progress have finished (or ``timeout`` seconds passed). After it the
+    replica is marked ready again: HAProxy's checks take it back once it answers."""
+    set_state(run_dir, service, replica, "drain")
+    deadline = time.monotonic() + timeout
+    while server_stats(run_dir).get(replica, {}).get("scur", "0") != "0":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        set_state(run_dir, service, replica, "ready")

@@ -454,7 +454,12 @@ class Stack(PortUrls):
                 except RuntimeError as exc:
                     raise StartError(str(exc)) from None
         if self.replicas > 1:
-            self._wait_balanced(time.monotonic() + timeout, report)
+            expected = [proc.name for procs in self.replica_processes.values() for proc in procs]
+            try:
+                haproxy.wait_all_up(self.run_dir, expected, time.monotonic() + timeout)
+            except RuntimeError as exc:
+                raise StartError(f"{exc}; see {self.process('haproxy').log_file}") from None
+            report(f"haproxy: all {len(expected)} replicas in the balancer")
 
     def _lay_out(self) -> None:
         """What the backends need on disk before they start. Raises RuntimeError."""
@@ -466,22 +471,6 @@ class Stack(PortUrls):
         if self.replica_ports:
             haproxy.binary()
             haproxy.write_config(self.run_dir, self.balanced())
-
-    def _wait_balanced(self, deadline: float, report: Callable[[str], None]) -> None:
-        """Until HAProxy has every replica in (its health checks run every second)."""
-        expected = {proc.name for procs in self.replica_processes.values() for proc in procs}
-        while True:
-            states = haproxy.server_states(self.run_dir)
-            down = sorted(name for name in expected if states.get(name) != "UP")
-            if not down:
-                report(f"haproxy: all {len(expected)} replicas in the balancer")
-                return
-            if time.monotonic() > deadline:
-                raise StartError(
-                    f"haproxy: not in the balancer in time: {', '.join(down)}; see "
-                    f"{self.process('haproxy').log_file}"
-                )
-            time.sleep(0.2)
 
     @staticmethod
     def check_ports(processes: Iterable[ManagedProcess]) -> None:
@@ -535,14 +524,8 @@ class Stack(PortUrls):
         socket but the replica has not read yet is dropped as it closes. It is then marked
         ready again, so HAProxy's checks take it back in once it is started."""
         service = next(name for name, procs in self.replica_processes.items() if proc in procs)
-        haproxy.set_state(self.run_dir, service, proc.name, "drain")
-        deadline = time.monotonic() + timeout
-        while haproxy.server_stats(self.run_dir).get(proc.name, {}).get("scur", "0") != "0":
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        proc.stop()
-        haproxy.set_state(self.run_dir, service, proc.name, "ready")
+        with haproxy.drained(self.run_dir, service, proc.name, timeout):
+            proc.stop()
 
     def balancer_states(self) -> dict[str, str]:
         """Each replica's state in HAProxy (``UP``, ``DOWN``...); empty without replicas."""
