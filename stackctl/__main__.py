@@ -33,7 +33,7 @@ def _stack(starts: bool = False) -> Stack:
         raise typer.Exit(2) from None
     if stack.moved:
         console.print(
-            "note: the running stack keeps the ports it was started with, so "
+            "note: the running stack keeps the ports and replicas it was started with, so "
             + ", ".join(stack.moved)
             + " is ignored; `make down` first to move it"
         )

@@ -631,7 +631,7 @@ def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stac
         database = "postgres"
     replica_ports = Ports.load_replicas(record_of(run)) if up else None
     try:
-        replicas = int(env.get("REPLICAS") or 1)
+        asked_replicas = replicas = int(env.get("REPLICAS") or 1)
     except ValueError:
         raise ValueError(f"REPLICAS={env['REPLICAS']!r} is not a number") from None
     if up:
@@ -651,4 +651,6 @@ def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stac
         for name in vars(ports)
         if Ports.variable(name) in env and getattr(asked, name) != getattr(ports, name)
     ]
+    if "REPLICAS" in env and asked_replicas != replicas:
+        stack.moved.append(f"REPLICAS={asked_replicas} (it runs {replicas} of each service)")
     return stack

@@ -7,8 +7,10 @@ The running stack is tested in tests/replicas/."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,11 +106,22 @@ def test_the_commands_after_up_find_the_replicas_it_recorded(tmp_path: Path) -> 
     sleeper = running_stack(tmp_path, stack.ports)
     stack.ports.save(stack.ports_file, stack.replica_ports)
     env = {"RUN_DIR": str(tmp_path / "run"), "DATA_DIR": str(tmp_path / "data")}
+    # PostgreSQL runs from this run directory: the same live process stands in for it
+    (tmp_path / "run" / "postgres.pid").write_text(
+        (tmp_path / "run" / "api-gateway.pid").read_text()
+    )
     try:
-        found = local_stack({**env, "DB": "postgres"})  # no REPLICAS: it is read back
+        found = local_stack(env)  # neither DB nor REPLICAS: both are read back
+        assert found.database == "postgres"
         assert found.replicas == 3
         assert found.replica_ports == stack.replica_ports
         assert Ports.load(stack.ports_file) == stack.ports, "the replicas do not spoil the record"
+        assert found.moved == []
+        asked = local_stack({**env, "REPLICAS": "5"})
+        assert asked.replicas == 3, "a running stack is not rescaled under its feet"
+        assert asked.moved == ["REPLICAS=5 (it runs 3 of each service)"]
+        names = {proc.name for proc in found.processes}
+        assert {"postgres", "haproxy", "api-gateway-3", "inventory-service-1"} <= names
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -193,3 +206,15 @@ def test_haproxys_own_errors_are_problems(tmp_path: Path) -> None:
         problem = json.loads(body)
         assert problem["status"] == status and problem["title"] and problem["detail"]
     assert b"Retry-After: 1\r\n" in haproxy.error_file(tmp_path, 503).read_bytes()
+
+
+def test_make_up_refuses_replicas_on_sqlite_before_starting_anything(tmp_path: Path) -> None:
+    env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "DATA_DIR": str(tmp_path / "data")}
+    env |= {"REPLICAS": "2", "DB": "sqlite"}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "stackctl", "up"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "REPLICAS=2 needs a database the replicas share" in " ".join(done.stdout.split())
+    assert not list((tmp_path / "run").glob("*.pid"))
