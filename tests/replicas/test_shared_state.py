@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from servicekit.catalog import SERVICE_NAMES
 from stackctl.orders import order_body
 from stackctl.stack import Stack
 from stackctl.traces import StoredTrace, wait_for_trace
@@ -30,6 +31,7 @@ from tests.replicas.conftest import (
     stored_orders,
     wait_until,
 )
+from trace_analysis.sources.span_logs import trace_logs
 
 CONCURRENT = 60
 
@@ -137,6 +139,22 @@ def test_a_release_owed_by_a_dead_replica_is_made_by_another(restored: Stack) ->
         what="the stock released by the surviving gateway replica",
     )
     assert not query(stack, "SELECT reservation_id FROM api_gateway.pending_releases")
+
+
+def test_the_trace_browser_finds_each_replicas_log_lines(stack: Stack) -> None:
+    """The browser reads every ``run/logs/*.log`` (``TRACE_BROWSER_LOG_DIR``): a trace's
+    lines come from the replicas that served it, ``<service>-<k>.log``, one of each service."""
+    placed = httpx.post(f"{stack.gateway_url}/api/orders", json=order_body(), timeout=60)
+    assert placed.status_code == 201, placed.text
+    trace_id = placed.json()["traceId"]
+    replicas = {proc.name for procs in stack.replica_processes.values() for proc in procs}
+
+    def files() -> set[str]:
+        logs = trace_logs(stack.run_dir / "logs", trace_id, max_bytes=32 << 20)
+        return {line.file for lines in logs.by_span.values() for line in lines} & replicas
+
+    served = wait_until(lambda: len(files()) == len(SERVICE_NAMES) and files(), 30, "log lines")
+    assert {name.rsplit("-", 1)[0] for name in served} == set(SERVICE_NAMES), served
 
 
 def test_an_order_is_readable_from_every_gateway_replica(stack: Stack) -> None:
