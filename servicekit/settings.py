@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.catalog import ServiceSpec
+from servicekit.storage.base import DEFAULT_POOL_SIZE
 
 
 class ServerBounds(BaseSettings):
@@ -43,7 +44,7 @@ class ServiceSettings(ServerBounds):
         " PostgreSQL, each service in a schema named after its package (a secret)",
     )
     database_pool_size: int = Field(
-        8, ge=1, description="PostgreSQL connections one process holds at most"
+        DEFAULT_POOL_SIZE, ge=1, description="PostgreSQL connections one process holds at most"
     )
     log_level: str = "INFO"
     max_body_bytes: int = Field(64 * 1024, description="larger bodies get 413")

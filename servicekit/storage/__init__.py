@@ -19,9 +19,17 @@ from pathlib import Path
 
 from opentelemetry import trace
 
-from servicekit.storage.base import UTC_NOW, Cursor, Database, Migration, Seed
+from servicekit.storage.base import DEFAULT_POOL_SIZE, UTC_NOW, Cursor, Database, Migration, Seed
 
-__all__ = ["UTC_NOW", "Cursor", "Database", "Migration", "Seed", "open_database"]
+__all__ = [
+    "DEFAULT_POOL_SIZE",
+    "UTC_NOW",
+    "Cursor",
+    "Database",
+    "Migration",
+    "Seed",
+    "open_database",
+]
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -33,7 +41,7 @@ def open_database(
     schema: str,
     script: str,
     tracer_provider: trace.TracerProvider,
-    pool_size: int = 8,
+    pool_size: int = DEFAULT_POOL_SIZE,
     seeds: Sequence[Seed] = (),
     migrations: Sequence[Migration] = (),
 ) -> Database:
@@ -43,6 +51,7 @@ def open_database(
     through a pool of ``pool_size`` connections. Raises ``ValueError`` for another scheme (the
     message does not repeat the URL: it may hold a password).
     """
+    # Each backend's module is imported when chosen: SQLite's processes never load psycopg.
     if not url:
         from servicekit.storage.sqlite import SqliteDatabase
 

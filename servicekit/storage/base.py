@@ -26,6 +26,8 @@ from servicekit.semconv import summarize_sql
 
 # The instrumentation scope of the statements' spans, whichever the backend.
 TRACER_NAME = "servicekit.storage"
+# Connections one process's PostgreSQL pool holds at most (DATABASE_POOL_SIZE).
+DEFAULT_POOL_SIZE = 8
 # In DDL: the current UTC time as ISO 8601 text with milliseconds (``2026-01-31T12:00:00.123Z``).
 UTC_NOW = "__utc_now__"
 # A seed: one statement (``INSERT ... ON CONFLICT DO NOTHING``) and the rows it inserts.

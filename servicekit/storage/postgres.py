@@ -38,6 +38,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from servicekit.storage.base import (
+    DEFAULT_POOL_SIZE,
     TRACER_NAME,
     UTC_NOW,
     Cursor,
@@ -94,7 +95,7 @@ class PostgresDatabase(Database):
         schema: str,
         script: str,
         tracer_provider: trace.TracerProvider,
-        pool_size: int = 8,
+        pool_size: int = DEFAULT_POOL_SIZE,
         seeds: Sequence[Seed] = (),
         migrations: Sequence[Migration] = (),
     ) -> None:

@@ -206,10 +206,8 @@ def test_compose_gives_secrets_to_the_four_services_only() -> None:
     for name in model["services"]:
         env = env_of(model, name)
         holds = {var for var in SECRET_VARIABLES if var in env}
-        if name in SERVICE_NAMES:
-            assert "ADMIN_TOKEN" in holds, name  # DATABASE_URL only where a service uses one
-        else:
-            assert holds == set(), name
+        expected = set(SECRET_VARIABLES) if name in SERVICE_NAMES else set()
+        assert holds == expected, name
 
 
 def test_the_charts_backends_get_no_secret() -> None:
@@ -224,11 +222,13 @@ def test_stackctl_withholds_secrets_from_every_process_but_the_services(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ADMIN_TOKEN", "from-the-shell")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://stack:pw-from-the-shell@127.0.0.1:5432/stack")
     stack = Stack(tmp_path / "run", tmp_path / "data", env={"ADMIN_TOKEN": "from-stackctl"})
     for process in stack.processes:
         env = process.environment()
         if process.name in SERVICE_NAMES:
             assert env["ADMIN_TOKEN"] == "from-stackctl", process.name
+            assert "pw-from-the-shell" in env["DATABASE_URL"], process.name
         else:
             assert not [var for var in SECRET_VARIABLES if var in env], process.name
     assert {p.name for p in stack.processes} >= {"jaeger", "otel-collector", "trace-browser"}
