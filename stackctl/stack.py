@@ -37,7 +37,7 @@ from secrets import token_urlsafe
 import httpx
 
 from servicekit.catalog import SECRET_VARIABLES, SERVICE_NAMES, SERVICES, ServiceSpec
-from servicekit.settings import ServiceSettings
+from servicekit.storage.base import DEFAULT_POOL_SIZE
 from stackctl import haproxy, opensearch, postgres
 from stackctl.admin_token import admin_token
 from stackctl.ports import (
@@ -258,8 +258,7 @@ class Stack(PortUrls):
         )
 
     def _postgres(self) -> ManagedProcess:
-        default = ServiceSettings.model_fields["database_pool_size"].default
-        pool = int({**os.environ, **self.env}.get("DATABASE_POOL_SIZE") or default)
+        pool = int({**os.environ, **self.env}.get("DATABASE_POOL_SIZE") or DEFAULT_POOL_SIZE)
         connections = postgres.max_connections(self.replicas * len(SERVICES), pool)
         try:
             argv = postgres.command(
