@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from servicekit.catalog import SECRET_VARIABLES, SERVICE_NAMES, SERVICES
 from stackctl import haproxy, postgres
 from stackctl.ports import Ports
 from stackctl.process import StartError
+from stackctl.run_as import check_reachable
 from stackctl.stack import REPLICA_PORT, Stack, local_stack
 from tests.unit.test_stackctl_local import running_stack
 
@@ -218,3 +221,22 @@ def test_make_up_refuses_replicas_on_sqlite_before_starting_anything(tmp_path: P
     assert done.returncode == 2
     assert "REPLICAS=2 needs a database the replicas share" in " ".join(done.stdout.split())
     assert not list((tmp_path / "run").glob("*.pid"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the backends change user only when run as root")
+def test_a_backend_user_that_cannot_enter_the_directories_is_refused_by_name() -> None:
+    base = Path(tempfile.mkdtemp(prefix="run-as-"))
+    try:
+        base.chmod(0o755)
+        (base / "open" / "data").mkdir(parents=True)
+        check_reachable(base / "open" / "data", "postgres", "PostgreSQL")  # no error
+        private = base / "private"
+        (private / "data").mkdir(parents=True)
+        private.chmod(0o700)
+        with pytest.raises(RuntimeError) as error:
+            check_reachable(private / "data", "postgres", "PostgreSQL")
+        assert f"PostgreSQL runs as the user 'postgres', which cannot enter {private}" in str(
+            error.value
+        )
+    finally:
+        shutil.rmtree(base)
