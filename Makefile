@@ -7,7 +7,7 @@ INSTALL := scripts/install_backends.sh
 # For the everyday targets: installs what is missing, says nothing about what is already there.
 ENSURE := $(INSTALL) --quiet
 
-.PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
+.PHONY: help install up down restart rolling-restart status logs demo test test-unit test-e2e test-reliability
 .PHONY: test-compose test-scale-out test-replicas bench-scale-out
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
@@ -31,6 +31,10 @@ down: ## Stop what `make up` started
 	@[ -x $(PY) ] && $(PY) -m stackctl down || true
 
 restart: down up ## Stop, then start again (data and traces are kept)
+
+rolling-restart: ## With REPLICAS>1: restart each replica in turn, drained in HAProxy first (no request refused)
+	@$(ENSURE) --python
+	@$(PY) -m stackctl rolling-restart
 
 status: ## Pid and health of every process
 	@$(ENSURE) --python

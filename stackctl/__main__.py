@@ -1,5 +1,5 @@
-"""``python -m stackctl up|down|status|logs|demo|demo-faults|demo-regression``: the local
-stack for `make`."""
+"""``python -m stackctl up|down|status|logs|demo|demo-faults|demo-regression|rolling-restart``:
+the local stack for `make`."""
 
 from __future__ import annotations
 
@@ -97,6 +97,18 @@ def down() -> None:
     stack = _stack()
     stack.down(report=lambda line: console.print(f"  {line}"))
     console.print("stack down")
+
+
+@app.command("rolling-restart")
+def rolling_restart() -> None:
+    """Restart every replica one at a time, each drained in HAProxy first: no request refused."""
+    stack = _stack()
+    try:
+        stack.rolling_restart(report=lambda line: console.print(f"  {line}"))
+    except StartError as exc:
+        console.print(f"[red]error:[/red] {visible_markup(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print("replicas restarted")
 
 
 @app.command()

@@ -526,6 +526,29 @@ class Stack(PortUrls):
         with haproxy.drained(self.run_dir, service, proc.name, timeout):
             proc.stop()
 
+    def restart_replica(self, proc: ManagedProcess, timeout: float = 60.0) -> None:
+        """Drain, stop, start again, and wait until HAProxy has it back in: one step of a
+        rolling restart, during which the service's other replicas take every request."""
+        self.stop_replica(proc)
+        proc.start()
+        deadline = time.monotonic() + timeout
+        proc.wait_healthy(deadline)
+        try:
+            haproxy.wait_all_up(self.run_dir, [proc.name], deadline)
+        except RuntimeError as exc:
+            raise StartError(str(exc)) from None
+
+    def rolling_restart(self, report: Callable[[str], None] = print) -> None:
+        """Every replica restarted, one at a time (:meth:`restart_replica`): new code or
+        settings taken on with no request refused. Raises StartError without replicas."""
+        if self.replicas < 2:
+            raise StartError("a rolling restart needs replicas: make up DB=postgres REPLICAS=2")
+        for procs in self.replica_processes.values():
+            for proc in procs:
+                t0 = time.monotonic()
+                self.restart_replica(proc)
+                report(f"{proc.name}: restarted in {time.monotonic() - t0:.1f} s")
+
     def balancer_states(self) -> dict[str, str]:
         """Each replica's state in HAProxy (``UP``, ``DOWN``...); empty without replicas."""
         return haproxy.server_states(self.run_dir) if self.replicas > 1 else {}

@@ -43,10 +43,16 @@ class Answer:
     error: str | None = None  # what the client got instead of an answer
 
 
-def under_load(stack: Stack, lose: Callable[[ManagedProcess], None], replica: int) -> list[Answer]:
-    """Orders through the balancer from ``WORKERS`` clients; after ``LOSE_AFTER`` answers,
+def under_load(
+    stack: Stack,
+    lose: Callable[[ManagedProcess], None],
+    replica: int,
+    most: int = MAX_ORDERS,
+    workers: int = WORKERS,
+) -> list[Answer]:
+    """Orders through the balancer from ``workers`` clients; after ``LOSE_AFTER`` answers,
     ``lose`` is applied to replica ``replica`` (0-based) of every service, and the orders go on
-    until ``LOSE_AFTER`` more were answered after that (``MAX_ORDERS`` at most)."""
+    until ``LOSE_AFTER`` more were answered after that (``most`` orders at most)."""
     answers: list[Answer] = []
     lock, lost, enough = threading.Lock(), threading.Event(), threading.Event()
     began = threading.Event()
@@ -68,17 +74,17 @@ def under_load(stack: Stack, lose: Callable[[ManagedProcess], None], replica: in
                 if len(answers) >= LOSE_AFTER:
                     began.set()
                 after = sum(a.after_loss for a in answers)
-                if after >= LOSE_AFTER or len(answers) >= MAX_ORDERS:
+                if after >= LOSE_AFTER or len(answers) >= most:
                     enough.set()
 
     client = httpx.Client(base_url=stack.gateway_url, timeout=120)
-    with client, ThreadPoolExecutor(WORKERS) as pool:
-        workers = [pool.submit(work, client) for _ in range(WORKERS)]
+    with client, ThreadPoolExecutor(workers) as pool:
+        running = [pool.submit(work, client) for _ in range(workers)]
         began.wait(timeout=120)
         for procs in stack.replica_processes.values():
             lose(procs[replica])
         lost.set()
-        for worker in workers:
+        for worker in running:
             worker.result()
     return answers
 
@@ -157,3 +163,17 @@ def test_a_service_without_replicas_is_a_503_problem(restored: Stack) -> None:
     assert order.status_code in (502, 503, 504), order.text
     assert order.headers["content-type"] == "application/problem+json"
     assert order.json()["traceId"], "the gateway's own problem, with its trace"
+
+
+def test_a_rolling_restart_under_load_refuses_no_order(restored: Stack) -> None:
+    """``Stack.restart_replica`` (what `make rolling-restart` does to each replica in turn):
+    drained, stopped, started and back in HAProxy, with every order confirmed meanwhile."""
+    stack = restored
+    # Two clients, for as long as the four restarts (a few seconds each) take.
+    answers = under_load(stack, stack.restart_replica, replica=1, most=3000, workers=2)
+    assert Counter(a.status for a in answers) == {201: len(answers)}, [
+        (a.status, a.error) for a in answers if a.status != 201
+    ]
+    check_confirmed_stored(stack, answers)
+    assert all(proc.healthy() for procs in stack.replica_processes.values() for proc in procs)
+    record("replicas restarted one by one, mid-load", orders=len(answers))
