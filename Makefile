@@ -7,8 +7,8 @@ INSTALL := scripts/install_backends.sh
 # For the everyday targets: installs what is missing, says nothing about what is already there.
 ENSURE := $(INSTALL) --quiet
 
-.PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
-.PHONY: test-compose test-scale-out bench-scale-out
+.PHONY: help install up down restart rolling-restart status logs demo test test-unit test-e2e test-reliability
+.PHONY: test-compose test-scale-out test-replicas bench-scale-out
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
 
@@ -18,15 +18,23 @@ help: ## List the targets
 install: ## Install the Python env, the collector and Jaeger (only what is missing)
 	@$(INSTALL)
 
-up: ## Start Jaeger, the collector, the four services and the trace browser (STORAGE=opensearch: Jaeger on OpenSearch)
+# DB=postgres: the services on a local PostgreSQL; REPLICAS=N (with DB=postgres): N processes of
+# each service behind HAProxy on the usual ports. Both reach stackctl as environment variables;
+# --postgres installs Debian's postgresql and haproxy when missing.
+up: ## Start Jaeger, the collector, the four services and the trace browser (STORAGE=opensearch, DB=postgres, REPLICAS=N)
 	@$(ENSURE)
 	@$(if $(filter opensearch,$(STORAGE)),$(ENSURE) --opensearch)
+	@$(if $(or $(filter postgres,$(DB)),$(filter-out 1,$(REPLICAS))),$(ENSURE) --postgres)
 	@$(PY) -m stackctl up
 
 down: ## Stop what `make up` started
 	@[ -x $(PY) ] && $(PY) -m stackctl down || true
 
 restart: down up ## Stop, then start again (data and traces are kept)
+
+rolling-restart: ## With REPLICAS>1: restart each replica in turn, drained in HAProxy first (no request refused)
+	@$(ENSURE) --python
+	@$(PY) -m stackctl rolling-restart
 
 status: ## Pid and health of every process
 	@$(ENSURE) --python
@@ -37,12 +45,14 @@ logs: ## Last lines of each process's log, readable (P=<process> for one, N=<lin
 	@$(ENSURE) --python
 	@$(PY) -m stackctl logs $(P) $(if $(N),--lines $(N)) $(if $(RAW),--raw)
 
-demo: ## Bring the stack up if needed, place orders, show their traces from Jaeger
+demo: ## Bring the stack up if needed, place orders, show their traces from Jaeger (DB, REPLICAS as for up)
 	@$(ENSURE)
+	@$(if $(or $(filter postgres,$(DB)),$(filter-out 1,$(REPLICAS))),$(ENSURE) --postgres)
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, storage, end-to-end, reliability, compose and scale-out tests (real binaries, real Docker)
+test: install lint ## Lint, then unit, storage, end-to-end, reliability, compose, scale-out and replicas tests (real binaries, real Docker)
 	@$(INSTALL) --test-tools
+	@$(INSTALL) --postgres
 	@$(INSTALL) --docker
 	@$(PY) -m pytest tests
 
@@ -61,6 +71,10 @@ test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Ch
 test-scale-out: install ## Scale-out tier: Jaeger on OpenSearch, the agent and gateway collectors, the Helm chart
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests/scale_out
+
+test-replicas: install ## Replicas tier: PostgreSQL, two processes of each service behind HAProxy; oversell, idempotency, replica loss
+	@$(INSTALL) --postgres
+	@$(PY) -m pytest tests/replicas
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability

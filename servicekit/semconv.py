@@ -49,6 +49,8 @@ def split_server_address(span: Span, scope: dict[str, Any]) -> None:
 
     Taken from the request's ``Host`` header (RFC 9110 7.2; the conventions' first source for
     servers) when it has one; its port, or failing that the listening socket's, is the port.
+    A port in ``Host`` wins over the socket's that the instrumentation recorded: behind a
+    balancer (`make up REPLICAS=N`) the client called the balancer's port, not the replica's.
     Without a ``Host`` header the socket's own pair in ``scope["server"]`` is used, else the
     value the ASGI instrumentation recorded is split (``[::1]:8080``, ``host:8080``, ``host``).
     """
@@ -64,15 +66,16 @@ def split_server_address(span: Span, scope: dict[str, Any]) -> None:
         (value.decode("latin-1") for key, value in scope.get("headers") or () if key == b"host"),
         "",
     )
+    named = None  # the port the client named in Host: through a balancer, the balancer's
     if host_header:
-        host, port = host_and_port(host_header)
-        port = port if port is not None else socket_port
+        host, named = host_and_port(host_header)
+        port = named if named is not None else socket_port
     elif server and isinstance(server[0], str):
         host, port = server[0], socket_port
     else:
         host, port = host_and_port(recorded)
     span.set_attribute("server.address", host)
-    if port is not None and "server.port" not in attributes:
+    if named is not None or (port is not None and "server.port" not in attributes):
         span.set_attribute("server.port", port)
 
 

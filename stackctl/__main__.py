@@ -1,5 +1,5 @@
-"""``python -m stackctl up|down|status|logs|demo|demo-faults|demo-regression``: the local
-stack for `make`."""
+"""``python -m stackctl up|down|status|logs|demo|demo-faults|demo-regression|rolling-restart``:
+the local stack for `make`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _stack(starts: bool = False) -> Stack:
         raise typer.Exit(2) from None
     if stack.moved:
         console.print(
-            "note: the running stack keeps the ports it was started with, so "
+            "note: the running stack keeps the ports and replicas it was started with, so "
             + ", ".join(stack.moved)
             + " is ignored; `make down` first to move it"
         )
@@ -74,6 +74,16 @@ def up() -> None:
     )
     if stack.storage == "opensearch":
         console.print(f"  OpenSearch     {stack.opensearch_url}/_cat/indices?v  (Jaeger's indices)")
+    if stack.database == "postgres":
+        console.print(
+            f"  PostgreSQL     127.0.0.1:{stack.ports.postgres}  (the services' store, one schema "
+            "each; docs/scale-out.md, Replicas)"
+        )
+    if stack.replicas > 1:
+        console.print(
+            f"  replicas       {stack.replicas} of each service behind haproxy on the usual "
+            "ports; make status shows each, make logs P=<service>-<k> one"
+        )
     if not stack.prometheus_missing:
         console.print(
             f"  Prometheus     http://127.0.0.1:{stack.ports.prometheus}  (RED metrics behind "
@@ -87,6 +97,18 @@ def down() -> None:
     stack = _stack()
     stack.down(report=lambda line: console.print(f"  {line}"))
     console.print("stack down")
+
+
+@app.command("rolling-restart")
+def rolling_restart() -> None:
+    """Restart every replica one at a time, each drained in HAProxy first: no request refused."""
+    stack = _stack()
+    try:
+        stack.rolling_restart(report=lambda line: console.print(f"  {line}"))
+    except StartError as exc:
+        console.print(f"[red]error:[/red] {visible_markup(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print("replicas restarted")
 
 
 @app.command()

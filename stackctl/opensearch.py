@@ -6,8 +6,7 @@ install: ``<run>/opensearch/config`` (a copy of the distribution's config, with 
 paths pointed there), ``<run>/logs/opensearch/`` and ``<data>/opensearch``.
 
 OpenSearch refuses to run as root. As root it runs as the ``opensearch`` system user the
-installer creates (``setpriv``), owning only those directories; every directory above them
-must let others traverse it (not ``/root``, mode 0700), which is checked before the start.
+installer creates (:mod:`stackctl.run_as`), owning only those directories.
 
 Environment: ``OPENSEARCH_HEAP`` (JVM heap, ``512m``: about 0.7 GB resident in all).
 """
@@ -15,46 +14,13 @@ Environment: ``OPENSEARCH_HEAP`` (JVM heap, ``512m``: about 0.7 GB resident in a
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 from pathlib import Path
 
+from stackctl.run_as import as_user, check_reachable, own
+
 USER = "opensearch"  # the installer's OPENSEARCH_USER
 DEFAULT_HEAP = "512m"
-
-
-def _as_user() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        raise RuntimeError("OpenSearch cannot run as root and `setpriv` (util-linux) is missing")
-    return ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups"]
-
-
-def _check_reachable(path: Path) -> None:
-    """The run user must traverse every directory above ``path``."""
-    for parent in path.resolve().parents:
-        if not parent.stat().st_mode & 0o001:
-            raise RuntimeError(
-                f"OpenSearch runs as the user '{USER}', which cannot enter {parent} (mode "
-                f"{parent.stat().st_mode & 0o777:o}): keep the clone, or DATA_DIR, where others "
-                f"may traverse (or chmod o+x {parent})"
-            )
-
-
-def _own(*paths: Path) -> None:
-    """Give the state directories to the run user (when we are root and it exists)."""
-    if os.geteuid() != 0:
-        return
-    try:
-        user = pwd.getpwnam(USER)
-    except KeyError:
-        raise RuntimeError(
-            f"no user '{USER}' to run OpenSearch: run scripts/install_backends.sh --opensearch"
-        ) from None
-    for top in paths:
-        for path in [top, *top.rglob("*")]:
-            os.chown(path, user.pw_uid, user.pw_gid)
 
 
 def _dirs(run_dir: Path) -> tuple[Path, Path, Path]:
@@ -80,10 +46,9 @@ def lay_out(home: Path, run_dir: Path, data_dir: Path) -> None:
         )
     for path in (logs, tmp, data_dir):
         path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        for path in (home, config, logs, data_dir):
-            _check_reachable(path)
-    _own(config.parent, logs, data_dir)
+    for path in (home, config, logs, data_dir):
+        check_reachable(path, USER, "OpenSearch")
+    own(USER, "run scripts/install_backends.sh --opensearch", config.parent, logs, data_dir)
 
 
 def command(
@@ -113,5 +78,5 @@ def command(
         # A laptop's disk is often more than 90 % full; do not turn the indices read-only.
         "cluster.routing.allocation.disk.threshold_enabled": "false",
     }
-    argv = [*_as_user(), str(home / "bin" / "opensearch")]
+    argv = [*as_user(USER, "OpenSearch"), str(home / "bin" / "opensearch")]
     return argv + [f"-E{key}={value}" for key, value in values.items()], env

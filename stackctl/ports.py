@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from servicekit.catalog import GATEWAY, INVENTORY, NOTIFICATION, ORDER, ServiceSpec
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout
+# Each service's replicas' ports, by service name (`make up REPLICAS=N`).
+ReplicaPorts = dict[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Ports:
     trace_browser: int = 16680
     opensearch: int = 9200  # STORAGE=opensearch only
     opensearch_transport: int = 9300
+    postgres: int = 5432  # DB=postgres only
     # Jaeger's own query HTTP; clients use jaeger_query, its Host-checking front (front.py)
     jaeger_query_internal: int = 16687
 
@@ -70,42 +73,63 @@ class Ports:
                     raise ValueError(f"{cls.variable(field.name)}={raw!r} is not a port") from None
         return cls(**values)
 
-    def save(self, path: Path) -> None:
-        """Record these ports (JSON), for the commands that follow ``up``."""
+    def save(self, path: Path, replicas: ReplicaPorts | None = None) -> None:
+        """Record these ports (JSON), for the commands that follow ``up``; with ``replicas``,
+        each replica's port under ``"replicas"`` (``{"api-gateway": [port, ...], ...}``)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        record: dict[str, object] = dict(asdict(self))
+        if replicas:
+            record["replicas"] = {name: list(ports) for name, ports in replicas.items()}
+        path.write_text(json.dumps(record, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Ports | None:
         """The ports recorded at ``path``, or None when there is no readable record."""
         try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
+            record = json.loads(path.read_text())
+            record.pop("replicas", None)
+            return cls(**record)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+
+    @staticmethod
+    def load_replicas(path: Path) -> ReplicaPorts | None:
+        """The replicas' ports recorded at ``path``; None when none are (one process each)."""
+        try:
+            replicas = json.loads(path.read_text())["replicas"]
+            return {name: tuple(int(port) for port in ports) for name, ports in replicas.items()}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
 
     @classmethod
     def free(cls) -> Ports:
-        """Distinct free loopback ports, for tests that must not clash with a running stack.
+        """Distinct free loopback ports, for tests that must not clash with a running stack."""
+        return cls(*free_ports(len(fields(cls))))
 
-        They are drawn below the kernel's ephemeral range (``ip_local_port_range``), where the
-        source ports of outgoing connections come from: a port handed out here stays free until
-        its process binds it, rather than being taken by some client's connection meanwhile.
-        """
-        low = _ephemeral_start()
-        sockets: list[socket.socket] = []
-        try:
-            while len(sockets) < len(fields(cls)):
-                sock = socket.socket()
-                try:
-                    sock.bind(("127.0.0.1", random.randrange(low - 12_000, low)))
-                except OSError:
-                    sock.close()
-                    continue
-                sockets.append(sock)
-            return cls(*(sock.getsockname()[1] for sock in sockets))
-        finally:
-            for sock in sockets:
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: for a test's stack, or the replicas of
+    ``make up REPLICAS=N``.
+
+    They are drawn below the kernel's ephemeral range (``ip_local_port_range``), where the
+    source ports of outgoing connections come from: a port handed out here stays free until
+    its process binds it, rather than being taken by some client's connection meanwhile.
+    """
+    low = _ephemeral_start()
+    sockets: list[socket.socket] = []
+    try:
+        while len(sockets) < count:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", random.randrange(low - 12_000, low)))
+            except OSError:
                 sock.close()
+                continue
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class PortUrls:

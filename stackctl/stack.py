@@ -12,6 +12,12 @@ that stack runs, so ``status``, ``logs``, ``demo*`` and ``down`` reach it withou
 ``storage`` picks Jaeger's store: ``badger`` (embedded, jaeger/config.yaml) or ``opensearch``
 (a local node started before Jaeger, jaeger/scale-out/config-opensearch.yaml: the scale-out
 path's store, see stackctl/opensearch.py).
+
+``database`` picks the services' store: ``sqlite`` (a file per service under ``DATA_DIR``) or
+``postgres`` (a local server started first, stackctl/postgres.py; the services get
+``DATABASE_URL``). ``replicas`` > 1 runs that many processes of each service, each on a free
+port drawn at ``up`` and recorded, behind one HAProxy on the services' usual ports
+(stackctl/haproxy.py); it needs a shared database, so it is refused with SQLite.
 """
 
 from __future__ import annotations
@@ -31,15 +37,29 @@ from secrets import token_urlsafe
 import httpx
 
 from servicekit.catalog import SECRET_VARIABLES, SERVICE_NAMES, SERVICES, ServiceSpec
-from stackctl import opensearch
+from servicekit.storage.base import DEFAULT_POOL_SIZE
+from stackctl import haproxy, opensearch, postgres
 from stackctl.admin_token import admin_token
-from stackctl.ports import ROOT, Ports, PortUrls, port_in_use, port_owner, record_of, run_dir
+from stackctl.ports import (
+    ROOT,
+    Ports,
+    PortUrls,
+    ReplicaPorts,
+    free_ports,
+    port_in_use,
+    port_owner,
+    record_of,
+    run_dir,
+)
 from stackctl.process import ManagedProcess, StartError, live_pid
 
 # The shell's own values win over these.
 LOCAL_DEFAULTS = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=local"}
 STORAGES = ("badger", "opensearch")
-BACKENDS = ("opensearch", "jaeger", "otel-collector")  # started first, in this order
+DATABASES = ("sqlite", "postgres")
+# started first, in this order; the services' store before them, the balancer last
+BACKENDS = ("postgres", "opensearch", "jaeger", "otel-collector", "haproxy")
+REPLICA_PORT = "replica port"  # what a replica's port is in messages: drawn at up, no variable
 
 
 def binary_paths() -> dict[str, Path]:
@@ -71,12 +91,25 @@ class Stack(PortUrls):
     # scale-out tests put the agent tier here (OTELCOL_SCALE_OUT, otel-collector/scale-out/
     # agent.yaml), which reads the same OTELCOL_* addresses.
     collector: tuple[str, Path] = ("OTELCOL", ROOT / "otel-collector" / "config.yaml")
+    database: str = "sqlite"
+    replicas: int = 1
+    # Each service's replicas' ports (replicas > 1): drawn free when not given.
+    replica_ports: ReplicaPorts | None = None
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
             raise ValueError(f"STORAGE={self.storage!r}: expected one of {', '.join(STORAGES)}")
+        if self.database not in DATABASES:
+            raise ValueError(f"DB={self.database!r}: expected one of {', '.join(DATABASES)}")
+        self._check_replicas()
         self.run_dir = self.run_dir.resolve()
         self.data_dir = self.data_dir.resolve()
+        if self.replicas > 1 and not self.replica_ports:
+            drawn = iter(free_ports(self.replicas * len(SERVICES)))
+            self.replica_ports = {
+                spec.name: tuple(next(drawn) for _ in range(self.replicas)) for spec in SERVICES
+            }
+        self.postgres_password = postgres.password(self.run_dir)
         # A missing binary is said by up(), so status and down work without them.
         paths = binary_paths()
         otelcol, jaeger = paths[self.collector[0]], paths["JAEGER"]
@@ -86,11 +119,19 @@ class Stack(PortUrls):
         self.processes += [self._jaeger_front(), self._otlp_http_front()]
         if self.storage == "opensearch":
             self.processes.insert(0, self._opensearch())
+        if self.database == "postgres":
+            self.processes.insert(0, self._postgres())
+        if self.replicas > 1:
+            self.processes.append(self._haproxy())
         prometheus = shutil.which("prometheus") if self.with_prometheus else None
         self.prometheus_missing = self.with_prometheus and prometheus is None
         if prometheus:
             self.processes.append(self._prometheus(prometheus))
-        self.processes += [self._service(spec) for spec in SERVICES]
+        self.replica_processes = {
+            spec.name: [self._service(spec, k) for k in range(1, self.replicas + 1)]
+            for spec in SERVICES
+        }
+        self.processes += [proc for procs in self.replica_processes.values() for proc in procs]
         if self.with_browser:
             self.processes.append(self._browser())
 
@@ -124,16 +165,46 @@ class Stack(PortUrls):
         return self.ports.url("spanmetrics", "/metrics")
 
     def spans_ended(self) -> dict[str, int]:
-        """Spans each service process has finished since it started (its ``/healthz``)."""
+        """Spans each service has finished since its processes started (their ``/healthz``,
+        added up over its replicas)."""
         return {
-            name: int(
-                httpx.get(f"{self.service_url(name)}/healthz", timeout=5).json()["spans_ended"]
+            name: sum(
+                int(httpx.get(f"{url}/healthz", timeout=5).json()["spans_ended"])
+                for url in self.replica_urls(name)
             )
             for name in SERVICE_NAMES
         }
 
     def service_url(self, name: str) -> str:
-        return next(p.health_url.rsplit("/", 1)[0] for p in self.processes if p.name == name)
+        """Where a service answers: its usual port (HAProxy's, with replicas)."""
+        spec = next(spec for spec in SERVICES if spec.name == name)
+        return f"http://127.0.0.1:{self.ports.of(spec)}"
+
+    def replica_urls(self, name: str) -> list[str]:
+        """Each process of a service, reached directly (one URL without replicas)."""
+        return [p.health_url.rsplit("/", 1)[0] for p in self.replica_processes[name]]
+
+    @property
+    def database_url(self) -> str | None:
+        """What the services get as ``DATABASE_URL`` (a secret): the local PostgreSQL's, or
+        the one given; None for SQLite."""
+        if self.database == "postgres":
+            return postgres.database_url(self.postgres_password, self.ports.postgres)
+        return {**os.environ, **self.env}.get("DATABASE_URL") or None
+
+    def _check_replicas(self) -> None:
+        """Several processes of a service need one store: separate SQLite files would each
+        hold all the stock (and sell it again) and each a part of the orders."""
+        if self.replicas < 1:
+            raise ValueError(f"REPLICAS={self.replicas}: expected 1 or more")
+        if self.replicas > 1 and self.database == "sqlite" and not self.database_url:
+            raise ValueError(
+                f"REPLICAS={self.replicas} needs a database the replicas share: with SQLite each "
+                "replica would have its own file under DATA_DIR, so each would sell the whole "
+                "stock again (oversold) and hold only the orders it took. Use "
+                f"`make up DB=postgres REPLICAS={self.replicas}` (or set DATABASE_URL to a "
+                "PostgreSQL)"
+            )
 
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
@@ -185,6 +256,28 @@ class Stack(PortUrls):
         return self._managed(
             "opensearch", argv, health, env, ("opensearch", "opensearch_transport")
         )
+
+    def _postgres(self) -> ManagedProcess:
+        pool = int({**os.environ, **self.env}.get("DATABASE_POOL_SIZE") or DEFAULT_POOL_SIZE)
+        connections = postgres.max_connections(self.replicas * len(SERVICES), pool)
+        try:
+            argv = postgres.command(
+                self.run_dir, self.data_dir / "postgres", self.ports.postgres, connections
+            )
+        except RuntimeError:  # no binaries: said by up(), so status and down still work
+            argv = ["/usr/lib/postgresql/bin/postgres"]
+        health = f"tcp://127.0.0.1:{self.ports.postgres}"
+        return self._managed("postgres", argv, health, {}, ["postgres"])
+
+    def _haproxy(self) -> ManagedProcess:
+        """One HAProxy on the services' usual ports, before their replicas."""
+        try:
+            argv = haproxy.command(self.run_dir)
+        except RuntimeError:  # said by up()
+            argv = ["/usr/sbin/haproxy"]
+        health = f"tcp://127.0.0.1:{self.ports.gateway}"
+        fronts = [spec.env_prefix.lower() for spec in SERVICES]
+        return self._managed("haproxy", argv, health, {}, fronts)
 
     def _jaeger(self, binary: Path) -> ManagedProcess:
         p = self.ports
@@ -278,26 +371,34 @@ class Stack(PortUrls):
         health = f"http://127.0.0.1:{p.prometheus}/-/ready"
         return self._managed("prometheus", argv, health, {}, ["prometheus"])
 
-    def _service(self, spec: ServiceSpec) -> ManagedProcess:
+    def _service(self, spec: ServiceSpec, replica: int = 1) -> ManagedProcess:
+        """Replica ``replica`` (1..) of a service: with replicas, named ``<service>-<k>``, on
+        its drawn port, its own DATA_DIR; it calls the others through HAProxy."""
         p = self.ports
-        port = p.of(spec)
+        name, port, ports = spec.name, p.of(spec), [spec.env_prefix.lower()]
+        if self.replica_ports:
+            name, port = f"{spec.name}-{replica}", self.replica_ports[spec.name][replica - 1]
+            ports = []
         env = {
             **{k: v for k, v in LOCAL_DEFAULTS.items() if k not in os.environ},
             **self.env,
             "PYTHONUNBUFFERED": "1",
             "HOST": "127.0.0.1",
-            "DATA_DIR": str(self.data_dir / spec.name),
+            "DATA_DIR": str(self.data_dir / name),
             spec.port_variable: str(port),
             "INVENTORY_URL": f"http://127.0.0.1:{p.inventory}",
             "ORDER_URL": f"http://127.0.0.1:{p.order}",
             "NOTIFICATION_URL": f"http://127.0.0.1:{p.notification}",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp_grpc}",
         }
+        if self.database == "postgres":
+            env["DATABASE_URL"] = self.database_url or ""
         health = f"http://127.0.0.1:{port}/readyz"
         argv = [sys.executable, "-m", spec.package]
-        return self._managed(
-            spec.name, argv, health, env, [spec.env_prefix.lower()], secrets=SECRET_VARIABLES
-        )
+        proc = self._managed(name, argv, health, env, ports, secrets=SECRET_VARIABLES)
+        if not ports:
+            proc.ports[REPLICA_PORT] = port
+        return proc
 
     def _browser(self) -> ManagedProcess:
         """The trace browser, reading this stack's Jaeger; loopback only."""
@@ -326,22 +427,49 @@ class Stack(PortUrls):
         for proc in to_start:
             if proc.argv[0].startswith("/") and not Path(proc.argv[0]).exists():
                 raise StartError(f"{proc.argv[0]} is missing: run scripts/install_backends.sh")
-        self.ports.save(self.ports_file)
+        self.ports.save(self.ports_file, self.replica_ports)
         _keep_jaeger_base_path(self.run_dir, self.jaeger_base_path)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.storage == "opensearch":
-            try:
-                opensearch.lay_out(self.opensearch_home, self.run_dir, self.data_dir / "opensearch")
-            except RuntimeError as exc:
-                raise StartError(str(exc)) from None
-        backends = [p for p in self.processes if p.name in BACKENDS]
+        try:
+            self._lay_out()
+        except RuntimeError as exc:
+            raise StartError(str(exc)) from None
+        backends = sorted(
+            (p for p in self.processes if p.name in BACKENDS), key=lambda p: BACKENDS.index(p.name)
+        )
+        gateways = self.replica_processes["api-gateway"]
         stages = [
             *([p] for p in backends),
-            [p for p in self.processes if p not in backends and p.name != "api-gateway"],
-            [self.process("api-gateway")],
+            [p for p in self.processes if p not in backends and p not in gateways],
+            gateways,
         ]
         for stage in stages:
             self._start_stage(stage, timeout, report)
+            if stage[0].name == "postgres":
+                try:
+                    postgres.provision(
+                        self.run_dir, self.ports.postgres, self.postgres_password, timeout
+                    )
+                except RuntimeError as exc:
+                    raise StartError(str(exc)) from None
+        if self.replicas > 1:
+            expected = [proc.name for procs in self.replica_processes.values() for proc in procs]
+            try:
+                haproxy.wait_all_up(self.run_dir, expected, time.monotonic() + timeout)
+            except RuntimeError as exc:
+                raise StartError(f"{exc}; see {self.process('haproxy').log_file}") from None
+            report(f"haproxy: all {len(expected)} replicas in the balancer")
+
+    def _lay_out(self) -> None:
+        """What the backends need on disk before they start. Raises RuntimeError."""
+        if self.storage == "opensearch":
+            opensearch.lay_out(self.opensearch_home, self.run_dir, self.data_dir / "opensearch")
+        if self.database == "postgres":
+            postgres.keep_password(self.run_dir, self.postgres_password)
+            postgres.lay_out(self.run_dir, self.data_dir / "postgres")
+        if self.replica_ports:
+            haproxy.binary()
+            haproxy.write_config(self.run_dir, self.balanced())
 
     @staticmethod
     def check_ports(processes: Iterable[ManagedProcess]) -> None:
@@ -360,11 +488,14 @@ class Stack(PortUrls):
             f"{port_owner(port) or 'a process whose owner cannot be read (another user?)'}"
             for proc, variable, port in taken
         ]
-        _, variable, _ = taken[0]
-        raise StartError(
-            "nothing was started: " + "; ".join(lines) + ". Stop that process, or move the port: "
-            f"`{variable}=<free port> make up` (every *_PORT variable: .env.example)"
+        movable = [variable for _, variable, _ in taken if variable != REPLICA_PORT]
+        hint = (
+            f"move the port: `{movable[0]}=<free port> make up` (every *_PORT variable: "
+            ".env.example)"
+            if movable
+            else "`make up` again: it draws other free ports for the replicas"
         )
+        raise StartError(f"nothing was started: {'; '.join(lines)}. Stop that process, or {hint}")
 
     def _start_stage(self, stage: Iterable[ManagedProcess], timeout: float, report) -> None:
         started = []
@@ -380,6 +511,48 @@ class Stack(PortUrls):
             proc.wait_healthy(deadline)
             report(f"{proc.name}: healthy in {time.monotonic() - t0:.1f} s  (log {proc.log_file})")
 
+    def balanced(self) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """What HAProxy balances: each service's usual port and its replicas' ports."""
+        replicas = self.replica_ports or {}
+        return {spec.name: (self.ports.of(spec), replicas[spec.name]) for spec in SERVICES}
+
+    def stop_replica(self, proc: ManagedProcess, timeout: float = 20.0) -> None:
+        """Stop one replica without cutting a request off: HAProxy drains it first (no new
+        request; those in progress finish, waited for up to ``timeout``), then SIGTERM. A bare
+        SIGTERM can race the balancer: a request HAProxy has just written to the replica's
+        socket but the replica has not read yet is dropped as it closes. It is then marked
+        ready again, so HAProxy's checks take it back in once it is started."""
+        service = next(name for name, procs in self.replica_processes.items() if proc in procs)
+        with haproxy.drained(self.run_dir, service, proc.name, timeout):
+            proc.stop()
+
+    def restart_replica(self, proc: ManagedProcess, timeout: float = 60.0) -> None:
+        """Drain, stop, start again, and wait until HAProxy has it back in: one step of a
+        rolling restart, during which the service's other replicas take every request."""
+        self.stop_replica(proc)
+        proc.start()
+        deadline = time.monotonic() + timeout
+        proc.wait_healthy(deadline)
+        try:
+            haproxy.wait_all_up(self.run_dir, [proc.name], deadline)
+        except RuntimeError as exc:
+            raise StartError(str(exc)) from None
+
+    def rolling_restart(self, report: Callable[[str], None] = print) -> None:
+        """Every replica restarted, one at a time (:meth:`restart_replica`): new code or
+        settings taken on with no request refused. Raises StartError without replicas."""
+        if self.replicas < 2:
+            raise StartError("a rolling restart needs replicas: make up DB=postgres REPLICAS=2")
+        for procs in self.replica_processes.values():
+            for proc in procs:
+                t0 = time.monotonic()
+                self.restart_replica(proc)
+                report(f"{proc.name}: restarted in {time.monotonic() - t0:.1f} s")
+
+    def balancer_states(self) -> dict[str, str]:
+        """Each replica's state in HAProxy (``UP``, ``DOWN``...); empty without replicas."""
+        return haproxy.server_states(self.run_dir) if self.replicas > 1 else {}
+
     def down(self, report: Callable[[str], None] = print) -> None:
         for proc in reversed(self.processes):
             if proc.stop():
@@ -393,12 +566,15 @@ class Stack(PortUrls):
         something else answers there (another checkout's stack on the default ports, say):
         never taken for ours."""
         rows = []
+        balanced = self.balancer_states()
         for proc in self.processes:
             pid, answers = proc.pid(), proc.healthy()
             if pid is None:
                 state = "down, another process answers" if answers else "down"
             else:
                 state = "healthy" if answers else "starting or unhealthy"
+            if proc.name in balanced:
+                state += f", {balanced[proc.name]} in haproxy"
             rows.append((proc.name, pid, state, proc.health_url))
         return rows
 
@@ -459,6 +635,8 @@ def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stac
 
     ``STORAGE`` (badger) picks Jaeger's store; while OpenSearch runs from ``run_dir``, the stack
     is the OpenSearch one whatever ``STORAGE`` says, so `make down` and `make status` find it.
+    So do ``DB`` (sqlite; postgres while PostgreSQL runs from ``run_dir``) and ``REPLICAS`` (1;
+    while the stack runs, the replicas its ``up`` recorded).
     """
     env = dict(os.environ) if env is None else env
     run = run_dir(env)
@@ -470,16 +648,31 @@ def local_stack(env: dict[str, str] | None = None, starts: bool = False) -> Stac
     storage = env.get("STORAGE") or "badger"
     if live_pid(run / "opensearch.pid"):
         storage = "opensearch"
+    database = env.get("DB") or "sqlite"
+    if live_pid(run / "postgres.pid"):
+        database = "postgres"
+    replica_ports = Ports.load_replicas(record_of(run)) if up else None
+    try:
+        asked_replicas = replicas = int(env.get("REPLICAS") or 1)
+    except ValueError:
+        raise ValueError(f"REPLICAS={env['REPLICAS']!r} is not a number") from None
+    if up:
+        replicas = len(next(iter(replica_ports.values()))) if replica_ports else 1
     stack = Stack(
         run_dir=run,
         data_dir=Path(env.get("DATA_DIR", ROOT / "data")),
         ports=ports,
         env={"ADMIN_TOKEN": token} if token else {},
         storage=storage,
+        database=database,
+        replicas=replicas,
+        replica_ports=replica_ports,
     )
     stack.moved = [
         f"{Ports.variable(name)}={getattr(asked, name)} (it runs on {getattr(ports, name)})"
         for name in vars(ports)
         if Ports.variable(name) in env and getattr(asked, name) != getattr(ports, name)
     ]
+    if "REPLICAS" in env and asked_replicas != replicas:
+        stack.moved.append(f"REPLICAS={asked_replicas} (it runs {replicas} of each service)")
     return stack

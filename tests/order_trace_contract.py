@@ -18,6 +18,7 @@ from opentelemetry.trace import StatusCode
 
 from servicekit.catalog import SERVICE_NAMES
 from servicekit.redaction import ORDER_ID_HASH, RESERVATION_ID_HASH, order_id_hash
+from servicekit.storage.sqlite import DB_SYSTEM as SQLITE
 from stackctl.traces import StoredTrace
 
 # (span kind, span name) -> how many one order of one line makes: 15 spans in four services.
@@ -105,7 +106,7 @@ def from_jaeger(trace: StoredTrace) -> list[ContractSpan]:
 
 
 def check_order_trace(
-    spans: list[ContractSpan], order_id: str, item_count: int, db_system: str = "sqlite"
+    spans: list[ContractSpan], order_id: str, item_count: int, db_system: str = SQLITE
 ) -> None:
     """One complete trace over the four services, with the spans and attributes an order makes.
 

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from servicekit.catalog import SERVICE_NAMES
 from stackctl.traces import wait_for_trace
-from tests.order_trace_contract import check_order_trace, from_jaeger
+from tests.order_trace_contract import SQLITE, check_order_trace, from_jaeger
 from tests.process_logs import pytest_runtest_makereport  # noqa: F401 (registers the hook)
 
 
@@ -77,17 +77,20 @@ def reachable_dir(request: pytest.FixtureRequest, prefix: str) -> Iterator[Path]
         shutil.rmtree(base if passed else base / "data", ignore_errors=True)
 
 
-def wait_for_order_trace(jaeger_url: str, trace_id: str, order_id: str, timeout: float) -> None:
+def wait_for_order_trace(
+    jaeger_url: str, trace_id: str, order_id: str, timeout: float, db_system: str = SQLITE
+) -> None:
     """Poll until the order's trace is whole by the order trace contract, all 15 spans: a leaf
     span (a database statement) can be stored a moment after the rest, and a missing leaf
-    leaves no orphan for ``wait_for_trace`` to see. Raises the contract's last failure."""
+    leaves no orphan for ``wait_for_trace`` to see. Raises the contract's last failure.
+    ``db_system``: the services' store, as the database spans name it."""
     deadline = time.monotonic() + timeout
     operations = frozenset({"process_order", "send_notification"})
     while True:
         left = max(deadline - time.monotonic(), 1)
         trace = wait_for_trace(jaeger_url, trace_id, set(SERVICE_NAMES), operations, left)
         try:
-            check_order_trace(from_jaeger(trace), order_id, 1)
+            check_order_trace(from_jaeger(trace), order_id, 1, db_system)
             return
         except AssertionError:
             if time.monotonic() > deadline:

@@ -196,6 +196,18 @@ def test_a_port_the_instrumentation_set_is_kept() -> None:
     span = RecordingSpan(**{"server.address": "[::1]:9999", "server.port": 8080})
     split_server_address(span, {})  # type: ignore[arg-type]
     assert (span.attributes["server.address"], span.attributes["server.port"]) == ("::1", 8080)
+    split_server_address(span, {"headers": [(b"host", b"localhost")]})  # type: ignore[arg-type]
+    assert span.attributes["server.port"] == 8080, "a Host without a port leaves it"
+
+
+@pytest.mark.parametrize("host", [b"127.0.0.1:8081", b"localhost:8081", b"[::1]:8081"])
+def test_behind_a_balancer_the_port_is_the_one_the_client_called(host: bytes) -> None:
+    """The replica listens on its own port (the instrumentation records it); the client and its
+    client span named the balancer's port in Host: both ends name one server."""
+    span = RecordingSpan(**{"server.address": "127.0.0.1:23456", "server.port": 23456})
+    scope = {"server": ("127.0.0.1", 23456), "headers": [(b"host", host)]}
+    split_server_address(span, scope)  # type: ignore[arg-type]
+    assert span.attributes["server.port"] == 8081
 
 
 def test_host_and_port_keeps_what_it_cannot_split() -> None:
