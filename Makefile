@@ -8,7 +8,7 @@ INSTALL := scripts/install_backends.sh
 ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart rolling-restart status logs demo test test-unit test-e2e test-reliability
-.PHONY: test-compose test-scale-out test-replicas bench-scale-out
+.PHONY: test-compose test-scale-out test-replicas bench-scale-out bench-replicas
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
 
@@ -104,9 +104,16 @@ load: ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST (starts
 	@$(PY) -m locust -f load/locustfile.py --headless --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 		--run-time $(RUN_TIME) --stop-timeout 10 --host $(or $(LOAD_HOST),$$($(PY) -m stackctl url gateway))
 
-bench: install ## Tracing cost, SDK floor, levers, profile, span delivery, time to queryable (wrk; ~30 min) -> docs/benchmarks.md
+bench: install ## Tracing cost, SDK floor, levers, span delivery, time to queryable, then bench-replicas (wrk; ~36 min) -> docs/benchmarks.md
 	@$(INSTALL) --bench-tools
 	@$(PY) benchmarks/overhead.py $(BENCH_ARGS)
+	@$(INSTALL) --postgres
+	@$(PY) benchmarks/replicas.py
+
+bench-replicas: install ## PostgreSQL beside SQLite per order; 1, 2, 3 replicas of each service (~6 min) -> docs/benchmarks.md, docs/scale-out.md
+	@$(INSTALL) --bench-tools
+	@$(INSTALL) --postgres
+	@$(PY) benchmarks/replicas.py $(BENCH_ARGS)
 
 bench-scale-out: install ## Gateway spans/s, memory per held trace, OpenSearch disk per million spans (~4 min) -> docs/scale-out.md
 	@$(INSTALL) --test-tools

@@ -903,13 +903,15 @@ def queryable_lines(probes: Probes) -> list[str]:
     ]
 
 
-def write_doc(section: list[str]) -> None:
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text = text.rstrip() + f"\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(head + BEGIN + "\n" + "\n".join(section).rstrip() + "\n" + END + tail)
+def write_doc(section: list[str], doc: Path = DOC, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``section`` between the ``begin`` and ``end`` markers of ``doc`` (added at its end
+    when missing), keeping the text around them."""
+    text = doc.read_text() if doc.exists() else f"# Benchmarks\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text = text.rstrip() + f"\n\n{begin}\n{end}\n"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    doc.write_text(head + begin + "\n" + "\n".join(section).rstrip() + "\n" + end + tail)
 
 
 def commit() -> str:
