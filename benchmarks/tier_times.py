@@ -31,7 +31,8 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- test-times:begin", "<!-- test-times:end -->"
 MARK = " (written by `make test-times`, benchmarks/tier_times.py: do not edit by hand) -->"
-TIERS = ("unit", "e2e", "reliability", "compose", "scale_out", "replicas")
+# The order of the table (tiers that ran); a tier not named here is listed after them.
+TIERS = ("unit", "storage", "e2e", "reliability", "compose", "scale_out", "replicas", "cluster")
 
 
 @dataclass
@@ -97,7 +98,7 @@ def operations_block(run: Run) -> str:
         f"| `make test` (= `.ci/run`; binaries cached): install check, lint, every tier | "
         f"{run.tests} ({run.skipped} skipped) | {duration(run.wall_s)} |",
     ]
-    for name in TIERS:
+    for name in [t for t in TIERS if t in run.tiers] + sorted(set(run.tiers) - set(TIERS)):
         tier = run.tiers.get(name, Tier())
         rows.append(
             f"| of which `tests/{name}` (summed test time) | {tier.tests} | "
