@@ -360,3 +360,17 @@ def test_the_requests_fit_a_two_cpu_node_during_a_rolling_update(sets: tuple) ->
         if doc["kind"] == "Deployment":
             largest = max(largest, cpu)
     assert total + largest <= 1500, f"{total} m requested + {largest} m surge"
+
+
+@pytest.mark.parametrize(("delete", "policy"), [(False, "Retain"), (True, "Delete")])
+def test_volumes_outlive_the_release_unless_asked(delete: bool, policy: str) -> None:
+    """``helm uninstall`` keeps the StatefulSets' claims and Badger's by default, and deletes
+    them with ``volumes.deleteWithRelease``."""
+    sets = ("postgresql.enabled=true", f"volumes.deleteWithRelease={str(delete).lower()}")
+    for doc in render(*sets):
+        if doc["kind"] == "StatefulSet":
+            retention = doc["spec"]["persistentVolumeClaimRetentionPolicy"]
+            assert retention == {"whenDeleted": policy, "whenScaled": "Retain"}
+    [claim] = [d for d in render("storage=badger", sets[1]) if d["kind"] == "PersistentVolumeClaim"]
+    kept = claim["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep"
+    assert kept is not delete

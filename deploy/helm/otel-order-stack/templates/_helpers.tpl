@@ -249,3 +249,10 @@ extensions:
   secret: {secretName: {{ .root.Values.opensearch.tls.caSecret }}}
 {{- end }}
 {{- end -}}
+
+{{/* A StatefulSet's claims: kept or deleted with the release (volumes.deleteWithRelease). */}}
+{{- define "oos.claimRetention" -}}
+persistentVolumeClaimRetentionPolicy:
+  whenDeleted: {{ ternary "Delete" "Retain" .Values.volumes.deleteWithRelease }}
+  whenScaled: Retain
+{{- end -}}
