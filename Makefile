@@ -8,7 +8,7 @@ INSTALL := scripts/install_backends.sh
 ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart status logs demo test test-unit test-e2e test-reliability
-.PHONY: test-compose test-scale-out bench-scale-out
+.PHONY: test-compose test-scale-out test-cluster bench-scale-out
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
 
@@ -41,9 +41,10 @@ demo: ## Bring the stack up if needed, place orders, show their traces from Jaeg
 	@$(ENSURE)
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, end-to-end, reliability, compose and scale-out tests (real binaries, real Docker)
+test: install lint ## Lint, then unit, end-to-end, reliability, compose, scale-out and cluster tests (real binaries, real Docker, real Kubernetes)
 	@$(INSTALL) --test-tools
 	@$(INSTALL) --docker
+	@$(INSTALL) --cluster
 	@$(PY) -m pytest tests
 
 test-unit: ## Unit tests only: in process, no collector, Jaeger or browser needed
@@ -57,6 +58,12 @@ test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Ch
 test-scale-out: install ## Scale-out tier: Jaeger on OpenSearch, the agent and gateway collectors, the Helm chart
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests/scale_out
+
+test-cluster: install ## Cluster tier: the Helm chart on a real single-node Kubernetes (root; ~12 min build once)
+	@$(INSTALL) --test-tools
+	@$(INSTALL) --docker
+	@$(INSTALL) --cluster
+	@$(PY) -m pytest tests/cluster
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability

@@ -31,7 +31,7 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- test-times:begin", "<!-- test-times:end -->"
 MARK = " (written by `make test-times`, benchmarks/tier_times.py: do not edit by hand) -->"
-TIERS = ("unit", "e2e", "reliability", "compose", "scale_out")
+TIERS = ("unit", "e2e", "reliability", "compose", "scale_out", "cluster")
 
 
 @dataclass

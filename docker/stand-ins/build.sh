@@ -189,7 +189,8 @@ if $CHART; then
   fi
   # OpenSearch: the distribution the installer fetched from Maven Central, on Debian's JRE.
   [[ -x "$OPENSEARCH_HOME/bin/opensearch" ]] || die "$OPENSEARCH_HOME is missing: run scripts/install_backends.sh --opensearch"
-  OPENSEARCH_SOURCE="maven-$(basename "$OPENSEARCH_HOME")-debian-openjdk-17"
+  # named after the recipe too, so a changed recipe builds anew
+  OPENSEARCH_SOURCE="maven-$(basename "$OPENSEARCH_HOME")-debian-openjdk-17-$(cat "$HERE"/opensearch/* | sha256sum | cut -c1-8)"
   if needed "$OPENSEARCH_TAG" "$OPENSEARCH_SOURCE"; then
     mkdir -p "$WORK/ctx-opensearch"
     cp -r "$OPENSEARCH_HOME" "$WORK/ctx-opensearch/opensearch"
