@@ -10,6 +10,7 @@ is kept and a plain one is not; a gateway Pod deleted under load loses no kept t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -111,11 +112,15 @@ def test_an_order_through_the_gateway_is_one_whole_trace_stored_in_opensearch(
         port_forward(cluster, f"svc/{name('api-gateway')}", 8080) as gateway,
         port_forward(cluster, f"svc/{name('jaeger')}", 16686) as jaeger,
     ):
-        order = place_order(gateway)
         operations = frozenset(n for _, n in ORDER_SPANS)
-        trace = wait_for_trace(
-            jaeger, order["traceId"], set(SERVICE_NAMES), operations, timeout=120
-        )
+        # A service Pod that started before its node's agent was ready may hold its OTLP/gRPC
+        # channel in reconnect backoff (gRPC's: up to 2 min) and lose a first order's spans
+        # (docs/scale-out.md): the first order waits until the stack delivers whole traces.
+        warm_up = place_order(gateway)
+        with contextlib.suppress(TimeoutError):
+            wait_for_trace(jaeger, warm_up["traceId"], set(SERVICE_NAMES), operations, 150)
+        order = place_order(gateway)
+        trace = wait_for_trace(jaeger, order["traceId"], set(SERVICE_NAMES), operations, 60)
     quantity = sum(item["quantity"] for item in order["items"])
     check_order_trace(from_jaeger(trace), order["orderId"], quantity, "postgresql")
     with port_forward(cluster, f"svc/{name('opensearch')}", 9200) as opensearch:
@@ -187,7 +192,7 @@ def test_an_upgrade_rolls_the_gateways_and_keeps_only_what_the_policy_keeps(
     ):
         send_spans(agent_url, [plain], error=False)
         send_spans(agent_url, [failed], error=True)
-        assert wait_for_traces(jaeger, [failed], timeout=90) == [], "the error trace is kept"
+        assert wait_for_traces(jaeger, [failed], timeout=240) == [], "the error trace is kept"
         # decided earlier than the error trace, on the same decision wait: dropped by then
         assert fetch_trace(jaeger, plain) is None, "baseline 0: a plain trace is dropped"
 
