@@ -41,7 +41,7 @@ demo: ## Bring the stack up if needed, place orders, show their traces from Jaeg
 	@$(ENSURE)
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, end-to-end, reliability, compose, scale-out and cluster tests (real binaries, real Docker, real Kubernetes)
+test: install lint ## Lint, then unit, storage, end-to-end, reliability, compose, scale-out and cluster tests (real binaries, real Docker, real Kubernetes)
 	@$(INSTALL) --test-tools
 	@$(INSTALL) --docker
 	@$(INSTALL) --cluster
@@ -50,6 +50,10 @@ test: install lint ## Lint, then unit, end-to-end, reliability, compose, scale-o
 test-unit: ## Unit tests only: in process, no collector, Jaeger or browser needed
 	@$(INSTALL) --python
 	@$(PY) -m pytest tests/unit
+
+test-storage: install ## Storage tests only: the stores on SQLite and on a throwaway PostgreSQL, several processes on one
+	@$(INSTALL) --postgres
+	@$(PY) -m pytest tests/storage
 
 test-e2e: install ## End-to-end tests only (real collector, Jaeger, services, Chromium; free ports)
 	@$(INSTALL) --test-tools

@@ -17,6 +17,8 @@
 #   scripts/install_backends.sh --opensearch   # + OpenSearch (Maven Central) and its run user
 #   scripts/install_backends.sh --chart-tools  # + helm and kubeconform (go install), for the chart
 #   scripts/install_backends.sh --kafka        # + Kafka (Maven Central), the ingestion buffer
+#   scripts/install_backends.sh --postgres     # + Debian's postgresql (the shared store) and
+#                                              # haproxy (in front of replicas)
 #   scripts/install_backends.sh --cluster      # + a single-node Kubernetes for the chart's
 #                                              # cluster tier: Debian's containerd, runc and CNI
 #                                              # plugins; Kubernetes, etcd, CoreDNS built with Go
@@ -257,6 +259,17 @@ install_debian_package() {
     DEBIAN_FRONTEND=noninteractive ${sudo[*]} apt-get install -y -q $2"
 }
 
+# PostgreSQL, the shared store (DATABASE_URL; tests/postgres.py starts throwaway clusters with
+# its binaries), and HAProxy, the load balancer in front of replicas: Debian's packages. The
+# stack and the tests run clusters of their own, not the one the package may set up.
+install_postgres() {
+  local initdb
+  initdb="$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1 || true)"
+  install_debian_package "${initdb:-/usr/lib/postgresql/bin/initdb}" postgresql \
+    "the shared store (DATABASE_URL) and its tests"
+  install_debian_package /usr/sbin/haproxy haproxy "the load balancer in front of replicas"
+}
+
 # require_maven_and_java <what>: the Java backends come from Maven Central and run on the
 # machine's Java; Debian's maven and openjdk-17-jre-headless when either is missing.
 require_maven_and_java() {
@@ -474,8 +487,10 @@ case "${1:-}" in
     install_opensearch
     install_kafka
     install_chart_tools
+    install_postgres
     ;;
   --kafka) install_kafka ;;
+  --postgres) install_postgres ;;
   --opensearch) install_opensearch ;;
   --chart-tools) install_chart_tools ;;
   --cluster) install_cluster ;;
@@ -483,5 +498,5 @@ case "${1:-}" in
   --docker) install_docker ;;
   "") install_python; install_collector; install_jaeger ;;
   *) die "unknown argument '$1' (use --paths, --python, --check-go, --test-tools, --bench-tools, \
---docker, --opensearch, --kafka, --chart-tools, --cluster or nothing, after --quiet or not)" ;;
+--docker, --opensearch, --kafka, --chart-tools, --postgres, --cluster or nothing, after --quiet or not)" ;;
 esac

@@ -34,7 +34,7 @@ ORDER_SPANS: Counter[tuple[str, str]] = Counter(
         ("internal", "process_order"): 1,  # order-service
         ("server", "POST /notify"): 1,
         ("internal", "send_notification"): 1,  # notification-service, in the background
-        ("client", "SELECT reservations"): 1,  # SQLite, one span per statement
+        ("client", "SELECT reservations"): 1,  # one span per statement
         ("client", "UPDATE stock"): 1,
         ("client", "INSERT reservations"): 1,
         ("client", "INSERT orders"): 1,
@@ -110,8 +110,7 @@ def check_order_trace(
     """One complete trace over the four services, with the spans and attributes an order makes.
 
     ``item_count`` is the order's total quantity; its total is checked by the caller.
-    ``db_system`` is the services' ``db.system.name``: ``sqlite``, or ``postgresql`` where
-    ``DATABASE_URL`` points at PostgreSQL.
+    ``db_system``: the backend the services store in (``db.system.name``).
     """
     made = Counter((s.kind, s.name) for s in spans)
     assert made == ORDER_SPANS, f"extra {made - ORDER_SPANS}, missing {ORDER_SPANS - made}"

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Header, Path, Response, status
 from httpx import ASGITransport
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from api_gateway.admin_proxy import admin_proxy
 from api_gateway.clients import InventoryClient, OrderClient
 from api_gateway.compensation import SCHEMA as RELEASES_SCHEMA
 from api_gateway.compensation import cancellation_backlog, release_backlog
 from api_gateway.idempotency import (
+    HEARTBEAT_SECONDS,
     SCHEMA,
     IdempotencyStore,
     add_lease_columns,
@@ -151,6 +153,9 @@ def create_app(
     # in the callee, which checks it before COMMIT; the grace leaves the commit its moment.
     grace = timeout + DEADLINE_GRACE_SECONDS
     app.state.idempotency = IdempotencyStore(gateway_db, lease, grace)
+    if gateway_db.shared:  # other gateways take this one's leases over once its beats stop
+        heartbeat = app.state.idempotency.heartbeat
+        app.every(HEARTBEAT_SECONDS, lambda: run_in_threadpool(heartbeat))
     if app.state.idempotency.orphaned:
         log.warning(
             "%d Idempotency-Key(s) left in progress by an earlier gateway: retries take them"

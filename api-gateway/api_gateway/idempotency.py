@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` for POST /api/orders: a lease, kept in the gateway's own database.
+"""``Idempotency-Key`` for POST /api/orders: a lease, kept in the gateway's database.
 
 The first request with a key claims it (state ``in_progress``) before any side effect, and the
 claim is a lease: the row records
@@ -24,8 +24,11 @@ start-up, every lease held by another owner orphaned. It is not taken over at on
 dead owner sent just before it died may still be running, and a callee commits only within the
 caller's budget (:mod:`servicekit.deadline`), so such a lease expires ``takeover_grace`` seconds
 after start-up (the downstream timeout and its margins) unless it expires sooner. A store shared
-by several gateways (PostgreSQL, ``Database.shared``) skips that: other owners may be alive, and
-the deadline alone decides.
+by several gateways (PostgreSQL, ``Database.shared``) skips that, since other owners may be
+alive: there each gateway process keeps a heartbeat row in ``idempotency_owners`` (renewed every
+:data:`HEARTBEAT_SECONDS`, valid for ``takeover_grace`` plus two beats), and a lease whose owner's
+heartbeat has run out is taken over as one past its deadline. An owner's heartbeat outlives it
+by at least ``takeover_grace``, so a call it sent just before it died has had its time to commit.
 
 The SQL is written once for both backends (:mod:`servicekit.storage`), each change in an
 explicit transaction. The claim is ``INSERT ... ON CONFLICT DO NOTHING``: of concurrent first
@@ -65,11 +68,19 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     lease_expires_at DOUBLE PRECISION,
     created_at TEXT NOT NULL DEFAULT {UTC_NOW}
 );
+CREATE TABLE IF NOT EXISTS idempotency_owners (
+    owner TEXT PRIMARY KEY,
+    alive_until DOUBLE PRECISION NOT NULL
+);
 """
 # Columns a data directory from before leases lacks (added at start-up: add_lease_columns).
 LEASE_COLUMNS = {"order_id": "TEXT", "owner": "TEXT", "lease_expires_at": "DOUBLE PRECISION"}
 # This process, as the owner of the leases it takes.
 OWNER = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+# Seconds between two heartbeats of a gateway on a shared store.
+HEARTBEAT_SECONDS = 1.0
+# Heartbeat rows of owners gone this long (seconds) are deleted at start-up.
+OWNER_ROW_RETENTION_SECONDS = 86_400.0
 
 
 def add_lease_columns(cur: Cursor) -> None:
@@ -111,7 +122,42 @@ class IdempotencyStore:
         self.lease_seconds = lease_seconds
         self.owner = owner
         self.clock = clock
+        # A shared store: how long a heartbeat vouches for its owner.
+        self.heartbeat_ttl = takeover_grace + 2 * HEARTBEAT_SECONDS
         self.orphaned = 0 if db.shared else self._adopt_orphans(takeover_grace)
+        if db.shared:
+            self.heartbeat()
+            with db.transaction(traced=False) as cur:
+                cur.execute(
+                    "DELETE FROM idempotency_owners WHERE alive_until < ?",
+                    (self.clock() - OWNER_ROW_RETENTION_SECONDS,),
+                )
+
+    @property
+    def _take_over(self) -> str:
+        """The compare-and-set UPDATE of a take-over; on a shared store an owner without a
+        live heartbeat counts as past its deadline."""
+        dead_owner = (
+            " OR NOT EXISTS (SELECT 1 FROM idempotency_owners o"
+            " WHERE o.owner = idempotency_keys.owner AND o.alive_until > ?)"
+            if self.db.shared
+            else ""
+        )
+        return (
+            "UPDATE idempotency_keys SET owner = ?, lease_expires_at = ?,"
+            " order_id = COALESCE(order_id, ?) WHERE key = ? AND state = 'in_progress'"
+            f" AND (lease_expires_at IS NULL OR lease_expires_at <= ?{dead_owner})"
+        )
+
+    def heartbeat(self) -> None:
+        """This process is alive for :attr:`heartbeat_ttl` more seconds (untraced: no request's
+        step). Called every :data:`HEARTBEAT_SECONDS` on a shared store."""
+        with self.db.transaction(traced=False) as cur:
+            cur.execute(
+                "INSERT INTO idempotency_owners (owner, alive_until) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until",
+                (self.owner, self.clock() + self.heartbeat_ttl),
+            )
 
     def _adopt_orphans(self, grace: float) -> int:
         """Leases of earlier processes expire within ``grace`` seconds; how many there were."""
@@ -138,8 +184,9 @@ class IdempotencyStore:
             if claimed == 1:
                 return Claim(order_id=order_id)
             row = cur.execute(
-                "SELECT request_hash, state, response, order_id, owner, lease_expires_at"
-                " FROM idempotency_keys WHERE key = ?",
+                "SELECT request_hash, state, response, order_id, k.owner AS owner,"
+                " lease_expires_at, alive_until FROM idempotency_keys k"
+                " LEFT JOIN idempotency_owners o ON o.owner = k.owner WHERE key = ?",
                 (key,),
             ).fetchone()
             if row is None:  # freed by its failed saga in between: the client retries
@@ -153,12 +200,13 @@ class IdempotencyStore:
             if row["state"] == "done":
                 return Claim(replay=json.loads(row["response"]))
             deadline = row["lease_expires_at"]
+            if self.db.shared and row["owner"] != self.owner:
+                # The owner's heartbeat ends its lease too (none: it is gone).
+                deadline = min(deadline or now, row["alive_until"] or now)
             # Compare-and-set: of concurrent retries after the deadline, one takes the lease.
+            values = (self.owner, expires, order_id, key, now) + ((now,) if self.db.shared else ())
             taken = (deadline is None or deadline <= now) and cur.execute(
-                "UPDATE idempotency_keys SET owner = ?, lease_expires_at = ?,"
-                " order_id = COALESCE(order_id, ?) WHERE key = ? AND state = 'in_progress'"
-                " AND (lease_expires_at IS NULL OR lease_expires_at <= ?)",
-                (self.owner, expires, order_id, key, now),
+                self._take_over, values
             ).rowcount == 1
         if not taken:
             # This process runs it: usually done within a second. Another: it may be dead,

@@ -200,6 +200,6 @@ def _priced(lines: Iterable[tuple[str, int]], prices: dict[str, Decimal]) -> lis
 def _reservation_lines(cur: Cursor, reservation_id: str) -> list[Any]:
     """The reservation's lines (``sku``, ``quantity``, ``status``); none for an unknown id."""
     return cur.execute(
-        "SELECT sku, quantity, status FROM reservations WHERE reservation_id = ?",
+        "SELECT sku, quantity, status FROM reservations WHERE reservation_id = ? ORDER BY sku",
         (reservation_id,),
     ).fetchall()

@@ -256,6 +256,19 @@ def test_no_service_container_writes_a_sqlite_file(stack: ComposeProject, spec) 
     assert environment(spec.name)["DATABASE_URL"].startswith("postgresql://")
 
 
+def test_the_postgres_image_refuses_a_first_start_without_a_password(stack: ComposeProject) -> None:
+    """The official image's rule, kept by compose's image: no password, no initdb (and so no
+    database open to anyone who reaches its port)."""
+    image = services()[DATABASE]["image"]
+    result = docker(
+        "run", "--rm", "--user", "postgres", "--read-only", "--tmpfs", "/var/lib/postgresql/data",
+        "--tmpfs", "/var/run/postgresql", "-e", "POSTGRES_USER=orders", image,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    assert "POSTGRES_PASSWORD" in result.stderr, result.stderr
+
+
 def test_the_database_password_is_in_no_log(stack: ComposeProject, first_order: dict) -> None:
     logs = stack.compose("logs", "--no-color")
     assert POSTGRES_PASSWORD not in logs

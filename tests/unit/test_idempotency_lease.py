@@ -193,8 +193,10 @@ def test_a_key_table_from_before_leases_is_upgraded_and_its_keys_taken_over(
     old = """CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL,
         state TEXT NOT NULL, response TEXT, created_at TEXT);
         INSERT INTO idempotency_keys (key, request_hash, state) VALUES ('k', 'f', 'in_progress');"""
-    db = SqliteDatabase(
-        tmp_path / "gateway.db", old, TracerProvider(), migrations=(add_lease_columns,)
+    from api_gateway.idempotency import SCHEMA
+
+    db = SqliteDatabase(  # the old data directory, then today's schema script and migration
+        tmp_path / "gateway.db", old + SCHEMA, TracerProvider(), migrations=(add_lease_columns,)
     )
     store = IdempotencyStore(db, lease_seconds=60, takeover_grace=0, owner="new")
     claim = store.claim("k", "f", "fresh-id")
