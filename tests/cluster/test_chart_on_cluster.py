@@ -23,9 +23,9 @@ import pytest
 from servicekit.catalog import SERVICE_NAMES
 from stackctl.orders import order_body
 from stackctl.traces import fetch_trace, wait_for_trace
-from tests.cluster.cluster import Cluster, kubernetes_version
+from tests.cluster.cluster import BRIDGE, Cluster, kubernetes_version
 from tests.cluster.conftest import NAMESPACE, RELEASE, TEST_VALUES, pods, port_forward
-from tests.cluster.host import HostState
+from tests.cluster.host import HostState, run
 from tests.cluster.images import CHART
 from tests.order_trace_contract import ORDER_SPANS, check_order_trace, from_jaeger
 
@@ -96,6 +96,43 @@ def test_the_security_context_holds_in_the_running_containers(cluster: Cluster, 
         assert path.stat().st_gid == group, f"{component}'s volume is not its group's"
         written = [p for p in path.rglob("*") if p.is_file()]
         assert written and all(p.stat().st_uid == group for p in written[:50]), component
+
+
+# Run in a service's container: connect, and say how it ended (its image has Python).
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("connected")
+except socket.timeout:
+    print("timeout")
+except OSError as error:
+    print(type(error).__name__)
+"""
+
+
+def probe(cluster: Cluster, host: str, port: int) -> str:
+    deploy = f"deploy/{name('api-gateway')}"
+    argv = ("-n", NAMESPACE, "exec", deploy, "--", "python", "-c", PROBE, host, str(port))
+    return cluster.kubectl(*argv).stdout.strip()
+
+
+def drops(cluster: Cluster) -> int:
+    """Packets the tier's rule dropped on their way from the bridge to another interface."""
+    out = run("iptables", "-t", "mangle", "-L", "FORWARD", "-v", "-x", "-n").stdout
+    return sum(
+        int(line.split()[0]) for line in out.splitlines() if BRIDGE in line and "DROP" in line
+    )
+
+
+def test_nothing_a_pod_sends_leaves_the_machine(cluster: Cluster, release) -> None:
+    """The Pod network reaches the cluster (the agent's Service), and nothing beyond it: a
+    connection to the machine's own default gateway is dropped at the bridge, not refused."""
+    assert probe(cluster, name("agent"), 4318) == "connected"
+    gateway = run("ip", "route", "show", "default").stdout.split()[2]
+    before = drops(cluster)
+    assert probe(cluster, gateway, 80) == "timeout"
+    assert drops(cluster) > before
 
 
 def place_order(gateway: str) -> dict:
