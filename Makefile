@@ -63,7 +63,7 @@ test-scale-out: install ## Scale-out tier: Jaeger on OpenSearch, the agent and g
 	@$(INSTALL) --test-tools
 	@$(PY) -m pytest tests/scale_out
 
-test-cluster: install ## Cluster tier: the Helm chart on a real single-node Kubernetes (root; ~12 min build once)
+test-cluster: install ## Cluster tier: the Helm chart on a real single-node Kubernetes (root; about 25 min of building once)
 	@$(INSTALL) --test-tools
 	@$(INSTALL) --docker
 	@$(INSTALL) --cluster

@@ -391,7 +391,7 @@ build_kubernetes() {
   local p
   for p in "${KUBERNETES_PROGRAMS[@]}"; do
     [[ -x "$dir/$p" ]] && continue
-    say "kubernetes $KUBERNETES_VERSION: building $p (about 12 min cold for all six)"
+    say "kubernetes $KUBERNETES_VERSION: building $p (all six: about 25 min cold on 2 busy cores)"
     run_long "building $p" bash -c "cd '$work' && nice -n 19 go build -trimpath \
       -ldflags '$ldflags' -o '$dir/$p.tmp' k8s.io/kubernetes/cmd/$p && mv '$dir/$p.tmp' '$dir/$p'"
   done

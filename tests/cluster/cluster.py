@@ -24,7 +24,6 @@ with "can't get final child's PID from pipe"); kubelet's ``cgroupDriver: cgroupf
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -40,6 +39,8 @@ from pathlib import Path
 
 from tests.cluster.host import HostState, Marks, restore_sysctls, run
 from tests.cluster.images import CACHE, COREDNS_IMAGE, PAUSE_IMAGE, ROOT, pack_oci
+from tests.cluster.manifests import coredns, local_volumes
+from tests.cluster.pki import make_pki
 
 BRIDGE = "oos-k8s0"
 GATEWAY_IP = "10.244.0.1"  # the bridge's address: the API server and the kubelet listen here
@@ -49,6 +50,17 @@ API_SERVICE_IP = "10.96.0.1"
 DNS_IP = "10.96.0.10"
 NODE = "oos-node"
 API_PORT = 6443
+# The names the API server's certificate holds: as Pods, the host and the Service reach it.
+API_NAMES = (
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+    "IP:127.0.0.1",
+    f"IP:{GATEWAY_IP}",
+    f"IP:{API_SERVICE_IP}",
+)
 # containerd's socket and state: a short path (a Unix socket path is limited to 108 bytes).
 STATE = Path("/run/otel-order-stack-cluster")
 # Stopped in this order (the reverse of the start); the kubelet first stops the Pods.
@@ -221,7 +233,7 @@ class Cluster:
         self.ports = {k: free_port() for k in ("etcd", "etcd-peer", "cm", "sched", "kubelet")}
         self.ports |= {"proxy-health": free_port(), "proxy-metrics": free_port()}
         (self.run_dir / "ports.json").write_text(json.dumps(self.ports))
-        self._certificates()
+        make_pki(self.run_dir, NODE, f"https://{GATEWAY_IP}:{API_PORT}", API_NAMES)
         self._configs()
         self._network_up()
         self._start_control_plane()
@@ -249,7 +261,8 @@ class Cluster:
             lambda: self.kubectl("get", "node", NODE, check=False).returncode == 0,
         )
         self.kubectl("wait", "--for=condition=Ready", f"node/{NODE}", "--timeout=120s", timeout=150)
-        self.kubectl("apply", "-f", "-", input=self._coredns_manifest())
+        image = COREDNS_IMAGE.format(version=kubernetes_version())
+        self.kubectl("apply", "-f", "-", input=coredns(image, DNS_IP))
         self.kubectl(
             "-n",
             "kube-system",
@@ -260,76 +273,6 @@ class Cluster:
             timeout=150,
         )
         self.timings["up"] = time.monotonic() - started
-
-    def _openssl(self, *args: str) -> None:
-        run("openssl", *args, check=True)
-
-    def _certificates(self) -> None:
-        pki = self.run_dir / "pki"
-        if (pki / "ca.crt").exists():
-            return
-        self._openssl(
-            "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{pki}/ca.key"
-        )
-        self._openssl(
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            f"{pki}/ca.key",
-            "-subj",
-            "/CN=oos-ca",
-            "-days",
-            "30",
-            "-out",
-            f"{pki}/ca.crt",
-        )
-        names = [
-            "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
-            "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
-            "IP:127.0.0.1", f"IP:{GATEWAY_IP}", f"IP:{API_SERVICE_IP}",
-        ]  # fmt: skip
-        certs = {
-            "apiserver": ("/CN=kube-apiserver", "serverAuth", names),
-            "admin": ("/O=system:masters/CN=kubernetes-admin", "clientAuth", []),
-            "apiserver-kubelet-client": ("/O=system:masters/CN=kube-apiserver-kubelet-client",
-                                         "clientAuth", []),
-            "controller-manager": ("/CN=system:kube-controller-manager", "clientAuth", []),
-            "scheduler": ("/CN=system:kube-scheduler", "clientAuth", []),
-            "kube-proxy": ("/CN=system:kube-proxy", "clientAuth", []),
-            "kubelet": (f"/O=system:nodes/CN=system:node:{NODE}", "clientAuth", []),
-        }  # fmt: skip
-        for name, (subject, usage, alt) in certs.items():
-            key, csr, crt, ext = (pki / f"{name}.{s}" for s in ("key", "csr", "crt", "ext"))
-            self._openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
-            self._openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
-            lines = [f"extendedKeyUsage={usage}"] + (
-                [f"subjectAltName={','.join(alt)}"] if alt else []
-            )
-            ext.write_text("\n".join(lines) + "\n")
-            self._openssl("x509", "-req", "-in", str(csr), "-CA", f"{pki}/ca.crt", "-CAkey",
-                          f"{pki}/ca.key", "-CAcreateserial", "-days", "30", "-extfile", str(ext),
-                          "-out", str(crt))  # fmt: skip
-        self._openssl(
-            "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{pki}/sa.key"
-        )
-        self._openssl("ec", "-in", f"{pki}/sa.key", "-pubout", "-out", f"{pki}/sa.pub")
-        ca = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
-        for user in ("admin", "controller-manager", "scheduler", "kube-proxy", "kubelet"):
-            cert = base64.b64encode((pki / f"{user}.crt").read_bytes()).decode()
-            key = base64.b64encode((pki / f"{user}.key").read_bytes()).decode()
-            config = {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "oos", "cluster": {
-                    "server": f"https://{GATEWAY_IP}:{API_PORT}",
-                    "certificate-authority-data": ca}}],
-                "users": [{"name": user, "user": {
-                    "client-certificate-data": cert, "client-key-data": key}}],
-                "contexts": [{"name": "oos", "context": {"cluster": "oos", "user": user}}],
-                "current-context": "oos",
-            }  # fmt: skip
-            (self.run_dir / f"{user}.kubeconfig").write_text(json.dumps(config))
 
     def _configs(self) -> None:
         run_dir, ports = self.run_dir, self.ports
@@ -484,76 +427,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                    f"--cert-dir={r}/kubelet/pki")  # fmt: skip
         self.start("kube-proxy", b["kube-proxy"], f"--config={r}/kube-proxy.yaml")
 
-    def _coredns_manifest(self) -> str:
-        image = COREDNS_IMAGE.format(version=kubernetes_version())
-        corefile = (
-            ".:53 {\n    errors\n    health :8080\n    ready :8181\n"
-            "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n"
-            "        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n    }\n"
-            "    cache 30\n    loop\n}\n"
-        )
-        labels = {"k8s-app": "kube-dns"}
-        docs = [
-            {"apiVersion": "v1", "kind": "ServiceAccount",
-             "metadata": {"name": "coredns", "namespace": "kube-system"}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-             "metadata": {"name": "system:coredns"},
-             "rules": [{"apiGroups": [""], "resources": ["endpoints", "services", "pods",
-                                                         "namespaces"], "verbs": ["list", "watch"]},
-                       {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                        "verbs": ["list", "watch"]}]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-             "metadata": {"name": "system:coredns"},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "system:coredns"},
-             "subjects": [{"kind": "ServiceAccount", "name": "coredns",
-                           "namespace": "kube-system"}]},
-            {"apiVersion": "v1", "kind": "ConfigMap",
-             "metadata": {"name": "coredns", "namespace": "kube-system"},
-             "data": {"Corefile": corefile}},
-            {"apiVersion": "apps/v1", "kind": "Deployment",
-             "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
-             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                      "template": {"metadata": {"labels": labels}, "spec": {
-                          "serviceAccountName": "coredns", "dnsPolicy": "Default",
-                          "containers": [{
-                              "name": "coredns", "image": image, "imagePullPolicy": "Never",
-                              "args": ["-conf", "/etc/coredns/Corefile"],
-                              "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
-                                        {"containerPort": 53, "name": "dns-tcp",
-                                         "protocol": "TCP"}],
-                              "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181},
-                                                 "periodSeconds": 2},
-                              "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
-                              "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns",
-                                                "readOnly": True}]}],
-                          "volumes": [{"name": "config", "configMap": {"name": "coredns"}}]}}}},
-            {"apiVersion": "v1", "kind": "Service",
-             "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
-             "spec": {"clusterIP": DNS_IP, "selector": labels,
-                      "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
-                                {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}},
-        ]  # fmt: skip
-        return "\n---\n".join(json.dumps(d) for d in docs)
-
     def local_volumes(self, count: int, size: str = "20Gi") -> None:
-        """``count`` PersistentVolumes of the ``local`` kind on the node (directories in the run
-        directory, root-owned 0755 like a fresh disk), for the chart's StatefulSets' claims."""
-        docs = []
+        """``count`` PersistentVolumes of the ``local`` kind on the node, for the chart's
+        StatefulSets' claims: directories in the run directory, root-owned 0755 like a fresh
+        disk, so only an ``fsGroup`` lets a non-root Pod write them."""
+        paths = []
         for i in range(count):
             path = self.run_dir / "volumes" / f"pv{i}"
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o755)
-            docs.append({
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"local-{i}"},
-                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
-                         "persistentVolumeReclaimPolicy": "Retain",
-                         "local": {"path": str(path)},
-                         "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                             {"key": "kubernetes.io/hostname", "operator": "In",
-                              "values": [NODE]}]}]}}},
-            })  # fmt: skip
-        self.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+            paths.append(path)
+        self.kubectl("apply", "-f", "-", input=local_volumes(paths, size, NODE))
 
     # --- down ----------------------------------------------------------------------------
     def down(self) -> HostState | None:
