@@ -8,7 +8,7 @@ INSTALL := scripts/install_backends.sh
 ENSURE := $(INSTALL) --quiet
 
 .PHONY: help install up down restart rolling-restart status logs demo test test-unit test-e2e test-reliability
-.PHONY: test-compose test-scale-out test-replicas bench-scale-out bench-replicas
+.PHONY: test-compose test-scale-out test-replicas test-cluster bench-scale-out bench-replicas
 .PHONY: lint format
 .PHONY: load bench demo-faults demo-regression test-times
 
@@ -50,10 +50,11 @@ demo: ## Bring the stack up if needed, place orders, show their traces from Jaeg
 	@$(if $(or $(filter postgres,$(DB)),$(filter-out 1,$(REPLICAS))),$(ENSURE) --postgres)
 	@$(PY) -m stackctl demo
 
-test: install lint ## Lint, then unit, storage, end-to-end, reliability, compose, scale-out and replicas tests (real binaries, real Docker)
+test: install lint ## Lint, then unit, storage, end-to-end, reliability, compose, scale-out, replicas and cluster tests (real binaries, real Docker, real Kubernetes)
 	@$(INSTALL) --test-tools
 	@$(INSTALL) --postgres
 	@$(INSTALL) --docker
+	@$(INSTALL) --cluster
 	@$(PY) -m pytest tests
 
 test-unit: ## Unit tests only: in process, no collector, Jaeger or browser needed
@@ -75,6 +76,12 @@ test-scale-out: install ## Scale-out tier: Jaeger on OpenSearch, the agent and g
 test-replicas: install ## Replicas tier: PostgreSQL, two processes of each service behind HAProxy; oversell, idempotency, replica loss
 	@$(INSTALL) --postgres
 	@$(PY) -m pytest tests/replicas
+
+test-cluster: install ## Cluster tier: the Helm chart on a real single-node Kubernetes (root; about 25 min of building once)
+	@$(INSTALL) --test-tools
+	@$(INSTALL) --docker
+	@$(INSTALL) --cluster
+	@$(PY) -m pytest tests/cluster
 
 test-reliability: install ## Reliability tests only (backends and services killed, load, hostile input)
 	@$(PY) -m pytest tests/reliability

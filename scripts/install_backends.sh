@@ -19,6 +19,9 @@
 #   scripts/install_backends.sh --kafka        # + Kafka (Maven Central), the ingestion buffer
 #   scripts/install_backends.sh --postgres     # + Debian's postgresql (the shared store) and
 #                                              # haproxy (in front of replicas)
+#   scripts/install_backends.sh --cluster      # + a single-node Kubernetes for the chart's
+#                                              # cluster tier: Debian's containerd, runc and CNI
+#                                              # plugins; Kubernetes, etcd, CoreDNS built with Go
 #
 # Environment: OTEL_STACK_BIN_DIR (default ${XDG_CACHE_HOME:-~/.cache}/otel-order-stack/bin);
 # OTEL_STACK_OPENSEARCH_DIR, where root installs OpenSearch (default /opt/otel-order-stack).
@@ -48,6 +51,11 @@ KAFKA_LOG4J_VERSION=2.24.3  # the log4j-core Kafka brings; its slf4j binding giv
 # The chart's offline checks (tests/scale_out/test_helm_chart.py): built from source with Go.
 HELM_VERSION=v4.3.2
 KUBECONFORM_VERSION=v0.8.0
+# The chart's cluster tier (tests/cluster/): built from the Go module proxy. Kubernetes stays on
+# 1.34, the last line that runs on containerd 1.x and cgroup v1 (Debian 12's, these machines').
+KUBERNETES_VERSION=v1.34.4
+ETCD_VERSION=v3.6.16
+COREDNS_VERSION=v1.15.0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN_DIR="${OTEL_STACK_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/otel-order-stack/bin}"
@@ -86,6 +94,11 @@ opensearch_home() {
 kafka_home() { echo "$BIN_DIR/kafka-$KAFKA_VERSION"; }
 helm_bin() { echo "$BIN_DIR/helm-$HELM_VERSION"; }
 kubeconform_bin() { echo "$BIN_DIR/kubeconform-$KUBECONFORM_VERSION"; }
+# The cluster's programs: one folder per Kubernetes release, etcd and CoreDNS beside it.
+kubernetes_dir() { echo "$BIN_DIR/kubernetes-$KUBERNETES_VERSION"; }
+etcd_bin() { echo "$BIN_DIR/etcd-$ETCD_VERSION"; }
+coredns_bin() { echo "$BIN_DIR/coredns-$COREDNS_VERSION"; }
+KUBERNETES_PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 # Run a long command with a heartbeat line every 30 s; its output goes to a log shown on failure.
 run_long() {
@@ -341,6 +354,116 @@ install_chart_tools() {
     "$KUBECONFORM_VERSION"
 }
 
+# Kubernetes from the Go module proxy: k8s.io/kubernetes is not meant to be a dependency (its
+# go.mod points its 31 staging modules at ./staging), so a small wrapper module requires it and
+# replaces each staging module with the published k8s.io/X v0.MINOR.PATCH. The version is linked
+# in (component-base and client-go): without it the node reports v0.0.0 and the chart's
+# kubeVersion check refuses it. Low priority: the machine's cores are shared.
+build_kubernetes() {
+  local dir; dir="$(kubernetes_dir)"
+  local work="$BIN_DIR/.build/kubernetes-$KUBERNETES_VERSION"
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  mkdir -p "$work" "$dir"
+  if [[ ! -f "$work/go.sum" ]]; then
+    say "kubernetes $KUBERNETES_VERSION: the wrapper module (go mod download, go mod tidy)"
+    local mod
+    mod="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" \
+      | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')"
+    [[ -f "$mod" ]] || die "go mod download k8s.io/kubernetes@$KUBERNETES_VERSION gave no go.mod"
+    {
+      printf 'module otel-order-stack/kubernetes\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
+        "$KUBERNETES_VERSION"
+      awk -v v="$staging" '$2 == "=>" && $3 ~ /^\.\/staging\// {print "\t" $1 " => " $1 " " v}' "$mod"
+      echo ')'
+    } >"$work/go.mod"
+    {
+      printf '//go:build tools\n\n// Package tools pins the programs this module builds.\npackage tools\n\nimport (\n'
+      local p; for p in "${KUBERNETES_PROGRAMS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$p"; done
+      echo ')'
+    } >"$work/tools.go"
+    run_long "resolving the Kubernetes modules" bash -c "cd '$work' && go mod tidy"
+  fi
+  local ldflags="-s -w" pkg minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean"
+  done
+  local p
+  for p in "${KUBERNETES_PROGRAMS[@]}"; do
+    [[ -x "$dir/$p" ]] && continue
+    say "kubernetes $KUBERNETES_VERSION: building $p (all six: about 25 min cold on 2 busy cores)"
+    run_long "building $p" bash -c "cd '$work' && nice -n 19 go build -trimpath \
+      -ldflags '$ldflags' -o '$dir/$p.tmp' k8s.io/kubernetes/cmd/$p && mv '$dir/$p.tmp' '$dir/$p'"
+  done
+}
+
+# etcd's server module has replace directives, so `go install module@version` refuses it: a
+# wrapper module requires its five modules at one release.
+build_etcd() {
+  local target; target="$(etcd_bin)"
+  is_cached "$target" "etcd $ETCD_VERSION" && return
+  local work="$BIN_DIR/.build/etcd-$ETCD_VERSION" m
+  mkdir -p "$work"
+  {
+    printf 'module otel-order-stack/etcd\n\ngo 1.26.0\n\nrequire (\n'
+    for m in server/v3 api/v3 client/pkg/v3 client/v3 pkg/v3; do
+      printf '\tgo.etcd.io/etcd/%s %s\n' "$m" "$ETCD_VERSION"
+    done
+    echo ')'
+  } >"$work/go.mod"
+  printf '//go:build tools\n\n// Package tools pins the program this module builds.\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' \
+    >"$work/tools.go"
+  say "etcd $ETCD_VERSION: building go.etcd.io/etcd/server/v3 (about 1 min cold)"
+  run_long "building etcd" bash -c "cd '$work' && go mod tidy && nice -n 19 go build -trimpath \
+    -ldflags '-s -w' -o '$target.tmp' go.etcd.io/etcd/server/v3 && mv '$target.tmp' '$target'"
+}
+
+# The cluster's DNS; static (CGO_ENABLED=0), since its image holds nothing else.
+build_coredns() {
+  local target; target="$(coredns_bin)"
+  is_cached "$target" "coredns $COREDNS_VERSION" && return
+  local work; work="$(mktemp -d)"
+  say "coredns $COREDNS_VERSION: go install github.com/coredns/coredns@$COREDNS_VERSION"
+  run_long "building CoreDNS" env GOBIN="$work" CGO_ENABLED=0 nice -n 19 go install -trimpath \
+    -ldflags '-s -w' "github.com/coredns/coredns@$COREDNS_VERSION"
+  install -m 0755 "$work/coredns" "$target.tmp" && mv "$target.tmp" "$target"
+  rm -rf "$work"
+}
+
+# The Pods' sandbox: Kubernetes' own pause.c (in the module's build/pause), static, no registry.
+build_pause() {
+  local target="$(kubernetes_dir)/pause"
+  is_cached "$target" "pause ($KUBERNETES_VERSION)" && return
+  command -v gcc >/dev/null 2>&1 || install_debian_package /usr/bin/gcc gcc "compiles the pause program"
+  local src
+  src="$(go env GOMODCACHE)/k8s.io/kubernetes@$KUBERNETES_VERSION/build/pause/linux/pause.c"
+  [[ -f "$src" ]] || (cd "$BIN_DIR/.build/kubernetes-$KUBERNETES_VERSION" && \
+    go mod download "k8s.io/kubernetes@$KUBERNETES_VERSION")
+  gcc -Os -static "-DVERSION=$KUBERNETES_VERSION" -o "$target.tmp" "$src" \
+    && strip "$target.tmp" && mv "$target.tmp" "$target" || die "could not compile $src"
+}
+
+install_cluster() {
+  (( EUID == 0 )) || die "the cluster tier runs containerd and the kubelet: it needs root"
+  install_debian_package /usr/bin/containerd containerd "the cluster's container runtime"
+  install_debian_package /usr/sbin/runc runc "runs the cluster's containers"
+  install_debian_package /usr/lib/cni/bridge containernetworking-plugins "the Pods' network"
+  install_debian_package /usr/sbin/iptables iptables "kube-proxy's Services"
+  install_debian_package /usr/bin/openssl openssl "the cluster's certificates"
+  require_go
+  local dir p missing=0; dir="$(kubernetes_dir)"
+  for p in "${KUBERNETES_PROGRAMS[@]}" pause; do [[ -x "$dir/$p" ]] || missing=1; done
+  if (( missing )); then
+    build_kubernetes
+    build_pause
+  else
+    note "kubernetes $KUBERNETES_VERSION: cached at $dir"
+  fi
+  build_etcd
+  build_coredns
+  install_chart_tools
+}
+
 case "${1:-}" in
   --paths)
     echo "OTELCOL=$(collector_bin)"
@@ -352,6 +475,9 @@ case "${1:-}" in
     echo "KAFKA_HOME=$(kafka_home)"
     echo "HELM=$(helm_bin)"
     echo "KUBECONFORM=$(kubeconform_bin)"
+    echo "KUBERNETES_DIR=$(kubernetes_dir)"
+    echo "ETCD=$(etcd_bin)"
+    echo "COREDNS=$(coredns_bin)"
     ;;
   --python) install_python ;;
   --check-go) require_go; note "Go $(go env GOVERSION) can build the collector and Jaeger" ;;
@@ -367,9 +493,10 @@ case "${1:-}" in
   --postgres) install_postgres ;;
   --opensearch) install_opensearch ;;
   --chart-tools) install_chart_tools ;;
+  --cluster) install_cluster ;;
   --bench-tools) install_debian_package /usr/bin/wrk wrk "drives the benchmark" ;;
   --docker) install_docker ;;
   "") install_python; install_collector; install_jaeger ;;
   *) die "unknown argument '$1' (use --paths, --python, --check-go, --test-tools, --bench-tools, \
---docker, --opensearch, --kafka, --chart-tools, --postgres or nothing, after --quiet or not)" ;;
+--docker, --opensearch, --kafka, --chart-tools, --postgres, --cluster or nothing, after --quiet or not)" ;;
 esac

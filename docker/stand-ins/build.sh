@@ -6,6 +6,8 @@
 #   docker/stand-ins/build.sh            # build the stand-ins whose tag the engine lacks
 #   docker/stand-ins/build.sh --force    # rebuild every stand-in (never replaces a real image)
 #   docker/stand-ins/build.sh --tags     # print the six tags (builds nothing)
+#   docker/stand-ins/build.sh --chart    # also the Helm chart's own tags (its collector
+#                                        # release and OpenSearch), for the cluster tier
 #
 # A tag the engine already has as a real image (pulled) is left alone. Every stand-in carries
 # the label org.otel-order-stack.stand-in=<source>, so `docker image ls --filter
@@ -34,14 +36,22 @@ COLLECTOR_TAG="$(one "$(grep -o 'FROM otel/opentelemetry-collector-contrib:[^ ]*
 JAEGER_TAG="$(one "$(sed -n 's/^ *image: \(jaegertracing\/jaeger:.*\)$/\1/p' "$ROOT/docker-compose.yml")" "docker-compose.yml: no Jaeger image")"
 PROMETHEUS_TAG="$(one "$(sed -n 's/^ *image: \(prom\/prometheus:.*\)$/\1/p' "$ROOT/docker-compose.yml")" "docker-compose.yml: no Prometheus image")"
 POSTGRES_TAG="$(one "$(sed -n 's/^ *image: \(postgres:.*\)$/\1/p' "$ROOT/docker-compose.yml")" "docker-compose.yml: no PostgreSQL image")"
+# The chart's images beyond compose's (deploy/helm/otel-order-stack/values.yaml, images:).
+VALUES="$ROOT/deploy/helm/otel-order-stack/values.yaml"
+chart_tag() { one "$(sed -n "s/^  $1: \([^ #]*\).*$/\1/p" "$VALUES")" "values.yaml: no images.$1"; }
 
 if [[ "${1:-}" == --tags ]]; then
   printf '%s\n' "$PYTHON_TAG" "$BUSYBOX_TAG" "$COLLECTOR_TAG" "$JAEGER_TAG" "$PROMETHEUS_TAG" \
     "$POSTGRES_TAG"
   exit 0
 fi
-FORCE=false
-case "${1:-}" in --force) FORCE=true ;; "") ;; *) die "unknown argument '$1' (use --force or --tags)" ;; esac
+FORCE=false CHART=false
+case "${1:-}" in
+  --force) FORCE=true ;;
+  --chart) CHART=true ;;
+  "") ;;
+  *) die "unknown argument '$1' (use --force, --chart or --tags)" ;;
+esac
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers (start dockerd; the compose tests start it themselves)"
 
@@ -154,5 +164,40 @@ if needed "$POSTGRES_TAG" debian-postgresql-15; then
   mkdir -p "$WORK/ctx-postgres"
   install -m 0755 "$HERE/postgres/docker-entrypoint.sh" "$WORK/ctx-postgres/docker-entrypoint.sh"
   build "$POSTGRES_TAG" postgres "debian-postgresql-15" --build-arg "BASE_IMAGE=$PYTHON_TAG"
+fi
+
+# --- the chart's own tags: its collector release and OpenSearch ------------------------------
+if $CHART; then
+  CHART_COLLECTOR_TAG="$(chart_tag collector)"
+  CHART_JAEGER_TAG="$(chart_tag jaeger)"
+  CHART_POSTGRES_TAG="$(chart_tag postgresql)"
+  OPENSEARCH_TAG="$(chart_tag opensearch)"
+  [[ "$CHART_JAEGER_TAG" == "$JAEGER_TAG" && "$CHART_POSTGRES_TAG" == "$POSTGRES_TAG" ]] \
+    || die "values.yaml's Jaeger/PostgreSQL images differ from docker-compose.yml's"
+  # The scale-out collector build: the chart's agents and gateways need its loadbalancing
+  # exporter and tail_sampling processor, at the release the chart names.
+  [[ -x "$OTELCOL_SCALE_OUT" ]] || die "$OTELCOL_SCALE_OUT is missing: run scripts/install_backends.sh --test-tools"
+  if needed "$CHART_COLLECTOR_TAG" "$(basename "$OTELCOL_SCALE_OUT")"; then
+    mkdir -p "$WORK/ctx-otel-collector-chart"
+    cp "$HERE/otel-collector/Dockerfile" "$WORK/ctx-otel-collector-chart/"
+    cp "$HOST_CA_BUNDLE" "$WORK/ctx-otel-collector-chart/ca-certificates.crt"
+    cp "$OTELCOL_SCALE_OUT" "$WORK/ctx-otel-collector-chart/otelcol"
+    say "$CHART_COLLECTOR_TAG: building the stand-in from $(basename "$OTELCOL_SCALE_OUT")"
+    DOCKER_BUILDKIT=1 docker build -q --label "$LABEL=$(basename "$OTELCOL_SCALE_OUT")" \
+      -t "$CHART_COLLECTOR_TAG" "$WORK/ctx-otel-collector-chart" >/dev/null \
+      || die "$CHART_COLLECTOR_TAG: docker build failed"
+  fi
+  # OpenSearch: the distribution the installer fetched from Maven Central, on Debian's JRE.
+  [[ -x "$OPENSEARCH_HOME/bin/opensearch" ]] || die "$OPENSEARCH_HOME is missing: run scripts/install_backends.sh --opensearch"
+  # named after the recipe too, so a changed recipe builds anew
+  OPENSEARCH_SOURCE="maven-$(basename "$OPENSEARCH_HOME")-debian-openjdk-17-$(cat "$HERE"/opensearch/* | sha256sum | cut -c1-8)"
+  if needed "$OPENSEARCH_TAG" "$OPENSEARCH_SOURCE"; then
+    mkdir -p "$WORK/ctx-opensearch"
+    cp -r "$OPENSEARCH_HOME" "$WORK/ctx-opensearch/opensearch"
+    rm -rf "$WORK/ctx-opensearch/opensearch/data" "$WORK/ctx-opensearch/opensearch/logs"/*
+    mkdir -p "$WORK/ctx-opensearch/opensearch/data" "$WORK/ctx-opensearch/opensearch/logs"
+    install -m 0755 "$HERE/opensearch/opensearch-docker-entrypoint.sh" "$WORK/ctx-opensearch/"
+    build "$OPENSEARCH_TAG" opensearch "$OPENSEARCH_SOURCE" --build-arg "BASE_IMAGE=$PYTHON_TAG"
+  fi
 fi
 say "stand-ins ready"

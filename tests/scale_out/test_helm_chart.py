@@ -81,6 +81,21 @@ VARIANTS = {
     "external-opensearch": ("opensearch.deploy=false", "opensearch.url=http://search:9200"),
     "sampling": ("sampling.headPercent=50", "sampling.baselinePercent=25"),
     "kafka": ("kafka.enabled=true", "kafka.brokers={kafka-0:9092,kafka-1:9092}"),
+    "kafka-secured": (
+        "kafka.enabled=true",
+        "kafka.brokers={kafka-0:9093}",
+        "kafka.tls.existingSecret=kafka-ca",
+        "kafka.tls.clientCertificate=true",
+        "kafka.sasl.enabled=true",
+        "kafka.sasl.existingSecret=kafka-user",
+    ),
+    "external-opensearch-secured": (
+        "opensearch.deploy=false",
+        "opensearch.url=https://search:9200",
+        "opensearch.auth.existingSecret=search-user",
+        "opensearch.tls.caSecret=search-ca",
+    ),
+    "no-network-policy": ("networkPolicy.enabled=false",),
     "postgresql": ("postgresql.enabled=true", "service.replicas=3"),
     "database-url": (f"database.url={DATABASE_URL}", "service.replicas=2"),
     "existing-secret": (

@@ -85,7 +85,9 @@ def export_batches(config: dict[str, Any]) -> list[dict[str, Any]]:
     batches = []
     for name, exporter in config["exporters"].items():
         if name.startswith("loadbalancing"):
-            exporter = exporter["protocol"]["otlp"]
+            # queued and batched at the exporter's own level, so a batch for a gateway that
+            # left the ring is routed again: none per gateway
+            assert exporter["protocol"]["otlp"]["sending_queue"] == {"enabled": False}
         elif not name.startswith("otlp"):
             continue
         batches.append(exporter["sending_queue"]["batch"])

@@ -118,3 +118,141 @@ http://{{ include "oos.name" (dict "root" . "component" "opensearch") }}:9200
 {{ randAlphaNum 32 }}
 {{- end -}}
 {{- end -}}
+
+{{/* The port of an external database (database.url's, else PostgreSQL's 5432): its egress. */}}
+{{- define "oos.databasePort" -}}
+{{- $host := "" -}}
+{{- if .Values.database.url }}{{ $host = (urlParse .Values.database.url).host }}{{ end -}}
+{{- if contains ":" $host }}{{ last (splitList ":" $host) }}{{ else }}5432{{ end -}}
+{{- end -}}
+
+{{/* The port of an external OpenSearch (opensearch.url's, else 443 for https, 9200). */}}
+{{- define "oos.opensearchPort" -}}
+{{- $url := urlParse (include "oos.opensearchUrl" .) -}}
+{{- if contains ":" $url.host }}{{ last (splitList ":" $url.host) }}
+{{- else if eq $url.scheme "https" }}443{{ else }}9200{{ end -}}
+{{- end -}}
+
+{{/* Settings merged over the stack's own Jaeger/collector config (a second --config file):
+     Kafka TLS and SASL for the given section (exporters or receivers), and OpenSearch
+     authentication and TLS when it is external. "" when there is nothing to add. */}}
+{{- define "oos.kafkaSecurity" -}}
+{{- $k := .root.Values.kafka -}}
+{{- if or $k.tls.enabled $k.sasl.enabled -}}
+{{ .section }}:
+  kafka:
+    {{- if $k.tls.enabled }}
+    tls:
+      insecure: false
+      {{- if $k.tls.existingSecret }}
+      ca_file: /etc/kafka-tls/ca.crt
+      {{- if $k.tls.clientCertificate }}
+      cert_file: /etc/kafka-tls/tls.crt
+      key_file: /etc/kafka-tls/tls.key
+      {{- end }}
+      {{- end }}
+      {{- with $k.tls.serverName }}
+      server_name_override: {{ . | quote }}
+      {{- end }}
+    {{- end }}
+    {{- if $k.sasl.enabled }}
+    auth:
+      sasl:
+        mechanism: {{ $k.sasl.mechanism }}
+        username: ${env:KAFKA_SASL_USERNAME}
+        password: ${env:KAFKA_SASL_PASSWORD}
+    {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{- define "oos.opensearchSecurity" -}}
+{{- $o := .Values.opensearch -}}
+{{- if and (eq .Values.storage "opensearch") (not $o.deploy) (or $o.auth.existingSecret $o.tls.caSecret) -}}
+extensions:
+  jaeger_storage:
+    backends:
+      opensearch_store:
+        opensearch:
+          {{- if $o.auth.existingSecret }}
+          auth:
+            basic:
+              username: ${env:OPENSEARCH_USERNAME}
+              password: ${env:OPENSEARCH_PASSWORD}
+          {{- end }}
+          {{- if $o.tls.caSecret }}
+          tls:
+            insecure: false
+            ca_file: /etc/opensearch-tls/ca.crt
+          {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* security.yaml of one component's ConfigMap: "" for the components it does not concern. */}}
+{{- define "oos.securityConfig" -}}
+{{- $root := .root -}}
+{{- if and (eq .component "jaeger-kafka-writer") $root.Values.kafka.enabled -}}
+{{ include "oos.kafkaSecurity" (dict "root" $root "section" "exporters") }}
+{{- else if eq .component "jaeger" -}}
+{{- $parts := list -}}
+{{- if $root.Values.kafka.enabled -}}
+{{- $parts = append $parts (include "oos.kafkaSecurity" (dict "root" $root "section" "receivers")) -}}
+{{- end -}}
+{{- $parts = append $parts (include "oos.opensearchSecurity" $root) -}}
+{{- without $parts "" | join "\n" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The env entries and volumes those settings read (secrets mounted or referenced). */}}
+{{- define "oos.kafkaSecurityEnv" -}}
+{{- $k := .Values.kafka -}}
+{{- if and $k.sasl.enabled (eq $k.sasl.mechanism "PLAIN") (not $k.tls.enabled) }}
+{{- fail "kafka.sasl.mechanism PLAIN sends the password in clear: it needs kafka.tls.enabled" }}
+{{- end }}
+{{- if $k.sasl.enabled }}
+{{- if not $k.sasl.existingSecret }}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret (a Secret with username and password)" }}
+{{- end }}
+- name: KAFKA_SASL_USERNAME
+  valueFrom: {secretKeyRef: {name: {{ $k.sasl.existingSecret }}, key: username}}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ $k.sasl.existingSecret }}, key: password}}
+{{- end }}
+{{- end -}}
+
+{{- define "oos.opensearchSecurityEnv" -}}
+{{- $o := .Values.opensearch -}}
+{{- if and (not $o.deploy) $o.auth.existingSecret }}
+- name: OPENSEARCH_USERNAME
+  valueFrom: {secretKeyRef: {name: {{ $o.auth.existingSecret }}, key: username}}
+- name: OPENSEARCH_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ $o.auth.existingSecret }}, key: password}}
+{{- end }}
+{{- end -}}
+
+{{/* volumeMounts / volumes for the CA and client certificates of Kafka and OpenSearch. */}}
+{{- define "oos.tlsMounts" -}}
+{{- if and .kafka .root.Values.kafka.tls.enabled .root.Values.kafka.tls.existingSecret }}
+- {name: kafka-tls, mountPath: /etc/kafka-tls, readOnly: true}
+{{- end }}
+{{- if and .opensearch (not .root.Values.opensearch.deploy) .root.Values.opensearch.tls.caSecret }}
+- {name: opensearch-tls, mountPath: /etc/opensearch-tls, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "oos.tlsVolumes" -}}
+{{- if and .kafka .root.Values.kafka.tls.enabled .root.Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret: {secretName: {{ .root.Values.kafka.tls.existingSecret }}}
+{{- end }}
+{{- if and .opensearch (not .root.Values.opensearch.deploy) .root.Values.opensearch.tls.caSecret }}
+- name: opensearch-tls
+  secret: {secretName: {{ .root.Values.opensearch.tls.caSecret }}}
+{{- end }}
+{{- end -}}
+
+{{/* A StatefulSet's claims: kept or deleted with the release (volumes.deleteWithRelease). */}}
+{{- define "oos.claimRetention" -}}
+persistentVolumeClaimRetentionPolicy:
+  whenDeleted: {{ ternary "Delete" "Retain" .Values.volumes.deleteWithRelease }}
+  whenScaled: Retain
+{{- end -}}
