@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stackctl.stack import binary_paths
 from tests.cluster.host import HostState, Marks, restore_sysctls, run
 from tests.cluster.images import CACHE, COREDNS_IMAGE, PAUSE_IMAGE, ROOT, pack_oci
 from tests.cluster.manifests import coredns, local_volumes
@@ -77,17 +78,10 @@ PROCESSES = (
 
 def binaries() -> dict[str, Path]:
     """The installer's paths (``scripts/install_backends.sh --paths``) of the cluster's programs."""
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "install_backends.sh"), "--paths"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    paths = dict(line.split("=", 1) for line in out.splitlines())
-    k8s = Path(paths["KUBERNETES_DIR"])
+    paths = binary_paths()
+    k8s = paths["KUBERNETES_DIR"]
     found = {name: k8s / name for name in (*PROCESSES[:5], "kubectl", "pause")}
-    found |= {"etcd": Path(paths["ETCD"]), "coredns": Path(paths["COREDNS"])}
-    found |= {"helm": Path(paths["HELM"])}
+    found |= {"etcd": paths["ETCD"], "coredns": paths["COREDNS"], "helm": paths["HELM"]}
     missing = [str(p) for p in found.values() if not p.exists()]
     assert not missing, f"{missing} missing: run scripts/install_backends.sh --cluster"
     return found
