@@ -58,6 +58,7 @@ class ServiceApp(FastAPI):
     periodic: list[tuple[float, Callable[[], Awaitable[None]]]]
     fault_injector: FaultInjector
     trusted_proxies: tuple[Network, ...] = ()
+    http_client_transport: str = "aiohttp"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Outside everything, the server span included: see :mod:`servicekit.edge`."""
@@ -106,8 +107,15 @@ class ServiceApp(FastAPI):
         timeout_seconds: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> Downstream:
-        """A traced client for another service, closed on shutdown."""
-        client = Downstream(name, base_url, timeout_seconds, self.telemetry.provider, transport)
+        """A traced client for another service, closed on shutdown; ``transport`` defaults to
+        the one ``HTTP_CLIENT_TRANSPORT`` names."""
+        client = Downstream(
+            name,
+            base_url,
+            timeout_seconds,
+            self.telemetry.provider,
+            transport or self.http_client_transport,
+        )
         self.shutdown_hooks.append(client.aclose)
         return client
 
@@ -155,6 +163,7 @@ def create_service_app(
     app.shutdown_hooks = []
     app.periodic = []
     app.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
+    app.http_client_transport = settings.http_client_transport
     app.fault_injector = FaultInjector(
         service_name=name,
         standing=parse_faults(settings.faults),

@@ -8,6 +8,20 @@ span is marked ERROR by the instrumentation, so the trace shows which hop failed
 A call names the route template it calls (``/orders/{order_id}``) and the values of its
 parameters: the client span is named ``{method} {url.template}`` (``GET /orders/{order_id}``,
 see :mod:`servicekit.semconv`), one name per route whatever the ids.
+
+The transport under httpx's API is chosen by ``HTTP_CLIENT_TRANSPORT`` (``transport=``):
+
+- ``aiohttp`` (the default): aiohttp's connection pool and C HTTP parser through
+  ``httpx-aiohttp``. A call costs about a third of the CPU of httpx's own transport
+  (docs/benchmarks.md measures both); the httpx instrumentation wraps it the same way, so the
+  client spans are identical.
+- ``httpcore``: httpx's own transport (pure Python, on anyio). On every request its pool asks
+  each idle connection whether it expired, and anyio's locks and cancel scopes ask asyncio for
+  the running loop many times per call, which on Python 3.11 is a ``getpid`` system call each.
+
+Either way a failure reaches the caller as the same httpx exception: a refused connection is
+:class:`httpx.ConnectError` (503), a timeout :class:`httpx.TimeoutException` (504), a peer that
+closes mid-answer :class:`httpx.RemoteProtocolError` (503).
 """
 
 from __future__ import annotations
@@ -17,7 +31,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from opentelemetry import trace
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
@@ -26,6 +42,65 @@ from servicekit.problems import ProblemError
 from servicekit.semconv import URL_TEMPLATE_EXTENSION, name_client_span
 
 DEADLINE_GRACE_SECONDS = 0.5
+TRANSPORTS = ("aiohttp", "httpcore")
+LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+
+class _Aiohttp(AiohttpTransport):
+    """``httpx-aiohttp``'s transport, raising the httpx exception httpx's own transport would:
+    the package maps every ``aiohttp.ClientConnectionError`` (a refused connection, a peer
+    that hung up) to ``ConnectTimeout``, which would turn a service that is down into a 504."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await super().handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise _like_httpcore(exc, request) from exc.__cause__
+        response.stream = _Body(response.stream, request)  # type: ignore[arg-type]
+        return response
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request) -> None:
+        self._stream, self._request = stream, request
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except httpx.TransportError as exc:
+            raise _like_httpcore(exc, self._request) from exc.__cause__
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def _like_httpcore(exc: httpx.TransportError, request: httpx.Request) -> httpx.TransportError:
+    cause = exc.__cause__
+    kind: type[httpx.TransportError]
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        kind = httpx.ConnectTimeout
+    elif isinstance(cause, (aiohttp.ServerTimeoutError, TimeoutError)):
+        kind = httpx.ReadTimeout
+    elif isinstance(cause, aiohttp.ClientConnectorError):
+        kind = httpx.ConnectError
+    elif isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        kind = httpx.RemoteProtocolError
+    elif isinstance(cause, aiohttp.ClientOSError):
+        kind = httpx.ReadError
+    else:
+        return exc
+    return kind(str(exc) or type(cause).__name__, request=request)
+
+
+def make_transport(name: str, limits: httpx.Limits = LIMITS) -> httpx.AsyncBaseTransport:
+    """The transport ``name`` (one of :data:`TRANSPORTS`) with the pool ``limits``; a
+    ``ValueError`` names the known ones."""
+    if name == "aiohttp":
+        return _Aiohttp(limits=limits)
+    if name == "httpcore":
+        return httpx.AsyncHTTPTransport(limits=limits)
+    raise ValueError(f"unknown HTTP client transport {name!r}; known: {', '.join(TRANSPORTS)}")
 
 
 class Downstream:
@@ -37,15 +112,16 @@ class Downstream:
         base_url: str,
         timeout_seconds: float,
         tracer_provider: trace.TracerProvider,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | str = "aiohttp",
     ) -> None:
+        """``transport``: a name from :data:`TRANSPORTS`, or a transport object (the in-process
+        tests pass ``httpx.ASGITransport``)."""
         self.name = name
         self.timeout_seconds = timeout_seconds
         self.client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout_seconds),
-            transport=transport,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            transport=make_transport(transport) if isinstance(transport, str) else transport,
         )
         HTTPXClientInstrumentor.instrument_client(
             self.client, tracer_provider=tracer_provider, request_hook=name_client_span

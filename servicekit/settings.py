@@ -9,7 +9,7 @@ own knobs. Telemetry is not configured here: it reads the standard ``OTEL_*`` va
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +57,9 @@ class ServiceSettings(ServerBounds):
     )
     switch_interval_ms: float = Field(
         5.0, gt=0, description="how long a thread holds the GIL before another may run"
+    )
+    http_client_transport: Literal["aiohttp", "httpcore"] = Field(
+        "aiohttp", description="what carries calls to other services: servicekit/http_client.py"
     )
     gc_freeze: bool = Field(
         True, description="move the objects made at start-up out of the garbage collector's view"
