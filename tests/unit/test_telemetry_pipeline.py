@@ -217,3 +217,24 @@ print(before == (None, None), after[0], after[1].__name__)
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     assert out == ["True", "http,database", "TraceResponsePropagator"]
+
+
+def test_the_resource_is_hashed_once_and_still_groups_spans_in_one_resource() -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+
+    from servicekit.telemetry import build_resource
+
+    resource = build_resource("inventory-service", "1.2.3")
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert (hash(resource), resource) == (hash(plain), plain)  # a drop-in Resource
+    assert resource._hash == hash(plain), "kept after the first hash, not serialised again"
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry.create("inventory-service", "1.2.3", exporter=exporter)
+    for name in ("a", "b", "c"):
+        telemetry.tracer.start_span(name).end()
+    telemetry.provider.force_flush()
+    request = encode_spans(exporter.get_finished_spans())
+    [resource_spans] = request.resource_spans  # every span under the one resource
+    assert sum(len(scope.spans) for scope in resource_spans.scope_spans) == 3
+    telemetry.shutdown()
