@@ -21,6 +21,11 @@ def floor() -> ModuleType:
     return bench_module("path_floor")
 
 
+@pytest.fixture(scope="module")
+def overhead() -> ModuleType:
+    return bench_module("overhead")
+
+
 def result(floor: ModuleType, hop: float, call: float, sql: float) -> dict:
     return {
         "hop_ms": hop,
@@ -122,3 +127,24 @@ async def test_hop_with_a_call_posts_the_order_downstream_once(floor, monkeypatc
     [call] = seen
     assert (call.method, call.url.path) == ("POST", "/api/orders")
     assert json.loads(call.content) == ORDER
+
+
+def test_overhead_reports_the_floor_against_the_untraced_rounds(floor, overhead) -> None:
+    def round_(mode: str, number: int, services_cpu_s: float) -> object:
+        cpu = {name: services_cpu_s / 4 for name in overhead.SERVICES}
+        wrk = {"requests": 1000, "duration_us": 10_000_000}
+        return overhead.Round(mode, 8, 10.0, wrk, cpu, 0.0, number)
+
+    # The untraced rounds spend 12, 18 and 15 ms per order: the median is 15.
+    heavy = [
+        round_("off", 0, 12.0),
+        round_("on", 0, 30.0),
+        round_("off", 1, 18.0),
+        round_("off", 2, 15.0),
+    ]
+    assert overhead.untraced_cpu(heavy) == pytest.approx(15.0)
+    figures = result(floor, 0.5, 1.0, 1.0)
+    lines = overhead.path_lines(figures, heavy)
+    assert "### What an order's parts cost bare: the order path's floor" in lines
+    assert any("15.00 (**2.50x** the floor)" in line for line in lines)
+    assert overhead.path_lines(None, heavy) == []
