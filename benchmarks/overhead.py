@@ -44,6 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import path_floor  # noqa: E402
 import span_profile  # noqa: E402
 
 from servicekit.catalog import SERVICE_NAMES as SERVICES  # noqa: E402
@@ -431,6 +432,22 @@ def span_floor(trace: StoredTrace, base: Path) -> dict[str, float]:
     return json.loads(out)
 
 
+def order_path_floor(connections: int) -> dict[str, Any]:
+    """What an order's parts cost bare (benchmarks/path_floor.py, processes of its own)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "path_floor.py"),
+            "--connections",
+            str(connections),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def paced_delay(bench: Bench, connections: int, target_rps: float, latency_ms: float) -> float:
     """A first per-connection pause (ms) near ``target_rps``, from one short paced run, so the
     sustained run starts close to its rate (wrk's script corrects it every second)."""
@@ -684,6 +701,12 @@ def services_cpu(round_: Round) -> float:
     return 1000 * sum(round_.cpu.get(name, 0) for name in SERVICES) / round_.wrk["requests"]
 
 
+def untraced_cpu(rounds: list[Round]) -> float:
+    """The services' CPU per order on the untraced stack (ms): the median of its rounds."""
+    mine = [services_cpu(r) for r in rounds if r.mode == "off"]
+    return statistics.median(mine) if mine else float("nan")
+
+
 def added_cpus(rounds: list[Round], mode: str = "on") -> list[float]:
     """The services' CPU per order that tracing adds (ms) in each round: ``mode``'s minus the
     untraced stack's, from the same round."""
@@ -769,9 +792,14 @@ def cpu_table(rounds: list[Round]) -> list[str]:
 
 
 def goal_lines(
-    floor: dict[str, float], heavy: list[Round], light: list[Round], delivery: dict[str, Any]
+    floor: dict[str, float],
+    heavy: list[Round],
+    light: list[Round],
+    delivery: dict[str, Any],
+    path: dict[str, Any] | None = None,
 ) -> list[str]:
-    """The three goals of the tracing-cost work, each with this run's figure."""
+    """The goals of the tracing-cost work, each with this run's figure, and with ``path`` (the
+    order path's floor) the services' untraced CPU against it."""
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -793,6 +821,7 @@ def goal_lines(
         f"| complete in Jaeger within 1 s at p95, at 70% of saturated throughput | p95 "
         f"{p95:.2f} s at {rate:.0f} req/s ({share:.0%} of the {delivery['saturated']:.0f} "
         f"req/s saturated) | {verdict(p95 <= 1.0)} |",
+        *([path_floor.goal_row(path, untraced_cpu(heavy))] if path else []),
     ]
 
 
@@ -813,6 +842,23 @@ def floor_lines(floor: dict[str, float], heavy: list[Round], light: list[Round])
         f"(**{sat / f:.2f}x** the floor) |",
         f"| services' added CPU for a single client (median of round pairs) | {one:.2f} "
         f"(**{one / f:.2f}x** the floor) |",
+    ]
+
+
+def path_lines(path: dict[str, Any] | None, heavy: list[Round]) -> list[str]:
+    """The order path's floor section (none when it was skipped)."""
+    if path is None:
+        return []
+    return [
+        "",
+        "### What an order's parts cost bare: the order path's floor",
+        "",
+        f"Measured in this run by `benchmarks/path_floor.py`, in processes of its own, tracing "
+        f"off: a bare uvicorn + FastAPI app and the same app making one `Downstream` call, each "
+        f"driven by wrk at {path['connections']} connections; the statements of one order "
+        "through the services' stores on SQLite.",
+        "",
+        *path_floor.table(path, untraced_cpu(heavy)),
     ]
 
 
@@ -950,6 +996,11 @@ def main() -> int:
         help="settings tried against the current ones, comma-separated, 'all' or 'none' "
         f"(known: {', '.join(lever.name for lever in LEVERS)}; default: %(default)s)",
     )
+    parser.add_argument(
+        "--no-path-floor",
+        action="store_true",
+        help="skip the order path's floor (benchmarks/path_floor.py, about a minute)",
+    )
     parser.add_argument("--no-doc", action="store_true", help=f"do not update {DOC.name}")
     args = parser.parse_args()
     by_name = {lever.name: lever for lever in LEVERS}
@@ -985,6 +1036,15 @@ def main() -> int:
             f"SDK floor for the {floor['spans']} spans of one order: {floor['floor_ms']:.2f} ms "
             f"of CPU (create {floor['create_ms']:.2f}, encode {floor['encode_ms']:.2f})"
         )
+        path = None
+        if not args.no_path_floor:
+            say("the order path's floor: a bare hop, a client call, an order's statements")
+            path = order_path_floor(args.connections)
+            say(
+                f"order path's floor: {path['floor_ms']:.2f} ms of CPU ({path['hops']} x hop "
+                f"{path['hop_ms']:.3f} + {path['calls']} x call {path['call_ms']:.3f} + "
+                f"{path['statements']} statements {path['sql_ms']:.3f})"
+            )
         say("warm-up: 5 s per stack")
         for bench in benches.values():
             wrk(bench.stack.gateway_url, args.connections, 5)
@@ -1061,11 +1121,12 @@ def main() -> int:
             else "n/a."
         ),
         "",
-        *goal_lines(floor, heavy, light, delivery),
+        *goal_lines(floor, heavy, light, delivery, path),
         "",
         "### What tracing costs beyond the SDK: the floor",
         "",
         *floor_lines(floor, heavy, light),
+        *path_lines(path, heavy),
         "",
         "### Levers, each against the current settings in the same run",
         "",

@@ -16,6 +16,8 @@ def bench_module(name: str) -> ModuleType:
     """``benchmarks/<name>.py``, loaded once per test session."""
     if name in sys.modules:
         return sys.modules[name]
+    if str(BENCHMARKS) not in sys.path:  # the scripts import each other (overhead: span_profile)
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
