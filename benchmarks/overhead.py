@@ -16,6 +16,10 @@ what else the machine does hits both alike. Then, on the traced stack only:
 * time to queryable: orders placed during that load, timed from the gateway's response until
   Jaeger returns the complete trace.
 
+Besides, on the traced and untraced stacks: saturation rounds with the collector, Jaeger and
+wrk on a core of their own (``--pinned-rounds``, :func:`pinned`), and a py-spy profile of the
+services, native frames included (``--no-profile``, ``--profile-dir``; span_profile.py).
+
 Results go to ``docs/benchmarks.md``, between the ``results`` markers (the text around them is
 kept). The numbers are one run, side by side, on this machine; nothing here is a timed test.
 """
@@ -769,11 +773,9 @@ def sustained(bench: Bench, idle: list[Bench], base: Path, pace: Pace) -> dict[s
 # --- profile (optional) ----------------------------------------------------------------------
 
 
-def sampled(
-    bench: Bench, connections: int, seconds: float, native: bool, keep: Path | None
-) -> tuple[Any, float]:
-    """py-spy samples of a stack's services under load, and the orders served meanwhile
-    (``keep``: where to leave the raw profiles, one file per service)."""
+def under_load(bench: Bench, connections: int, seconds: float, run: Any) -> tuple[Any, float]:
+    """``run()``'s result, called 2 s into a saturating wrk run that outlasts it by 2 s when it
+    takes ``seconds``, and wrk's requests per second."""
     result: dict[str, Any] = {}
     load = threading.Thread(
         target=lambda: result.update(wrk(bench.stack.gateway_url, connections, seconds + 4)),
@@ -781,13 +783,37 @@ def sampled(
     )
     load.start()
     time.sleep(2)
-    pids = {name: bench.stack.process(name).pid() for name in SERVICES}
-    found = span_profile.record(
-        {k: v for k, v in pids.items() if v is not None}, seconds, native=native, keep=keep
-    )
+    found = run()
     load.join()
-    say(f"  {bench.mode}: {requests_per_second(result):.1f} req/s while sampled")
-    return found, requests_per_second(result) * seconds
+    return found, requests_per_second(result)
+
+
+def sampled(
+    bench: Bench, connections: int, seconds: float, native: bool, keep: Path | None
+) -> tuple[Any, float]:
+    """py-spy samples of a stack's services under load, per row, and the orders served while
+    the Python-only pass ran; with ``native``, its rows split by a second pass with native
+    frames, under a load of its own (span_profile.refine). ``keep``: where to leave the raw
+    profiles, ``python/<service>.txt`` and ``native/<service>.txt``."""
+    pids = {name: bench.stack.process(name).pid() for name in SERVICES}
+    pids = {k: v for k, v in pids.items() if v is not None}
+    found, rps = under_load(
+        bench,
+        connections,
+        seconds,
+        lambda: span_profile.record(pids, seconds, keep=keep and keep / "python"),
+    )
+    say(f"  {bench.mode}: {rps:.1f} req/s while sampled")
+    if native and found:
+        moved, native_rps = under_load(
+            bench,
+            connections,
+            seconds,
+            lambda: span_profile.record_moves(pids, seconds, keep=keep and keep / "native"),
+        )
+        say(f"  {bench.mode}: {native_rps:.1f} req/s while sampled with native frames")
+        found = span_profile.refine(found, moved)
+    return found, rps * seconds
 
 
 def profile(
@@ -798,12 +824,13 @@ def profile(
     keep: Path | None = None,
 ) -> list[str]:
     """py-spy the services of the traced and the untraced stack (benchmarks/span_profile.py);
-    ``keep``: a directory for the raw profiles, ``on/<service>.txt`` and ``off/...``."""
+    ``keep``: a directory for the raw profiles, ``on/python/<service>.txt``, ``on/native/...``,
+    ``off/...``."""
     if span_profile.py_spy() is None:
         say("--profile: py-spy is not on PATH (it is in the dev dependencies); skipped")
         return []
-    how = "py-spy --gil --native" if native else "py-spy --gil"
-    say(f"profile: {how} on each service, {seconds:g} s per stack at c={connections}")
+    how = "py-spy --gil, split by a --native pass" if native else "py-spy --gil"
+    say(f"profile: {how} on each service, {seconds:g} s per pass and stack at c={connections}")
     traced, on_orders = sampled(benches["on"], connections, seconds, native, keep and keep / "on")
     untraced, off_orders = sampled(
         benches["off"], connections, seconds, native, keep and keep / "off"
@@ -1140,13 +1167,13 @@ def main() -> int:
         "--profile-native",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="profile with C frames too (py-spy --native: garbage collection, GIL hand-offs, "
-        "syscalls), pausing the services at each sample (default: on)",
+        help="split the profile's rows by a second pass with C frames (py-spy --native: "
+        "garbage collection, GIL hand-offs, syscalls; default: on)",
     )
     parser.add_argument(
         "--profile-dir",
         type=Path,
-        help="keep the raw py-spy profiles here (on/<service>.txt, off/<service>.txt)",
+        help="keep the raw py-spy profiles here (on/python/<service>.txt, on/native/..., off/...)",
     )
     parser.add_argument(
         "--levers",

@@ -75,7 +75,7 @@ REST_GROUPS = (
 GC = "garbage collection (native gc frames)"
 GIL = "GIL hand-offs (take_gil, drop_gil)"
 GETPID = "syscalls: getpid (asyncio's get_running_loop)"
-LIBC = "libc: other calls and syscalls"
+LIBC = "syscalls and libc, other (socket writes, semaphores, malloc)"
 # Native functions (exact name, or a prefix ending in ``*``) that name the interpreter's work.
 GC_FUNCTIONS = ("gc_collect*", "collect_with_callback", "collect_generations", "_PyGC_Collect*")
 GIL_FUNCTIONS = ("take_gil", "drop_gil")
@@ -184,27 +184,53 @@ def counts(path: Path) -> Counter[str]:
     return found
 
 
+def without_native(stack: str) -> str:
+    """The stack as a Python-only sample shows it: the C frames left out."""
+    return ";".join(frame for frame in stack.split(";") if not is_native(frame))
+
+
+def moves(path: Path) -> Counter[tuple[str, str]]:
+    """Samples of one service with native frames, per (row without the C frames, row with
+    them): how the native frames move samples between rows."""
+    found: Counter[tuple[str, str]] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        found[(classify(without_native(stack)), classify(stack))] += int(count)
+    return found
+
+
+def refine(python: Counter[str], native: Counter[tuple[str, str]]) -> Counter[str]:
+    """The Python-only samples (``python``: the ms per order) with each row split as the
+    native pass splits it: of the native samples that a Python-only profile puts in row r, the
+    share that the C frames put in row k moves from r to k. Shares, not counts, because the
+    native pass (pausing the process at each sample) inflates everyone's time."""
+    result: Counter[str] = Counter({row: float(n) for row, n in python.items()})
+    in_row: Counter[str] = Counter()
+    for (row, _), n in native.items():
+        in_row[row] += n
+    for (row, to), n in native.items():
+        if to != row and row in python:
+            moved = python[row] * n / in_row[row]
+            result[row] -= moved
+            result[to] += moved
+    return result
+
+
 def py_spy() -> str | None:
     """py-spy from the PATH or beside this interpreter (the project's virtualenv)."""
     return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
-def record(
-    pids: dict[str, int], seconds: float, native: bool = True, keep: Path | None = None
-) -> Counter[str]:
-    """Sample each service for ``seconds`` (the caller keeps the load on); samples per category,
-    all services together. Empty when py-spy is missing or may not attach (ptrace).
-
-    ``native``: with the C frames (py-spy pauses the process for each sample, as it must to
-    unwind native stacks); without, Python frames only and the process never paused.
-    ``keep``: a directory to leave the raw profiles in, ``<service>.txt`` each (py-spy's raw
-    format: ``frame;frame;... count`` a line, outermost frame first)."""
-    spy = py_spy()
-    if spy is None:
-        return Counter()
-    out = keep or Path(tempfile.mkdtemp(prefix="bench-profile-"))
+def spy(pids: dict[str, int], seconds: float, native: bool, out: Path) -> dict[str, Path]:
+    """Run py-spy on each process for ``seconds`` at once; their raw profiles in ``out``,
+    ``<service>.txt`` each (py-spy's raw format: ``frame;frame;... count`` a line, outermost
+    frame first), for those it could sample."""
+    spy_ = py_spy()
+    if spy_ is None:
+        return {}
     out.mkdir(parents=True, exist_ok=True)
-    argv = [spy, "record", "--gil", "--full-filenames", "-r", str(RATE), "-f", "raw"]
+    argv = [spy_, "record", "--gil", "--full-filenames", "-r", str(RATE), "-f", "raw"]
+    # Native stacks can only be read from a stopped process: --native never with --nonblocking.
     argv += ["--native"] if native else ["--nonblocking"]
     spies = [
         subprocess.Popen(
@@ -216,10 +242,36 @@ def record(
     ]
     for proc in spies:
         proc.wait()
+    return {name: out / f"{name}.txt" for name in pids if (out / f"{name}.txt").exists()}
+
+
+def record(
+    pids: dict[str, int], seconds: float, native: bool = False, keep: Path | None = None
+) -> Counter[str]:
+    """Sample each service for ``seconds`` (the caller keeps the load on); samples per category,
+    all services together. Empty when py-spy is missing or may not attach (ptrace).
+
+    ``native``: with the C frames (py-spy pauses the process for each sample); without, Python
+    frames only and the process never paused. ``keep``: a directory to leave the raw profiles
+    in (see :func:`spy`)."""
+    out = keep or Path(tempfile.mkdtemp(prefix="bench-profile-"))
     result: Counter[str] = Counter()
-    for name in pids:
-        if (out / f"{name}.txt").exists():
-            result.update(counts(out / f"{name}.txt"))
+    for path in spy(pids, seconds, native, out).values():
+        result.update(counts(path))
+    if keep is None:
+        shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def record_moves(
+    pids: dict[str, int], seconds: float, keep: Path | None = None
+) -> Counter[tuple[str, str]]:
+    """A native pass (:func:`record` with ``native``) as :func:`moves`, all services
+    together: what :func:`refine` splits a Python-only profile's rows with."""
+    out = keep or Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    result: Counter[tuple[str, str]] = Counter()
+    for path in spy(pids, seconds, True, out).values():
+        result.update(moves(path))
     if keep is None:
         shutil.rmtree(out, ignore_errors=True)
     return result

@@ -187,7 +187,7 @@ LOOP = (
         ),
         (
             f"{LOOP};sock_send ({STDLIB}/asyncio/selector_events.py:1100);__libc_send ({LIBC})",
-            "libc: other calls and syscalls",
+            "syscalls and libc, other (socket writes, semaphores, malloc)",
         ),
         # Other native frames (the interpreter at work) count for the Python code above them:
         # tracing's categories are unchanged by them.
@@ -306,3 +306,32 @@ def test_profile_records_native_frames_and_keeps_the_raw_files(
     profile.record({"order-service": 1}, 1, native=False)
     assert "--nonblocking" in calls.read_text().splitlines()[-1]
     assert "--native" not in calls.read_text().splitlines()[-1]
+
+
+def test_profile_native_pass_splits_the_python_rows_by_share(profile, tmp_path) -> None:
+    """The native pass pauses the services and inflates every row: only its shares are used.
+    Of its samples that Python frames alone put in the HTTP client, a quarter is getpid."""
+    native = tmp_path / "native.txt"
+    http = f"{LOOP};current_async_library ({SITE}/sniffio/_impl.py:76)"
+    native.write_text(
+        f"{http};get_running_loop ({CSRC}/_asynciomodule.c:274);getpid ({LIBC}) 10\n"
+        f"{http} 30\n"
+        f"{LOOP};start_span ({SITE}/opentelemetry/sdk/trace/__init__.py:1100);"
+        f"gc_collect_main ({LIBPYTHON}) 50\n"
+        f"{LOOP};start_span ({SITE}/opentelemetry/sdk/trace/__init__.py:1100) 50\n"
+    )
+    client = "HTTP client (httpx, httpcore, anyio, h11, aiohttp)"
+    sdk = "SDK: spans, attributes, processors, sampler"
+    moved = profile.moves(native)
+    assert moved == {
+        (client, profile.GETPID): 10,
+        (client, client): 30,
+        (sdk, profile.GC): 50,
+        (sdk, sdk): 50,
+    }
+    from collections import Counter
+
+    python = Counter({client: 8, sdk: 4, "logging": 2})
+    refined = profile.refine(python, moved)
+    assert refined == {client: 6, profile.GETPID: 2, sdk: 2, profile.GC: 2, "logging": 2}
+    assert sum(refined.values()) == sum(python.values())
