@@ -1,10 +1,12 @@
 """Where the traced services spend their CPU on tracing: py-spy samples, sorted by cause.
 
 Used by ``benchmarks/overhead.py --profile``: each service is sampled under load with
-``py-spy record --gil --native`` (100 Hz, the thread holding the GIL only: Python's CPU, without
-threads idling in a wait that py-spy would otherwise count as busy; with the C frames of the
-interpreter, libc and extensions, for which py-spy pauses the process at each sample), on the
-traced and the untraced stack, and every sample is put in one category:
+``py-spy record --gil`` (100 Hz, the thread holding the GIL only: Python's CPU, without threads
+idling in a wait that py-spy would otherwise count as busy), on the traced and the untraced
+stack, in two passes: Python frames only (``--nonblocking``: the GIL ms per order), then with
+the C frames of the interpreter, libc and extensions (``--native``, which pauses the process at
+each sample and so inflates every row: only its shares are used, :func:`refine`). Every sample
+is put in one category:
 
 - the span export thread (``BatchProcessor.worker``): OTLP encoding, the gRPC call, the rest;
 - otherwise a native frame names the interpreter's own work wherever it happens: garbage
