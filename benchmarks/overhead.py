@@ -16,6 +16,10 @@ what else the machine does hits both alike. Then, on the traced stack only:
 * time to queryable: orders placed during that load, timed from the gateway's response until
   Jaeger returns the complete trace.
 
+Besides, on the traced and untraced stacks: saturation rounds with the collector, Jaeger and
+wrk on a core of their own (``--pinned-rounds``, :func:`pinned`), and a py-spy profile of the
+services, native frames included (``--no-profile``, ``--profile-dir``; span_profile.py).
+
 Results go to ``docs/benchmarks.md``, between the ``results`` markers (the text around them is
 kept). The numbers are one run, side by side, on this machine; nothing here is a timed test.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,9 +291,11 @@ def wrk(
     ids_path: Path | None = None,
     rate: float | None = None,
     delay_ms: float = 0.0,
+    cpus: set[int] | None = None,
 ) -> dict:
     """One wrk run; with ``rate``, held near that many requests per second by pausing each
-    connection between its requests (``delay_ms`` the first pause; benchmarks/order.lua)."""
+    connection between its requests (``delay_ms`` the first pause; benchmarks/order.lua);
+    with ``cpus``, wrk runs on those CPUs only."""
     env = {
         **os.environ,
         "WRK_ORDER_BODY": json.dumps(ORDER, separators=(",", ":")),
@@ -307,7 +315,10 @@ def wrk(
         str(LUA),
         f"{url}/api/orders",
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    affinity = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=True, preexec_fn=affinity
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -332,16 +343,20 @@ def measure(bench: Bench, others: list[Bench], connections: int, seconds: float,
     )
 
 
+def round_order(modes: list[str], number: int) -> list[str]:
+    """The stacks' order in round ``number``: each round shifts and reverses it, so no stack
+    always runs first or last."""
+    order = modes[number % len(modes) :] + modes[: number % len(modes)]
+    return order if number % 2 == 0 else order[::-1]
+
+
 def alternate(
     benches: dict[str, Bench], rounds: int, connections: int, seconds: float
 ) -> list[Round]:
     results = []
     modes = list(benches)
     for number in range(rounds):
-        # Each round shifts and reverses the order, so no stack always runs first or last.
-        order = modes[number % len(modes) :] + modes[: number % len(modes)]
-        order = order if number % 2 == 0 else order[::-1]
-        for mode in order:
+        for mode in round_order(modes, number):
             for traced in benches.values():  # no export backlog burns CPU during this run
                 traced.settle()
             others = [b for m, b in benches.items() if m != mode]
@@ -355,6 +370,163 @@ def alternate(
                 f"non-2xx {w['non_2xx']}  other load {r.foreign_cores:.2f} cores"
             )
     return results
+
+
+# --- the backends on their own core --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cores:
+    """Where a pinned round runs each process: the services on ``services``; the backends
+    (Jaeger, the collector, their fronts) and wrk on ``backends``."""
+
+    services: frozenset[int]
+    backends: frozenset[int]
+
+    def describe(self) -> str:
+        return f"services on CPU {cpu_list(self.services)}, backends and wrk on CPU " + cpu_list(
+            self.backends
+        )
+
+
+def cpu_list(cpus: frozenset[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def split_cores() -> Cores | None:
+    """The last CPU this script may use for the backends and wrk, the others for the services
+    (on 2 cores: CPU 0 and CPU 1); None with fewer than 2 CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return Cores(frozenset(cpus[:-1]), frozenset(cpus[-1:]))
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (an empty list when it is gone)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tasks = Path(f"/proc/{current}/task")
+        try:
+            children = [
+                int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()
+            ]
+        except OSError:
+            continue
+        found.append(current)
+        todo += children
+    return found
+
+
+def set_affinity(pids: list[int | None], cpus: frozenset[int] | set[int]) -> None:
+    """Put every thread of every process in ``pids`` (and their children) on ``cpus``. Threads
+    started later inherit their creator's; a second pass catches those started meanwhile."""
+    for _ in range(2):
+        for pid in (p for root in pids if root is not None for p in process_tree(root)):
+            try:
+                tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+            except OSError:
+                continue
+            for tid in tids:
+                with contextlib.suppress(OSError):  # the thread ended meanwhile
+                    os.sched_setaffinity(tid, cpus)
+
+
+@contextlib.contextmanager
+def pinned(bench: Bench, cores: Cores) -> Iterator[None]:
+    """``bench``'s services on ``cores.services`` and its other processes on ``cores.backends``
+    while the block runs; every process back on all of this script's CPUs afterwards, also
+    when the block fails."""
+    services = [p for procs in bench.stack.replica_processes.values() for p in procs]
+    backends = [p for p in bench.stack.processes if p not in services]
+    everything = os.sched_getaffinity(0)
+    try:
+        set_affinity([p.pid() for p in services], cores.services)
+        set_affinity([p.pid() for p in backends], cores.backends)
+        yield
+    finally:
+        set_affinity([p.pid() for p in bench.stack.processes], everything)
+
+
+def pinned_rounds(
+    benches: dict[str, Bench], rounds: int, connections: int, seconds: float, cores: Cores
+) -> list[Round]:
+    """Saturation rounds of the traced and the untraced stack, alternating as
+    :func:`alternate` does, each with its stack pinned (:func:`pinned`) and wrk on the
+    backends' CPU."""
+    pair = {mode: benches[mode] for mode in ("on", "off")}
+    results = []
+    for number in range(rounds):
+        for mode in round_order(list(pair), number):
+            for traced in benches.values():  # no export backlog burns CPU during this run
+                traced.settle()
+            others = [b for m, b in benches.items() if m != mode]
+            with pinned(pair[mode], cores):
+                r = measure(pair[mode], others, connections, seconds, cpus=set(cores.backends))
+            r.number = number
+            results.append(r)
+            w = r.wrk
+            say(
+                f"  pinned round {number + 1}/{rounds} {mode:>3} c={connections}: "
+                f"{r.rps:7.1f} req/s  p50 {w['p50_ms']:.1f} p99 {w['p99_ms']:.1f} ms  "
+                f"services {services_cpu(r):.2f} ms/order  other load {r.foreign_cores:.2f} cores"
+            )
+    return results
+
+
+PINNED_GOAL = 0.15  # the largest throughput cost at saturation, the backends on their own core
+
+
+def pinned_goal_lines(heavy: list[Round], pinned: list[Round]) -> list[str]:
+    """The goal row for the throughput cost with the backends on their own core, the
+    shared-core figure beside it (none when the pinned rounds were skipped)."""
+    if not pinned:
+        return []
+    cost, shared = costs(pinned)["rps"], costs(heavy)["rps"]
+    verdict = "met" if cost <= PINNED_GOAL else "**not met**"
+    return [
+        f"| tracing costs at most {PINNED_GOAL:.0%} of saturated throughput, collector and "
+        f"Jaeger on their own core | {100 * cost:.1f}% (all on shared cores: "
+        f"{100 * shared:.1f}%) | {verdict} |"
+    ]
+
+
+def pinned_lines(
+    pinned: list[Round], cores: Cores | None, connections: int, seconds: float
+) -> list[str]:
+    """The pinned rounds' section: each stack's throughput, latency and services' CPU, and
+    the cost (none when they were skipped)."""
+    if not pinned or cores is None:
+        return []
+    rounds = len({r.number for r in pinned})
+    lines = [
+        "### Throughput at saturation, the collector and Jaeger on their own core",
+        "",
+        f"{rounds} more rounds of {seconds:g} s per stack at {connections} connections, the "
+        f"traced and the untraced stack only, each pinned while it runs ({cores.describe()}), "
+        "as on a deployment where the collector and Jaeger run elsewhere. On 2 cores the "
+        "services get one core in both stacks.",
+        "",
+        "| | tracing on | `OTEL_SDK_DISABLED=true` | tracing costs (median of round pairs) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    on, off = summarise(pinned, "on"), summarise(pinned, "off")
+    cost = costs(pinned)
+    lines.append(
+        f"| throughput (req/s) | {on['rps']:.1f} | {off['rps']:.1f} | {100 * cost['rps']:.1f}% |"
+    )
+    for q in ("p50", "p99"):
+        lines.append(
+            f"| {q} latency (ms, median of rounds) | {on[q]:.1f} | {off[q]:.1f} | "
+            f"{100 * cost[q]:+.1f}% |"
+        )
+    svc = {m: sum(summarise(pinned, m)["cpu_ms"].get(k, 0) for k in SERVICES) for m in MODES}
+    lines.append(
+        f"| services' CPU per order (ms) | {svc['on']:.2f} | {svc['off']:.2f} | "
+        f"{spread(added_cpus(pinned))} added |"
+    )
+    return [*lines, ""]
 
 
 # --- span delivery and time to queryable -----------------------------------------------------
@@ -618,8 +790,9 @@ def sustained(bench: Bench, idle: list[Bench], base: Path, pace: Pace) -> dict[s
 # --- profile (optional) ----------------------------------------------------------------------
 
 
-def sampled(bench: Bench, connections: int, seconds: float) -> tuple[Any, float]:
-    """py-spy samples of a stack's services under load, and the orders served meanwhile."""
+def under_load(bench: Bench, connections: int, seconds: float, run: Any) -> tuple[Any, float]:
+    """``run()``'s result, called 2 s into a saturating wrk run that outlasts it by 2 s when it
+    takes ``seconds``, and wrk's requests per second."""
     result: dict[str, Any] = {}
     load = threading.Thread(
         target=lambda: result.update(wrk(bench.stack.gateway_url, connections, seconds + 4)),
@@ -627,27 +800,66 @@ def sampled(bench: Bench, connections: int, seconds: float) -> tuple[Any, float]
     )
     load.start()
     time.sleep(2)
-    pids = {name: bench.stack.process(name).pid() for name in SERVICES}
-    found = span_profile.record({k: v for k, v in pids.items() if v is not None}, seconds)
+    found = run()
     load.join()
-    return found, requests_per_second(result) * seconds
+    return found, requests_per_second(result)
 
 
-def profile(benches: dict[str, Bench], connections: int, seconds: float) -> list[str]:
-    """py-spy the services of the traced and the untraced stack (benchmarks/span_profile.py)."""
+def sampled(
+    bench: Bench, connections: int, seconds: float, native: bool, keep: Path | None
+) -> tuple[Any, float]:
+    """py-spy samples of a stack's services under load, per row, and the orders served while
+    the Python-only pass ran; with ``native``, its rows split by a second pass with native
+    frames, under a load of its own (span_profile.refine). ``keep``: where to leave the raw
+    profiles, ``python/<service>.txt`` and ``native/<service>.txt``."""
+    pids = {name: bench.stack.process(name).pid() for name in SERVICES}
+    pids = {k: v for k, v in pids.items() if v is not None}
+    found, rps = under_load(
+        bench,
+        connections,
+        seconds,
+        lambda: span_profile.record(pids, seconds, keep=keep and keep / "python"),
+    )
+    say(f"  {bench.mode}: {rps:.1f} req/s while sampled")
+    if native and found:
+        moved, native_rps = under_load(
+            bench,
+            connections,
+            seconds,
+            lambda: span_profile.record_moves(pids, seconds, keep=keep and keep / "native"),
+        )
+        say(f"  {bench.mode}: {native_rps:.1f} req/s while sampled with native frames")
+        found = span_profile.refine(found, moved)
+    return found, rps * seconds
+
+
+def profile(
+    benches: dict[str, Bench],
+    connections: int,
+    seconds: float,
+    native: bool = True,
+    keep: Path | None = None,
+) -> list[str]:
+    """py-spy the services of the traced and the untraced stack (benchmarks/span_profile.py);
+    ``keep``: a directory for the raw profiles, ``on/python/<service>.txt``, ``on/native/...``,
+    ``off/...``."""
     if span_profile.py_spy() is None:
         say("--profile: py-spy is not on PATH (it is in the dev dependencies); skipped")
         return []
-    say(f"profile: py-spy --gil on each service, {seconds:g} s per stack at c={connections}")
-    traced, on_orders = sampled(benches["on"], connections, seconds)
-    untraced, off_orders = sampled(benches["off"], connections, seconds)
+    how = "py-spy --gil, split by a --native pass" if native else "py-spy --gil"
+    say(f"profile: {how} on each service, {seconds:g} s per pass and stack at c={connections}")
+    traced, on_orders = sampled(benches["on"], connections, seconds, native, keep and keep / "on")
+    untraced, off_orders = sampled(
+        benches["off"], connections, seconds, native, keep and keep / "off"
+    )
     if not traced or not untraced or not on_orders or not off_orders:
         say("--profile: py-spy could not sample the services (ptrace not permitted?); skipped")
         return []
+    if keep:
+        say(f"  raw profiles in {keep}")
     return [
         "",
-        f"#### Where the services spend it (py-spy --gil, {connections} connections, GIL ms per "
-        "order)",
+        f"#### Where the services spend it ({how}, {connections} connections, GIL ms per order)",
         "",
         *span_profile.table(traced, untraced, (on_orders, off_orders)),
     ]
@@ -976,6 +1188,13 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=12, help="seconds per round")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (saturating)")
     parser.add_argument("--light-rounds", type=int, default=4, help="rounds at 1 connection")
+    parser.add_argument(
+        "--pinned-rounds",
+        type=int,
+        default=4,
+        help="saturation rounds of the traced and untraced stacks with the collector, Jaeger "
+        "and wrk on a core of their own (0: skip; default: %(default)s)",
+    )
     parser.add_argument("--sustain", type=float, default=60, help="seconds of sustained load")
     parser.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
     parser.add_argument(
@@ -989,6 +1208,18 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="py-spy the traced services: where their tracing CPU goes (default: on)",
+    )
+    parser.add_argument(
+        "--profile-native",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="split the profile's rows by a second pass with C frames (py-spy --native: "
+        "garbage collection, GIL hand-offs, syscalls; default: on)",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        help="keep the raw py-spy profiles here (on/python/<service>.txt, on/native/..., off/...)",
     )
     parser.add_argument(
         "--levers",
@@ -1052,6 +1283,15 @@ def main() -> int:
         heavy = alternate(benches, args.rounds, args.connections, args.duration)
         say("light load, c=1")
         light = alternate(benches, args.light_rounds, 1, max(8.0, args.duration * 2 / 3))
+        cores = split_cores()
+        pinned_: list[Round] = []
+        if args.pinned_rounds and cores is None:
+            say("pinned rounds: fewer than 2 CPUs; skipped")
+        elif args.pinned_rounds and cores is not None:
+            say(f"saturating load, c={args.connections}, pinned: {cores.describe()}")
+            pinned_ = pinned_rounds(
+                benches, args.pinned_rounds, args.connections, args.duration, cores
+            )
         saturated = summarise(heavy, "on")["rps"]
         target = SUSTAIN_SHARE * saturated
         say(f"pacing wrk to {target:.0f} req/s ({SUSTAIN_SHARE:.0%} of {saturated:.0f})")
@@ -1075,14 +1315,18 @@ def main() -> int:
         for lever in timing:
             others = [b for mode, b in benches.items() if mode != lever.name]
             fresh.append((lever.what, *freshness(benches[lever.name], others, short)))
-        profile_table = profile(benches, args.connections, 15) if args.profile else []
+        profile_table = (
+            profile(benches, args.connections, 15, args.profile_native, args.profile_dir)
+            if args.profile
+            else []
+        )
     finally:
         for bench in benches.values():
             bench.stack.down(report=lambda line: None)
         shutil.rmtree(base, ignore_errors=True)
     load_after = loadavg()
 
-    foreign = max(r.foreign_cores for r in [*heavy, *light, delivery["load"]])
+    foreign = max(r.foreign_cores for r in [*heavy, *light, *pinned_, delivery["load"]])
     busy_note = (
         f"**The machine was busy**: other processes used up to {foreign:.2f} cores during a "
         "measured run; treat the numbers as noisier than usual."
@@ -1122,6 +1366,7 @@ def main() -> int:
         ),
         "",
         *goal_lines(floor, heavy, light, delivery, path),
+        *pinned_goal_lines(heavy, pinned_),
         "",
         "### What tracing costs beyond the SDK: the floor",
         "",
@@ -1147,6 +1392,7 @@ def main() -> int:
         "",
         *rounds_table(heavy),
         "",
+        *pinned_lines(pinned_, cores, args.connections, args.duration),
         "### Latency for a single client (1 connection)",
         "",
         *comparison_table(light),
