@@ -99,12 +99,15 @@ LEVERS = (
     Lever(
         "control", {}, "the current settings again (A/A control: two identical stacks)", timing=True
     ),
-    Lever("gc-no-freeze", {"GC_FREEZE": "false"}, "`GC_FREEZE=false` (the previous setting)"),
     Lever(
-        "delay-500ms",
-        {"OTEL_BSP_SCHEDULE_DELAY": "500"},
-        "`OTEL_BSP_SCHEDULE_DELAY=500` (the previous setting)",
-        timing=True,
+        "httpcore",
+        {"HTTP_CLIENT_TRANSPORT": "httpcore"},
+        "`HTTP_CLIENT_TRANSPORT=httpcore` (the previous setting: httpx's own transport)",
+    ),
+    Lever(
+        "batch-128",
+        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},
+        "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128` (shorter encoding bursts)",
     ),
     Lever(
         "delay-100ms",
@@ -113,19 +116,27 @@ LEVERS = (
         timing=True,
     ),
     Lever(
-        "delay-2s",
-        {"OTEL_BSP_SCHEDULE_DELAY": "2000"},
-        "`OTEL_BSP_SCHEDULE_DELAY=2000`",
-        timing=True,
-    ),
-    Lever(
         "switch-1ms", {"SWITCH_INTERVAL_MS": "1"}, "`SWITCH_INTERVAL_MS=1` (GIL switch interval)"
     ),
     Lever(
-        "batch-128",
-        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},
-        "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`",
+        "gc-no-freeze",
+        {"GC_FREEZE": "false"},
+        "`GC_FREEZE=false` (the setting before the freeze)",
         default=False,
+    ),
+    Lever(
+        "delay-500ms",
+        {"OTEL_BSP_SCHEDULE_DELAY": "500"},
+        "`OTEL_BSP_SCHEDULE_DELAY=500` (the setting before 200)",
+        default=False,
+        timing=True,
+    ),
+    Lever(
+        "delay-2s",
+        {"OTEL_BSP_SCHEDULE_DELAY": "2000"},
+        "`OTEL_BSP_SCHEDULE_DELAY=2000`",
+        default=False,
+        timing=True,
     ),
     Lever(
         "gzip",
@@ -913,10 +924,16 @@ def services_cpu(round_: Round) -> float:
     return 1000 * sum(round_.cpu.get(name, 0) for name in SERVICES) / round_.wrk["requests"]
 
 
+def mode_cpu(rounds: list[Round], mode: str) -> float:
+    """The four services' CPU milliseconds per order on one stack: the median of its rounds
+    (NaN when it had none)."""
+    mine = [services_cpu(r) for r in rounds if r.mode == mode]
+    return statistics.median(mine) if mine else float("nan")
+
+
 def untraced_cpu(rounds: list[Round]) -> float:
     """The services' CPU per order on the untraced stack (ms): the median of its rounds."""
-    mine = [services_cpu(r) for r in rounds if r.mode == "off"]
-    return statistics.median(mine) if mine else float("nan")
+    return mode_cpu(rounds, "off")
 
 
 def added_cpus(rounds: list[Round], mode: str = "on") -> list[float]:
@@ -1077,19 +1094,20 @@ def path_lines(path: dict[str, Any] | None, heavy: list[Round]) -> list[str]:
 def levers_table(heavy: list[Round], light: list[Round], levers: list[Lever]) -> list[str]:
     """Each lever's stack against the current settings' stack, pairs from the same rounds."""
     lines = [
-        "| traced stack | added CPU per order, saturation (ms; median, rounds' range) | added CPU "
-        "per order, 1 client (ms) | throughput at saturation vs current | p99, 1 client, vs "
-        "current | p99, 1 client, vs untraced |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        f"| current settings | {spread(added_cpus(heavy))} | {spread(added_cpus(light))} | | | "
-        f"{100 * costs(light)['p99']:+.1f}% |",
+        "| traced stack | services' CPU per order, saturation (ms) | added CPU per order, "
+        "saturation (ms; median, rounds' range) | added CPU per order, 1 client (ms) | "
+        "throughput at saturation vs current | p99, 1 client, vs current | p99, 1 client, vs "
+        "untraced |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| current settings | {mode_cpu(heavy, 'on'):.2f} | {spread(added_cpus(heavy))} | "
+        f"{spread(added_cpus(light))} | | | {100 * costs(light)['p99']:+.1f}% |",
     ]
     for lever in levers:
         name = lever.name
         rps = paired(heavy, lambda r: r.rps, name, "on")
         p99 = paired(light, lambda r: r.wrk["p99_ms"], name, "on")
         lines.append(
-            f"| {lever.what} | {spread(added_cpus(heavy, name))} | "
+            f"| {lever.what} | {mode_cpu(heavy, name):.2f} | {spread(added_cpus(heavy, name))} | "
             f"{spread(added_cpus(light, name))} | "
             f"{100 * rps:+.1f}% | {100 * p99:+.1f}% | "
             f"{100 * costs(light, name, 'off')['p99']:+.1f}% |"

@@ -49,7 +49,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,11 +94,12 @@ class Order(BaseModel):
 
 
 def build_app(
-    downstream_url: str | None = None, transport: httpx.AsyncBaseTransport | None = None
+    downstream_url: str | None = None, transport: httpx.AsyncBaseTransport | str = "aiohttp"
 ) -> FastAPI:
     """The bare hop: ``POST /api/orders`` validates the order and answers ``201
     {"status": "confirmed"}``. With ``downstream_url`` it first posts the order there through a
-    :class:`~servicekit.http_client.Downstream` (over ``transport``, httpx's default when None)
+    :class:`~servicekit.http_client.Downstream` (over ``transport``: a transport, or one of
+    :data:`servicekit.http_client.TRANSPORTS` by name)
     built as a service builds it; the environment must say ``OTEL_SDK_DISABLED=true``."""
     from fastapi import FastAPI
 
@@ -123,13 +124,13 @@ def build_app(
     return app
 
 
-def serve(port: int, downstream_url: str | None) -> None:
+def serve(port: int, downstream_url: str | None, transport: str = "aiohttp") -> None:
     """Serve :func:`build_app` on 127.0.0.1:``port`` until killed."""
     import uvicorn
 
     os.environ["OTEL_SDK_DISABLED"] = "true"
     uvicorn.run(
-        build_app(downstream_url),
+        build_app(downstream_url, transport),
         host="127.0.0.1",
         port=port,
         http="httptools",
@@ -139,7 +140,9 @@ def serve(port: int, downstream_url: str | None) -> None:
 
 
 @contextmanager
-def bare_server(port: int, downstream_url: str | None = None) -> Iterator[int]:
+def bare_server(
+    port: int, downstream_url: str | None = None, transport: str = "aiohttp"
+) -> Iterator[int]:
     """A bare app in a fresh interpreter, ready to answer; yields its pid."""
     import httpx
 
@@ -147,7 +150,7 @@ def bare_server(port: int, downstream_url: str | None = None) -> Iterator[int]:
 
     argv = [sys.executable, __file__, "serve", "--port", str(port)]
     if downstream_url:
-        argv += ["--downstream", downstream_url]
+        argv += ["--downstream", downstream_url, "--transport", transport]
     env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     try:
@@ -190,34 +193,54 @@ def served(pid: int, url: str, connections: int, seconds: float) -> tuple[float,
 
 
 def hop_and_call(connections: int, seconds: float, warmup: float, repeat: int) -> dict[str, Any]:
-    """The bare hop and the hop with one call, ``repeat`` times alternating (ms per request)."""
+    """The bare hop and the hop with one call over each transport (the services' default first),
+    ``repeat`` times alternating (ms per request)."""
     import overhead
 
+    from servicekit.http_client import TRANSPORTS
+    from servicekit.settings import ServiceSettings
     from stackctl.ports import free_ports
 
-    hop_port, caller_port, callee_port = free_ports(3)
-    hop_url, caller_url = f"http://127.0.0.1:{hop_port}", f"http://127.0.0.1:{caller_port}"
-    hops, callers, rps = [], [], []
-    with (
-        bare_server(hop_port) as hop_pid,
-        bare_server(callee_port),
-        bare_server(caller_port, f"http://127.0.0.1:{callee_port}") as caller_pid,
-    ):
-        for url in (hop_url, caller_url):
+    default = ServiceSettings().http_client_transport
+    transports = [default, *(t for t in TRANSPORTS if t != default)]
+    hop_port, callee_port, *caller_ports = free_ports(2 + len(transports))
+    hop_url = f"http://127.0.0.1:{hop_port}"
+    callee_url = f"http://127.0.0.1:{callee_port}"
+    hops: list[float] = []
+    callers: dict[str, list[float]] = {t: [] for t in transports}
+    rps = []
+    with ExitStack() as stack:
+        hop_pid = stack.enter_context(bare_server(hop_port))
+        stack.enter_context(bare_server(callee_port))
+        pids = {
+            t: stack.enter_context(bare_server(port, callee_url, t))
+            for t, port in zip(transports, caller_ports, strict=True)
+        }
+        urls = {
+            t: f"http://127.0.0.1:{port}" for t, port in zip(transports, caller_ports, strict=True)
+        }
+        for url in (hop_url, *urls.values()):
             overhead.wrk(url, connections, warmup)
         for number in range(repeat):
             hop, result = served(hop_pid, hop_url, connections, seconds)
-            caller, _ = served(caller_pid, caller_url, connections, seconds)
             hops.append(hop)
-            callers.append(caller)
             rps.append(overhead.requests_per_second(result))
-            say(f"  {number + 1}/{repeat}: hop {hop:.3f} ms, hop with a call {caller:.3f} ms")
+            for t in transports:
+                callers[t].append(served(pids[t], urls[t], connections, seconds)[0])
+            calls = ", ".join(f"{t} {callers[t][-1]:.3f}" for t in transports)
+            say(f"  {number + 1}/{repeat}: hop {hop:.3f} ms, hop with a call: {calls} ms")
+
+    def call(t: str) -> float:
+        return statistics.median(c - h for c, h in zip(callers[t], hops, strict=True))
+
     return {
         "hop_runs": hops,
-        "caller_runs": callers,
+        "caller_runs": callers[default],
         "hop_ms": statistics.median(hops),
-        "caller_ms": statistics.median(callers),
-        "call_ms": statistics.median(c - h for c, h in zip(callers, hops, strict=True)),
+        "caller_ms": statistics.median(callers[default]),
+        "transport": default,
+        "call_ms": call(default),
+        "call_ms_by_transport": {t: call(t) for t in transports},
         "hop_rps": statistics.median(rps),
     }
 
@@ -353,8 +376,15 @@ def table(result: dict[str, Any], untraced_ms: float) -> list[str]:
         "| --- | ---: | ---: |",
         f"| a bare hop (uvicorn + FastAPI, the body validated) | {result['hop_ms']:.3f} | "
         f"{result['hops']} x = {result['hops'] * result['hop_ms']:.2f} |",
-        f"| one client call (`Downstream`, tracing off) | {result['call_ms']:.3f} | "
+        f"| one client call (`Downstream` over {result.get('transport', 'its default')}, "
+        f"tracing off) | {result['call_ms']:.3f} | "
         f"{result['calls']} x = {result['calls'] * result['call_ms']:.2f} |",
+        *(
+            f"| for comparison, one call over {name} (`HTTP_CLIENT_TRANSPORT={name}`) | "
+            f"{ms:.3f} | |"
+            for name, ms in result.get("call_ms_by_transport", {}).items()
+            if name != result.get("transport")
+        ),
         f"| SQL statements ({result['statements']}: {names}) | | {result['sql_ms']:.2f} |",
         f"| **the order path's floor** | | **{result['floor_ms']:.2f}** |",
         f"| the services' untraced CPU per order at saturation (median of rounds) | | "
@@ -397,6 +427,7 @@ def main() -> int:
     one = sub.add_parser("serve", help="serve one bare app (what the measurement starts)")
     one.add_argument("--port", type=int, required=True)
     one.add_argument("--downstream", help="call this bare app once per request")
+    one.add_argument("--transport", default="aiohttp", help="the client's transport")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--seconds", type=float, default=4, help="seconds per measured wrk run")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of wrk per app first")
@@ -404,7 +435,7 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=1000, help="orders per SQL measurement")
     args = parser.parse_args()
     if args.command == "serve":
-        serve(args.port, args.downstream)
+        serve(args.port, args.downstream, args.transport)
         return 0
     result = measure(args.connections, args.seconds, args.warmup, args.repeat, args.orders)
     say(
