@@ -23,7 +23,7 @@ Each part is measured bare, in processes of its own, with tracing off:
   the bare hop's, from the same repetition, is one call.
 * **sql**: one order's store calls in this process, on SQLite files in a temporary directory:
   inventory-service's ``reserve``, order-service's ``create`` (insert, then read back) and
-  notification-service's insert (``Notifier.send_notification``, no send delay), untraced.
+  notification-service's insert (``Notifier.record``), untraced.
   The statements are counted first by running one order through the same stores traced (one
   span per statement, :mod:`servicekit.storage.base`); then ``--orders`` orders are timed with
   ``time.process_time`` (the ``BEGIN IMMEDIATE``/``COMMIT`` around them included).
@@ -282,7 +282,6 @@ def open_stores(data_dir: Path, provider: TracerProvider) -> Stores:
 
 def one_order(stores: Stores, order: dict[str, Any]) -> None:
     """What the services' stores do for one order: reserve, store (and read back), notify."""
-    from opentelemetry import trace
 
     from notification_service.app import recipient_hash
     from order_service.models import CreateOrder, OrderLine
@@ -301,9 +300,7 @@ def one_order(stores: Stores, order: dict[str, Any]) -> None:
         items=[OrderLine.model_construct(sku=s, quantity=q, price=p) for s, q, p in lines],
     )
     stores.orders.create(body, order_total(body.items))
-    stores.notifier.send_notification(
-        uuid.uuid4().hex, order_id, recipient_hash(order["email"]), trace.INVALID_SPAN
-    )
+    stores.notifier.record(uuid.uuid4().hex, order_id, recipient_hash(order["email"]))
 
 
 def order_statements(order: dict[str, Any]) -> list[str]:

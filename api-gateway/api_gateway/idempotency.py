@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
-from starlette.concurrency import run_in_threadpool
 
 from servicekit.problems import ProblemError
 from servicekit.storage import UTC_NOW, Cursor, Database
@@ -287,7 +286,7 @@ async def run_once(
     saga a dead owner failed and compensated): the take-over then ``cancel``s that order id, in
     case it was stored, and starts again under a new one.
     """
-    claim = await run_in_threadpool(store.claim, key, fingerprint, new_order_id())
+    claim = await store.db.call(store.claim, key, fingerprint, new_order_id())
     if claim.replay is not None:
         return claim.replay, True
     span = trace.get_current_span()
@@ -300,11 +299,11 @@ async def run_once(
         except ReservationReleased:
             await cancel(order_id)
             order_id = new_order_id()
-            await run_in_threadpool(store.restart, key, order_id)
+            await store.db.call(store.restart, key, order_id)
             span.add_event("idempotency.saga_restarted")
             result = await place(order_id)
     except BaseException:
-        await run_in_threadpool(store.abandon, key)
+        await store.db.call(store.abandon, key)
         raise
-    await run_in_threadpool(store.complete, key, result.model_dump(mode="json"))
+    await store.db.call(store.complete, key, result.model_dump(mode="json"))
     return result, False

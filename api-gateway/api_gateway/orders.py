@@ -27,7 +27,6 @@ import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from api_gateway.compensation import CompensationBacklog
 from api_gateway.idempotency import ReservationReleased
@@ -89,7 +88,7 @@ class OrderFlow:
         except ProblemError as exc:
             await self._release(order_id)
             if _maybe_delivered(exc):  # order-service may have stored it before it broke
-                await run_in_threadpool(self.cancellations.add, order_id)
+                await self.cancellations.db.call(self.cancellations.add, order_id)
             raise
         notification = await self._notify(order_id, str(body.email), order.total)
         return OrderResponse(
@@ -201,10 +200,10 @@ class OrderFlow:
             span.set_status(trace.Status(trace.StatusCode.ERROR, exc.detail))
             log.error("%s %s not done yet: %s", backlog.table, order_id_hash(item_id), exc.detail)
             if not retry:
-                await run_in_threadpool(backlog.add, item_id)
+                await backlog.db.call(backlog.add, item_id)
             return False
         if retry:
-            await run_in_threadpool(backlog.remove, item_id)
+            await backlog.db.call(backlog.remove, item_id)
         return True
 
     async def retry_backlog(self, parent: otel_context.Context | None = None) -> None:
@@ -216,7 +215,7 @@ class OrderFlow:
             (self.releases, self._release),
             (self.cancellations, self.cancel),
         ):
-            for item_id in await run_in_threadpool(backlog.ids, RETRIES_PER_ORDER):
+            for item_id in await backlog.db.call(backlog.ids, RETRIES_PER_ORDER):
                 token = otel_context.attach(parent or otel_context.Context())
                 try:
                     if not await compensate(item_id, retry=True):
@@ -231,8 +230,7 @@ class OrderFlow:
         def counts() -> tuple[int, int]:
             return self.releases.count, self.cancellations.count
 
-        shared = self.releases.db.shared or self.cancellations.db.shared
-        return await run_in_threadpool(counts) if shared else counts()
+        return await self.releases.db.call(counts)  # one database holds both backlogs
 
     async def sweep(self) -> None:
         """The periodic retry (``COMPENSATION_RETRY_SECONDS``): what is pending, also entries

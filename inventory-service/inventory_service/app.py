@@ -44,9 +44,9 @@ def _reservation(reservation_id: str, state: str, lines: list) -> Reservation:
 
 
 @router.get("/{sku}")
-def get_stock(sku: str, store: Store) -> StockLevel:
+async def get_stock(sku: str, store: Store) -> StockLevel:
     """Units in stock and the unit price."""
-    found = store.stock(sku)
+    found = await store.db.call(store.stock, sku)
     if found is None:
         raise ProblemError(404, "Unknown sku", f"No product with sku {sku}.", sku=sku)
     available, price = found
@@ -54,14 +54,14 @@ def get_stock(sku: str, store: Store) -> StockLevel:
 
 
 @router.post("/reserve", status_code=status.HTTP_201_CREATED)
-def reserve(body: ReserveRequest, store: Store) -> Reservation:
+async def reserve(body: ReserveRequest, store: Store) -> Reservation:
     """Reserve all lines or none, each priced from the catalogue. Out of stock is an error of
     this span (the domain says so)."""
     span = trace.get_current_span()
     span.set_attribute(RESERVATION_ID_HASH, order_id_hash(body.reservationId))
     try:
-        state, lines = store.reserve(
-            body.reservationId, ((line.sku, line.quantity) for line in body.items)
+        state, lines = await store.db.call(
+            store.reserve, body.reservationId, [(line.sku, line.quantity) for line in body.items]
         )
     except InsufficientStock as exc:
         span.set_attribute("inventory.sku", exc.sku)
@@ -92,10 +92,10 @@ def reserve(body: ReserveRequest, store: Store) -> Reservation:
 
 
 @router.post("/release")
-def release(body: ReleaseRequest, store: Store) -> Release:
+async def release(body: ReleaseRequest, store: Store) -> Release:
     """Compensation: return a reservation's stock. Idempotent, so it is always safe to retry."""
     trace.get_current_span().set_attribute(RESERVATION_ID_HASH, order_id_hash(body.reservationId))
-    state, lines = store.release(body.reservationId)
+    state, lines = await store.db.call(store.release, body.reservationId)
     items = [ReserveLine(sku=sku, quantity=q) for sku, q in lines]
     return Release(reservationId=body.reservationId, status=state, items=items)
 

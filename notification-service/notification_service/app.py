@@ -7,9 +7,9 @@ mail relay never delays an order. The recipient is kept only as a hash: no email
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated
@@ -74,18 +74,20 @@ class Notifier:
     db: Database
     send_delay_ms: int
 
-    def send_notification(
+    async def send_notification(
         self, notification_id: str, order_id: str, recipient: str, parent: trace.Span
     ) -> None:
         ctx = trace.set_span_in_context(parent)
         try:
-            self._send(ctx, notification_id, order_id, recipient)
+            await self._send(ctx, notification_id, order_id, recipient)
         except Exception:  # already on the span (ERROR + exception event); the order stands
             log.warning(
                 "notification %s for order %s failed", notification_id, order_id_hash(order_id)
             )
 
-    def _send(self, ctx: Context, notification_id: str, order_id: str, recipient: str) -> None:
+    async def _send(
+        self, ctx: Context, notification_id: str, order_id: str, recipient: str
+    ) -> None:
         with self.tracer.start_as_current_span("send_notification", context=ctx) as span:
             span.set_attributes(
                 {
@@ -95,17 +97,21 @@ class Notifier:
                     ORDER_ID_HASH: order_id_hash(order_id),
                 }
             )
-            time.sleep(self.send_delay_ms / 1000)  # the mail relay round trip
-            with self.db.transaction() as cur:
-                cur.execute(
-                    "INSERT INTO notifications (notification_id, order_id, recipient_hash, status)"
-                    " VALUES (?, ?, ?, 'sent')",
-                    (notification_id, order_id, recipient),
-                )
+            await asyncio.sleep(self.send_delay_ms / 1000)  # the mail relay round trip
+            await self.db.call(self.record, notification_id, order_id, recipient)
+
+    def record(self, notification_id: str, order_id: str, recipient: str) -> None:
+        """Store one sent notification (one ``INSERT``)."""
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO notifications (notification_id, order_id, recipient_hash, status)"
+                " VALUES (?, ?, ?, 'sent')",
+                (notification_id, order_id, recipient),
+            )
 
 
 @router.post("/notify", status_code=status.HTTP_202_ACCEPTED)
-def notify(
+async def notify(
     body: NotifyRequest,
     background: BackgroundTasks,
     notifier: Annotated[Notifier, from_state("notifier")],

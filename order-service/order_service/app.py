@@ -30,7 +30,7 @@ Store = Annotated[OrderStore, from_state("store")]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_order(
+async def create_order(
     body: CreateOrder, response: Response, store: Store, tracer: ServiceTracer
 ) -> Order:
     """Price and store the order inside the ``process_order`` span (the business operation)."""
@@ -45,7 +45,7 @@ def create_order(
                 "customer.id": str(body.userId),
             }
         )
-        order, created = store.create(body, total)
+        order, created = await store.db.call(store.create, body, total)
         span.set_attribute("order.created", created)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -53,15 +53,16 @@ def create_order(
 
 
 @router.delete("/{order_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_order(order_id: str, store: Store) -> None:
+async def delete_order(order_id: str, store: Store) -> None:
     """Compensation from the gateway: an order whose creation it reported as failed (the
     connection broke after the request went out) must not stay stored. Idempotent."""
-    trace.get_current_span().set_attribute("order.deleted", store.delete(order_id))
+    deleted = await store.db.call(store.delete, order_id)
+    trace.get_current_span().set_attribute("order.deleted", deleted)
 
 
 @router.get("/{order_id}")
-def get_order(order_id: str, store: Store) -> Order:
-    order = store.get(order_id)
+async def get_order(order_id: str, store: Store) -> Order:
+    order = await store.db.call(store.get, order_id)
     if order is None:
         raise ProblemError(404, "Order not found", f"No order {order_id}.", orderId=order_id)
     return order

@@ -1,10 +1,11 @@
 """SQLite per service (stdlib ``sqlite3``), a file under ``DATA_DIR``, in WAL mode: the embedded
 default, for one process of each service.
 
-One connection per thread: FastAPI runs sync endpoints in a thread pool and a sqlite3 connection
-must not be shared across threads. Transactions are explicit ``BEGIN IMMEDIATE`` so that writers
-queue on SQLite's lock up front instead of failing halfway with ``database is locked``; that lock
-also serialises every writer, so :meth:`Cursor.lock` has nothing to add.
+One connection per thread: the services' routes run their statements on the event loop's thread
+(:meth:`Database.call`, ``inline``), other work may run them in a thread pool, and a sqlite3
+connection must not be shared across threads. Transactions are explicit ``BEGIN IMMEDIATE`` so
+that writers queue on SQLite's lock up front instead of failing halfway with ``database is
+locked``; that lock also serialises every writer, so :meth:`Cursor.lock` has nothing to add.
 
 Statements are traced by :class:`servicekit.storage.base.Cursor`: the contrib sqlite3
 instrumentation names a span by the statement's first word alone and has no hook to rename it.
@@ -49,6 +50,7 @@ class SqliteDatabase(Database):
 
     system = DB_SYSTEM
     shared = False
+    inline = True  # one process per file: only this process's own threads could hold a lock
 
     def __init__(
         self,

@@ -219,3 +219,29 @@ def test_on_a_shared_store_a_lease_whose_owner_stopped_beating_is_taken_over(
         retrier.claim("of-the-living", "f", "order-4")
     assert int(busy.value.headers["Retry-After"]) == math.ceil(live.heartbeat_ttl)
     db.close()
+
+
+@pytest.mark.anyio
+async def test_a_call_runs_on_the_loop_for_sqlite_and_in_the_pool_for_postgresql(
+    database_url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    db = open_db(database_url, tmp_path, "calls", "CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+
+    def insert_and_count(n: int) -> tuple[int, int]:
+        with db.transaction() as cur:
+            cur.execute("INSERT INTO t (n) VALUES (?)", (n,))
+        with db.read() as cur:
+            cur.execute("SELECT count(*) AS n FROM t")
+            return threading.get_ident(), cur.fetchone()["n"]
+
+    try:
+        loop_thread = threading.get_ident()
+        ran_on, count = await db.call(insert_and_count, 1)
+        ran_on, count = await db.call(insert_and_count, n=2)
+    finally:
+        db.close()
+    assert count == 2
+    # SQLite's statements take microseconds: a thread hop would cost more than they do.
+    assert (ran_on == loop_thread) is (db.system == "sqlite")
