@@ -48,18 +48,34 @@ class StatementTracing:
     attributes: dict[str, Any] = field(default_factory=dict)  # db.namespace, server.*
     error_code: Callable[[BaseException], str | None] = lambda exc: None
 
+    # Per statement text (the stores' SQL is a fixed set): its span name and attributes.
+    _prepared: dict[str, tuple[str, dict[str, Any]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def _prepare(self, statement: str) -> tuple[str, dict[str, Any]]:
+        found = self._prepared.get(statement)
+        if found is None:
+            summary = summarize_sql(statement)
+            attributes = {"db.system.name": self.system, **self.attributes}
+            attributes["db.query.text"] = statement
+            if summary.operation:
+                attributes["db.operation.name"] = summary.operation
+            if summary.collection:
+                attributes["db.collection.name"] = summary.collection
+            found = self._prepared[statement] = (summary.span_name(self.system), attributes)
+        return found
+
     @contextmanager
     def statement_span(self, statement: str) -> Iterator[None]:
-        """One CLIENT span around a statement; ERROR with ``error.type`` when it raises."""
-        summary = summarize_sql(statement)
-        attributes = {"db.system.name": self.system, **self.attributes}
-        attributes["db.query.text"] = statement
-        if summary.operation:
-            attributes["db.operation.name"] = summary.operation
-        if summary.collection:
-            attributes["db.collection.name"] = summary.collection
+        """One CLIENT span around a statement; ERROR with ``error.type`` when it raises. With
+        the SDK disabled (a no-op tracer) nothing is prepared or started."""
+        if isinstance(self.tracer, trace.NoOpTracer):
+            yield
+            return
+        name, attributes = self._prepare(statement)
         with self.tracer.start_as_current_span(
-            summary.span_name(self.system), kind=trace.SpanKind.CLIENT, attributes=attributes
+            name, kind=trace.SpanKind.CLIENT, attributes=attributes
         ) as span:
             try:
                 yield
