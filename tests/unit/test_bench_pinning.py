@@ -151,3 +151,18 @@ def test_pinned_section_tables_throughput_latency_and_services_cpu(overhead) -> 
     assert "| services' CPU per order (ms) | 4.00 | 4.00 | 0.00 (0.00 to 0.00) added |" in lines
     assert overhead.pinned_lines([], cores, 8, 10.0) == []
     assert overhead.pinned_lines(pinned, None, 8, 10.0) == []
+
+
+def test_the_p99_goal_is_also_shown_with_the_backends_on_their_own_core(overhead) -> None:
+    shared = [round_(overhead, "on", 0, 700), round_(overhead, "off", 0, 1000)]
+    light = [round_(overhead, "on", 0, 90, p99=180.0), round_(overhead, "off", 0, 100, p99=100.0)]
+    pinned_light = [
+        round_(overhead, "on", 0, 95, p99=140.0),
+        round_(overhead, "off", 0, 100, p99=100.0),
+    ]
+    rows = overhead.pinned_goal_lines(shared, shared, light, pinned_light)
+    assert len(rows) == 2
+    assert "| +40.0% (shared cores: +80.0%) | met |" in rows[1]
+    cores = overhead.Cores(frozenset({0}), frozenset({1}))
+    lines = overhead.pinned_lines(pinned_light, cores, 1, 8)
+    assert lines[0] == "### A single client, the collector and Jaeger on their own core"
