@@ -43,7 +43,13 @@ from servicekit.semconv import URL_TEMPLATE_EXTENSION, name_client_span
 
 DEADLINE_GRACE_SECONDS = 0.5
 TRANSPORTS = ("aiohttp", "httpcore")
-LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+# A pooled connection is dropped after 2 s idle: uvicorn closes one after 5 s
+# (``timeout_keep_alive``), and a request sent on a connection the server is closing at that
+# moment is lost ("Server disconnected"), so the client must let go first.
+KEEPALIVE_SECONDS = 2.0
+LIMITS = httpx.Limits(
+    max_connections=200, max_keepalive_connections=50, keepalive_expiry=KEEPALIVE_SECONDS
+)
 
 
 class _Aiohttp(AiohttpTransport):

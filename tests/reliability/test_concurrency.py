@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from servicekit.http_client import KEEPALIVE_SECONDS
 from stackctl.stack import Stack
 from tests.reliability.conftest import record
 from tests.reliability.support import inventory_db, order_body, orders_db, query
@@ -33,7 +34,9 @@ async def burst(
     """``keys`` x ``copies`` concurrent orders (copies share a key and body), while the stock row
     is read from inventory-service's database (WAL: readers never block the writer) as fast as
     it goes. Returns the responses, the stock levels seen, the wall time, the answers lost."""
-    limits = httpx.Limits(max_connections=CONCURRENT + 10)
+    # Idle connections let go before uvicorn's 5 s keep-alive closes them, as the services'
+    # own client does (servicekit.http_client.KEEPALIVE_SECONDS).
+    limits = httpx.Limits(max_connections=CONCURRENT + 10, keepalive_expiry=KEEPALIVE_SECONDS)
     sql = "SELECT available FROM stock WHERE sku = ?"
     base_url = stack.gateway_url
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:

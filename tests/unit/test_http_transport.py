@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from servicekit.http_client import TRANSPORTS, Downstream, make_transport
+from servicekit.http_client import KEEPALIVE_SECONDS, TRANSPORTS, Downstream, make_transport
 from servicekit.problems import ProblemError
 from servicekit.telemetry import configure_process
 
@@ -24,9 +24,13 @@ pytestmark = pytest.mark.anyio
 BODY = b'{"sku":"SKU123","available":7}'
 
 
+CONNECTIONS: list[int] = []  # one entry per connection the server accepted
+
+
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """``/ok`` answers, ``/slow`` answers after 2 s, ``/cut`` hangs up inside its answer,
     ``/fail`` is a 500; keep-alive, so a pooled connection serves several calls."""
+    CONNECTIONS.append(1)
     try:
         while head := await reader.readuntil(b"\r\n\r\n"):
             target = head.split(b" ", 2)[1]
@@ -143,6 +147,26 @@ async def test_every_failure_is_the_same_problem_on_both_transports(
         code, kind = seen["aiohttp"]
         assert code is StatusCode.ERROR
         assert kind.rsplit(".", 1)[-1] == error_type
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_idle_connection_is_let_go_before_the_server_would_close_it(
+    transport: str, server: str
+) -> None:
+    """uvicorn closes a connection idle for 5 s; a call sent on it as it closes would be lost,
+    so the client drops its idle connections first and opens a new one."""
+    downstream = Downstream("inventory-service", server, 5.0, TracerProvider(), transport)
+    CONNECTIONS.clear()
+    try:
+        await downstream.request("GET", "/ok")
+        await downstream.request("GET", "/ok")
+        assert len(CONNECTIONS) == 1, "reused while fresh"
+        await asyncio.sleep(KEEPALIVE_SECONDS + 1)
+        await downstream.request("GET", "/ok")
+    finally:
+        await downstream.aclose()
+    assert KEEPALIVE_SECONDS < 5
+    assert len(CONNECTIONS) == 2, "an idle connection past the expiry is not reused"
 
 
 def test_an_unknown_transport_is_refused_with_the_known_ones() -> None:
