@@ -105,9 +105,15 @@ LEVERS = (
         "`HTTP_CLIENT_TRANSPORT=httpcore` (the previous setting: httpx's own transport)",
     ),
     Lever(
+        "batch-32",
+        {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "32"},
+        "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=32` (shorter encoding bursts, more export calls)",
+    ),
+    Lever(
         "batch-128",
         {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "128"},
-        "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128` (shorter encoding bursts)",
+        "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=128`",
+        default=False,
     ),
     Lever(
         "delay-100ms",
