@@ -105,6 +105,11 @@ LEVERS = (
         "`HTTP_CLIENT_TRANSPORT=httpcore` (the previous setting: httpx's own transport)",
     ),
     Lever(
+        "thread-pool",
+        {"DATABASE_THREAD_POOL": "always"},
+        "`DATABASE_THREAD_POOL=always` (the previous setting: SQLite calls in the thread pool)",
+    ),
+    Lever(
         "batch-32",
         {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "32"},
         "`OTEL_BSP_MAX_EXPORT_BATCH_SIZE=32` (shorter encoding bursts, more export calls)",

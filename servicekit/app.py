@@ -91,6 +91,8 @@ class ServiceApp(FastAPI):
             seeds,
             migrations,
         )
+        if settings.database_thread_pool == "always":
+            db.inline = False  # every call through the thread pool (docs/benchmarks.md)
         self.readiness_checks.append(db.ping)
         self.shutdown_hooks.append(db.close)
         return db

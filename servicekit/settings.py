@@ -46,6 +46,11 @@ class ServiceSettings(ServerBounds):
     database_pool_size: int = Field(
         DEFAULT_POOL_SIZE, ge=1, description="PostgreSQL connections one process holds at most"
     )
+    database_thread_pool: Literal["auto", "always"] = Field(
+        "auto",
+        description="auto: SQLite's statements on the event loop, PostgreSQL's in the thread"
+        " pool; always: every store call in the thread pool (servicekit/storage/base.py)",
+    )
     log_level: str = "INFO"
     max_body_bytes: int = Field(64 * 1024, description="larger bodies get 413")
     max_uri_bytes: int = Field(8192, gt=0, description="longer request targets get 414")

@@ -245,3 +245,14 @@ async def test_a_call_runs_on_the_loop_for_sqlite_and_in_the_pool_for_postgresql
     assert count == 2
     # SQLite's statements take microseconds: a thread hop would cost more than they do.
     assert (ran_on == loop_thread) is (db.system == "sqlite")
+
+
+def test_database_thread_pool_always_sends_sqlite_calls_to_the_pool(tmp_path: Path) -> None:
+    from inventory_service.app import InventorySettings, create_app
+
+    for choice, inline in (("auto", True), ("always", False)):
+        settings = InventorySettings(data_dir=tmp_path / choice, database_thread_pool=choice)
+        app = create_app(settings)
+        assert app.state.store.db.inline is inline, choice
+        for hook in app.shutdown_hooks:
+            hook()
