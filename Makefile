@@ -111,7 +111,7 @@ load: ## Locust, headless: USERS, SPAWN_RATE, RUN_TIME against LOAD_HOST (starts
 	@$(PY) -m locust -f load/locustfile.py --headless --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 		--run-time $(RUN_TIME) --stop-timeout 10 --host $(or $(LOAD_HOST),$$($(PY) -m stackctl url gateway))
 
-bench: install ## Tracing cost, SDK floor, order path floor, levers, span delivery, time to queryable, then bench-replicas (wrk; ~36 min) -> docs/benchmarks.md
+bench: install ## Tracing cost, SDK floor, order path floor, levers, span delivery, time to queryable, then bench-replicas (wrk; ~40 min) -> docs/benchmarks.md
 	@$(INSTALL) --bench-tools
 	@$(PY) benchmarks/overhead.py $(BENCH_ARGS)
 	@$(INSTALL) --postgres

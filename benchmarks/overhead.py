@@ -1,6 +1,6 @@
 """What tracing costs the order stack, whether every span arrives, and how soon it is queryable.
 
-    make bench                                   # the defaults below, ~7 min on 2 cores
+    make bench                                   # the defaults below, ~33 min on 2 cores
     python benchmarks/overhead.py --rounds 3 --duration 20 --sustain 60 [--no-profile]
     python benchmarks/overhead.py --levers switch-1ms,gzip   # or --levers none
 
