@@ -70,7 +70,9 @@ class CompensationBacklog:
     def ids(self, limit: int | None = None) -> list[str]:
         """The oldest first; ``limit`` bounds what one order retries after a long outage."""
         statement = f"SELECT {self.column} FROM {self.table} ORDER BY created_at"
-        with self.db.read() as cur:
+        # Untraced like the count: an order that retries earlier compensations reads the
+        # backlog, but the read is no step of that order (each retry has a trace of its own).
+        with self.db.read(traced=False) as cur:
             if limit is None:
                 rows = cur.execute(statement).fetchall()
             else:
