@@ -1293,6 +1293,7 @@ def main() -> int:
         say(f"note: --sustain {args.sustain:g} is below the 60 s the span-delivery check asks for")
 
     info = machine()
+    light_seconds = max(8.0, args.duration * 2 / 3)  # a single-client round, shared or pinned
     load_before = loadavg()
     say(
         f"{info['nproc']} cores ({info['cpu_model']}), load average {load_before}; "
@@ -1328,7 +1329,7 @@ def main() -> int:
         say(f"saturating load, c={args.connections}")
         heavy = alternate(benches, args.rounds, args.connections, args.duration)
         say("light load, c=1")
-        light = alternate(benches, args.light_rounds, 1, max(8.0, args.duration * 2 / 3))
+        light = alternate(benches, args.light_rounds, 1, light_seconds)
         cores = split_cores()
         pinned_: list[Round] = []
         pinned_light: list[Round] = []
@@ -1340,9 +1341,7 @@ def main() -> int:
                 benches, args.pinned_rounds, args.connections, args.duration, cores
             )
             say("light load, c=1, pinned")
-            pinned_light = pinned_rounds(
-                benches, args.pinned_rounds, 1, max(8.0, args.duration * 2 / 3), cores
-            )
+            pinned_light = pinned_rounds(benches, args.pinned_rounds, 1, light_seconds, cores)
         saturated = summarise(heavy, "on")["rps"]
         target = SUSTAIN_SHARE * saturated
         say(f"pacing wrk to {target:.0f} req/s ({SUSTAIN_SHARE:.0%} of {saturated:.0f})")
@@ -1446,7 +1445,7 @@ def main() -> int:
         *rounds_table(heavy),
         "",
         *pinned_lines(pinned_, cores, args.connections, args.duration),
-        *pinned_lines(pinned_light, cores, 1, max(8.0, args.duration * 2 / 3)),
+        *pinned_lines(pinned_light, cores, 1, light_seconds),
         "### Latency for a single client (1 connection)",
         "",
         *comparison_table(light),
