@@ -92,7 +92,9 @@ def _like_httpcore(exc: httpx.TransportError, request: httpx.Request) -> httpx.T
         kind = httpx.ConnectError
     elif isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
         kind = httpx.RemoteProtocolError
-    elif isinstance(cause, aiohttp.ClientOSError):
+    elif isinstance(cause, aiohttp.ClientConnectionError):
+        # The connection broke once open (reset, "Cannot write to closing transport" as the
+        # server closes it, ...): the request may have gone out, as with httpcore's ReadError.
         kind = httpx.ReadError
     else:
         return exc

@@ -9,13 +9,21 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from servicekit.http_client import KEEPALIVE_SECONDS, TRANSPORTS, Downstream, make_transport
+from servicekit.http_client import (
+    KEEPALIVE_SECONDS,
+    TRANSPORTS,
+    Downstream,
+    _like_httpcore,
+    make_transport,
+)
 from servicekit.problems import ProblemError
 from servicekit.telemetry import configure_process
 
@@ -167,6 +175,31 @@ async def test_an_idle_connection_is_let_go_before_the_server_would_close_it(
         await downstream.aclose()
     assert KEEPALIVE_SECONDS < 5
     assert len(CONNECTIONS) == 2, "an idle connection past the expiry is not reused"
+
+
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        # A server closing a pooled connection as a request is written to it (SIGTERM).
+        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx.ReadError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx.ReadError),
+        (aiohttp.ServerConnectionError(), httpx.ReadError),
+        (aiohttp.ClientConnectionError(), httpx.ReadError),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ConnectionTimeoutError(), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError(), httpx.ReadTimeout),
+    ],
+)
+def test_a_broken_connection_is_never_taken_for_a_timeout(
+    cause: Exception, expected: type[httpx.TransportError]
+) -> None:
+    """httpx-aiohttp turns every ``ClientConnectionError`` it has no entry for into
+    ``ConnectTimeout`` (a 504 here); a connection that broke is a 503 that may have been
+    delivered, as on httpx's own transport."""
+    request = httpx.Request("POST", "http://inventory-service/inventory/reserve")
+    mapped = httpx.ConnectTimeout(str(cause), request=request)
+    mapped.__cause__ = cause
+    assert type(_like_httpcore(mapped, request)) is expected
 
 
 def test_an_unknown_transport_is_refused_with_the_known_ones() -> None:
