@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from servicekit.catalog import SERVICES
 from stackctl import haproxy
 from stackctl.ports import free_ports
+from tests.unit.test_stackctl_replicas import replicated
 
 
 class Replica:
@@ -99,3 +101,15 @@ def test_a_refused_connection_is_retried_on_another_replica(balancer) -> None:
     ]
     assert statuses == [200] * 4
     assert healthy.requests == 4 and gone.requests == 0
+
+
+def test_debian_haproxy_accepts_the_config(tmp_path: Path) -> None:
+    stack = replicated(tmp_path, replicas=3)
+    fronts = {
+        spec.name: (stack.ports.of(spec), stack.replica_ports[spec.name]) for spec in SERVICES
+    }
+    path = haproxy.write_config(stack.run_dir, fronts)
+    checked = subprocess.run(
+        [str(haproxy.binary()), "-c", "-f", str(path)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
