@@ -10,7 +10,6 @@ from fastapi import APIRouter, Header, Path, Response, status
 from httpx import ASGITransport
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
 
 from api_gateway.admin_proxy import admin_proxy
 from api_gateway.clients import InventoryClient, OrderClient
@@ -155,7 +154,7 @@ def create_app(
     app.state.idempotency = IdempotencyStore(gateway_db, lease, grace)
     if gateway_db.shared:  # other gateways take this one's leases over once its beats stop
         heartbeat = app.state.idempotency.heartbeat
-        app.every(HEARTBEAT_SECONDS, lambda: run_in_threadpool(heartbeat))
+        app.every(HEARTBEAT_SECONDS, lambda: gateway_db.call(heartbeat))
     if app.state.idempotency.orphaned:
         log.warning(
             "%d Idempotency-Key(s) left in progress by an earlier gateway: retries take them"
