@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from api_gateway.compensation import SCHEMA as BACKLOG_SCHEMA
 from api_gateway.compensation import release_backlog
@@ -252,7 +253,8 @@ def test_database_thread_pool_always_sends_sqlite_calls_to_the_pool(tmp_path: Pa
 
     for choice, inline in (("auto", True), ("always", False)):
         settings = InventorySettings(data_dir=tmp_path / choice, database_thread_pool=choice)
-        app = create_app(settings)
+        # An in-memory exporter: the default OTLP one would try localhost:4317 at exit.
+        app = create_app(settings, exporter=InMemorySpanExporter())
         assert app.state.store.db.inline is inline, choice
         for hook in app.shutdown_hooks:
             hook()
