@@ -313,7 +313,7 @@ def wrk(
     ids_path: Path | None = None,
     rate: float | None = None,
     delay_ms: float = 0.0,
-    cpus: set[int] | None = None,
+    cpus: frozenset[int] | set[int] | None = None,
 ) -> dict:
     """One wrk run; with ``rate``, held near that many requests per second by pausing each
     connection between its requests (``delay_ms`` the first pause; benchmarks/order.lua);
@@ -485,7 +485,7 @@ def pinned_rounds(
                 traced.settle()
             others = [b for m, b in benches.items() if m != mode]
             with pinned(pair[mode], cores):
-                r = measure(pair[mode], others, connections, seconds, cpus=set(cores.backends))
+                r = measure(pair[mode], others, connections, seconds, cpus=cores.backends)
             r.number = number
             results.append(r)
             w = r.wrk
@@ -540,20 +540,12 @@ def pinned_freshness(
     idle = [b for mode, b in benches.items() if mode != "on"]
     saturated = summarise(rounds, "on")["rps"]
     target = SUSTAIN_SHARE * saturated
-    for traced in benches.values():
+    for traced in idle:  # no export backlog burns CPU during this run
         traced.settle()
     with pinned(bench, cores):
         delay = paced_delay(bench, pace.connections, target, latency_ms, cores.backends)
-        probes, load = timed_load(
-            bench,
-            idle,
-            replace(pace, rate=target - 1 / pace.every, delay_ms=delay, cpus=cores.backends),
-        )
-    s = probes.seconds or [float("inf")]
-    say(
-        f"  pinned: {offered_rate(probes, load):.1f} req/s; queryable p50 "
-        f"{quantile(s, 0.5):.2f} s, p95 {quantile(s, 0.95):.2f} s"
-    )
+        paced = replace(pace, rate=target - 1 / pace.every, delay_ms=delay, cpus=cores.backends)
+        probes, load = freshness(bench, idle, paced)
     return probes, load, saturated
 
 
@@ -562,9 +554,7 @@ def pinned_freshness_row(fresh: tuple[Probes, Round, float] | None, shared: Prob
     if fresh is None:
         return []
     probes, load, saturated = fresh
-    p95, shared_p95 = (
-        quantile(p.seconds, 0.95) if p.seconds else float("inf") for p in (probes, shared)
-    )
+    p95, shared_p95 = queryable_p95(probes), queryable_p95(shared)
     rate = offered_rate(probes, load)
     return [
         "| the same time-to-queryable goal, collector and Jaeger on their own core (not a goal "
@@ -722,7 +712,7 @@ def paced_delay(
         6,
         rate=target_rps,
         delay_ms=delay,
-        cpus=set(cpus) if cpus else None,
+        cpus=cpus,
     )
     rps = requests_per_second(result)
     return max(0.0, delay + 1000 * connections * (1 / target_rps - 1 / rps))
@@ -807,7 +797,7 @@ def timed_load(
         ids_path=ids_path,
         rate=pace.rate,
         delay_ms=pace.delay_ms,
-        cpus=set(pace.cpus) if pace.cpus else None,
+        cpus=pace.cpus,
     )
     thread.join()
     return probes, load
@@ -825,6 +815,11 @@ def freshness(bench: Bench, idle: list[Bench], pace: Pace) -> tuple[Probes, Roun
         else f"  {bench.mode}: no timed order completed"
     )
     return probes, load
+
+
+def queryable_p95(probes: Probes) -> float:
+    """The timed orders' p95 time to queryable (s); infinite when none completed."""
+    return quantile(probes.seconds, 0.95) if probes.seconds else float("inf")
 
 
 def offered_rate(probes: Probes, load: Round) -> float:
@@ -1126,8 +1121,7 @@ def goal_lines(
     ratio = max(added_cpu(heavy), added_cpu(light)) / floor["floor_ms"]
     p99 = costs(light)["p99"]
     load: Round = delivery["load"]
-    seconds = delivery["probes"].seconds
-    p95 = quantile(seconds, 0.95) if seconds else float("inf")
+    p95 = queryable_p95(delivery["probes"])
     rate = offered_rate(delivery["probes"], load)
     share = rate / delivery["saturated"]
     return [
